@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing Switchboard needs on Debian 12, and only what is missing.
+# Runs apt-get as root, or through sudo when available; otherwise it names what is missing.
+set -euo pipefail
+
+PKGS=(
+  pkg-config libssl-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools
+  python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-numpy
+)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(chromium ffmpeg sip-tester)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: missing packages and no root/sudo: ${missing[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  # playwright-core drives Debian's Chromium; it never downloads a browser of its own.
+  if [ ! -d integration-tests/node_modules/playwright-core ]; then
+    (cd integration-tests && npm install --no-audit --no-fund --silent)
+  fi
+fi
