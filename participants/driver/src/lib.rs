@@ -193,13 +193,7 @@ pub trait Driver: Send {
 
     /// Sends one media packet on a slot. `meta` is already rewritten for the slot (PT, seq, ts);
     /// the driver sets the slot's SSRC.
-    fn write_media(
-        &mut self,
-        now: Instant,
-        slot: SlotKey,
-        meta: &RtpMeta,
-        payload: &[u8],
-    ) -> Result<(), WriteError>;
+    fn write_media(&mut self, now: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError>;
 
     /// Asks the publisher of `track` for a keyframe.
     fn request_keyframe(&mut self, track: TrackKey, kind: KeyframeKind);

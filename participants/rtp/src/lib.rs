@@ -1,1 +1,4 @@
-pub fn placeholder() {}
+mod rtp_header;
+mod sdes;
+mod sdp;
+mod srtp;

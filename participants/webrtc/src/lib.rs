@@ -1,1 +1,24 @@
-pub fn placeholder() {}
+//! WebRTC participants for Switchboard, on str0m.
+//!
+//! Each [`WebrtcDriver`] is one peer connection: ICE-lite (the bridge has public host candidates
+//! and never probes), DTLS-SRTP, and str0m's RTP mode so packets are forwarded as they came rather
+//! than depacketized and packetized again. Many drivers share one UDP socket; the room finds the
+//! owner of a datagram with [`Driver::accepts`](switchboard_driver::Driver::accepts).
+//!
+//! The driver only answers offers. Its track and slot keys are m-line indices.
+
+mod driver;
+mod negotiated;
+mod offer;
+
+pub use driver::WebrtcDriver;
+
+use std::sync::Once;
+
+/// Process-wide setup: installs str0m's crypto provider (OpenSSL). With default features off,
+/// str0m would otherwise build a fresh provider for every session. Safe to call any number of
+/// times; [`WebrtcDriver::new`] calls it too.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}

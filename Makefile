@@ -1,0 +1,34 @@
+# Switchboard. `make run` and `make test` install what is missing first (see scripts/install-deps.sh).
+SHELL := /bin/bash
+CARGO ?= cargo
+CONFIG ?= config/switchboard.toml
+
+.PHONY: run test deps test-deps build build-release unit integration lint fmt bench clean-run
+
+deps:
+	./scripts/install-deps.sh
+
+test-deps:
+	./scripts/install-deps.sh --test
+
+build: deps
+	$(CARGO) build --release --bin switchboard
+
+run: build
+	./target/release/switchboard --config $(CONFIG)
+
+# Every test: unit and simulation tests of the core and drivers, then the integration tests that
+# start the real daemon and drive real peers (Chromium, GStreamer webrtcbin, RTP/SRTP senders).
+test: test-deps
+	$(CARGO) build --bin switchboard
+	$(CARGO) test --workspace --exclude switchboard-integration-tests
+	$(CARGO) test -p switchboard-integration-tests -- --test-threads=2
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+fmt:
+	$(CARGO) fmt --all

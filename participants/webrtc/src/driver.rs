@@ -1,0 +1,349 @@
+//! [`WebrtcDriver`]: one WebRTC participant as a sans-IO [`Driver`] on a str0m [`Rtc`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::error::SdpError;
+use str0m::media::{KeyframeRequestKind, MediaKind as S0Kind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as S0Output, Rtc, RtcError};
+use switchboard_driver::{
+    DisconnectReason, Driver, DriverEvent, DropReason, KeyframeKind, Negotiated, NegotiationError, Output,
+    ParticipantKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
+};
+
+use crate::negotiated;
+use crate::offer::{OfferScan, SUPPORTED};
+
+/// One WebRTC participant: ICE-lite, DTLS-SRTP and raw RTP in and out, on str0m.
+///
+/// The bridge only answers offers. Track and slot keys are m-line indices, so they stay stable
+/// across renegotiation.
+pub struct WebrtcDriver {
+    rtc: Rtc,
+    /// The last accepted offer's layout: m-line index to mid, raw fmtp strings.
+    scan: OfferScan,
+    negotiated: Negotiated,
+    /// Events raised outside `poll` (which alone has an [`Output`]), handed out by the next `poll`.
+    pending: VecDeque<DriverEvent>,
+    /// The last SSRC seen per track, for keyframe requests on streams str0m keys by rid.
+    rx_ssrc: Vec<(TrackKey, str0m::rtp::Ssrc)>,
+    /// Latest time seen, for `accepts`, which the trait gives no clock.
+    last_now: Instant,
+    /// `write_media` queued packets that str0m only releases once time is fed in.
+    needs_tick: bool,
+    closing: bool,
+    /// Why the session ended, once known; reported once.
+    ended: Option<DisconnectReason>,
+    ended_reported: bool,
+}
+
+impl WebrtcDriver {
+    /// A driver that will answer on the given local host candidates (the shared UDP socket's
+    /// addresses). Addresses str0m refuses as candidates (unspecified, multicast) are skipped.
+    pub fn new(now: Instant, candidates: &[SocketAddr]) -> Self {
+        crate::init();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            // Stats events cost a walk over every stream each interval; the room keeps its own.
+            .set_stats_interval(None)
+            .build(now);
+        for addr in candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    if rtc.add_local_candidate(c).is_none() {
+                        tracing::warn!("str0m refused a local candidate");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "unusable local candidate"),
+            }
+        }
+        WebrtcDriver {
+            rtc,
+            scan: OfferScan::default(),
+            negotiated: Negotiated { tracks: Vec::new(), slots: Vec::new() },
+            pending: VecDeque::new(),
+            rx_ssrc: Vec::new(),
+            last_now: now,
+            needs_tick: false,
+            closing: false,
+            ended: None,
+            ended_reported: false,
+        }
+    }
+
+    fn accept_offer(&mut self, sdp: &str) -> Result<String, NegotiationError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(parse_error(&e)))?;
+        let scan = OfferScan::parse(sdp);
+        if scan.lines.is_empty() {
+            return Err(NegotiationError::BadSdp("the offer has no m-lines".into()));
+        }
+        // str0m disconnects the session for an offer without a fingerprint; refuse it first so a
+        // bad offer leaves the driver usable.
+        if !scan.has_fingerprint {
+            return Err(NegotiationError::BadSdp("missing a=fingerprint (DTLS is required)".into()));
+        }
+        if !scan.has_supported_codec() {
+            return Err(no_common_codec(&scan));
+        }
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
+            RtcError::RemoteSdp(msg) => NegotiationError::BadSdp(msg),
+            other => NegotiationError::BadSdp(other.to_string()),
+        })?;
+        self.negotiated = negotiated::build(&mut self.rtc, &scan, &self.negotiated);
+        self.scan = scan;
+        if !negotiated::any_media_enabled(&self.rtc, &self.scan) {
+            // Names matched but str0m took no format (e.g. an H.264 profile it lacks).
+            return Err(no_common_codec(&self.scan));
+        }
+        Ok(answer.to_sdp_string())
+    }
+
+    fn track_of(&mut self, ssrc: str0m::rtp::Ssrc) -> Option<TrackKey> {
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let key = TrackKey(self.scan.index_of(mid)?);
+        self.negotiated.tracks.iter().any(|t| t.key == key).then_some(key)
+    }
+
+    fn on_rtp(&mut self, p: RtpPacket, out: &mut dyn Output) {
+        let ssrc = p.header.ssrc;
+        let Some(track) = self.track_of(ssrc) else {
+            out.event(DriverEvent::Dropped { reason: DropReason::NoRoute });
+            return;
+        };
+        match self.rx_ssrc.iter_mut().find(|(t, _)| *t == track) {
+            Some(entry) => entry.1 = ssrc,
+            None => self.rx_ssrc.push((track, ssrc)),
+        }
+        let meta = RtpMeta {
+            pt: Pt(*p.header.payload_type),
+            seq: SeqNo(*p.seq_no),
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            ssrc: Ssrc(*ssrc),
+            // str0m keeps the level as negative dBov; the bridge keeps RFC 6464's 0..=127.
+            audio_level: p.header.ext_vals.audio_level.map(|l| l.saturating_neg()),
+        };
+        out.media(track, &meta, &p.payload);
+    }
+
+    fn on_event(&mut self, e: Event, out: &mut dyn Output) {
+        match e {
+            Event::Connected => out.event(DriverEvent::Connected),
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.end(DisconnectReason::IceFailed);
+            }
+            // The peer closed DTLS; str0m drains its own close and then goes dead.
+            Event::Closed => self.end(DisconnectReason::Closed),
+            Event::RtpPacket(p) => self.on_rtp(p, out),
+            Event::KeyframeRequest(req) => {
+                let Some(index) = self.scan.index_of(req.mid) else {
+                    return;
+                };
+                let kind = match req.kind {
+                    KeyframeRequestKind::Pli => KeyframeKind::Pli,
+                    KeyframeRequestKind::Fir => KeyframeKind::Fir,
+                };
+                out.event(DriverEvent::KeyframeRequest { slot: SlotKey(index), kind });
+            }
+            Event::MediaAdded(_) | Event::MediaChanged(_) => {
+                self.negotiated = negotiated::build(&mut self.rtc, &self.scan, &self.negotiated);
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, reason: DisconnectReason) {
+        self.ended.get_or_insert(reason);
+    }
+}
+
+impl Driver for WebrtcDriver {
+    fn kind(&self) -> ParticipantKind {
+        ParticipantKind::Webrtc
+    }
+
+    fn negotiate(&mut self, now: Instant, sdp: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+        self.last_now = self.last_now.max(now);
+        match sdp {
+            SdpInput::Offer(sdp) => self.accept_offer(sdp).map(Some),
+            SdpInput::Answer(_) => {
+                Err(NegotiationError::UnexpectedState("a WebRTC participant offers; the bridge only answers".into()))
+            }
+        }
+    }
+
+    fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    fn accepts(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> bool {
+        let Ok(recv) = Receive::new(Protocol::Udp, src, dst, data) else {
+            return false;
+        };
+        self.rtc.accepts(&Input::Receive(self.last_now, recv))
+    }
+
+    fn handle_receive(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        let recv = match Receive::new(Protocol::Udp, src, dst, data) {
+            Ok(r) => r,
+            Err(_) => {
+                self.pending.push_back(DriverEvent::Dropped { reason: DropReason::Malformed });
+                return;
+            }
+        };
+        // str0m drops bad RTP/RTCP/SRTP silently; what errors here is mostly a DTLS record it
+        // could not take. One bad datagram must not end the session, so count it and go on.
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, recv)) {
+            tracing::debug!(error = %e, "datagram refused");
+            self.pending.push_back(DriverEvent::Dropped { reason: DropReason::Malformed });
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.needs_tick = false;
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::warn!(error = %e, "timeout handling failed; closing");
+            self.rtc.disconnect();
+            self.end(DisconnectReason::DtlsFailed);
+        }
+    }
+
+    fn write_media(&mut self, now: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
+        self.last_now = self.last_now.max(now);
+        let info = self.negotiated.slots.iter().find(|s| s.key == slot).ok_or(WriteError::NoSuchSlot)?;
+        if !info.codecs.iter().any(|c| c.pt == meta.pt) {
+            return Err(WriteError::PayloadType(meta.pt.0));
+        }
+        let nackable = info.kind == switchboard_driver::MediaKind::Video;
+        let mid = negotiated::mid_at(&self.scan, slot.0).ok_or(WriteError::NoSuchSlot)?;
+        if !self.rtc.is_alive() || self.closing {
+            return Err(WriteError::Refused("session closed".into()));
+        }
+        // str0m's send queue has no bound and only drains once SRTP is up; queueing before then
+        // would grow without limit and burst stale media on connect.
+        if !self.rtc.is_connected() {
+            return Err(WriteError::Refused("not connected".into()));
+        }
+        let mut api = self.rtc.direct_api();
+        let stream =
+            api.stream_tx_by_mid(mid, None).ok_or_else(|| WriteError::Refused("no send stream for the slot".into()))?;
+        let mut ext = ExtensionValues::default();
+        if let Some(level) = meta.audio_level {
+            ext.audio_level = Some(-(level.unsigned_abs().min(127) as i8));
+            // str0m writes the level only with a voice-activity flag; RtpMeta has none to carry.
+            ext.voice_activity = Some(false);
+        }
+        // why: str0m takes the payload as an owned Arc<[u8]>; this copy is the one per-packet
+        // allocation on the send path, and it lives inside str0m's API.
+        let payload: Arc<[u8]> = Arc::from(payload);
+        let write = RtpWrite::new(meta.pt.0.into(), meta.seq.0.into(), meta.timestamp, now, payload)
+            .marker(meta.marker)
+            .ext_vals(ext)
+            // Audio is not worth resending; video is, and str0m answers NACKs from its cache.
+            .nackable(nackable);
+        stream.write_rtp(write);
+        self.needs_tick = true;
+        Ok(())
+    }
+
+    fn request_keyframe(&mut self, track: TrackKey, kind: KeyframeKind) {
+        let Some(mid) = negotiated::mid_at(&self.scan, track.0) else {
+            return;
+        };
+        if self.rtc.media(mid).is_none_or(|m| m.kind() != S0Kind::Video) {
+            return;
+        }
+        let kind = match kind {
+            KeyframeKind::Pli => KeyframeRequestKind::Pli,
+            KeyframeKind::Fir => KeyframeRequestKind::Fir,
+        };
+        let last_ssrc = self.rx_ssrc.iter().find(|(t, _)| *t == track).map(|(_, s)| *s);
+        let mut api = self.rtc.direct_api();
+        if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(kind);
+        } else if let Some(rx) = last_ssrc.and_then(|s| api.stream_rx(&s)) {
+            rx.request_keyframe(kind);
+        }
+    }
+
+    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
+        self.last_now = self.last_now.max(now);
+        while let Some(e) = self.pending.pop_front() {
+            out.event(e);
+        }
+        if self.needs_tick {
+            self.handle_timeout(now);
+        }
+        let next = loop {
+            match self.rtc.poll_output() {
+                Ok(S0Output::Timeout(t)) => break t,
+                Ok(S0Output::Transmit(t)) => out.transmit(t.source, t.destination, &t.contents),
+                Ok(S0Output::Event(e)) => self.on_event(e, out),
+                Err(e) => {
+                    // str0m's state after a failed poll is unknown (a failed DTLS handshake or a
+                    // fingerprint mismatch); its own examples drop the peer, and so do we.
+                    tracing::warn!(error = %e, "session failed");
+                    let reason = match e {
+                        RtcError::Ice(_) => DisconnectReason::IceFailed,
+                        _ => DisconnectReason::DtlsFailed,
+                    };
+                    self.rtc.disconnect();
+                    self.end(reason);
+                }
+            }
+        };
+        if !self.rtc.is_alive() {
+            self.end(if self.closing { DisconnectReason::Closed } else { DisconnectReason::DtlsFailed });
+        }
+        if let (Some(reason), false) = (self.ended, self.ended_reported) {
+            self.ended_reported = true;
+            out.event(DriverEvent::Disconnected { reason });
+        }
+        next
+    }
+
+    fn close(&mut self, _now: Instant) {
+        self.closing = true;
+        self.end(DisconnectReason::Closed);
+        // An orderly close sends RTCP BYE and DTLS close_notify, which `poll` drains. Before DTLS
+        // is up there is nothing to tell the peer.
+        if !self.rtc.is_connected() || self.rtc.close().is_err() {
+            self.rtc.disconnect();
+        }
+    }
+}
+
+fn no_common_codec(scan: &OfferScan) -> NegotiationError {
+    let supported: Vec<&str> = SUPPORTED.iter().map(|c| c.as_str()).collect();
+    NegotiationError::NoCommonCodec { offered: scan.offered_codecs(), supported: supported.join(", ") }
+}
+
+/// str0m's parse errors span lines and carry a memory address (`PointerOffset(0x...)`) that means
+/// nothing to whoever sent the SDP; keep the rest on one line.
+fn parse_error(e: &SdpError) -> String {
+    let parts: Vec<String> = e
+        .to_string()
+        .lines()
+        .map(|l| match (l.find(" at PointerOffset("), l.rfind(')')) {
+            (Some(start), Some(end)) if end > start => format!("{}{}", &l[..start], &l[end + 1..]),
+            _ => l.to_owned(),
+        })
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("unparseable offer: {}", parts.join("; "))
+}

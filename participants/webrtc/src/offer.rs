@@ -1,0 +1,208 @@
+//! A light read of the offer text for what str0m keeps private: the m-line order (our track and
+//! slot keys), the codec names offered (for a useful "no common codec" error) and the raw `a=fmtp`
+//! strings (handed on as offered, for the mixer's caps).
+//!
+//! str0m still does the real parsing and validation; this scan never rejects anything itself.
+
+use std::collections::BTreeSet;
+
+use str0m::media::Mid;
+use switchboard_driver::Codec;
+
+/// The codecs this driver enables in str0m, in the order the error message lists them.
+pub(crate) const SUPPORTED: [Codec; 5] = [Codec::Opus, Codec::Pcmu, Codec::Pcma, Codec::Vp8, Codec::H264];
+
+/// RFC 3551's static payload types, for m-lines that list them without `a=rtpmap`.
+const STATIC_PTS: [(u8, &str); 24] = [
+    (0, "PCMU"),
+    (3, "GSM"),
+    (4, "G723"),
+    (5, "DVI4"),
+    (6, "DVI4"),
+    (7, "LPC"),
+    (8, "PCMA"),
+    (9, "G722"),
+    (10, "L16"),
+    (11, "L16"),
+    (12, "QCELP"),
+    (13, "CN"),
+    (14, "MPA"),
+    (15, "G728"),
+    (16, "DVI4"),
+    (17, "DVI4"),
+    (18, "G729"),
+    (25, "CelB"),
+    (26, "JPEG"),
+    (28, "nv"),
+    (31, "H261"),
+    (32, "MPV"),
+    (33, "MP2T"),
+    (34, "H263"),
+];
+
+/// Formats that ride along with a codec rather than being one; listing them in an error only
+/// adds noise.
+const NOT_CODECS: [&str; 4] = ["rtx", "red", "ulpfec", "flexfec-03"];
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OfferScan {
+    pub lines: Vec<MLine>,
+    pub has_fingerprint: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MLine {
+    /// `audio`, `video`, `application`, ...
+    pub media: String,
+    /// Converted the way str0m converts it, so lookups in str0m match.
+    pub mid: Option<Mid>,
+    /// Payload types listed on the `m=` line.
+    pub formats: Vec<u8>,
+    rtpmap: Vec<(u8, String)>,
+    fmtp: Vec<(u8, String)>,
+}
+
+impl OfferScan {
+    pub fn parse(sdp: &str) -> OfferScan {
+        let mut scan = OfferScan::default();
+        for line in sdp.lines() {
+            let line = line.trim_end_matches('\r');
+            if let Some(rest) = line.strip_prefix("m=") {
+                let mut parts = rest.split_ascii_whitespace();
+                let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+                // Skip port and proto; what remains are the formats.
+                let formats = parts.skip(2).filter_map(|f| f.parse().ok()).collect();
+                scan.lines.push(MLine { media, formats, ..MLine::default() });
+                continue;
+            }
+            let Some(attr) = line.strip_prefix("a=") else {
+                continue;
+            };
+            if attr.starts_with("fingerprint:") {
+                scan.has_fingerprint = true;
+            }
+            let Some(m) = scan.lines.last_mut() else {
+                continue;
+            };
+            if let Some(v) = attr.strip_prefix("mid:") {
+                m.mid = Some(Mid::from(v.trim()));
+            } else if let Some((pt, v)) = attr.strip_prefix("rtpmap:").and_then(split_pt) {
+                let name = v.split('/').next().unwrap_or_default().trim();
+                m.rtpmap.push((pt, name.to_owned()));
+            } else if let Some((pt, v)) = attr.strip_prefix("fmtp:").and_then(split_pt) {
+                m.fmtp.push((pt, v.trim().to_owned()));
+            }
+        }
+        scan
+    }
+
+    /// The m-line index of `mid`, which is the driver's key for it.
+    pub fn index_of(&self, mid: Mid) -> Option<u16> {
+        let i = self.lines.iter().position(|l| l.mid == Some(mid))?;
+        u16::try_from(i).ok()
+    }
+
+    /// Whether any audio or video m-line offers a codec the driver enables.
+    pub fn has_supported_codec(&self) -> bool {
+        self.lines
+            .iter()
+            .filter(|l| l.is_media())
+            .flat_map(|l| l.codec_names())
+            .filter_map(Codec::from_encoding_name)
+            .any(|c| SUPPORTED.contains(&c))
+    }
+
+    /// The distinct codec names offered on audio and video m-lines, for an error message.
+    pub fn offered_codecs(&self) -> String {
+        let names: BTreeSet<String> = self
+            .lines
+            .iter()
+            .filter(|l| l.is_media())
+            .flat_map(|l| l.codec_names())
+            .filter(|n| !NOT_CODECS.iter().any(|x| x.eq_ignore_ascii_case(n)))
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        if names.is_empty() {
+            "no audio or video codec".to_owned()
+        } else {
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+impl MLine {
+    pub fn is_media(&self) -> bool {
+        self.media == "audio" || self.media == "video"
+    }
+
+    /// The encoding name of `pt` on this m-line, from `a=rtpmap` or the static table.
+    pub fn encoding_name(&self, pt: u8) -> Option<&str> {
+        if let Some((_, name)) = self.rtpmap.iter().find(|(p, _)| *p == pt) {
+            return Some(name);
+        }
+        STATIC_PTS.iter().find(|(p, _)| *p == pt).map(|(_, name)| *name)
+    }
+
+    /// The `a=fmtp` text for `pt`, if the offer gave one and `pt` means `codec` here.
+    pub fn fmtp_for(&self, pt: u8, codec: Codec) -> Option<&str> {
+        let name = self.encoding_name(pt)?;
+        if Codec::from_encoding_name(name) != Some(codec) {
+            return None;
+        }
+        self.fmtp.iter().find(|(p, _)| *p == pt).map(|(_, v)| v.as_str())
+    }
+
+    fn codec_names(&self) -> impl Iterator<Item = &str> {
+        self.formats.iter().filter_map(|pt| self.encoding_name(*pt))
+    }
+}
+
+fn split_pt(v: &str) -> Option<(u8, &str)> {
+    let (pt, rest) = v.split_once(' ')?;
+    Some((pt.trim().parse().ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\n\
+        o=- 1 1 IN IP4 127.0.0.1\r\n\
+        s=-\r\n\
+        t=0 0\r\n\
+        a=fingerprint:sha-256 AB:CD\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 0 18\r\n\
+        a=mid:a-0\r\n\
+        a=rtpmap:111 opus/48000/2\r\n\
+        a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+        a=mid:d\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n\
+        a=mid:v\r\n\
+        a=rtpmap:96 VP8/90000\r\n\
+        a=rtpmap:97 rtx/90000\r\n";
+
+    #[test]
+    fn reads_order_names_and_fmtp() {
+        let scan = OfferScan::parse(OFFER);
+        assert!(scan.has_fingerprint);
+        assert_eq!(scan.lines.len(), 3);
+        // str0m turns characters outside [A-Za-z0-9] into '_'; the scan must agree.
+        assert_eq!(scan.index_of(Mid::from("a-0")), Some(0));
+        assert_eq!(scan.index_of(Mid::from("v")), Some(2));
+        let audio = &scan.lines[0];
+        assert_eq!(audio.encoding_name(0), Some("PCMU"));
+        assert_eq!(audio.fmtp_for(111, Codec::Opus), Some("minptime=10;useinbandfec=1"));
+        assert_eq!(audio.fmtp_for(111, Codec::Vp8), None);
+        assert!(scan.has_supported_codec());
+        assert_eq!(scan.offered_codecs(), "g729, opus, pcmu, vp8");
+    }
+
+    #[test]
+    fn unsupported_only_offer_is_detected() {
+        let scan = OfferScan::parse("m=audio 9 RTP/AVP 18\na=mid:0\n");
+        assert!(!scan.has_supported_codec());
+        assert_eq!(scan.offered_codecs(), "g729");
+        assert!(!OfferScan::parse("garbage\n\0\u{1F600}").has_supported_codec());
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP API, version 1. Paths and field names are a contract (see docs/api.md).
+
+mod body;
+mod error;
+mod events;
+mod participants;
+mod rooms;
+
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::runtime::Handle;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_driver::{ParticipantId, RoomId};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub worker: Handle,
+    pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: joins are refused while participants are closed.
+    pub draining: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/rooms", post(rooms::create).get(rooms::list))
+        .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::delete))
+        .route("/v1/rooms/{room}/participants", post(participants::join))
+        .route(
+            "/v1/rooms/{room}/participants/{id}",
+            get(participants::get).patch(participants::patch).delete(participants::delete),
+        )
+        .route("/v1/rooms/{room}/participants/{id}/dtmf", post(participants::dtmf))
+        .route("/v1/rooms/{room}/events", get(events::stream))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], st.metrics.render())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path; see docs/api.md")
+}
+
+/// Counts every request by method, path template (never the concrete path: it holds ids) and status.
+async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    st.metrics.http_requests.with_label_values(&[&method, &path, resp.status().as_str()]).inc();
+    st.metrics.http_duration.with_label_values(&[&path]).observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+pub(crate) fn room_id(s: &str) -> Result<RoomId, ApiError> {
+    RoomId::new(s).ok_or_else(|| ApiError::bad_request("room id must be 1 to 64 of A-Z a-z 0-9 _ . -"))
+}
+
+pub(crate) fn participant_id(s: &str) -> Result<ParticipantId, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "participant_not_found",
+            format!("no participant {s:?}: ids are 16 hex digits"),
+        )
+    })
+}

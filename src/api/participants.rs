@@ -1,0 +1,120 @@
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::{participant_id, room_id, AppState};
+use crate::core::{AudioPreference, VideoPreference};
+use crate::runtime::{Command, JoinRequest};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use switchboard_driver::ParticipantKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    kind: Option<ParticipantKind>,
+    sdp: Option<String>,
+    display_name: Option<String>,
+    #[serde(default)]
+    audio: AudioPreference,
+    #[serde(default)]
+    video: VideoPreference,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    sdp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dtmf {
+    digits: String,
+    duration_ms: Option<u32>,
+}
+
+/// The participant view with the bridge's SDP beside it.
+fn with_sdp(view: impl serde::Serialize, sdp: Option<String>) -> Value {
+    let mut v = serde_json::to_value(view).unwrap_or(Value::Null);
+    if let (Some(obj), Some(sdp)) = (v.as_object_mut(), sdp) {
+        obj.insert("sdp".into(), Value::String(sdp));
+    }
+    v
+}
+
+pub async fn join(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    JsonBody(body): JsonBody<Join>,
+) -> Result<impl IntoResponse, ApiError> {
+    let room = room_id(&room)?;
+    if st.draining.load(Ordering::Relaxed) {
+        return Err(crate::runtime::CommandError::ShuttingDown.into());
+    }
+    if let Some(name) = &body.display_name {
+        if name.len() > 256 {
+            return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
+        }
+    }
+    let request = JoinRequest {
+        kind: body.kind,
+        sdp: body.sdp,
+        display_name: body.display_name,
+        audio: body.audio,
+        video: body.video,
+    };
+    let joined = st.worker.call(|reply| Command::Join { room, request, reply }).await?;
+    Ok((StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))))
+}
+
+pub async fn get(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    Ok(Json(st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?))
+}
+
+pub async fn patch(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Patch>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    let r = room.clone();
+    let answer = st.worker.call(|reply| Command::Renegotiate { room: r, participant, sdp: body.sdp, reply }).await?;
+    let view = st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?;
+    Ok(Json(with_sdp(view, answer)))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    st.worker.call(|reply| Command::Leave { room, participant, reply }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn dtmf(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Dtmf>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    let valid = |c: char| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D');
+    if body.digits.is_empty() || body.digits.len() > 64 || !body.digits.chars().all(valid) {
+        return Err(ApiError::bad_request("digits must be 1 to 64 of 0-9 * # A-D"));
+    }
+    let duration_ms = body.duration_ms.unwrap_or(100);
+    if !(40..=5000).contains(&duration_ms) {
+        return Err(ApiError::bad_request("duration_ms must be between 40 and 5000"));
+    }
+    let digits = body.digits;
+    st.worker.call(|reply| Command::Dtmf { room, participant, digits, duration_ms, reply }).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}

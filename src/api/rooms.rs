@@ -1,0 +1,46 @@
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::{room_id, AppState};
+use crate::runtime::Command;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    id: Option<String>,
+    max_participants: Option<usize>,
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<CreateRoom>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = body.id.as_deref().map(room_id).transpose()?;
+    if body.max_participants == Some(0) {
+        return Err(ApiError::bad_request("max_participants must be at least 1"));
+    }
+    let room =
+        st.worker.call(|reply| Command::CreateRoom { id, max_participants: body.max_participants, reply }).await?;
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+pub async fn list(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let rooms = st.worker.call(|reply| Command::ListRooms { reply }).await?;
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+pub async fn get(State(st): State<AppState>, Path(room): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let room = room_id(&room)?;
+    Ok(Json(st.worker.call(|reply| Command::GetRoom { room, reply }).await?))
+}
+
+pub async fn delete(State(st): State<AppState>, Path(room): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let room = room_id(&room)?;
+    st.worker.call(|reply| Command::DeleteRoom { room, reply }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

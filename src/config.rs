@@ -1,0 +1,265 @@
+//! Configuration: TOML file, then `SWITCHBOARD_SECTION__KEY` environment variables, then CLI
+//! flags. Unknown keys and bad values fail at start-up with the key named.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub webrtc: WebrtcConfig,
+    pub rtp: RtpConfig,
+    pub media: MediaConfig,
+    pub rooms: RoomsConfig,
+    pub mixer: MixerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Request bodies above this get 413 `body_too_large`.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// The one UDP socket every WebRTC participant shares.
+    pub listen: SocketAddr,
+    /// Addresses put in the answer's host candidates, with the listen port.
+    pub advertised_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    pub bind_ip: IpAddr,
+    pub advertised_ip: IpAddr,
+    /// Each leg takes an even port and the odd one above it (RTCP).
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Latch the send address to where media comes from (symmetric RTP).
+    pub symmetric: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// A participant that sends nothing for this long is closed.
+    pub inactivity_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// Create a room when someone joins a room that does not exist.
+    pub auto_create: bool,
+    pub max_participants: usize,
+    /// An empty room is removed after this long.
+    pub empty_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MixerConfig {
+    /// How many of the loudest speakers a mix carries.
+    pub speakers: usize,
+    pub jitter_buffer_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` env-filter directive, e.g. `info,switchboard=debug`.
+    pub filter: String,
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            webrtc: WebrtcConfig::default(),
+            rtp: RtpConfig::default(),
+            media: MediaConfig::default(),
+            rooms: RoomsConfig::default(),
+            mixer: MixerConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::new(LOOPBACK, 8080), max_body_bytes: 256 * 1024 }
+    }
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig { listen: SocketAddr::new(LOOPBACK, 3478), advertised_ips: vec![LOOPBACK] }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig { bind_ip: LOOPBACK, advertised_ip: LOOPBACK, port_min: 40000, port_max: 40999, symmetric: true }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { inactivity_timeout_secs: 30 }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig { auto_create: true, max_participants: 100, empty_timeout_secs: 60 }
+    }
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        MixerConfig { speakers: 3, jitter_buffer_ms: 40 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("config file {0} not found")]
+    Missing(String),
+}
+
+/// CLI values that override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webrtc: Option<WebrtcOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverride>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpOverride {
+    pub listen: SocketAddr,
+}
+#[derive(Debug, Serialize)]
+pub struct WebrtcOverride {
+    pub listen: SocketAddr,
+}
+#[derive(Debug, Serialize)]
+pub struct LogOverride {
+    pub filter: String,
+}
+
+impl Config {
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.display().to_string()));
+        }
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("SWITCHBOARD_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
+            return bad("rtp.port_min", "must be above 0 and below rtp.port_max");
+        }
+        if self.rtp.port_max - self.rtp.port_min < 1 {
+            return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
+        }
+        if self.webrtc.advertised_ips.is_empty() {
+            return bad("webrtc.advertised_ips", "needs at least one address");
+        }
+        if self.rooms.max_participants == 0 {
+            return bad("rooms.max_participants", "must be at least 1");
+        }
+        if self.media.inactivity_timeout_secs == 0 {
+            return bad("media.inactivity_timeout_secs", "must be at least 1");
+        }
+        if self.mixer.speakers == 0 {
+            return bad("mixer.speakers", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    pub fn inactivity_timeout(&self) -> Duration {
+        Duration::from_secs(self.media.inactivity_timeout_secs)
+    }
+
+    pub fn empty_room_timeout(&self) -> Duration {
+        Duration::from_secs(self.rooms.empty_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(content: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn shipped_config_loads_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml");
+        let cfg = Config::load(&path, &Overrides::default()).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let f = write("[http]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_port_range_is_named() {
+        let f = write("[rtp]\nport_min = 5000\nport_max = 4000\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("rtp.port_min"), "{err}");
+    }
+
+    #[test]
+    fn cli_overrides_file() {
+        let f = write("[http]\nlisten = \"127.0.0.1:1000\"\n");
+        let o =
+            Overrides { http: Some(HttpOverride { listen: "127.0.0.1:2000".parse().unwrap() }), ..Default::default() };
+        assert_eq!(Config::load(f.path(), &o).unwrap().http.listen.port(), 2000);
+    }
+}

@@ -1,0 +1,104 @@
+//! The packet path: what happens to one driver's output. Everything here runs per packet, so it
+//! allocates nothing, locks nothing and logs nothing; it bumps plain counters instead.
+
+use super::participant::{Participant, PublishedTrack};
+use super::stats::{kind_index, RoomStats};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchboard_driver::{DriverEvent, DropReason, Output, RtpMeta, TrackKey};
+
+/// Where datagrams leave the core. The runtime sends them on sockets; tests hand them to a
+/// simulated network.
+pub trait Network {
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]);
+}
+
+/// The output of the participant at `me`, which the room has taken out of its slab for the call,
+/// so every other participant can be borrowed beside it.
+pub(super) struct Fanout<'a> {
+    pub now: Instant,
+    pub me: usize,
+    pub kind: usize,
+    pub tracks: &'a [PublishedTrack],
+    pub others: &'a mut [Option<Participant>],
+    pub net: &'a mut dyn Network,
+    pub stats: &'a mut RoomStats,
+    pub deferred: &'a mut VecDeque<(usize, DriverEvent)>,
+    pub earliest: &'a mut Instant,
+}
+
+impl Output for Fanout<'_> {
+    fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        self.stats.sent[self.kind].add(data.len());
+        self.net.send(from, to, data);
+    }
+
+    fn media(&mut self, key: TrackKey, meta: &RtpMeta, payload: &[u8]) {
+        let Some(track) = self.tracks.iter().find(|t| t.key == key) else {
+            self.stats.drop(DropReason::NoRoute);
+            return;
+        };
+        for r in &track.fanout {
+            let Some(sub) = self.others.get_mut(r.participant).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Participant { driver, slots, kind, next_timeout, .. } = sub;
+            let Some(slot) = slots.iter_mut().find(|s| s.info.key == r.slot) else {
+                continue;
+            };
+            if !slot.info.active {
+                continue;
+            }
+            let Some(pt) = slot.info.pt_for(track.codec) else {
+                self.stats.drop(DropReason::UnknownPayloadType);
+                continue;
+            };
+            let Some(out) = slot.forwarder.rewrite(self.now, track.id, meta, pt) else {
+                continue;
+            };
+            if driver.write_media(self.now, r.slot, &out, payload).is_err() {
+                self.stats.drop(DropReason::Send);
+                continue;
+            }
+            let mut flush = Flush {
+                who: r.participant,
+                kind: kind_index(*kind),
+                net: &mut *self.net,
+                stats: &mut *self.stats,
+                deferred: &mut *self.deferred,
+            };
+            *next_timeout = driver.poll(self.now, &mut flush);
+            *self.earliest = (*self.earliest).min(*next_timeout);
+        }
+    }
+
+    fn event(&mut self, event: DriverEvent) {
+        self.deferred.push_back((self.me, event));
+    }
+}
+
+/// Drains a subscriber right after a write. It cannot fan out (its slab entry is borrowed), and
+/// need not: a subscriber's own received media is always drained by the call that received it.
+struct Flush<'a> {
+    who: usize,
+    kind: usize,
+    net: &'a mut dyn Network,
+    stats: &'a mut RoomStats,
+    deferred: &'a mut VecDeque<(usize, DriverEvent)>,
+}
+
+impl Output for Flush<'_> {
+    fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        self.stats.sent[self.kind].add(data.len());
+        self.net.send(from, to, data);
+    }
+
+    fn media(&mut self, _key: TrackKey, _meta: &RtpMeta, _payload: &[u8]) {
+        self.stats.drop(DropReason::NoRoute);
+    }
+
+    fn event(&mut self, event: DriverEvent) {
+        self.deferred.push_back((self.who, event));
+    }
+}

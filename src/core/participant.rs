@@ -1,0 +1,67 @@
+//! A participant as the room holds it: its driver, what it publishes and how its slots are served.
+
+use super::forwarder::Forwarder;
+use super::routing::{AudioPreference, Route, VideoPreference};
+use serde::Serialize;
+use std::time::Instant;
+use switchboard_driver::{
+    Codec, Driver, MediaKind, ParticipantId, ParticipantKind, SlotInfo, SlotKey, TrackId, TrackKey,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParticipantState {
+    New,
+    Connecting,
+    Connected,
+    Closed,
+}
+
+/// A subscriber slot this room forwards into. `SlotRef` in a fan-out list points at one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRef {
+    pub participant: usize,
+    pub slot: SlotKey,
+}
+
+pub struct PublishedTrack {
+    pub key: TrackKey,
+    pub id: TrackId,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub label: String,
+    /// Where each packet of this track goes. Rebuilt from the routes; read on every packet.
+    pub fanout: Vec<SlotRef>,
+}
+
+pub struct Slot {
+    pub info: SlotInfo,
+    pub route: Option<Route>,
+    pub source: Option<TrackId>,
+    pub codec: Option<Codec>,
+    pub forwarder: Forwarder,
+}
+
+pub struct Participant {
+    pub id: ParticipantId,
+    pub kind: ParticipantKind,
+    pub display_name: Option<String>,
+    pub audio: AudioPreference,
+    pub video: VideoPreference,
+    pub state: ParticipantState,
+    pub driver: Box<dyn Driver>,
+    pub tracks: Vec<PublishedTrack>,
+    pub slots: Vec<Slot>,
+    pub last_received: Instant,
+    pub next_timeout: Instant,
+}
+
+impl Participant {
+    pub fn slot_mut(&mut self, key: SlotKey) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.info.key == key)
+    }
+
+    pub fn track(&self, id: TrackId) -> Option<&PublishedTrack> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+}

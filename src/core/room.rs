@@ -1,0 +1,575 @@
+//! A room: the single owner of its participants, their tracks and the routing table.
+//!
+//! Sans-IO: every call takes `now` and a [`Network`] to send through. The runtime calls
+//! `handle_receive` per datagram and `handle_timeout` when `poll_timeout` says so, and drains
+//! `take_events` / `take_closed` after each call.
+
+use super::events::{LeaveReason, RoomEvent};
+use super::fanout::{Fanout, Network};
+use super::forwarder::Forwarder;
+use super::participant::{Participant, ParticipantState, PublishedTrack, Slot, SlotRef};
+use super::routing::{self, AudioPreference, PolicySlot, PolicySubscriber, PolicyTrack, VideoPreference};
+use super::stats::{kind_index, route_index, RoomGauges, RoomStats};
+use super::view::{ParticipantView, RoomView};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchboard_driver::{
+    Driver, DriverEvent, KeyframeKind, MediaKind, NegotiationError, ParticipantId, ParticipantKind, RoomId, SdpInput,
+    TrackId, TrackKey, WriteError,
+};
+
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    pub max_participants: usize,
+    pub inactivity_timeout: Duration,
+    pub empty_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("room is full ({0} participants)")]
+    Full(usize),
+    #[error("participant not found")]
+    ParticipantNotFound,
+    #[error(transparent)]
+    Negotiation(#[from] NegotiationError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Who joins, before the room has a place for them.
+pub struct Joining {
+    pub id: ParticipantId,
+    pub kind: ParticipantKind,
+    pub display_name: Option<String>,
+    pub audio: AudioPreference,
+    pub video: VideoPreference,
+    pub driver: Box<dyn Driver>,
+}
+
+/// Unique across the process so a track id in an event never means two things.
+static NEXT_TRACK: AtomicU64 = AtomicU64::new(1);
+
+pub struct Room {
+    id: RoomId,
+    cfg: RoomConfig,
+    slab: Vec<Option<Participant>>,
+    index: HashMap<ParticipantId, usize>,
+    /// Which participant publishes a track, for keyframe requests and routing.
+    track_owner: HashMap<TrackId, (usize, TrackKey)>,
+    awaiting_answer: HashMap<ParticipantId, bool>,
+    speakers: Vec<ParticipantId>,
+    events: Vec<RoomEvent>,
+    closed: Vec<ParticipantId>,
+    deferred: VecDeque<(usize, DriverEvent)>,
+    stats: RoomStats,
+    earliest: Instant,
+    empty_since: Option<Instant>,
+}
+
+impl Room {
+    pub fn new(id: RoomId, cfg: RoomConfig, now: Instant) -> Room {
+        Room {
+            id,
+            slab: Vec::new(),
+            index: HashMap::new(),
+            track_owner: HashMap::new(),
+            awaiting_answer: HashMap::new(),
+            speakers: Vec::new(),
+            events: Vec::new(),
+            closed: Vec::new(),
+            deferred: VecDeque::new(),
+            stats: RoomStats::default(),
+            earliest: now + cfg.empty_timeout,
+            empty_since: Some(now),
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    pub fn max_participants(&self) -> usize {
+        self.cfg.max_participants
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn slot_of(&self, id: ParticipantId) -> Option<usize> {
+        self.index.get(&id).copied()
+    }
+
+    /// Adds a participant. With `sdp`, it is the client's offer and the answer is returned;
+    /// without, the driver's offer is returned and `renegotiate` takes the answer. On error the
+    /// room is unchanged.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        joining: Joining,
+        sdp: Option<&str>,
+        net: &mut dyn Network,
+    ) -> Result<String, RoomError> {
+        if self.index.len() >= self.cfg.max_participants {
+            return Err(RoomError::Full(self.cfg.max_participants));
+        }
+        let Joining { id, kind, display_name, audio, video, mut driver } = joining;
+        let (local_sdp, awaiting) = match sdp {
+            Some(offer) => {
+                // Only an offer-handling driver returns an answer; `None` would be a driver bug.
+                let answer = driver
+                    .negotiate(now, SdpInput::Offer(offer))?
+                    .ok_or_else(|| NegotiationError::UnexpectedState("driver produced no answer to an offer".into()))?;
+                (answer, false)
+            }
+            None => (driver.create_offer(now)?, true),
+        };
+        let p = Participant {
+            id,
+            kind,
+            display_name: display_name.clone(),
+            audio,
+            video,
+            state: ParticipantState::Connecting,
+            driver,
+            tracks: Vec::new(),
+            slots: Vec::new(),
+            last_received: now,
+            next_timeout: now,
+        };
+        let idx = match self.slab.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.slab.push(None);
+                self.slab.len() - 1
+            }
+        };
+        self.slab[idx] = Some(p);
+        self.index.insert(id, idx);
+        self.awaiting_answer.insert(id, awaiting);
+        self.empty_since = None;
+        self.events.push(RoomEvent::ParticipantJoined { participant_id: id, kind, display_name });
+        self.sync_negotiated(idx);
+        self.reroute(now, net);
+        self.with_driver(idx, now, net, |_| ());
+        Ok(local_sdp)
+    }
+
+    /// Applies new SDP from the participant: an offer (returns the answer) or the answer to the
+    /// bridge's own offer (returns `None`).
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        sdp: &str,
+        net: &mut dyn Network,
+    ) -> Result<Option<String>, RoomError> {
+        let idx = self.slot_of(id).ok_or(RoomError::ParticipantNotFound)?;
+        let awaiting = self.awaiting_answer.get(&id).copied().unwrap_or(false);
+        let input = if awaiting { SdpInput::Answer(sdp) } else { SdpInput::Offer(sdp) };
+        let answer =
+            self.with_driver(idx, now, net, |d| d.negotiate(now, input)).ok_or(RoomError::ParticipantNotFound)??;
+        self.awaiting_answer.insert(id, false);
+        self.sync_negotiated(idx);
+        self.reroute(now, net);
+        Ok(answer)
+    }
+
+    pub fn leave(&mut self, now: Instant, id: ParticipantId, reason: LeaveReason, net: &mut dyn Network) -> bool {
+        let Some(idx) = self.slot_of(id) else {
+            return false;
+        };
+        self.with_driver(idx, now, net, |d| d.close(now));
+        let Some(p) = self.slab[idx].take() else {
+            return false;
+        };
+        self.index.remove(&id);
+        self.awaiting_answer.remove(&id);
+        self.speakers.retain(|s| *s != id);
+        for t in &p.tracks {
+            self.track_owner.remove(&t.id);
+            self.events.push(RoomEvent::TrackUnpublished { participant_id: id, track_id: t.id });
+        }
+        self.events.push(RoomEvent::ParticipantLeft { participant_id: id, reason });
+        self.closed.push(id);
+        if self.index.is_empty() {
+            self.empty_since = Some(now);
+            self.earliest = self.earliest.min(now + self.cfg.empty_timeout);
+        }
+        self.reroute(now, net);
+        true
+    }
+
+    pub fn send_dtmf(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        digits: &str,
+        duration_ms: u32,
+        net: &mut dyn Network,
+    ) -> Result<(), RoomError> {
+        let idx = self.slot_of(id).ok_or(RoomError::ParticipantNotFound)?;
+        Ok(self
+            .with_driver(idx, now, net, |d| d.send_dtmf(now, digits, duration_ms))
+            .ok_or(RoomError::ParticipantNotFound)??)
+    }
+
+    /// Does this shared-socket datagram belong to participant `idx`?
+    pub fn accepts(&self, idx: usize, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> bool {
+        matches!(self.slab.get(idx), Some(Some(p)) if p.driver.accepts(src, dst, data))
+    }
+
+    /// Finds the participant a shared-socket datagram belongs to. Linear, so callers cache the
+    /// answer by source address.
+    pub fn find_acceptor(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
+        self.slab.iter().flatten().find(|p| p.driver.accepts(src, dst, data)).map(|p| p.id)
+    }
+
+    /// The packet path entry: one datagram for participant `id`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: &[u8],
+        net: &mut dyn Network,
+    ) {
+        let Some(idx) = self.slot_of(id) else {
+            return;
+        };
+        if let Some(Some(p)) = self.slab.get_mut(idx) {
+            p.last_received = now;
+            self.stats.received[kind_index(p.kind)].add(data.len());
+        }
+        self.with_driver(idx, now, net, |d| d.handle_receive(now, src, dst, data));
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.earliest
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, net: &mut dyn Network) {
+        if now < self.earliest {
+            return;
+        }
+        for idx in 0..self.slab.len() {
+            if matches!(&self.slab[idx], Some(p) if p.next_timeout <= now) {
+                self.with_driver(idx, now, net, |d| d.handle_timeout(now));
+            }
+        }
+        let inactive: Vec<ParticipantId> = self
+            .slab
+            .iter()
+            .flatten()
+            .filter(|p| now.saturating_duration_since(p.last_received) >= self.cfg.inactivity_timeout)
+            .map(|p| p.id)
+            .collect();
+        for id in inactive {
+            self.leave(now, id, LeaveReason::Inactive, net);
+        }
+        let mut earliest = self.empty_since.map(|t| t + self.cfg.empty_timeout).unwrap_or(now + Duration::from_secs(1));
+        for p in self.slab.iter().flatten() {
+            earliest = earliest.min(p.next_timeout).min(p.last_received + self.cfg.inactivity_timeout);
+        }
+        self.earliest = earliest.max(now + Duration::from_millis(1)).min(now + Duration::from_secs(1));
+    }
+
+    /// True once the room has been empty for its timeout.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        matches!(self.empty_since, Some(t) if now >= t + self.cfg.empty_timeout)
+    }
+
+    /// Closes everyone, as on shutdown or `DELETE` of the room.
+    pub fn close_all(&mut self, now: Instant, reason: LeaveReason, net: &mut dyn Network) {
+        let ids: Vec<ParticipantId> = self.index.keys().copied().collect();
+        for id in ids {
+            self.leave(now, id, reason, net);
+        }
+    }
+
+    /// Whether `take_events` or `take_closed` has anything, so the runtime can skip both cheaply.
+    pub fn has_news(&self) -> bool {
+        !self.events.is_empty() || !self.closed.is_empty()
+    }
+
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, RoomEvent> {
+        self.events.drain(..)
+    }
+
+    /// Participants that left since the last call, so the runtime can free their sockets.
+    pub fn take_closed(&mut self) -> std::vec::Drain<'_, ParticipantId> {
+        self.closed.drain(..)
+    }
+
+    pub fn take_stats(&mut self) -> RoomStats {
+        std::mem::take(&mut self.stats)
+    }
+
+    pub fn gauges(&self) -> RoomGauges {
+        let mut g = RoomGauges::default();
+        for p in self.slab.iter().flatten() {
+            g.participants[kind_index(p.kind)] += 1;
+            g.tracks += p.tracks.len() as u64;
+            for s in &p.slots {
+                if let Some(r) = s.route {
+                    g.subscriptions[route_index(r)] += 1;
+                }
+            }
+        }
+        g
+    }
+
+    pub fn view(&self) -> RoomView {
+        let mut participants: Vec<ParticipantView> = self
+            .slab
+            .iter()
+            .flatten()
+            .map(|p| ParticipantView::of(&self.id, p, &self.track_owner, &self.slab))
+            .collect();
+        participants.sort_by_key(|p| p.id);
+        RoomView { id: self.id.clone(), max_participants: self.cfg.max_participants, participants: Some(participants) }
+    }
+
+    pub fn participant_view(&self, id: ParticipantId) -> Option<ParticipantView> {
+        let p = self.slab.get(self.slot_of(id)?)?.as_ref()?;
+        Some(ParticipantView::of(&self.id, p, &self.track_owner, &self.slab))
+    }
+
+    /// Runs `f` on one driver with the participant taken out of the slab, drains its output
+    /// through the fan-out, puts it back and handles what it reported.
+    fn with_driver<R>(
+        &mut self,
+        idx: usize,
+        now: Instant,
+        net: &mut dyn Network,
+        f: impl FnOnce(&mut dyn Driver) -> R,
+    ) -> Option<R> {
+        let mut p = self.slab.get_mut(idx).and_then(Option::take)?;
+        let r = f(p.driver.as_mut());
+        let mut out = Fanout {
+            now,
+            me: idx,
+            kind: kind_index(p.kind),
+            tracks: &p.tracks,
+            others: &mut self.slab,
+            net,
+            stats: &mut self.stats,
+            deferred: &mut self.deferred,
+            earliest: &mut self.earliest,
+        };
+        p.next_timeout = p.driver.poll(now, &mut out);
+        self.earliest = self.earliest.min(p.next_timeout);
+        self.slab[idx] = Some(p);
+        self.handle_deferred(now, net);
+        Some(r)
+    }
+
+    fn handle_deferred(&mut self, now: Instant, net: &mut dyn Network) {
+        while let Some((idx, event)) = self.deferred.pop_front() {
+            let Some(Some(p)) = self.slab.get_mut(idx) else {
+                continue;
+            };
+            let id = p.id;
+            match event {
+                DriverEvent::Connected => {
+                    if p.state != ParticipantState::Closed {
+                        p.state = ParticipantState::Connected;
+                    }
+                }
+                DriverEvent::Disconnected { .. } => {
+                    self.leave(now, id, LeaveReason::TransportFailed, net);
+                }
+                DriverEvent::KeyframeRequest { slot, kind } => {
+                    self.stats.keyframe_requests += 1;
+                    let source = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.source);
+                    if let Some(track) = source {
+                        self.request_keyframe(now, track, kind, net);
+                    }
+                }
+                DriverEvent::Dtmf { digit, duration_ms } => {
+                    self.stats.dtmf_events += 1;
+                    self.events.push(RoomEvent::Dtmf { participant_id: id, digit, duration_ms });
+                    self.relay_dtmf(now, idx, digit, duration_ms, net);
+                }
+                DriverEvent::Dropped { reason } => self.stats.drop(reason),
+            }
+        }
+    }
+
+    /// Digits go on to every other participant that negotiated telephone-event, regenerated as
+    /// fresh RFC 4733 events by its own driver.
+    fn relay_dtmf(&mut self, now: Instant, from: usize, digit: char, duration_ms: u32, net: &mut dyn Network) {
+        let mut buf = [0u8; 4];
+        let digits: &str = digit.encode_utf8(&mut buf);
+        for idx in 0..self.slab.len() {
+            let wants = idx != from
+                && matches!(&self.slab[idx], Some(p) if p.slots.iter().any(|s| s.info.active && s.info.telephone_event.is_some()));
+            if wants {
+                // A leg that cannot take the digit only misses it; the room carries on.
+                let _ = self.with_driver(idx, now, net, |d| d.send_dtmf(now, digits, duration_ms));
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, track: TrackId, kind: KeyframeKind, net: &mut dyn Network) {
+        if let Some(&(owner, key)) = self.track_owner.get(&track) {
+            self.with_driver(owner, now, net, |d| d.request_keyframe(key, kind));
+        }
+    }
+
+    /// Brings the participant's tracks and slots in line with what its driver negotiated.
+    fn sync_negotiated(&mut self, idx: usize) {
+        let Some(Some(p)) = self.slab.get_mut(idx) else {
+            return;
+        };
+        let neg = p.driver.negotiated().clone();
+        let pid = p.id;
+        p.tracks.retain(|t| {
+            let keep = neg.tracks.iter().any(|n| n.key == t.key && n.kind == t.kind);
+            if !keep {
+                self.track_owner.remove(&t.id);
+                self.events.push(RoomEvent::TrackUnpublished { participant_id: pid, track_id: t.id });
+            }
+            keep
+        });
+        for n in &neg.tracks {
+            match p.tracks.iter_mut().find(|t| t.key == n.key) {
+                Some(t) => t.codec = n.codec.codec,
+                None => {
+                    let id = TrackId(NEXT_TRACK.fetch_add(1, Ordering::Relaxed));
+                    self.track_owner.insert(id, (idx, n.key));
+                    self.events.push(RoomEvent::TrackPublished {
+                        participant_id: pid,
+                        track_id: id,
+                        kind: n.kind,
+                        codec: n.codec.codec,
+                    });
+                    p.tracks.push(PublishedTrack {
+                        key: n.key,
+                        id,
+                        kind: n.kind,
+                        codec: n.codec.codec,
+                        label: n.label.clone(),
+                        fanout: Vec::new(),
+                    });
+                }
+            }
+        }
+        p.slots.retain(|s| neg.slots.iter().any(|n| n.key == s.info.key));
+        for n in &neg.slots {
+            match p.slots.iter_mut().find(|s| s.info.key == n.key) {
+                Some(s) => s.info = n.clone(),
+                None => {
+                    let rate = n.codecs.first().map(|c| c.clock_rate).unwrap_or(90_000);
+                    p.slots.push(Slot {
+                        info: n.clone(),
+                        route: None,
+                        source: None,
+                        codec: None,
+                        forwarder: Forwarder::new(rate),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Re-runs the RoutingPolicy for every subscriber, reports what changed and rebuilds the
+    /// fan-out lists the packet path reads.
+    fn reroute(&mut self, now: Instant, net: &mut dyn Network) {
+        let mut tracks: Vec<PolicyTrack> = self
+            .slab
+            .iter()
+            .flatten()
+            .flat_map(|p| {
+                p.tracks.iter().map(|t| PolicyTrack { id: t.id, publisher: p.id, kind: t.kind, codec: t.codec })
+            })
+            .collect();
+        tracks.sort_by_key(|t| t.id);
+        let mut keyframes = Vec::new();
+        for idx in 0..self.slab.len() {
+            let Some(p) = self.slab[idx].as_mut() else {
+                continue;
+            };
+            let sub = PolicySubscriber {
+                id: p.id,
+                kind: p.kind,
+                audio: p.audio,
+                video: p.video,
+                slots: p
+                    .slots
+                    .iter()
+                    .map(|s| PolicySlot {
+                        key: s.info.key,
+                        kind: s.info.kind,
+                        codecs: s.info.codecs.iter().map(|c| c.codec).collect(),
+                        current: s.source,
+                    })
+                    .collect(),
+            };
+            let assignments = routing::assign(&sub, &tracks, &self.speakers);
+            for slot in &mut p.slots {
+                let a = assignments.iter().find(|a| a.slot == slot.info.key);
+                let (route, source, codec) = (a.map(|a| a.route), a.and_then(|a| a.track), a.map(|a| a.codec));
+                if (route, source, codec) == (slot.route, slot.source, slot.codec) {
+                    continue;
+                }
+                if slot.route.is_some() {
+                    self.stats.route_switches += 1;
+                }
+                if let Some(c) = codec {
+                    slot.forwarder.set_clock_rate(c.clock_rate());
+                }
+                if slot.info.kind == MediaKind::Video && source.is_some() && source != slot.source {
+                    keyframes.push(source);
+                }
+                slot.route = route;
+                slot.source = source;
+                slot.codec = codec;
+                self.events.push(RoomEvent::RouteChanged {
+                    participant_id: p.id,
+                    slot: slot.info.label.clone(),
+                    route,
+                    track_id: source,
+                    publisher_id: source.and_then(|t| tracks.iter().find(|x| x.id == t)).map(|t| t.publisher),
+                    codec,
+                });
+            }
+        }
+        self.rebuild_fanout();
+        for track in keyframes.into_iter().flatten() {
+            self.request_keyframe(now, track, KeyframeKind::Pli, net);
+        }
+    }
+
+    fn rebuild_fanout(&mut self) {
+        let mut wires = Vec::new();
+        for (idx, p) in self.slab.iter().enumerate() {
+            for s in p.iter().flat_map(|p| &p.slots) {
+                if let (Some(routing::Route::Forward), Some(track)) = (s.route, s.source) {
+                    wires.push((track, SlotRef { participant: idx, slot: s.info.key }));
+                }
+            }
+        }
+        for p in self.slab.iter_mut().flatten() {
+            for t in &mut p.tracks {
+                t.fanout.clear();
+            }
+        }
+        for (track, slot_ref) in wires {
+            if let Some(&(owner, key)) = self.track_owner.get(&track) {
+                if let Some(t) = self.slab[owner].as_mut().and_then(|p| p.tracks.iter_mut().find(|t| t.key == key)) {
+                    t.fanout.push(slot_ref);
+                }
+            }
+        }
+    }
+}

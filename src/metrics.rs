@@ -1,0 +1,168 @@
+//! Named Prometheus records. The core counts in plain integers; this module turns those counts
+//! into metrics. Labels are small fixed sets (kind, route, reason, direction): never a room or a
+//! participant id.
+
+use crate::core::stats::{RoomGauges, RoomStats};
+use crate::core::Route;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use switchboard_driver::{DropReason, ParticipantKind};
+
+pub struct Metrics {
+    registry: Registry,
+    pub rooms: IntGauge,
+    pub participants: IntGaugeVec,
+    pub tracks: IntGauge,
+    pub subscriptions: IntGaugeVec,
+    pub packets: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub dropped: IntCounterVec,
+    pub route_switches: IntCounter,
+    pub keyframe_requests: IntCounter,
+    pub dtmf_events: IntCounter,
+    pub participants_left: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("switchboard")
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        // Names and label sets are fixed at compile time, so registration cannot fail.
+        Self::build().expect("metric definitions are static and valid")
+    }
+
+    fn build() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let m = Metrics {
+            rooms: IntGauge::with_opts(opts("rooms", "Rooms that exist"))?,
+            participants: IntGaugeVec::new(opts("participants", "Participants by kind"), &["kind"])?,
+            tracks: IntGauge::with_opts(opts("tracks", "Published tracks"))?,
+            subscriptions: IntGaugeVec::new(opts("subscriptions", "Served subscriber slots by route"), &["route"])?,
+            packets: IntCounterVec::new(
+                opts("packets_total", "Datagrams by participant kind and direction"),
+                &["kind", "direction"],
+            )?,
+            bytes: IntCounterVec::new(
+                opts("bytes_total", "Datagram bytes by participant kind and direction"),
+                &["kind", "direction"],
+            )?,
+            dropped: IntCounterVec::new(opts("packets_dropped_total", "Packets dropped, by reason"), &["reason"])?,
+            route_switches: IntCounter::with_opts(opts(
+                "route_switches_total",
+                "Times a slot's route or source changed after it was first assigned",
+            ))?,
+            keyframe_requests: IntCounter::with_opts(opts(
+                "keyframe_requests_total",
+                "Keyframe requests relayed from subscribers to publishers",
+            ))?,
+            dtmf_events: IntCounter::with_opts(opts("dtmf_events_total", "DTMF digits received"))?,
+            participants_left: IntCounterVec::new(
+                opts("participants_left_total", "Participants that left, by reason"),
+                &["reason"],
+            )?,
+            http_requests: IntCounterVec::new(
+                opts("http_requests_total", "HTTP requests by method, path template and status"),
+                &["method", "path", "status"],
+            )?,
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "HTTP request duration by path template")
+                    .namespace("switchboard")
+                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+                &["path"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.rooms.clone()))?;
+        m.registry.register(Box::new(m.participants.clone()))?;
+        m.registry.register(Box::new(m.tracks.clone()))?;
+        m.registry.register(Box::new(m.subscriptions.clone()))?;
+        m.registry.register(Box::new(m.packets.clone()))?;
+        m.registry.register(Box::new(m.bytes.clone()))?;
+        m.registry.register(Box::new(m.dropped.clone()))?;
+        m.registry.register(Box::new(m.route_switches.clone()))?;
+        m.registry.register(Box::new(m.keyframe_requests.clone()))?;
+        m.registry.register(Box::new(m.dtmf_events.clone()))?;
+        m.registry.register(Box::new(m.participants_left.clone()))?;
+        m.registry.register(Box::new(m.http_requests.clone()))?;
+        m.registry.register(Box::new(m.http_duration.clone()))?;
+        // Every label value exists from the start, so a scrape shows zeros instead of gaps.
+        for kind in ParticipantKind::ALL {
+            m.participants.with_label_values(&[kind.as_str()]);
+            for dir in ["in", "out"] {
+                m.packets.with_label_values(&[kind.as_str(), dir]);
+                m.bytes.with_label_values(&[kind.as_str(), dir]);
+            }
+        }
+        for route in Route::ALL {
+            m.subscriptions.with_label_values(&[route.as_str()]);
+        }
+        for reason in DropReason::ALL {
+            m.dropped.with_label_values(&[reason.as_str()]);
+        }
+        Ok(m)
+    }
+
+    /// Adds one room's counters since its last harvest.
+    pub fn add_room_stats(&self, s: &RoomStats) {
+        for kind in ParticipantKind::ALL {
+            let i = crate::core::stats::kind_index(kind);
+            let k = kind.as_str();
+            self.packets.with_label_values(&[k, "in"]).inc_by(s.received[i].packets);
+            self.bytes.with_label_values(&[k, "in"]).inc_by(s.received[i].bytes);
+            self.packets.with_label_values(&[k, "out"]).inc_by(s.sent[i].packets);
+            self.bytes.with_label_values(&[k, "out"]).inc_by(s.sent[i].bytes);
+        }
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            if s.dropped[i] > 0 {
+                self.dropped.with_label_values(&[reason.as_str()]).inc_by(s.dropped[i]);
+            }
+        }
+        self.route_switches.inc_by(s.route_switches);
+        self.keyframe_requests.inc_by(s.keyframe_requests);
+        self.dtmf_events.inc_by(s.dtmf_events);
+    }
+
+    /// Sets the gauges from the sum over all rooms.
+    pub fn set_gauges(&self, rooms: usize, g: &RoomGauges) {
+        self.rooms.set(rooms as i64);
+        for kind in ParticipantKind::ALL {
+            let i = crate::core::stats::kind_index(kind);
+            self.participants.with_label_values(&[kind.as_str()]).set(g.participants[i] as i64);
+        }
+        self.tracks.set(g.tracks as i64);
+        for route in Route::ALL {
+            let i = crate::core::stats::route_index(route);
+            self.subscriptions.with_label_values(&[route.as_str()]).set(g.subscriptions[i] as i64);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RoomGauges {
+    pub fn add(&mut self, o: &RoomGauges) {
+        for i in 0..3 {
+            self.participants[i] += o.participants[i];
+        }
+        self.tracks += o.tracks;
+        for i in 0..4 {
+            self.subscriptions[i] += o.subscriptions[i];
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What the HTTP API asks of the media worker. Each command carries its own reply channel, so the
+//! worker never blocks on the API and the API never touches a room.
+
+use crate::core::view::{ParticipantView, RoomView};
+use crate::core::{AudioPreference, VideoPreference};
+use std::sync::Arc;
+use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
+use tokio::sync::{broadcast, oneshot};
+
+pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+/// One SSE event, serialized once for every listener.
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    pub name: &'static str,
+    pub data: String,
+}
+
+pub type EventStream = broadcast::Receiver<Arc<EventFrame>>;
+
+#[derive(Debug)]
+pub struct JoinRequest {
+    pub kind: Option<ParticipantKind>,
+    pub sdp: Option<String>,
+    pub display_name: Option<String>,
+    pub audio: AudioPreference,
+    pub video: VideoPreference,
+}
+
+#[derive(Debug)]
+pub struct Joined {
+    pub participant: ParticipantView,
+    pub sdp: String,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    CreateRoom { id: Option<RoomId>, max_participants: Option<usize>, reply: Reply<RoomView> },
+    ListRooms { reply: Reply<Vec<RoomView>> },
+    GetRoom { room: RoomId, reply: Reply<RoomView> },
+    DeleteRoom { room: RoomId, reply: Reply<()> },
+    Join { room: RoomId, request: JoinRequest, reply: Reply<Joined> },
+    Renegotiate { room: RoomId, participant: ParticipantId, sdp: String, reply: Reply<Option<String>> },
+    GetParticipant { room: RoomId, participant: ParticipantId, reply: Reply<ParticipantView> },
+    Leave { room: RoomId, participant: ParticipantId, reply: Reply<()> },
+    Dtmf { room: RoomId, participant: ParticipantId, digits: String, duration_ms: u32, reply: Reply<()> },
+    Subscribe { room: RoomId, reply: Reply<EventStream> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("room {0} not found")]
+    RoomNotFound(String),
+    #[error("room {0} already exists")]
+    RoomExists(String),
+    #[error("participant not found in this room")]
+    ParticipantNotFound,
+    #[error("{0}")]
+    BadSdp(String),
+    #[error("{0}")]
+    KindMismatch(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("room is full: it holds at most {0} participants")]
+    RoomFull(usize),
+    #[error("no free media ports in the configured range; try again when calls have ended")]
+    NoPorts,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the bridge is shutting down")]
+    ShuttingDown,
+}

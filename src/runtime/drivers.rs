@@ -1,0 +1,35 @@
+//! Builds the driver for a participant kind. The only place the runtime names driver crates.
+
+use super::command::CommandError;
+use crate::config::Config;
+use mio::net::UdpSocket;
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchboard_driver::{Driver, ParticipantKind};
+use switchboard_webrtc::WebrtcDriver;
+
+/// The bound sockets of a new rtp/srtp leg: RTP on an even port, RTCP on the next.
+pub struct LegPorts {
+    pub port: u16,
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+}
+
+pub fn make(
+    kind: ParticipantKind,
+    now: Instant,
+    cfg: &Config,
+    webrtc_local: SocketAddr,
+    leg: Option<&LegPorts>,
+) -> Result<Box<dyn Driver>, CommandError> {
+    match (kind, leg) {
+        (ParticipantKind::Webrtc, _) => {
+            let candidates: Vec<SocketAddr> =
+                cfg.webrtc.advertised_ips.iter().map(|ip| SocketAddr::new(*ip, webrtc_local.port())).collect();
+            Ok(Box::new(WebrtcDriver::new(now, &candidates)))
+        }
+        (ParticipantKind::Rtp | ParticipantKind::Srtp, _) => {
+            Err(CommandError::Unsupported(format!("{} participants are not available yet", kind.as_str())))
+        }
+    }
+}

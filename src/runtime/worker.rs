@@ -1,0 +1,586 @@
+//! The media worker: one thread that owns every room and every media socket.
+//!
+//! It is the IO shell around the sans-IO core: it reads datagrams, hands them to rooms with the
+//! current time, wakes rooms at their deadlines, and carries out the API's commands. Nothing else
+//! touches a room, so the packet path takes no locks.
+
+use super::command::{Command, CommandError, EventFrame, JoinRequest, Joined};
+use super::drivers::{self, LegPorts};
+use super::ports::PortPool;
+use super::sdp_kind::kind_of_offer;
+use super::sockets::Sockets;
+use crate::config::Config;
+use crate::core::stats::RoomGauges;
+use crate::core::{Joining, LeaveReason, Room, RoomConfig, RoomError, RoomEvent};
+use crate::metrics::Metrics;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_driver::{NegotiationError, ParticipantId, ParticipantKind, RoomId};
+use tokio::sync::broadcast;
+use tracing::{info, info_span, warn};
+
+pub const WAKER: Token = Token(0);
+const WEBRTC: Token = Token(1);
+const FIRST_LEG: usize = 2;
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+struct RoomEntry {
+    room: Room,
+    events: broadcast::Sender<Arc<EventFrame>>,
+}
+
+/// The sockets of one rtp/srtp leg.
+struct Leg {
+    room: usize,
+    participant: ParticipantId,
+    local: SocketAddr,
+}
+
+pub struct Worker {
+    cfg: Config,
+    poll: Poll,
+    sockets: Sockets,
+    webrtc_local: SocketAddr,
+    rooms: Vec<Option<RoomEntry>>,
+    room_index: HashMap<RoomId, usize>,
+    /// Shared-socket demux: remote address to the participant that accepted it.
+    peers: HashMap<SocketAddr, (usize, ParticipantId)>,
+    legs: HashMap<Token, Leg>,
+    leg_ports: HashMap<ParticipantId, (u16, [Token; 2])>,
+    next_token: usize,
+    ports: PortPool,
+    commands: Receiver<Command>,
+    metrics: Arc<Metrics>,
+    shutting_down: bool,
+    buf: Vec<u8>,
+    /// Shared-socket datagrams nobody accepted, added to the drop metric at housekeeping.
+    unknown_source: u64,
+}
+
+impl Worker {
+    pub fn new(cfg: Config, poll: Poll, commands: Receiver<Command>, metrics: Arc<Metrics>) -> std::io::Result<Worker> {
+        let mut webrtc = UdpSocket::bind(cfg.webrtc.listen)?;
+        poll.registry().register(&mut webrtc, WEBRTC, Interest::READABLE)?;
+        let bound = webrtc.local_addr()?;
+        // The driver's candidates name the advertised address; a wildcard bind has no address of
+        // its own to report as a datagram's destination.
+        let webrtc_local = match bound.ip().is_unspecified() {
+            true => SocketAddr::new(cfg.webrtc.advertised_ips[0], bound.port()),
+            false => bound,
+        };
+        info!(webrtc = %bound, "media worker listening");
+        Ok(Worker {
+            ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max),
+            cfg,
+            poll,
+            sockets: Sockets { webrtc, legs: HashMap::new(), send_errors: 0 },
+            webrtc_local,
+            rooms: Vec::new(),
+            room_index: HashMap::new(),
+            peers: HashMap::new(),
+            legs: HashMap::new(),
+            leg_ports: HashMap::new(),
+            next_token: FIRST_LEG,
+            commands,
+            metrics,
+            shutting_down: false,
+            buf: vec![0u8; 65_536],
+            unknown_source: 0,
+        })
+    }
+
+    /// Runs until a `Shutdown` command has been carried out.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        loop {
+            let now = Instant::now();
+            let deadline =
+                self.rooms.iter().flatten().map(|r| r.room.poll_timeout()).fold(next_housekeeping, Instant::min);
+            let wait = deadline.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    warn!(error = %e, "poll failed");
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {
+                        if self.drain_commands() {
+                            return;
+                        }
+                    }
+                    WEBRTC => self.read_webrtc(),
+                    token => self.read_leg(token),
+                }
+            }
+            let now = Instant::now();
+            for idx in 0..self.rooms.len() {
+                if matches!(&self.rooms[idx], Some(r) if r.room.poll_timeout() <= now) {
+                    if let Some(entry) = self.rooms[idx].as_mut() {
+                        entry.room.handle_timeout(now, &mut self.sockets);
+                    }
+                    self.after_room_call(idx);
+                }
+            }
+            if now >= next_housekeeping {
+                self.housekeeping(now);
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+        }
+    }
+
+    fn read_webrtc(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let now = Instant::now();
+        loop {
+            let (n, src) = match self.sockets.webrtc.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
+            let data = &buf[..n];
+            let dst = self.webrtc_local;
+            let target = match self.peers.get(&src) {
+                Some(&t) => Some(t),
+                None => self.find_peer(src, dst, data),
+            };
+            match target {
+                Some((idx, pid)) => {
+                    if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
+                        entry.room.handle_receive(now, pid, src, dst, data, &mut self.sockets);
+                        self.after_room_call(idx);
+                    }
+                }
+                None => self.unknown_source += 1,
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// First datagram from an address: ask every room. Only STUN from a new address gets here;
+    /// the answer is cached, so the packet path never scans.
+    fn find_peer(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Option<(usize, ParticipantId)> {
+        for (idx, entry) in self.rooms.iter().enumerate() {
+            if let Some(pid) = entry.as_ref().and_then(|e| e.room.find_acceptor(src, dst, data)) {
+                self.peers.insert(src, (idx, pid));
+                return Some((idx, pid));
+            }
+        }
+        None
+    }
+
+    fn read_leg(&mut self, token: Token) {
+        let Some(leg) = self.legs.get(&token) else {
+            return;
+        };
+        let (idx, pid, local) = (leg.room, leg.participant, leg.local);
+        let mut buf = std::mem::take(&mut self.buf);
+        let now = Instant::now();
+        loop {
+            let Some(sock) = self.sockets.legs.get(&local) else {
+                break;
+            };
+            let (n, src) = match sock.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
+            if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
+                entry.room.handle_receive(now, pid, src, local, &buf[..n], &mut self.sockets);
+            }
+        }
+        self.buf = buf;
+        self.after_room_call(idx);
+    }
+
+    /// Publishes what a room reported and frees what its departed participants held.
+    fn after_room_call(&mut self, idx: usize) {
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !entry.room.has_news() {
+            return;
+        }
+        let listening = entry.events.receiver_count() > 0;
+        for ev in entry.room.take_events() {
+            if let RoomEvent::ParticipantLeft { reason, .. } = &ev {
+                let reason = serde_json::to_value(reason).ok();
+                let reason = reason.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
+                self.metrics.participants_left.with_label_values(&[reason]).inc();
+            }
+            if listening {
+                // RoomEvent is plain data; serializing it cannot fail.
+                let data = serde_json::to_string(&ev).unwrap_or_default();
+                let _ = entry.events.send(Arc::new(EventFrame { name: ev.name(), data }));
+            }
+        }
+        let closed: Vec<ParticipantId> = entry.room.take_closed().collect();
+        for pid in closed {
+            self.peers.retain(|_, (_, p)| *p != pid);
+            self.free_leg(pid);
+        }
+    }
+
+    fn free_leg(&mut self, pid: ParticipantId) {
+        let Some((port, tokens)) = self.leg_ports.remove(&pid) else {
+            return;
+        };
+        for token in tokens {
+            if let Some(leg) = self.legs.remove(&token) {
+                if let Some(mut sock) = self.sockets.legs.remove(&leg.local) {
+                    let _ = self.poll.registry().deregister(&mut sock);
+                }
+            }
+        }
+        self.ports.release(port);
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let mut gauges = RoomGauges::default();
+        let mut expired = Vec::new();
+        for (idx, entry) in self.rooms.iter_mut().enumerate() {
+            let Some(entry) = entry else { continue };
+            self.metrics.add_room_stats(&entry.room.take_stats());
+            gauges.add(&entry.room.gauges());
+            if entry.room.is_expired(now) {
+                expired.push(idx);
+            }
+        }
+        for idx in expired {
+            if let Some(entry) = self.rooms[idx].take() {
+                info!(room = %entry.room.id(), "empty room removed after its timeout");
+                self.room_index.remove(entry.room.id());
+            }
+        }
+        if self.unknown_source > 0 {
+            self.metrics.dropped.with_label_values(&["unknown_source"]).inc_by(self.unknown_source);
+            self.unknown_source = 0;
+        }
+        if self.sockets.send_errors > 0 {
+            self.metrics.dropped.with_label_values(&["send"]).inc_by(self.sockets.send_errors);
+            self.sockets.send_errors = 0;
+        }
+        self.metrics.set_gauges(self.room_index.len(), &gauges);
+    }
+
+    /// Returns true when the worker should stop.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown { reply }) => {
+                    self.shutdown();
+                    let _ = reply.send(());
+                    return true;
+                }
+                Ok(cmd) => self.handle_command(cmd),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => {
+                    self.shutdown();
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let now = Instant::now();
+        for idx in 0..self.rooms.len() {
+            if let Some(entry) = self.rooms[idx].as_mut() {
+                entry.room.close_all(now, LeaveReason::Shutdown, &mut self.sockets);
+            }
+            self.after_room_call(idx);
+        }
+        self.housekeeping(now);
+        info!("media worker stopped");
+    }
+
+    fn room_idx(&self, room: &RoomId) -> Result<usize, CommandError> {
+        self.room_index.get(room).copied().ok_or_else(|| CommandError::RoomNotFound(room.to_string()))
+    }
+
+    fn room(&mut self, room: &RoomId) -> Result<(usize, &mut Room), CommandError> {
+        let idx = self.room_idx(room)?;
+        let entry = self.rooms[idx].as_mut().ok_or_else(|| CommandError::RoomNotFound(room.to_string()))?;
+        Ok((idx, &mut entry.room))
+    }
+
+    /// Runs `f` on a room with the sockets beside it, then publishes what the room reported.
+    fn with_room<R>(&mut self, room: &RoomId, f: impl FnOnce(&mut Room, &mut Sockets) -> R) -> Result<R, CommandError> {
+        let idx = self.room_idx(room)?;
+        let entry = self.rooms[idx].as_mut().ok_or_else(|| CommandError::RoomNotFound(room.to_string()))?;
+        let r = f(&mut entry.room, &mut self.sockets);
+        self.after_room_call(idx);
+        Ok(r)
+    }
+
+    fn create_room(&mut self, id: Option<RoomId>, max: Option<usize>) -> Result<usize, CommandError> {
+        if self.shutting_down {
+            return Err(CommandError::ShuttingDown);
+        }
+        let id = match id {
+            Some(id) => id,
+            None => RoomId::new(&format!("room-{:012x}", rand::random::<u64>() >> 16))
+                .ok_or_else(|| CommandError::BadRequest("could not make a room id".into()))?,
+        };
+        if self.room_index.contains_key(&id) {
+            return Err(CommandError::RoomExists(id.to_string()));
+        }
+        let cfg = RoomConfig {
+            max_participants: max.unwrap_or(self.cfg.rooms.max_participants),
+            inactivity_timeout: self.cfg.inactivity_timeout(),
+            empty_timeout: self.cfg.empty_room_timeout(),
+        };
+        info!(room = %id, "room created");
+        let room = Room::new(id.clone(), cfg, Instant::now());
+        let (events, _) = broadcast::channel(1024);
+        let idx = match self.rooms.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.rooms.push(None);
+                self.rooms.len() - 1
+            }
+        };
+        self.rooms[idx] = Some(RoomEntry { room, events });
+        self.room_index.insert(id, idx);
+        Ok(idx)
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::CreateRoom { id, max_participants, reply } => {
+                let r = self.create_room(id, max_participants).map(|idx| {
+                    let mut v = self.rooms[idx].as_ref().map(|e| e.room.view()).expect("room was just created");
+                    v.participants = None;
+                    v
+                });
+                let _ = reply.send(r);
+            }
+            Command::ListRooms { reply } => {
+                let mut rooms: Vec<_> = self.rooms.iter().flatten().map(|e| e.room.view()).collect();
+                rooms.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(Ok(rooms));
+            }
+            Command::GetRoom { room, reply } => {
+                let _ = reply.send(self.room(&room).map(|(_, r)| r.view()));
+            }
+            Command::DeleteRoom { room, reply } => {
+                let r = self.room_idx(&room).map(|idx| {
+                    if let Some(entry) = self.rooms[idx].as_mut() {
+                        entry.room.close_all(Instant::now(), LeaveReason::Requested, &mut self.sockets);
+                    }
+                    self.after_room_call(idx);
+                    self.rooms[idx] = None;
+                    self.room_index.remove(&room);
+                    info!(room = %room, "room deleted");
+                });
+                let _ = reply.send(r);
+            }
+            Command::Join { room, request, reply } => {
+                let _ = reply.send(self.join(room, request));
+            }
+            Command::Renegotiate { room, participant, sdp, reply } => {
+                let span = info_span!("participant", room = %room, id = %participant);
+                let _g = span.enter();
+                let r = self.with_room(&room, |r, net| r.renegotiate(Instant::now(), participant, &sdp, net));
+                let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
+            }
+            Command::GetParticipant { room, participant, reply } => {
+                let r = self
+                    .room(&room)
+                    .and_then(|(_, r)| r.participant_view(participant).ok_or(CommandError::ParticipantNotFound));
+                let _ = reply.send(r);
+            }
+            Command::Leave { room, participant, reply } => {
+                let r =
+                    self.with_room(&room, |r, net| r.leave(Instant::now(), participant, LeaveReason::Requested, net));
+                let r = match r {
+                    Ok(true) => {
+                        info!(room = %room, participant = %participant, "participant left on request");
+                        Ok(())
+                    }
+                    Ok(false) => Err(CommandError::ParticipantNotFound),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Dtmf { room, participant, digits, duration_ms, reply } => {
+                let r =
+                    self.with_room(&room, |r, net| r.send_dtmf(Instant::now(), participant, &digits, duration_ms, net));
+                let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
+            }
+            Command::Subscribe { room, reply } => {
+                let r = self.room_idx(&room).and_then(|idx| {
+                    self.rooms[idx]
+                        .as_ref()
+                        .map(|e| e.events.subscribe())
+                        .ok_or_else(|| CommandError::RoomNotFound(room.to_string()))
+                });
+                let _ = reply.send(r);
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn join(&mut self, room: RoomId, req: JoinRequest) -> Result<Joined, CommandError> {
+        if self.shutting_down {
+            return Err(CommandError::ShuttingDown);
+        }
+        let kind = match (&req.sdp, req.kind) {
+            (Some(sdp), hint) => {
+                let found = kind_of_offer(sdp).map_err(CommandError::BadSdp)?;
+                if let Some(hint) = hint.filter(|h| *h != found) {
+                    return Err(CommandError::KindMismatch(format!(
+                        "kind is {} but the offer's transport profile is {}'s",
+                        hint.as_str(),
+                        found.as_str()
+                    )));
+                }
+                found
+            }
+            (None, Some(kind)) => kind,
+            (None, None) => {
+                return Err(CommandError::BadRequest(
+                    "a join without sdp must name its kind (rtp or srtp), and the bridge makes the offer".into(),
+                ))
+            }
+        };
+        let (idx, created) = match self.room_idx(&room) {
+            Ok(idx) => (idx, false),
+            Err(_) if self.cfg.rooms.auto_create => (self.create_room(Some(room.clone()), None)?, true),
+            Err(e) => return Err(e),
+        };
+        let result = self.join_in(idx, kind, req);
+        if result.is_err() && created {
+            // A failed join creates nothing, not even the room it would have created.
+            self.rooms[idx] = None;
+            self.room_index.remove(&room);
+        }
+        result
+    }
+
+    fn join_in(&mut self, idx: usize, kind: ParticipantKind, req: JoinRequest) -> Result<Joined, CommandError> {
+        let now = Instant::now();
+        let id = ParticipantId(rand::random());
+        let room_id = self.rooms[idx].as_ref().map(|e| e.room.id().clone()).ok_or(CommandError::ParticipantNotFound)?;
+        let span = info_span!("participant", room = %room_id, id = %id, kind = kind.as_str());
+        let _g = span.enter();
+        let leg = match kind {
+            ParticipantKind::Webrtc => None,
+            ParticipantKind::Rtp | ParticipantKind::Srtp => Some(self.open_leg()?),
+        };
+        let driver = match drivers::make(kind, now, &self.cfg, self.webrtc_local, leg.as_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(leg) = leg {
+                    self.close_leg(leg);
+                }
+                return Err(e);
+            }
+        };
+        let joining = Joining { id, kind, display_name: req.display_name, audio: req.audio, video: req.video, driver };
+        let entry = self.rooms[idx].as_mut().ok_or(CommandError::ParticipantNotFound)?;
+        match entry.room.join(now, joining, req.sdp.as_deref(), &mut self.sockets) {
+            Ok(sdp) => {
+                let participant = entry.room.participant_view(id).ok_or(CommandError::ParticipantNotFound)?;
+                if let Some(leg) = leg {
+                    self.adopt_leg(idx, id, leg);
+                }
+                info!("participant joined");
+                self.after_room_call(idx);
+                Ok(Joined { participant, sdp })
+            }
+            Err(e) => {
+                if let Some(leg) = leg {
+                    self.close_leg(leg);
+                }
+                info!(error = %e, "join refused");
+                Err(map_room_error(e))
+            }
+        }
+    }
+
+    /// Binds an even/odd port pair for a new leg.
+    fn open_leg(&mut self) -> Result<LegPorts, CommandError> {
+        for _ in 0..self.ports.available() {
+            let port = self.ports.take().ok_or(CommandError::NoPorts)?;
+            let ip = self.cfg.rtp.bind_ip;
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, port));
+            let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1));
+            match (rtp, rtcp) {
+                (Ok(rtp), Ok(rtcp)) => return Ok(LegPorts { port, rtp, rtcp }),
+                // Someone else holds it: skip it for now and give it back later.
+                _ => warn!(port, "media port busy, skipped"),
+            }
+        }
+        Err(CommandError::NoPorts)
+    }
+
+    fn close_leg(&mut self, leg: LegPorts) {
+        self.ports.release(leg.port);
+    }
+
+    fn adopt_leg(&mut self, room: usize, participant: ParticipantId, leg: LegPorts) {
+        let LegPorts { port, rtp, rtcp } = leg;
+        let mut tokens = [Token(0); 2];
+        for (i, mut sock) in [rtp, rtcp].into_iter().enumerate() {
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let Ok(local) = sock.local_addr() else { continue };
+            if self.poll.registry().register(&mut sock, token, Interest::READABLE).is_err() {
+                continue;
+            }
+            tokens[i] = token;
+            self.legs.insert(token, Leg { room, participant, local });
+            self.sockets.legs.insert(local, sock);
+        }
+        self.leg_ports.insert(participant, (port, tokens));
+    }
+}
+
+fn map_room_error(e: RoomError) -> CommandError {
+    match e {
+        RoomError::Full(n) => CommandError::RoomFull(n),
+        RoomError::ParticipantNotFound => CommandError::ParticipantNotFound,
+        RoomError::Negotiation(NegotiationError::KindMismatch(m)) => CommandError::KindMismatch(m),
+        RoomError::Negotiation(NegotiationError::UnexpectedState(m)) => CommandError::BadRequest(m),
+        RoomError::Negotiation(e) => CommandError::BadSdp(e.to_string()),
+        RoomError::Write(e) => CommandError::BadRequest(e.to_string()),
+    }
+}
+
+/// Lets the API reach the worker.
+#[derive(Clone)]
+pub struct Handle {
+    tx: std::sync::mpsc::Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Handle {
+    pub fn new(tx: std::sync::mpsc::Sender<Command>, waker: Arc<Waker>) -> Handle {
+        Handle { tx, waker }
+    }
+
+    pub async fn call<T>(&self, make: impl FnOnce(super::command::Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| CommandError::ShuttingDown)?;
+        let _ = self.waker.wake();
+        rx.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    pub async fn shutdown(&self) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).is_ok() {
+            let _ = self.waker.wake();
+            let _ = rx.await;
+        }
+    }
+}
