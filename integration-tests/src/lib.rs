@@ -260,6 +260,7 @@ impl Daemon {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -907,6 +908,11 @@ impl Drop for PeerHandle {
 }
 
 impl PeerHandle {
+    /// True once the peer process has exited (it has then printed its JSON line).
+    pub fn finished(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     pub fn wait(mut self) -> PeerOutput {
         let deadline = self.started + self.timeout;
         let mut timed_out = false;

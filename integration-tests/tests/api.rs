@@ -212,15 +212,21 @@ fn malformed_sdp_is_400_and_changes_nothing() {
 #[test]
 fn unknown_room_is_404() {
     let d = Daemon::start();
+    // A well-formed participant id, so only the room is unknown.
+    let someone = "0123456789abcdef";
     assert_api_error(&d.get_json("/v1/rooms/nope"), 404, "room_not_found");
     assert_api_error(&d.delete("/v1/rooms/nope"), 404, "room_not_found");
-    assert_api_error(&d.get_json("/v1/rooms/nope/participants/someone"), 404, "room_not_found");
-    assert_api_error(&d.delete("/v1/rooms/nope/participants/someone"), 404, "room_not_found");
+    assert_api_error(&d.get_json(&format!("/v1/rooms/nope/participants/{someone}")), 404, "room_not_found");
+    assert_api_error(&d.delete(&format!("/v1/rooms/nope/participants/{someone}")), 404, "room_not_found");
     assert_api_error(
-        &d.patch_json("/v1/rooms/nope/participants/someone", &json!({"sdp": chromium_offer()})),
+        &d.patch_json(&format!("/v1/rooms/nope/participants/{someone}"), &json!({"sdp": chromium_offer()})),
         404,
         "room_not_found",
     );
+    // A participant id that does exist, asked for through a room that does not.
+    let p = d.join("real", &chromium_offer());
+    let pid = p["id"].as_str().unwrap();
+    assert_api_error(&d.get_json(&format!("/v1/rooms/nope/participants/{pid}")), 404, "room_not_found");
 }
 
 #[test]
@@ -240,13 +246,16 @@ fn join_unknown_room_without_auto_create_is_404() {
 fn unknown_participant_is_404() {
     let d = Daemon::start();
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "r"})).0, 201);
-    assert_api_error(&d.get_json("/v1/rooms/r/participants/ghost"), 404, "participant_not_found");
-    assert_api_error(&d.delete("/v1/rooms/r/participants/ghost"), 404, "participant_not_found");
-    assert_api_error(
-        &d.patch_json("/v1/rooms/r/participants/ghost", &json!({"sdp": chromium_offer()})),
-        404,
-        "participant_not_found",
-    );
+    // Well-formed but unknown, and not even well-formed: both are simply not found.
+    for ghost in ["0123456789abcdef", "ghost"] {
+        assert_api_error(&d.get_json(&format!("/v1/rooms/r/participants/{ghost}")), 404, "participant_not_found");
+        assert_api_error(&d.delete(&format!("/v1/rooms/r/participants/{ghost}")), 404, "participant_not_found");
+        assert_api_error(
+            &d.patch_json(&format!("/v1/rooms/r/participants/{ghost}"), &json!({"sdp": chromium_offer()})),
+            404,
+            "participant_not_found",
+        );
+    }
     // A participant of another room is not found through this one.
     let other = d.join("other", &chromium_offer());
     let oid = other["id"].as_str().unwrap();

@@ -13,13 +13,33 @@ fn api(d: &Daemon) -> String {
     d.base_url.clone()
 }
 
-/// Waits until `room` lists `n` participants; returns their ids.
-fn wait_participants(d: &Daemon, room: &str, n: usize, timeout: Duration) -> Vec<String> {
-    poll_until(timeout, || {
+/// Waits until `room` lists `n` participants; returns their ids. Fails at once, with the
+/// peer's own report, if `peer` exits first (it could not join).
+fn wait_participants(
+    d: &Daemon,
+    room: &str,
+    n: usize,
+    peer: &mut Option<PeerHandle>,
+    timeout: Duration,
+) -> Vec<String> {
+    let ids = poll_until(timeout, || {
         let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
-        (s == 200 && participant_ids(&v).len() == n).then(|| participant_ids(&v))
-    })
-    .unwrap_or_else(|| panic!("room {room} never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{room}"))))
+        if s == 200 && participant_ids(&v).len() == n {
+            return Some(Some(participant_ids(&v)));
+        }
+        if peer.as_mut().is_some_and(PeerHandle::finished) {
+            return Some(None);
+        }
+        None
+    });
+    match ids {
+        Some(Some(ids)) => ids,
+        Some(None) => {
+            let out = peer.take().unwrap().wait();
+            panic!("peer ended before room {room} had {n} participants: {}", out.describe())
+        }
+        None => panic!("room {room} never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{room}"))),
+    }
 }
 
 #[track_caller]
@@ -41,19 +61,20 @@ fn publisher_first_then_subscriber_hears_440() {
     require_gstreamer();
     let d = Daemon::start();
     let api = api(&d);
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "tone"})).0, 201);
     let sse = d.events("tone");
-    let publisher = spawn_peer(
+    let mut publisher = Some(spawn_peer(
         PEER,
         &["--api", &api, "--room", "tone", "--publish-tone", "440", "--duration", "14", "--display-name", "publisher"],
         Duration::from_secs(45),
-    );
-    let pub_id = wait_participants(&d, "tone", 1, Duration::from_secs(15)).remove(0);
+    ));
+    let pub_id = wait_participants(&d, "tone", 1, &mut publisher, Duration::from_secs(15)).remove(0);
     let sub = peer(
         PEER,
         &["--api", &api, "--room", "tone", "--receive", "4", "--duration", "7", "--display-name", "subscriber"],
         Duration::from_secs(40),
     );
-    let p = publisher.wait();
+    let p = publisher.unwrap().wait();
     let pj = p.expect_ok();
     assert_eq!(pj["participant_id"], pub_id.as_str());
     assert_eq!(pj["connection_state"], "connected", "publisher: {}", p.describe());
@@ -89,19 +110,19 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
     let api = api(&d);
     // The subscriber offers one recvonly audio m-line into an empty room and never renegotiates
     // (the peer has no code path that sends a second offer).
-    let subscriber = spawn_peer(
+    let mut subscriber = Some(spawn_peer(
         PEER,
         &["--api", &api, "--room", "late", "--receive", "4", "--duration", "11", "--display-name", "early-subscriber"],
         Duration::from_secs(45),
-    );
-    let sub_id = wait_participants(&d, "late", 1, Duration::from_secs(15)).remove(0);
+    ));
+    let sub_id = wait_participants(&d, "late", 1, &mut subscriber, Duration::from_secs(15)).remove(0);
     let (s, before) = d.get_json(&format!("/v1/rooms/late/participants/{sub_id}"));
     assert_eq!(s, 200);
     let slots = before["subscriptions"].as_array().cloned().unwrap_or_default();
     assert_eq!(slots.len(), 1, "the recvonly m-line is one slot: {before}");
     assert!(slots[0]["publisher_id"].is_null(), "no publisher yet, slot should be empty: {before}");
 
-    let publisher = spawn_peer(
+    let mut publisher = Some(spawn_peer(
         PEER,
         &[
             "--api",
@@ -116,8 +137,8 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
             "late-publisher",
         ],
         Duration::from_secs(45),
-    );
-    let ids = wait_participants(&d, "late", 2, Duration::from_secs(15));
+    ));
+    let ids = wait_participants(&d, "late", 2, &mut publisher, Duration::from_secs(15));
     let pub_id = ids.into_iter().find(|i| *i != sub_id).unwrap();
 
     // The API shows the slot now carrying the publisher's track, with no new offer from the subscriber.
@@ -131,8 +152,8 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
     assert_eq!(filled["subscriptions"].as_array().unwrap().len(), 1, "still one slot: {filled}");
     assert_eq!(filled["subscriptions"][0]["slot"], slots[0]["slot"], "same slot: {filled}");
 
-    let sub = subscriber.wait();
-    let p = publisher.wait();
+    let sub = subscriber.unwrap().wait();
+    let p = publisher.unwrap().wait();
     p.expect_ok();
     assert_heard_440(&sub);
     assert_eq!(sub.json["renegotiations"], 0);

@@ -157,7 +157,8 @@ pub struct DtmfSender {
 impl DtmfSender {
     /// Queues `digits`; all of them are checked before any is queued.
     pub fn queue(&mut self, now: Instant, digits: &str, duration_ms: u32) -> Result<(), DtmfError> {
-        let codes: Vec<u8> = digits.chars().map(|c| code_of(c).ok_or(DtmfError::InvalidDigit(c))).collect::<Result<_, _>>()?;
+        let codes: Vec<u8> =
+            digits.chars().map(|c| code_of(c).ok_or(DtmfError::InvalidDigit(c))).collect::<Result<_, _>>()?;
         self.queue.extend(codes);
         self.duration_ms = duration_ms;
         if self.next_at.is_none() {

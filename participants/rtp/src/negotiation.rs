@@ -133,11 +133,10 @@ fn describe(formats: &[Format]) -> String {
 /// First supported audio codec in the offerer's order, plus its telephone-event.
 fn choose_codecs(formats: &[Format]) -> Result<(CodecSpec, Option<CodecSpec>), NegotiationError> {
     let specs: Vec<CodecSpec> = formats.iter().filter_map(supported).collect();
-    let audio = specs
-        .iter()
-        .find(|c| c.codec != Codec::TelephoneEvent)
-        .cloned()
-        .ok_or_else(|| NegotiationError::NoCommonCodec { offered: describe(formats), supported: SUPPORTED.into() })?;
+    let audio =
+        specs.iter().find(|c| c.codec != Codec::TelephoneEvent).cloned().ok_or_else(|| {
+            NegotiationError::NoCommonCodec { offered: describe(formats), supported: SUPPORTED.into() }
+        })?;
     let events = || specs.iter().filter(|c| c.codec == Codec::TelephoneEvent);
     let te = events().find(|c| c.clock_rate == audio.clock_rate).or_else(|| events().next()).cloned();
     Ok((audio, te))

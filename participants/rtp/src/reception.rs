@@ -112,6 +112,13 @@ impl Reception {
         self.cycles.wrapping_add(u32::from(self.max_seq))
     }
 
+    /// `seq` extended to 64 bits next to the highest sequence number seen (reordered packets
+    /// land just below it, across a wrap too).
+    pub fn extend(&self, seq: u16) -> u64 {
+        let diff = i64::from(seq.wrapping_sub(self.max_seq) as i16);
+        u64::from(self.extended_max()).saturating_add_signed(diff)
+    }
+
     pub fn expected(&self) -> u32 {
         self.extended_max().wrapping_sub(self.base_seq).wrapping_add(1)
     }
@@ -126,10 +133,6 @@ impl Reception {
     pub fn jitter(&self) -> u32 {
         // At most 2^31 after the shift, since each step adds at most 2^31 / 16 net.
         u32::try_from(self.jitter_q4 >> 4).unwrap_or(u32::MAX)
-    }
-
-    pub fn received(&self) -> u32 {
-        self.received
     }
 
     /// Builds the report block and starts a new interval for the fraction lost.

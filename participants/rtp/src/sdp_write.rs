@@ -26,7 +26,11 @@ pub struct AudioLine<'a> {
 pub enum Section<'a> {
     Audio(AudioLine<'a>),
     /// A refused m-line: port 0, echoing the remote media, proto and formats (RFC 3264 §6).
-    Rejected { media: &'a str, proto: &'a str, fmts: &'a str },
+    Rejected {
+        media: &'a str,
+        proto: &'a str,
+        fmts: &'a str,
+    },
 }
 
 fn ip_kind(ip: IpAddr) -> &'static str {

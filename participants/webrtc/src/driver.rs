@@ -84,6 +84,8 @@ impl WebrtcDriver {
     }
 
     fn accept_offer(&mut self, sdp: &str) -> Result<String, NegotiationError> {
+        let normalized = crate::offer::normalize(sdp);
+        let sdp: &str = &normalized;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(parse_error(&e)))?;
         let scan = OfferScan::parse(sdp);
         if scan.lines.is_empty() {

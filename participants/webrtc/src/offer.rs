@@ -206,3 +206,41 @@ mod tests {
         assert!(!OfferScan::parse("garbage\n\0\u{1F600}").has_supported_codec());
     }
 }
+
+/// Fixes what real clients send that str0m would not match. GStreamer's webrtcbin offers
+/// `OPUS/48000` with no channel count, which RFC 7587 says must be `/2`; left alone, str0m finds
+/// no common codec and the GStreamer client cannot join.
+pub fn normalize(sdp: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |l: &str| {
+        l.starts_with("a=rtpmap:") && {
+            let enc = l.split_whitespace().nth(1).unwrap_or("");
+            enc.eq_ignore_ascii_case("opus/48000")
+        }
+    };
+    if !sdp.lines().any(|l| needs(l.trim_end())) {
+        return std::borrow::Cow::Borrowed(sdp);
+    }
+    let mut out = String::with_capacity(sdp.len() + 8);
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        out.push_str(bare);
+        if needs(bare) {
+            out.push_str("/2");
+        }
+        out.push_str(&line[bare.len()..]);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod normalize_tests {
+    use super::normalize;
+
+    #[test]
+    fn opus_without_channels_gets_two() {
+        let sdp = "v=0\r\na=rtpmap:111 OPUS/48000\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert_eq!(normalize(sdp), "v=0\r\na=rtpmap:111 OPUS/48000/2\r\na=rtpmap:0 PCMU/8000\r\n");
+        let ok = "v=0\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert!(matches!(normalize(ok), std::borrow::Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,213 @@
+//! The receive path: demultiplexing, source checks and latching, SRTP, RTP to the room, RFC 4733
+//! events to the DTMF receiver, and the peer's RTCP reports.
+
+use crate::config::RemoteReport;
+use crate::leg::RtpDriver;
+use crate::reception::Reception;
+use crate::rtcp::{parse_rtcp, ReportBlock, RtcpPacket};
+use crate::rtp_header::{looks_like_rtcp, RtpHeader};
+use crate::srtp::{rtp_overhead, SrtpError};
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchboard_driver::{DriverEvent, DropReason, Pt, RtpMeta, SeqNo, Ssrc, TrackKey};
+
+fn drop_reason(e: &SrtpError) -> DropReason {
+    match e {
+        SrtpError::Auth => DropReason::SrtpAuth,
+        SrtpError::Replay => DropReason::Replay,
+        _ => DropReason::Malformed,
+    }
+}
+
+impl RtpDriver {
+    fn dropped(&mut self, reason: DropReason) {
+        self.queue.event(DriverEvent::Dropped { reason });
+    }
+
+    pub(crate) fn receive(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        // Before the first SDP there is nothing to check packets against; after close, nobody
+        // listens. Either way the datagram is ignored.
+        if self.plan.is_none() || self.is_closed() {
+            return;
+        }
+        let on_rtcp_port = dst.port() == self.cfg.rtcp_local.port() && dst.port() != self.cfg.rtp_local.port();
+        if on_rtcp_port || looks_like_rtcp(data) {
+            self.receive_rtcp(now, src, data);
+        } else {
+            self.receive_rtp(now, src, data);
+        }
+    }
+
+    /// With symmetric RTP off, only the SDP address may send.
+    fn source_allowed(&self, src: SocketAddr, rtcp: bool) -> bool {
+        if self.cfg.symmetric {
+            return true;
+        }
+        let Some(plan) = &self.plan else { return false };
+        let expected = if rtcp { plan.remote_rtcp } else { plan.remote_rtp };
+        expected == Some(src)
+    }
+
+    fn mark_valid(&mut self, src: SocketAddr, rtcp: bool) {
+        if self.cfg.symmetric {
+            let mux = self.plan.as_ref().is_some_and(|p| p.rtcp_mux);
+            if !rtcp || mux {
+                self.latched_rtp = Some(src);
+            }
+            if rtcp && !mux {
+                self.latched_rtcp = Some(src);
+            }
+        }
+        if !self.connected {
+            self.connected = true;
+            self.queue.event(DriverEvent::Connected);
+        }
+    }
+
+    fn receive_rtp(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        if !self.source_allowed(src, false) {
+            return self.dropped(DropReason::UnknownSource);
+        }
+        let Ok(header) = RtpHeader::parse_header_only(data) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let overhead = self.srtp_in.as_ref().map_or(0, |i| rtp_overhead(i.key().suite));
+        if data.len() < header.header_len + overhead {
+            return self.dropped(DropReason::Malformed);
+        }
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        let decrypted = match &mut self.srtp_in {
+            Some(ctx) => ctx.unprotect_rtp(data, &mut plain),
+            None if self.kind == switchboard_driver::ParticipantKind::Srtp => Err(SrtpError::Auth),
+            None => {
+                plain.extend_from_slice(data);
+                Ok(())
+            }
+        };
+        match decrypted {
+            Ok(()) => self.accept_rtp(now, src, &plain),
+            Err(e) => self.dropped(drop_reason(&e)),
+        }
+        self.scratch = plain;
+    }
+
+    fn accept_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) {
+        let Ok(header) = RtpHeader::parse(packet) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let Some(plan) = &self.plan else { return };
+        let te = plan.telephone_event.as_ref().filter(|t| t.pt.0 == header.pt).map(|t| t.clock_rate);
+        let audio_clock = (plan.audio.pt.0 == header.pt).then_some(plan.audio.clock_rate);
+        if te.is_none() && audio_clock.is_none() {
+            return self.dropped(DropReason::UnknownPayloadType);
+        }
+        let payload = &packet[header.header_len..header.payload_end];
+        self.mark_valid(src, false);
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += payload.len() as u64;
+
+        let reception = match &mut self.reception {
+            Some(r) if r.ssrc == header.ssrc => r,
+            slot => slot.insert(Reception::new(header.ssrc, header.seq)),
+        };
+        reception.update_seq(header.seq);
+        let seq = reception.extend(header.seq);
+        if let Some(clock) = audio_clock {
+            let elapsed = now.saturating_duration_since(self.epoch);
+            let arrival = elapsed.as_secs() * u64::from(clock)
+                + u64::from(elapsed.subsec_nanos()) * u64::from(clock) / 1_000_000_000;
+            reception.update_jitter(header.timestamp, arrival);
+        }
+
+        if let Some(clock) = te {
+            let mut digits = Vec::new();
+            let res = self.dtmf_rx.on_packet(now, header.timestamp, payload, clock, |d| digits.push(d));
+            if res.is_err() {
+                self.dropped(DropReason::Malformed);
+            }
+            for (digit, duration_ms) in digits {
+                self.stats.dtmf_received += 1;
+                self.queue.event(DriverEvent::Dtmf { digit, duration_ms });
+            }
+            return;
+        }
+        // Media while the remote only receives (or is inactive) is still passed on: the room
+        // decides what to do with a track it did not expect.
+        let meta = RtpMeta {
+            pt: Pt(header.pt),
+            seq: SeqNo(seq),
+            timestamp: header.timestamp,
+            marker: header.marker,
+            ssrc: Ssrc(header.ssrc),
+            audio_level: None,
+        };
+        let mut buf = self.queue.buffer();
+        buf.extend_from_slice(payload);
+        self.queue.media(TrackKey(0), meta, buf);
+    }
+
+    fn receive_rtcp(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        if !self.source_allowed(src, true) {
+            let mux = self.plan.as_ref().is_some_and(|p| p.rtcp_mux);
+            if !(mux && self.source_allowed(src, false)) {
+                return self.dropped(DropReason::UnknownSource);
+            }
+        }
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        let decrypted = match &mut self.srtp_in {
+            Some(ctx) => ctx.unprotect_rtcp(data, &mut plain),
+            None if self.kind == switchboard_driver::ParticipantKind::Srtp => Err(SrtpError::Auth),
+            None => {
+                plain.extend_from_slice(data);
+                Ok(())
+            }
+        };
+        match decrypted
+            .map_err(|e| drop_reason(&e))
+            .and_then(|()| parse_rtcp(&plain).map_err(|_| DropReason::Malformed))
+        {
+            Ok(packets) => {
+                self.mark_valid(src, true);
+                for p in packets {
+                    self.take_report(now, p);
+                }
+            }
+            Err(reason) => self.dropped(reason),
+        }
+        self.scratch = plain;
+    }
+
+    fn take_report(&mut self, now: Instant, packet: RtcpPacket) {
+        let blocks = match packet {
+            RtcpPacket::SenderReport { info, blocks, .. } => {
+                self.last_sr = Some(((info.ntp >> 16) as u32, now));
+                blocks
+            }
+            RtcpPacket::ReceiverReport { blocks, .. } => blocks,
+            RtcpPacket::Bye { .. } | RtcpPacket::Other { .. } => return,
+        };
+        if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
+            self.remote_report = Some(self.remote_report_from(now, b));
+        }
+    }
+
+    fn remote_report_from(&self, now: Instant, b: &ReportBlock) -> RemoteReport {
+        let clock = self.plan.as_ref().map_or(8000, |p| p.audio.clock_rate).max(1);
+        let rtt_ms = (b.lsr != 0).then(|| {
+            // RFC 3550 §6.4.1: RTT = A - LSR - DLSR, in 1/65536 s of the NTP middle bits.
+            let a = (self.ntp(now) >> 16) as u32;
+            let rtt = a.wrapping_sub(b.lsr).wrapping_sub(b.dlsr);
+            f64::from(rtt) * 1000.0 / 65536.0
+        });
+        RemoteReport {
+            fraction_lost: f64::from(b.fraction_lost) / 256.0,
+            cumulative_lost: b.cumulative_lost,
+            jitter_ms: f64::from(b.jitter) * 1000.0 / f64::from(clock),
+            // A negative result (wrapped) means clocks or echo are off: ignore it.
+            rtt_ms: rtt_ms.filter(|ms| *ms < 60_000.0),
+            received_at: now,
+        }
+    }
+}

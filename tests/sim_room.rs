@@ -1,0 +1,313 @@
+//! Simulation tests of the sans-IO core: whole rooms driven through a simulated clock and a
+//! lossy fake network, with fake drivers that speak a tiny packet format. Minutes of media run in
+//! milliseconds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard::core::{
+    AudioPreference, Joining, LeaveReason, Network, Room, RoomConfig, RoomEvent, Route, VideoPreference,
+};
+use switchboard_driver::*;
+
+/// Wire format of the fake: track key (u16), extended seq (u64), timestamp (u32), payload.
+fn encode(track: u16, seq: u64, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&track.to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+fn decode(d: &[u8]) -> Option<(u16, u64, u32, &[u8])> {
+    if d.len() < 14 {
+        return None;
+    }
+    let track = u16::from_be_bytes(d[0..2].try_into().ok()?);
+    let seq = u64::from_be_bytes(d[2..10].try_into().ok()?);
+    let ts = u32::from_be_bytes(d[10..14].try_into().ok()?);
+    Some((track, seq, ts, &d[14..]))
+}
+
+struct FakeDriver {
+    local: SocketAddr,
+    remote: SocketAddr,
+    negotiated: Negotiated,
+    inbox: Vec<(TrackKey, RtpMeta, Vec<u8>)>,
+    outbox: Vec<Vec<u8>>,
+    keyframe_requests: Vec<TrackKey>,
+}
+
+impl FakeDriver {
+    fn new(n: u16, tracks: &[Codec], slots: &[Codec]) -> FakeDriver {
+        let spec = |c: Codec| CodecSpec {
+            codec: c,
+            pt: Pt(100 + n as u8),
+            clock_rate: c.clock_rate(),
+            channels: 1,
+            fmtp: String::new(),
+        };
+        FakeDriver {
+            local: format!("127.0.0.1:{}", 10_000 + n).parse().unwrap(),
+            remote: format!("127.0.0.2:{}", 20_000 + n).parse().unwrap(),
+            negotiated: Negotiated {
+                tracks: tracks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| TrackInfo {
+                        key: TrackKey(i as u16),
+                        kind: c.kind(),
+                        codec: spec(*c),
+                        label: i.to_string(),
+                    })
+                    .collect(),
+                slots: slots
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| SlotInfo {
+                        key: SlotKey(i as u16),
+                        kind: c.kind(),
+                        label: i.to_string(),
+                        codecs: vec![spec(*c)],
+                        ssrc: Ssrc(1000 + n as u32),
+                        telephone_event: None,
+                        active: true,
+                        ptime_ms: None,
+                    })
+                    .collect(),
+            },
+            inbox: Vec::new(),
+            outbox: Vec::new(),
+            keyframe_requests: Vec::new(),
+        }
+    }
+}
+
+impl Driver for FakeDriver {
+    fn kind(&self) -> ParticipantKind {
+        ParticipantKind::Rtp
+    }
+    fn negotiate(&mut self, _: Instant, _: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+        Ok(Some("v=0 fake answer".into()))
+    }
+    fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+    fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, data: &[u8]) {
+        if let Some((track, seq, ts, payload)) = decode(data) {
+            let meta =
+                RtpMeta { pt: Pt(1), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(1), audio_level: None };
+            self.inbox.push((TrackKey(track), meta, payload.to_vec()));
+        }
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn write_media(&mut self, _: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
+        self.outbox.push(encode(slot.0, meta.seq.0, meta.timestamp, payload));
+        Ok(())
+    }
+    fn request_keyframe(&mut self, track: TrackKey, _: KeyframeKind) {
+        self.keyframe_requests.push(track);
+    }
+    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
+        for (k, m, p) in self.inbox.drain(..) {
+            out.media(k, &m, &p);
+        }
+        for d in self.outbox.drain(..) {
+            out.transmit(self.local, self.remote, &d);
+        }
+        now + Duration::from_millis(100)
+    }
+    fn close(&mut self, _: Instant) {}
+}
+
+/// Collects what the room sends, per destination. Drops every `loss_every`-th datagram.
+#[derive(Default)]
+struct SimNet {
+    received: HashMap<SocketAddr, Vec<(u64, u32, Vec<u8>)>>,
+    loss_every: usize,
+    sent: HashMap<SocketAddr, usize>,
+}
+
+impl Network for SimNet {
+    fn send(&mut self, _from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let n = self.sent.entry(to).or_default();
+        *n += 1;
+        if self.loss_every > 0 && *n % self.loss_every == 0 {
+            return;
+        }
+        if let Some((_, seq, ts, payload)) = decode(data) {
+            self.received.entry(to).or_default().push((seq, ts, payload.to_vec()));
+        }
+    }
+}
+
+fn room(now: Instant) -> Room {
+    let cfg = RoomConfig {
+        max_participants: 10,
+        inactivity_timeout: Duration::from_secs(30),
+        empty_timeout: Duration::from_secs(60),
+    };
+    Room::new(RoomId::new("sim").unwrap(), cfg, now)
+}
+
+fn join(
+    room: &mut Room,
+    now: Instant,
+    net: &mut SimNet,
+    n: u16,
+    tracks: &[Codec],
+    slots: &[Codec],
+    audio: AudioPreference,
+) -> ParticipantId {
+    let id = ParticipantId(n as u64);
+    let joining = Joining {
+        id,
+        kind: ParticipantKind::Rtp,
+        display_name: None,
+        audio,
+        video: VideoPreference::Auto,
+        driver: Box::new(FakeDriver::new(n, tracks, slots)),
+    };
+    room.join(now, joining, Some("v=0"), net).unwrap();
+    id
+}
+
+fn src(n: u16) -> SocketAddr {
+    format!("127.0.0.2:{}", 20_000 + n).parse().unwrap()
+}
+
+fn dst(n: u16) -> SocketAddr {
+    format!("127.0.0.1:{}", 10_000 + n).parse().unwrap()
+}
+
+#[test]
+fn forwards_a_publisher_to_a_subscriber_with_its_numbers() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    for i in 0..50u64 {
+        let now = t0 + Duration::from_millis(20 * i);
+        r.handle_receive(now, a, src(1), dst(1), &encode(0, 1000 + i, 160 * i as u32, b"voice"), &mut net);
+    }
+    let got = &net.received[&src(2)];
+    assert_eq!(got.len(), 50);
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "sequence continuous");
+    assert_eq!(got[0], (1000, 0, b"voice".to_vec()));
+    assert!(!net.received.contains_key(&src(1)), "a publisher never hears itself");
+    let view = r.participant_view(ParticipantId(2)).unwrap();
+    assert_eq!(view.subscriptions[0].route, Some(Route::Forward));
+    assert_eq!(view.subscriptions[0].publisher_id, Some(a));
+}
+
+#[test]
+fn slot_stays_one_stream_across_a_source_change() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    // The subscriber has one slot and insists on forwarding, so the slot follows whoever is there.
+    join(&mut r, t0, &mut net, 9, &[], &[Codec::Opus], AudioPreference::Forward);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Opus], &[], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Opus], &[], AudioPreference::Auto);
+    let mut now = t0;
+    for i in 0..100u64 {
+        now = t0 + Duration::from_millis(20 * i);
+        r.handle_receive(now, a, src(1), dst(1), &encode(0, 5 + i, 960 * i as u32, b"a"), &mut net);
+        r.handle_receive(now, b, src(2), dst(2), &encode(0, 60_000 + i, 7_777_777 + 960 * i as u32, b"b"), &mut net);
+    }
+    let before = net.received[&src(9)].len();
+    assert_eq!(before, 100, "only the first publisher fills the single slot");
+    r.leave(now, a, LeaveReason::Requested, &mut net);
+    let switch_at = now + Duration::from_millis(500);
+    for i in 0..10u64 {
+        let t = switch_at + Duration::from_millis(20 * i);
+        r.handle_receive(
+            t,
+            b,
+            src(2),
+            dst(2),
+            &encode(0, 60_100 + i, 7_777_777 + 960 * (100 + i) as u32, b"b"),
+            &mut net,
+        );
+    }
+    let got = &net.received[&src(9)];
+    assert_eq!(got.len(), 110);
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "sequence steps by exactly one across the switch");
+    let (last_a, first_b) = (&got[99], &got[100]);
+    let gap = first_b.1.wrapping_sub(last_a.1);
+    // 520 ms of wall clock at 48 kHz, give or take a packet.
+    assert!((24_000..=26_000).contains(&gap), "timestamp bridged by wall clock, got {gap}");
+    assert_eq!(first_b.2, b"b");
+    let events: Vec<RoomEvent> = r.take_events().collect();
+    assert!(events.iter().any(
+        |e| matches!(e, RoomEvent::RouteChanged { participant_id, track_id: Some(_), .. } if participant_id.0 == 9)
+    ));
+}
+
+#[test]
+fn silent_participant_times_out_and_the_rest_carry_on() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let mut now = t0;
+    // b talks for 40 simulated seconds; a says nothing at all.
+    for i in 0..2000u64 {
+        now = t0 + Duration::from_millis(20 * i);
+        r.handle_receive(now, b, src(2), dst(2), &encode(0, i, 160 * i as u32, b"x"), &mut net);
+        if now >= r.poll_timeout() {
+            r.handle_timeout(now, &mut net);
+        }
+    }
+    assert!(r.participant_view(a).is_none(), "a was closed for inactivity");
+    assert!(r.participant_view(b).is_some(), "b is still there");
+    let events: Vec<RoomEvent> = r.take_events().collect();
+    assert!(events.contains(&RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::Inactive }));
+    // a left at ~30 s and received b's audio until then: about 1500 packets, none after.
+    let to_a = net.received[&src(1)].len();
+    assert!((1490..=1510).contains(&to_a), "{to_a}");
+    assert!(now > t0 + Duration::from_secs(39));
+}
+
+#[test]
+fn ten_minute_call_over_a_lossy_network_runs_fast_and_stays_ordered() {
+    let t0 = Instant::now();
+    let started = std::time::Instant::now();
+    let mut net = SimNet { loss_every: 20, ..Default::default() };
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Opus], &[Codec::Opus], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Opus], &[Codec::Opus], AudioPreference::Auto);
+    let packets = 10 * 60 * 50u64;
+    for i in 0..packets {
+        let now = t0 + Duration::from_millis(20 * i);
+        r.handle_receive(now, a, src(1), dst(1), &encode(0, i, 960 * i as u32, b"a"), &mut net);
+        r.handle_receive(now, b, src(2), dst(2), &encode(0, i, 960 * i as u32, b"b"), &mut net);
+        if now >= r.poll_timeout() {
+            r.handle_timeout(now, &mut net);
+        }
+    }
+    for who in [src(1), src(2)] {
+        let got = &net.received[&who];
+        let expect = packets as usize * 19 / 20;
+        assert!(got.len().abs_diff(expect) < 100, "about 5 % lost: {} of {packets}", got.len());
+        assert!(got.windows(2).all(|w| w[1].0 > w[0].0), "never out of order");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn mix_is_reported_honestly_when_slots_are_short() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let phone = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    assert_eq!(r.participant_view(phone).unwrap().subscriptions[0].route, Some(Route::Forward));
+    join(&mut r, t0, &mut net, 3, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let v = r.participant_view(phone).unwrap();
+    assert_eq!(v.subscriptions[0].route, Some(Route::Mix));
+    assert_eq!(v.subscriptions[0].track_id, None);
+}
