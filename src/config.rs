@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub http: HttpConfig,
@@ -82,20 +82,6 @@ pub struct LogConfig {
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            http: HttpConfig::default(),
-            webrtc: WebrtcConfig::default(),
-            rtp: RtpConfig::default(),
-            media: MediaConfig::default(),
-            rooms: RoomsConfig::default(),
-            mixer: MixerConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 impl Default for HttpConfig {
     fn default() -> Self {

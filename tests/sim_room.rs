@@ -37,6 +37,7 @@ struct FakeDriver {
     inbox: Vec<(TrackKey, RtpMeta, Vec<u8>)>,
     outbox: Vec<Vec<u8>>,
     keyframe_requests: Vec<TrackKey>,
+    closing: bool,
 }
 
 impl FakeDriver {
@@ -80,6 +81,7 @@ impl FakeDriver {
             inbox: Vec::new(),
             outbox: Vec::new(),
             keyframe_requests: Vec::new(),
+            closing: false,
         }
     }
 }
@@ -116,9 +118,15 @@ impl Driver for FakeDriver {
         for d in self.outbox.drain(..) {
             out.transmit(self.local, self.remote, &d);
         }
+        // Like str0m, a closing driver reports that its transport went away.
+        if std::mem::take(&mut self.closing) {
+            out.event(DriverEvent::Disconnected { reason: DisconnectReason::Closed });
+        }
         now + Duration::from_millis(100)
     }
-    fn close(&mut self, _: Instant) {}
+    fn close(&mut self, _: Instant) {
+        self.closing = true;
+    }
 }
 
 /// Collects what the room sends, per destination. Drops every `loss_every`-th datagram.
@@ -310,4 +318,20 @@ fn mix_is_reported_honestly_when_slots_are_short() {
     let v = r.participant_view(phone).unwrap();
     assert_eq!(v.subscriptions[0].route, Some(Route::Mix));
     assert_eq!(v.subscriptions[0].track_id, None);
+}
+
+#[test]
+fn a_requested_leave_is_reported_once_as_requested() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    r.take_events().for_each(drop);
+    assert!(r.leave(t0, a, LeaveReason::Requested, &mut net));
+    assert!(!r.leave(t0, a, LeaveReason::Requested, &mut net), "second leave finds nobody");
+    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
+    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::Requested }]);
+    let v = r.participant_view(b).unwrap();
+    assert_eq!(v.subscriptions[0].route, None, "b's slot is idle once its only publisher left");
 }

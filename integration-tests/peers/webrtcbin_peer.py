@@ -279,7 +279,7 @@ class Peer:
 
     def post_offer(self):
         a = self.args
-        body = {"sdp": self.offer_sdp.replace("OPUS/48000", "opus/48000"), "display_name": a.display_name}  # TEMP
+        body = {"sdp": self.offer_sdp, "display_name": a.display_name}
         if a.kind:
             body["kind"] = a.kind
         url = "%s/v1/rooms/%s/participants" % (a.api.rstrip("/"), a.room)

@@ -529,8 +529,7 @@ pub fn raw_http(base_url: &str, method: &str, path: &str, content_type: Option<&
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size_line, rest)) = s.split_once("\r\n") else { break };
+    while let Some((size_line, rest)) = s.split_once("\r\n") {
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
         if size == 0 || rest.len() < size {
             out.push_str(&rest[..rest.len().min(size)]);
@@ -640,8 +639,8 @@ impl SseClient {
                 let st = self.state.0.lock().unwrap();
                 let seen: Vec<String> = st.events.iter().map(|e| format!("{}: {}", e.event, e.data)).collect();
                 panic!(
-                    "no SSE event {name:?} (matching) on {} within {timeout:?}; stream closed: {:?}; received: {seen:#?}",
-                    self.path, st.closed
+                    "no SSE event {name:?} (matching) on {} within {timeout:?}; HTTP status {}; stream closed: {:?}; received: {seen:#?}",
+                    self.path, self.status, st.closed
                 );
             }
         }

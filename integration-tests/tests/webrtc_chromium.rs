@@ -31,7 +31,9 @@ fn two_chromium_clients_exchange_audio_and_video() {
     require_chromium();
     let d = Daemon::start();
     let api = d.base_url.clone();
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "call"})).0, 201);
     let sse = d.events("call");
+    assert_eq!(sse.status, 200, "GET /v1/rooms/call/events");
     let args = |name: &'static str| -> Vec<String> {
         ["--api", &api, "--room", "call", "--duration", "10", "--display-name", name]
             .iter()

@@ -63,6 +63,7 @@ fn publisher_first_then_subscriber_hears_440() {
     let api = api(&d);
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "tone"})).0, 201);
     let sse = d.events("tone");
+    assert_eq!(sse.status, 200, "GET /v1/rooms/tone/events");
     let mut publisher = Some(spawn_peer(
         PEER,
         &["--api", &api, "--room", "tone", "--publish-tone", "440", "--duration", "14", "--display-name", "publisher"],

@@ -187,6 +187,12 @@ impl Room {
         let Some(idx) = self.slot_of(id) else {
             return false;
         };
+        // Closed first, so the Disconnected the driver reports while closing is not taken for a
+        // transport failure and this leave is not entered twice.
+        match self.slab[idx].as_mut() {
+            Some(p) if p.state != ParticipantState::Closed => p.state = ParticipantState::Closed,
+            _ => return false,
+        }
         self.with_driver(idx, now, net, |d| d.close(now));
         let Some(p) = self.slab[idx].take() else {
             return false;
@@ -385,9 +391,10 @@ impl Room {
                         p.state = ParticipantState::Connected;
                     }
                 }
-                DriverEvent::Disconnected { .. } => {
+                DriverEvent::Disconnected { .. } if p.state != ParticipantState::Closed => {
                     self.leave(now, id, LeaveReason::TransportFailed, net);
                 }
+                DriverEvent::Disconnected { .. } => {}
                 DriverEvent::KeyframeRequest { slot, kind } => {
                     self.stats.keyframe_requests += 1;
                     let source = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.source);

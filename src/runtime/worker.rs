@@ -184,10 +184,7 @@ impl Worker {
         let (idx, pid, local) = (leg.room, leg.participant, leg.local);
         let mut buf = std::mem::take(&mut self.buf);
         let now = Instant::now();
-        loop {
-            let Some(sock) = self.sockets.legs.get(&local) else {
-                break;
-            };
+        while let Some(sock) = self.sockets.legs.get(&local) {
             let (n, src) = match sock.recv_from(&mut buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -210,10 +207,12 @@ impl Worker {
             return;
         }
         let listening = entry.events.receiver_count() > 0;
+        let room_id = entry.room.id().clone();
         for ev in entry.room.take_events() {
-            if let RoomEvent::ParticipantLeft { reason, .. } = &ev {
+            if let RoomEvent::ParticipantLeft { reason, participant_id } = &ev {
                 let reason = serde_json::to_value(reason).ok();
                 let reason = reason.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
+                info!(room = %room_id, participant = %participant_id, reason, "participant left");
                 self.metrics.participants_left.with_label_values(&[reason]).inc();
             }
             if listening {

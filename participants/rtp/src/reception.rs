@@ -5,7 +5,6 @@ use crate::rtcp::ReportBlock;
 
 const MAX_DROPOUT: u16 = 3000;
 const MAX_MISORDER: u16 = 100;
-const MIN_SEQUENTIAL: u8 = 2;
 
 /// Statistics for one remote SSRC.
 #[derive(Debug, Clone)]
@@ -15,7 +14,6 @@ pub struct Reception {
     cycles: u32,
     base_seq: u32,
     bad_seq: u32,
-    probation: u8,
     received: u32,
     expected_prior: u32,
     received_prior: u32,
@@ -26,7 +24,8 @@ pub struct Reception {
 }
 
 impl Reception {
-    /// Starts tracking `ssrc` with its first packet's sequence number.
+    /// Starts tracking `ssrc` with its first packet's sequence number. A.1's probation is
+    /// skipped: the packet already passed the SDP's PT check (and SRTP authentication).
     pub fn new(ssrc: u32, seq: u16) -> Reception {
         let mut r = Reception {
             ssrc,
@@ -34,7 +33,6 @@ impl Reception {
             cycles: 0,
             base_seq: 0,
             bad_seq: u32::MAX,
-            probation: MIN_SEQUENTIAL,
             received: 0,
             expected_prior: 0,
             received_prior: 0,
@@ -56,26 +54,10 @@ impl Reception {
         self.expected_prior = 0;
     }
 
-    /// Records a packet's sequence number. Returns false for a packet A.1 would not count
-    /// (probation or a large jump not yet confirmed).
+    /// Records a packet's sequence number. Returns false for a packet A.1 would not count (a
+    /// large jump not yet confirmed).
     pub fn update_seq(&mut self, seq: u16) -> bool {
         let udelta = seq.wrapping_sub(self.max_seq);
-        if self.probation > 0 {
-            if seq == self.max_seq.wrapping_add(1) {
-                self.probation -= 1;
-                self.max_seq = seq;
-                if self.probation == 0 {
-                    self.init_seq(seq);
-                    self.received += 1;
-                    return true;
-                }
-            } else {
-                self.probation = MIN_SEQUENTIAL - 1;
-                self.max_seq = seq;
-            }
-            // A.1 counts nothing during probation; a leg's first packets still count as media.
-            return true;
-        }
         if udelta < MAX_DROPOUT {
             if seq < self.max_seq {
                 self.cycles = self.cycles.wrapping_add(1 << 16);
@@ -173,8 +155,7 @@ mod tests {
         assert_eq!(r.extended_max(), 65536 + 9);
         let block = r.report(0, 0);
         assert_eq!(block.cumulative_lost, 2);
-        // 15 expected from the base (the second packet, after probation), 13 received.
-        assert_eq!(block.fraction_lost, (2 * 256 / 15) as u8);
+        assert_eq!(block.fraction_lost, (2 * 256 / 16) as u8);
         // No new packets: nothing lost in the next interval.
         assert_eq!(r.report(0, 0).fraction_lost, 0);
     }

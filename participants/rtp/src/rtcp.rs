@@ -191,7 +191,7 @@ pub fn write_report(buf: &mut Vec<u8>, ssrc: u32, sender: Option<SenderInfo>, bl
     buf.extend_from_slice(cname);
     // The END item, then zeros to a 32-bit boundary.
     buf.push(0);
-    while (buf.len() - at) % 4 != 0 {
+    while (buf.len() - at) & 3 != 0 {
         buf.push(0);
     }
     finish(buf, at);
