@@ -323,6 +323,16 @@ fn events_for_a_join_and_a_leave() {
         .map(|e| e.event)
         .collect();
     assert_eq!(seq, ["participant_joined", "participant_left"], "all events: {:?}", sse.names());
+
+    // The offer published audio and video: both tracks were announced, and withdrawn on leave.
+    let track_ids: Vec<String> =
+        p["tracks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(track_ids.len(), 2);
+    for tid in &track_ids {
+        let is_this = |v: &Value| v["track_id"] == tid.as_str() && event_participant_id(v).as_deref() == Some(&pid);
+        sse.wait_for_matching("track_published", is_this, SSE_WAIT);
+        sse.wait_for_matching("track_unpublished", is_this, SSE_WAIT);
+    }
 }
 
 #[test]

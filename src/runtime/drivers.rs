@@ -6,6 +6,7 @@ use mio::net::UdpSocket;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_driver::{Driver, ParticipantKind};
+use switchboard_rtp::{RtpDriver, RtpLegConfig};
 use switchboard_webrtc::WebrtcDriver;
 
 /// The bound sockets of a new rtp/srtp leg: RTP on an even port, RTCP on the next.
@@ -28,8 +29,22 @@ pub fn make(
                 cfg.webrtc.advertised_ips.iter().map(|ip| SocketAddr::new(*ip, webrtc_local.port())).collect();
             Ok(Box::new(WebrtcDriver::new(now, &candidates)))
         }
-        (ParticipantKind::Rtp | ParticipantKind::Srtp, _) => {
-            Err(CommandError::Unsupported(format!("{} participants are not available yet", kind.as_str())))
+        (ParticipantKind::Rtp | ParticipantKind::Srtp, Some(leg)) => {
+            let (rtp_local, rtcp_local) = match (leg.rtp.local_addr(), leg.rtcp.local_addr()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => return Err(CommandError::NoPorts),
+            };
+            let cfg = RtpLegConfig {
+                kind_hint: Some(kind),
+                rtp_local,
+                rtcp_local,
+                advertised_ip: cfg.rtp.advertised_ip,
+                symmetric: cfg.rtp.symmetric,
+            };
+            Ok(Box::new(RtpDriver::new(cfg, now)))
+        }
+        (ParticipantKind::Rtp | ParticipantKind::Srtp, None) => {
+            Err(CommandError::NoPorts)
         }
     }
 }

@@ -138,8 +138,8 @@ pub struct TxPacket {
 struct Playing {
     code: u8,
     ts: u32,
-    /// Total duration in telephone-event clock units.
-    total: u32,
+    /// Total duration in telephone-event clock units, at most `u16::MAX`.
+    total: u64,
     /// Packets sent so far for this event.
     sent: u32,
     ends: u32,
@@ -183,7 +183,9 @@ impl DtmfSender {
         if now < due {
             return None;
         }
-        let step = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1) * clock_rate / 1000;
+        // One packet's worth of duration, at most what the 16-bit duration field holds.
+        let max = u64::from(u16::MAX);
+        let step = (interval.as_millis().min(u128::from(u32::MAX)) as u64 * u64::from(clock_rate) / 1000).clamp(1, max);
         let p = match &mut self.playing {
             Some(p) => p,
             None => {
@@ -191,19 +193,18 @@ impl DtmfSender {
                     self.next_at = None;
                     return None;
                 };
-                let total = u64::from(self.duration_ms) * u64::from(clock_rate) / 1000;
-                let total = u32::try_from(total).unwrap_or(u32::MAX).clamp(step.max(1), u32::from(u16::MAX));
+                let total = (u64::from(self.duration_ms) * u64::from(clock_rate) / 1000).clamp(step, max);
                 self.playing.insert(Playing { code, ts: ts_now, total, sent: 0, ends: 0 })
             }
         };
-        let elapsed = (p.sent + 1).saturating_mul(step);
+        let elapsed = (u64::from(p.sent) + 1).saturating_mul(step);
         let end = elapsed >= p.total;
         let duration = if end { p.total } else { elapsed };
         let packet = TxPacket {
             marker: p.sent == 0,
             ts: p.ts,
             payload: {
-                // `duration` is at most `total`, which is clamped to u16::MAX above.
+                // `duration` is at most `total`, which is at most u16::MAX.
                 let d = u16::try_from(duration).unwrap_or(u16::MAX).to_be_bytes();
                 [p.code, (u8::from(end) << 7) | VOLUME, d[0], d[1]]
             },
@@ -309,5 +310,24 @@ mod tests {
         assert_eq!(out.iter().filter(|(_, p)| p.payload[1] & 0x80 != 0).count(), 3);
         assert_eq!(out[4].0, Duration::from_millis(200));
         assert_eq!(tx.queue(t0, "12x", 100), Err(DtmfError::InvalidDigit('x')));
+    }
+
+    #[test]
+    fn sender_survives_extreme_settings() {
+        for (ms, clock, duration) in [(2000, 48000, 60_000), (0, 8000, 0), (u64::MAX / 1000, 48000, u32::MAX)] {
+            let mut tx = DtmfSender::default();
+            let t0 = Instant::now();
+            tx.queue(t0, "D", duration).unwrap();
+            let mut sent = 0;
+            let mut now = t0;
+            while let Some(at) = tx.deadline() {
+                now = now.max(at);
+                sent += usize::from(tx.poll(now, Duration::from_millis(ms), clock, 0).is_some());
+                if sent > 2000 {
+                    break;
+                }
+            }
+            assert!((3..=2000).contains(&sent), "{ms} ms at {clock}: {sent} packets");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! What a leg does:
 //! - SDP offer/answer with webrtc-sdp: RTP/AVP(F) is `rtp`, RTP/SAVP(F) with `a=crypto` is
 //!   `srtp`. The answer names one audio codec (PCMU, PCMA, G722 or opus, the offerer's first,
-//!   with its PT) plus telephone-event; see [`negotiation`](crate) module docs.
+//!   with its PT) plus telephone-event, so the gateway knows exactly what flows both ways.
 //! - SRTP with AES_CM_128_HMAC_SHA1_80/_32 and AEAD_AES_128_GCM through `rtc-srtp`.
 //! - Symmetric RTP (latching) on by default, rtcp-mux when offered, SR/RR every 5 s.
 //! - RFC 4733 DTMF both ways: received digits reported once, sent digits paced by `poll`.
