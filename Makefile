@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/switchboard.toml
 
-.PHONY: run test deps test-deps build build-release unit integration lint fmt bench clean-run
+.PHONY: run test deps test-deps build lint fmt
 
 deps:
 	./scripts/install-deps.sh
@@ -32,3 +32,6 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks (make bench, make bench-compare) live in bench/bench.mk.
+-include bench/bench.mk

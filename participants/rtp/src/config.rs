@@ -51,9 +51,12 @@ pub struct RemoteReport {
 /// Counters and quality figures of one leg, for metrics and the API view.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LegStats {
+    /// Valid RTP packets received (media and telephone-event).
     pub packets_received: u64,
+    /// Their payload octets (RTP and SRTP overhead excluded, as RTCP counts them).
     pub bytes_received: u64,
     pub packets_sent: u64,
+    /// Payload octets sent.
     pub bytes_sent: u64,
     /// Inbound packets lost, by the bridge's own count (RFC 3550 A.3).
     pub packets_lost: i64,

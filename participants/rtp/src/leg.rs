@@ -55,8 +55,16 @@ pub(crate) struct SendState {
 
 /// A plain RTP (RTP/AVP) or SDES-SRTP (RTP/SAVP + `a=crypto`) leg: a SIP gateway or carrier.
 ///
-/// One audio m-line is used; it is published as `TrackKey(0)` and received on `SlotKey(0)`,
-/// both stable across re-offers, as is the SSRC the bridge sends with.
+/// - One audio m-line is used (the first with a port); other m-lines are answered with port 0.
+///   It is published as `TrackKey(0)` (while the peer sends) and received on `SlotKey(0)`
+///   (`active` while the peer receives and its address is not 0.0.0.0). Keys, labels and the
+///   bridge's SSRC stay the same across re-offers.
+/// - Re-offers apply hold/resume, a new address (the latch resets to it), a new codec and new
+///   keys. A new peer key gets a new inbound SRTP context. The bridge keeps its own key and
+///   outbound context (so its SRTP index never restarts under the same key) unless the suite
+///   changes, which gets a fresh key.
+/// - Before the first SDP, and after `close`, datagrams are ignored.
+/// - `close` sends RTCP BYE.
 pub struct RtpDriver {
     pub(crate) cfg: RtpLegConfig,
     pub(crate) kind: ParticipantKind,

@@ -2,6 +2,7 @@
 
 mod dtmf_tests;
 mod media_tests;
+mod robustness_tests;
 mod rtcp_tests;
 mod sdp_tests;
 
