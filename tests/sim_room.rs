@@ -155,6 +155,7 @@ fn room(now: Instant) -> Room {
         max_participants: 10,
         inactivity_timeout: Duration::from_secs(30),
         empty_timeout: Duration::from_secs(60),
+        mixer: MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40 },
     };
     Room::new(RoomId::new("sim").unwrap(), cfg, now)
 }

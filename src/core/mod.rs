@@ -4,6 +4,7 @@
 pub mod events;
 mod fanout;
 pub mod forwarder;
+pub mod mixing;
 pub mod participant;
 pub mod room;
 pub mod routing;
@@ -12,5 +13,6 @@ pub mod view;
 
 pub use events::{LeaveReason, RoomEvent};
 pub use fanout::Network;
+pub use mixing::{MixerFactory, MixerSettings};
 pub use room::{Joining, Room, RoomConfig, RoomError};
 pub use routing::{AudioPreference, Route, VideoPreference};

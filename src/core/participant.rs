@@ -5,7 +5,7 @@ use super::routing::{AudioPreference, Route, VideoPreference};
 use serde::Serialize;
 use std::time::Instant;
 use switchboard_driver::{
-    Codec, Driver, MediaKind, ParticipantId, ParticipantKind, SlotInfo, SlotKey, TrackId, TrackKey,
+    Codec, CodecSpec, Driver, MediaKind, ParticipantId, ParticipantKind, SlotInfo, SlotKey, TrackId, TrackKey,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +29,8 @@ pub struct PublishedTrack {
     pub id: TrackId,
     pub kind: MediaKind,
     pub codec: Codec,
+    /// The codec as the publisher negotiated it, for the mixer's input caps.
+    pub spec: CodecSpec,
     pub label: String,
     /// Where each packet of this track goes. Rebuilt from the routes; read on every packet.
     pub fanout: Vec<SlotRef>,
@@ -37,8 +39,11 @@ pub struct PublishedTrack {
 pub struct Slot {
     pub info: SlotInfo,
     pub route: Option<Route>,
+    /// The track the slot serves, as reported: the forwarded or transcoded track.
     pub source: Option<TrackId>,
     pub codec: Option<Codec>,
+    /// The track actually fanned into the slot: `source` when forwarding, a mixer output otherwise.
+    pub wired: Option<TrackId>,
     pub forwarder: Forwarder,
 }
 
@@ -49,6 +54,8 @@ pub struct Participant {
     pub audio: AudioPreference,
     pub video: VideoPreference,
     pub state: ParticipantState,
+    /// The room's mixer: in the slab so packets reach it like any subscriber, but never reported.
+    pub internal: bool,
     pub driver: Box<dyn Driver>,
     pub tracks: Vec<PublishedTrack>,
     pub slots: Vec<Slot>,

@@ -7,8 +7,9 @@
 use super::events::{LeaveReason, RoomEvent};
 use super::fanout::{Fanout, Network};
 use super::forwarder::Forwarder;
+use super::mixing::{self, Demand, MixKeys, MixerSettings, Source};
 use super::participant::{Participant, ParticipantState, PublishedTrack, Slot, SlotRef};
-use super::routing::{self, AudioPreference, PolicySlot, PolicySubscriber, PolicyTrack, VideoPreference};
+use super::routing::{self, AudioPreference, PolicySlot, PolicySubscriber, PolicyTrack, Route, VideoPreference};
 use super::stats::{kind_index, route_index, RoomGauges, RoomStats};
 use super::view::{ParticipantView, RoomView};
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +26,7 @@ pub struct RoomConfig {
     pub max_participants: usize,
     pub inactivity_timeout: Duration,
     pub empty_timeout: Duration,
+    pub mixer: MixerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub struct Room {
     stats: RoomStats,
     earliest: Instant,
     empty_since: Option<Instant>,
+    /// The mixer's place in the slab, while one exists.
+    mixer: Option<usize>,
+    mix_keys: MixKeys,
 }
 
 impl Room {
@@ -84,6 +89,8 @@ impl Room {
             stats: RoomStats::default(),
             earliest: now + cfg.empty_timeout,
             empty_since: Some(now),
+            mixer: None,
+            mix_keys: MixKeys::default(),
             cfg,
         }
     }
@@ -139,20 +146,14 @@ impl Room {
             audio,
             video,
             state: ParticipantState::Connecting,
+            internal: false,
             driver,
             tracks: Vec::new(),
             slots: Vec::new(),
             last_received: now,
             next_timeout: now,
         };
-        let idx = match self.slab.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.slab.push(None);
-                self.slab.len() - 1
-            }
-        };
-        self.slab[idx] = Some(p);
+        let idx = self.place(p);
         self.index.insert(id, idx);
         self.awaiting_answer.insert(id, awaiting);
         self.empty_since = None;
@@ -276,7 +277,7 @@ impl Room {
             .slab
             .iter()
             .flatten()
-            .filter(|p| now.saturating_duration_since(p.last_received) >= self.cfg.inactivity_timeout)
+            .filter(|p| !p.internal && now.saturating_duration_since(p.last_received) >= self.cfg.inactivity_timeout)
             .map(|p| p.id)
             .collect();
         for id in inactive {
@@ -284,7 +285,10 @@ impl Room {
         }
         let mut earliest = self.empty_since.map(|t| t + self.cfg.empty_timeout).unwrap_or(now + Duration::from_secs(1));
         for p in self.slab.iter().flatten() {
-            earliest = earliest.min(p.next_timeout).min(p.last_received + self.cfg.inactivity_timeout);
+            earliest = earliest.min(p.next_timeout);
+            if !p.internal {
+                earliest = earliest.min(p.last_received + self.cfg.inactivity_timeout);
+            }
         }
         self.earliest = earliest.max(now + Duration::from_millis(1)).min(now + Duration::from_secs(1));
     }
@@ -317,12 +321,21 @@ impl Room {
     }
 
     pub fn take_stats(&mut self) -> RoomStats {
+        if let Some(m) = self.mixer.and_then(|i| self.slab.get_mut(i)).and_then(Option::as_mut) {
+            if let Some(ctl) = m.driver.as_mixer() {
+                self.stats.mixer = ctl.take_stats();
+            }
+        }
         std::mem::take(&mut self.stats)
     }
 
     pub fn gauges(&self) -> RoomGauges {
         let mut g = RoomGauges::default();
-        for p in self.slab.iter().flatten() {
+        g.mixers = self.mixer.is_some() as u64;
+        g.mixes = self.stats.mixer.mixes;
+        g.encoders = self.stats.mixer.encoders;
+        g.decoders = self.stats.mixer.decoders;
+        for p in self.slab.iter().flatten().filter(|p| !p.internal) {
             g.participants[kind_index(p.kind)] += 1;
             g.tracks += p.tracks.len() as u64;
             for s in &p.slots {
@@ -339,6 +352,7 @@ impl Room {
             .slab
             .iter()
             .flatten()
+            .filter(|p| !p.internal)
             .map(|p| ParticipantView::of(&self.id, p, &self.track_owner, &self.slab))
             .collect();
         participants.sort_by_key(|p| p.id);
@@ -348,6 +362,18 @@ impl Room {
     pub fn participant_view(&self, id: ParticipantId) -> Option<ParticipantView> {
         let p = self.slab.get(self.slot_of(id)?)?.as_ref()?;
         Some(ParticipantView::of(&self.id, p, &self.track_owner, &self.slab))
+    }
+
+    fn place(&mut self, p: Participant) -> usize {
+        let idx = match self.slab.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.slab.push(None);
+                self.slab.len() - 1
+            }
+        };
+        self.slab[idx] = Some(p);
+        idx
     }
 
     /// Runs `f` on one driver with the participant taken out of the slab, drains its output
@@ -408,6 +434,7 @@ impl Room {
                     self.relay_dtmf(now, idx, digit, duration_ms, net);
                 }
                 DriverEvent::Dropped { reason } => self.stats.drop(reason),
+                DriverEvent::ActiveSpeakers { slots } => self.speakers_changed(now, idx, &slots, net),
             }
         }
     }
@@ -440,21 +467,26 @@ impl Room {
         };
         let neg = p.driver.negotiated().clone();
         let pid = p.id;
+        let internal = p.internal;
+        let mut events = Vec::new();
         p.tracks.retain(|t| {
             let keep = neg.tracks.iter().any(|n| n.key == t.key && n.kind == t.kind);
             if !keep {
                 self.track_owner.remove(&t.id);
-                self.events.push(RoomEvent::TrackUnpublished { participant_id: pid, track_id: t.id });
+                events.push(RoomEvent::TrackUnpublished { participant_id: pid, track_id: t.id });
             }
             keep
         });
         for n in &neg.tracks {
             match p.tracks.iter_mut().find(|t| t.key == n.key) {
-                Some(t) => t.codec = n.codec.codec,
+                Some(t) => {
+                    t.codec = n.codec.codec;
+                    t.spec = n.codec.clone();
+                }
                 None => {
                     let id = TrackId(NEXT_TRACK.fetch_add(1, Ordering::Relaxed));
                     self.track_owner.insert(id, (idx, n.key));
-                    self.events.push(RoomEvent::TrackPublished {
+                    events.push(RoomEvent::TrackPublished {
                         participant_id: pid,
                         track_id: id,
                         kind: n.kind,
@@ -465,6 +497,7 @@ impl Room {
                         id,
                         kind: n.kind,
                         codec: n.codec.codec,
+                        spec: n.codec.clone(),
                         label: n.label.clone(),
                         fanout: Vec::new(),
                     });
@@ -482,30 +515,36 @@ impl Room {
                         route: None,
                         source: None,
                         codec: None,
+                        wired: None,
                         forwarder: Forwarder::new(rate),
                     });
                 }
             }
         }
+        if !internal {
+            self.events.extend(events);
+        }
     }
 
-    /// Re-runs the RoutingPolicy for every subscriber, reports what changed and rebuilds the
-    /// fan-out lists the packet path reads.
+    /// Re-runs the RoutingPolicy for every subscriber, sets the mixer to what the routes need,
+    /// reports what changed and rebuilds the fan-out lists the packet path reads.
     fn reroute(&mut self, now: Instant, net: &mut dyn Network) {
-        let mut tracks: Vec<PolicyTrack> = self
-            .slab
-            .iter()
-            .flatten()
-            .flat_map(|p| {
-                p.tracks.iter().map(|t| PolicyTrack { id: t.id, publisher: p.id, kind: t.kind, codec: t.codec })
-            })
-            .collect();
+        let mut tracks: Vec<PolicyTrack> = Vec::new();
+        let mut sources: Vec<Source> = Vec::new();
+        for p in self.slab.iter().flatten().filter(|p| !p.internal) {
+            for t in &p.tracks {
+                tracks.push(PolicyTrack { id: t.id, publisher: p.id, kind: t.kind, codec: t.codec });
+                if t.kind == MediaKind::Audio {
+                    sources.push(Source { track: t.id, publisher: p.id, codec: t.spec.clone() });
+                }
+            }
+        }
         tracks.sort_by_key(|t| t.id);
-        let mut keyframes = Vec::new();
-        for idx in 0..self.slab.len() {
-            let Some(p) = self.slab[idx].as_mut() else {
-                continue;
-            };
+        sources.sort_by_key(|s| s.track);
+        let mut decided = Vec::new();
+        let mut demands = Vec::new();
+        for (idx, p) in self.slab.iter().enumerate() {
+            let Some(p) = p.as_ref().filter(|p| !p.internal) else { continue };
             let sub = PolicySubscriber {
                 id: p.id,
                 kind: p.kind,
@@ -523,9 +562,41 @@ impl Room {
                     .collect(),
             };
             let assignments = routing::assign(&sub, &tracks, &self.speakers);
+            let own_audio = p.tracks.iter().find(|t| t.kind == MediaKind::Audio).map(|t| t.id);
+            for a in &assignments {
+                let Some(slot) = p.slots.iter().find(|s| s.info.key == a.slot) else { continue };
+                let needs_mcu = matches!(a.route, Route::Mix | Route::Transcode) && slot.info.kind == MediaKind::Audio;
+                if let (true, Some(codec)) = (needs_mcu, slot.info.codecs.iter().find(|c| c.codec == a.codec)) {
+                    demands.push(Demand {
+                        subscriber: p.id,
+                        slot: a.slot,
+                        route: a.route,
+                        track: a.track,
+                        codec: codec.clone(),
+                        ptime_ms: slot.info.ptime_ms.unwrap_or(20),
+                        own_audio,
+                    });
+                }
+            }
+            decided.push((idx, assignments));
+        }
+        let plan = mixing::plan(&mut self.mix_keys, &demands, &sources, &self.cfg.mixer);
+        let mixed_tracks = self.apply_mix_plan(now, &plan);
+        let mut keyframes = Vec::new();
+        for (idx, assignments) in decided {
+            let Some(p) = self.slab[idx].as_mut() else { continue };
             for slot in &mut p.slots {
                 let a = assignments.iter().find(|a| a.slot == slot.info.key);
                 let (route, source, codec) = (a.map(|a| a.route), a.and_then(|a| a.track), a.map(|a| a.codec));
+                slot.wired = match route {
+                    Some(Route::Forward) => source,
+                    Some(Route::Mix | Route::Transcode) => self
+                        .mix_keys
+                        .output(p.id, slot.info.key)
+                        .and_then(|k| mixed_tracks.iter().find(|(key, _)| *key == k))
+                        .map(|(_, id)| *id),
+                    _ => None,
+                };
                 if (route, source, codec) == (slot.route, slot.source, slot.codec) {
                     continue;
                 }
@@ -537,6 +608,11 @@ impl Room {
                 }
                 if slot.info.kind == MediaKind::Video && source.is_some() && source != slot.source {
                     keyframes.push(source);
+                }
+                if route == Some(Route::Transcode) && slot.route != Some(Route::Transcode) {
+                    if let (Some(from), Some(to)) = (tracks.iter().find(|t| Some(t.id) == source), codec) {
+                        self.stats.transcodes.push((from.codec, to));
+                    }
                 }
                 slot.route = route;
                 slot.source = source;
@@ -557,11 +633,89 @@ impl Room {
         }
     }
 
+    /// Creates, reconfigures or removes the mixer for `plan`. Returns its output tracks.
+    fn apply_mix_plan(&mut self, now: Instant, plan: &switchboard_driver::MixPlan) -> Vec<(TrackKey, TrackId)> {
+        if plan.outputs.is_empty() {
+            if let Some(p) = self.mixer.take().and_then(|i| self.slab[i].take()) {
+                for t in &p.tracks {
+                    self.track_owner.remove(&t.id);
+                }
+            }
+            return Vec::new();
+        }
+        let idx = match self.mixer {
+            Some(i) => i,
+            None => {
+                let Some(factory) = self.cfg.mixer.factory.clone() else {
+                    return Vec::new();
+                };
+                let p = Participant {
+                    id: ParticipantId(0),
+                    kind: ParticipantKind::Rtp,
+                    display_name: None,
+                    audio: AudioPreference::Auto,
+                    video: VideoPreference::Auto,
+                    state: ParticipantState::Connected,
+                    internal: true,
+                    driver: factory(now),
+                    tracks: Vec::new(),
+                    slots: Vec::new(),
+                    last_received: now,
+                    next_timeout: now,
+                };
+                let i = self.place(p);
+                self.mixer = Some(i);
+                i
+            }
+        };
+        if let Some(p) = self.slab[idx].as_mut() {
+            if let Some(ctl) = p.driver.as_mixer() {
+                ctl.configure(now, plan);
+            }
+            p.next_timeout = now;
+            self.earliest = now;
+        }
+        self.sync_negotiated(idx);
+        let keys = &self.mix_keys;
+        let Some(p) = self.slab[idx].as_mut() else { return Vec::new() };
+        for slot in &mut p.slots {
+            slot.wired = keys.input_track(slot.info.key);
+            slot.source = slot.wired;
+            slot.route = Some(Route::Forward);
+        }
+        p.tracks.iter().map(|t| (t.key, t.id)).collect()
+    }
+
+    /// The mixer's loudest inputs changed: they become the room's active speakers.
+    fn speakers_changed(
+        &mut self,
+        now: Instant,
+        mixer: usize,
+        slots: &[switchboard_driver::SlotKey],
+        net: &mut dyn Network,
+    ) {
+        let Some(Some(m)) = self.slab.get(mixer) else { return };
+        let speakers: Vec<ParticipantId> = slots
+            .iter()
+            .filter_map(|k| m.slots.iter().find(|s| s.info.key == *k).and_then(|s| s.wired))
+            .filter_map(|t| self.track_owner.get(&t))
+            .filter_map(|(owner, _)| self.slab.get(*owner).and_then(|p| p.as_ref()).map(|p| p.id))
+            .collect();
+        if speakers == self.speakers {
+            return;
+        }
+        if let Some(top) = speakers.first().filter(|t| self.speakers.first() != Some(*t)) {
+            self.events.push(RoomEvent::ActiveSpeaker { participant_id: *top });
+        }
+        self.speakers = speakers;
+        self.reroute(now, net);
+    }
+
     fn rebuild_fanout(&mut self) {
         let mut wires = Vec::new();
         for (idx, p) in self.slab.iter().enumerate() {
             for s in p.iter().flat_map(|p| &p.slots) {
-                if let (Some(routing::Route::Forward), Some(track)) = (s.route, s.source) {
+                if let Some(track) = s.wired.filter(|_| s.info.active) {
                     wires.push((track, SlotRef { participant: idx, slot: s.info.key }));
                 }
             }

@@ -2,7 +2,7 @@
 //! now and then and `metrics.rs` turns them into Prometheus records.
 
 use super::routing::Route;
-use switchboard_driver::{DropReason, ParticipantKind};
+use switchboard_driver::{Codec, DropReason, MixerStats, ParticipantKind};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
@@ -27,6 +27,9 @@ pub struct RoomStats {
     pub route_switches: u64,
     pub keyframe_requests: u64,
     pub dtmf_events: u64,
+    pub mixer: MixerStats,
+    /// Transcode outputs started, by (from, to) codec.
+    pub transcodes: Vec<(Codec, Codec)>,
 }
 
 impl RoomStats {
@@ -60,4 +63,8 @@ pub struct RoomGauges {
     pub participants: [u64; 3],
     pub tracks: u64,
     pub subscriptions: [u64; 4],
+    pub mixers: u64,
+    pub mixes: u64,
+    pub encoders: u64,
+    pub decoders: u64,
 }

@@ -43,8 +43,11 @@ pub fn make(
             };
             Ok(Box::new(RtpDriver::new(cfg, now)))
         }
-        (ParticipantKind::Rtp | ParticipantKind::Srtp, None) => {
-            Err(CommandError::NoPorts)
-        }
+        (ParticipantKind::Rtp | ParticipantKind::Srtp, None) => Err(CommandError::NoPorts),
     }
+}
+
+/// The room's mixer, when the build has one.
+pub fn mixer_factory() -> Option<crate::core::MixerFactory> {
+    None
 }

@@ -11,7 +11,7 @@ use super::sdp_kind::kind_of_offer;
 use super::sockets::Sockets;
 use crate::config::Config;
 use crate::core::stats::RoomGauges;
-use crate::core::{Joining, LeaveReason, Room, RoomConfig, RoomError, RoomEvent};
+use crate::core::{Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomError, RoomEvent};
 use crate::metrics::Metrics;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -337,6 +337,11 @@ impl Worker {
             max_participants: max.unwrap_or(self.cfg.rooms.max_participants),
             inactivity_timeout: self.cfg.inactivity_timeout(),
             empty_timeout: self.cfg.empty_room_timeout(),
+            mixer: MixerSettings {
+                factory: drivers::mixer_factory(),
+                speakers: self.cfg.mixer.speakers,
+                jitter_buffer_ms: self.cfg.mixer.jitter_buffer_ms,
+            },
         };
         info!(room = %id, "room created");
         let room = Room::new(id.clone(), cfg, Instant::now());
@@ -468,7 +473,8 @@ impl Worker {
 
     fn join_in(&mut self, idx: usize, kind: ParticipantKind, req: JoinRequest) -> Result<Joined, CommandError> {
         let now = Instant::now();
-        let id = ParticipantId(rand::random());
+        // Zero is the mixer's id inside a room.
+        let id = ParticipantId(rand::random::<u64>().max(1));
         let room_id = self.rooms[idx].as_ref().map(|e| e.room.id().clone()).ok_or(CommandError::ParticipantNotFound)?;
         let span = info_span!("participant", room = %room_id, id = %id, kind = kind.as_str());
         let _g = span.enter();

@@ -11,10 +11,12 @@
 
 mod codec;
 mod ids;
+mod mix;
 mod packet;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
+pub use mix::{MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 
 use std::net::SocketAddr;
@@ -89,6 +91,8 @@ pub enum DriverEvent {
     Dtmf { digit: char, duration_ms: u32 },
     /// A packet was dropped before it reached the room.
     Dropped { reason: DropReason },
+    /// The mixer's current loudest speakers changed: its input slots, loudest first.
+    ActiveSpeakers { slots: Vec<SlotKey> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,4 +212,9 @@ pub trait Driver: Send {
 
     /// Starts an orderly close. `poll` still drains what closing produced.
     fn close(&mut self, now: Instant);
+
+    /// The mixer's control side; every other driver has none.
+    fn as_mixer(&mut self) -> Option<&mut dyn MixerControl> {
+        None
+    }
 }

@@ -107,7 +107,7 @@ fn bridge_to_ffmpeg(suite: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let sdp_path = dir.join("in.sdp");
     let wav = dir.join("out.wav");
-    let _ = our_key; std::fs::write(&sdp_path, offer(peer_port, suite, &key_b64())).unwrap();
+    std::fs::write(&sdp_path, offer(peer_port, suite, our_key)).unwrap();
     let ffmpeg = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-protocol_whitelist", "file,udp,rtp,srtp"])
         .arg("-i")

@@ -1,0 +1,171 @@
+//! Switchboard's HTTP API v1 (docs/api.md), plain RTP offers, and str0m clients.
+
+use crate::media::Codec;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::{Candidate, Rtc};
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).max_idle_connections_per_host(4).build()
+}
+
+pub struct Api {
+    pub agent: ureq::Agent,
+    pub base: String,
+}
+
+pub struct Joined {
+    pub id: String,
+    pub answer: String,
+    /// POST sent to answer parsed.
+    pub took: Duration,
+    pub view: Value,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api { agent: agent(), base: base.trim_end_matches('/').to_owned() }
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.agent.get(&format!("{}/healthz", self.base)).call().is_ok()
+    }
+
+    /// Creates a room; an existing one is fine.
+    pub fn create_room(&self, id: &str, max_participants: usize) -> Result<()> {
+        let r = self
+            .agent
+            .post(&format!("{}/v1/rooms", self.base))
+            .send_json(json!({"id": id, "max_participants": max_participants}));
+        match r {
+            Ok(_) | Err(ureq::Error::Status(409, _)) => Ok(()),
+            Err(e) => Err(anyhow!("POST /v1/rooms {id}: {}", describe(e))),
+        }
+    }
+
+    pub fn delete_room(&self, id: &str) {
+        let _ = self.agent.delete(&format!("{}/v1/rooms/{id}", self.base)).call();
+    }
+
+    pub fn join(&self, room: &str, offer: &str, extra: Value) -> Result<Joined> {
+        let mut body = json!({"sdp": offer});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let start = Instant::now();
+        let resp = self
+            .agent
+            .post(&format!("{}/v1/rooms/{room}/participants", self.base))
+            .send_json(body)
+            .map_err(|e| anyhow!("join {room}: {}", describe(e)))?;
+        let view: Value = resp.into_json().context("join: response body")?;
+        let took = start.elapsed();
+        let answer = view["sdp"].as_str().ok_or_else(|| anyhow!("join {room}: no sdp in {view}"))?.to_owned();
+        let id = view["id"].as_str().unwrap_or_default().to_owned();
+        Ok(Joined { id, answer, took, view })
+    }
+
+    pub fn room(&self, id: &str) -> Result<Value> {
+        let r = self.agent.get(&format!("{}/v1/rooms/{id}", self.base)).call().map_err(describe_err)?;
+        Ok(r.into_json()?)
+    }
+}
+
+fn describe_err(e: ureq::Error) -> anyhow::Error {
+    anyhow!(describe(e))
+}
+
+pub fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, r) => format!("HTTP {code}: {}", r.into_string().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+/// Binds a UDP socket on `ip` with an OS-chosen port.
+pub fn bind(ip: IpAddr) -> Result<(UdpSocket, SocketAddr)> {
+    let s = UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding a leg socket")?;
+    let a = s.local_addr()?;
+    Ok((s, a))
+}
+
+/// A plain RTP audio offer as a SIP gateway would send it.
+pub fn plain_offer(local: SocketAddr, codec: Codec, pt: u8, direction: &str) -> String {
+    let sid = 1_000_000 + local.port() as u64;
+    let ip = local.ip();
+    let rtpmap = match codec {
+        Codec::Pcmu => format!("a=rtpmap:{pt} PCMU/8000\r\n"),
+        Codec::Opus => format!("a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} minptime=10;useinbandfec=0\r\n"),
+        Codec::Vp8 => format!("a=rtpmap:{pt} VP8/90000\r\n"),
+    };
+    let media = if codec == Codec::Vp8 { "video" } else { "audio" };
+    format!(
+        "v=0\r\no=- {sid} 1 IN IP4 {ip}\r\ns=loadgen\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m={media} {port} RTP/AVP {pt}\r\n{rtpmap}a=ptime:20\r\na={direction}\r\n",
+        port = local.port()
+    )
+}
+
+/// The media address of the first m-line of an SDP (its c= line, session or media level).
+pub fn media_addr(sdp: &str) -> Result<SocketAddr> {
+    let mut ip: Option<IpAddr> = None;
+    let mut port: Option<u16> = None;
+    for line in sdp.lines() {
+        let line = line.trim();
+        if let Some(c) = line.strip_prefix("c=IN IP4 ").or_else(|| line.strip_prefix("c=IN IP6 ")) {
+            if port.is_none() || ip.is_none() {
+                ip = c.split('/').next().and_then(|s| s.trim().parse().ok());
+            }
+        } else if let Some(m) = line.strip_prefix("m=") {
+            if port.is_some() {
+                break;
+            }
+            port = m.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(p)) if p != 0 => Ok(SocketAddr::new(ip, p)),
+        _ => bail!("no media address in SDP:\n{sdp}"),
+    }
+}
+
+/// A str0m client in RTP mode with one m-line, its offer, and the pending change.
+pub struct RtcOffer {
+    pub rtc: Box<Rtc>,
+    pub offer: String,
+    pub pending: Option<SdpPendingOffer>,
+    pub mid: Mid,
+}
+
+pub fn rtc_offer(local: SocketAddr, video: bool, dir: Direction) -> Result<RtcOffer> {
+    let now = Instant::now();
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(!video, false)
+        .enable_vp8(video)
+        .set_stats_interval(None)
+        .build(now);
+    let c = Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?;
+    rtc.add_local_candidate(c);
+    let mut api = rtc.sdp_api();
+    let kind = if video { MediaKind::Video } else { MediaKind::Audio };
+    let mid = api.add_media(kind, dir, None, None, None);
+    let (offer, pending) = api.apply().ok_or_else(|| anyhow!("str0m made no offer"))?;
+    Ok(RtcOffer { rtc: Box::new(rtc), offer: offer.to_sdp_string(), pending: Some(pending), mid })
+}
+
+/// Applies the bridge's answer; returns the payload type to send with on `mid`.
+pub fn rtc_accept(o: &mut RtcOffer, answer: &str) -> Result<Pt> {
+    let pending = o.pending.take().ok_or_else(|| anyhow!("offer already answered"))?;
+    let a = SdpAnswer::from_sdp_string(answer).map_err(|e| anyhow!("answer: {e}"))?;
+    o.rtc.sdp_api().accept_answer(pending, a).map_err(|e| anyhow!("accept_answer: {e}"))?;
+    let pt = o.rtc.media(o.mid).and_then(|m| m.remote_pts().first().copied());
+    Ok(pt.unwrap_or_else(|| Pt::from(111)))
+}

@@ -1,0 +1,98 @@
+//! One decoder per input and one encoder per distinct output stream, whatever the codec: G.711
+//! in Rust (a table lookup costs less than any hop through GStreamer), Opus and G.722 through
+//! GStreamer elements driven synchronously (`gst_codec`).
+
+use crate::{g711, gst_codec, resample};
+use switchboard_driver::Codec;
+
+/// Samples in one 20 ms frame at the mixer's internal 16 kHz.
+pub const FRAME: usize = 320;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("codec {0:?} cannot be mixed")]
+    Unsupported(Codec),
+    #[error(transparent)]
+    Gst(#[from] gst_codec::CodecError),
+}
+
+pub enum Decoder {
+    G711 { ulaw: bool, up: resample::Upsampler, tmp: Vec<i16> },
+    Gst(gst_codec::Decoder),
+}
+
+impl Decoder {
+    pub fn new(codec: Codec) -> Result<Decoder, StageError> {
+        Ok(match codec {
+            Codec::Pcmu | Codec::Pcma => Decoder::G711 {
+                ulaw: codec == Codec::Pcmu,
+                up: resample::Upsampler::new(),
+                tmp: Vec::with_capacity(FRAME),
+            },
+            Codec::Opus | Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
+            other => return Err(StageError::Unsupported(other)),
+        })
+    }
+
+    /// Appends one frame of 16 kHz PCM: decoded from `payload`, or concealed when it is `None`.
+    pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {
+        match self {
+            Decoder::G711 { ulaw, up, tmp } => {
+                tmp.clear();
+                match payload {
+                    Some(p) => {
+                        tmp.resize(p.len(), 0);
+                        if *ulaw {
+                            g711::ulaw_decode(p, tmp);
+                        } else {
+                            g711::alaw_decode(p, tmp);
+                        }
+                    }
+                    // G.711 has no concealment of its own: a lost 20 ms becomes silence.
+                    None => tmp.resize(FRAME / 2, 0),
+                }
+                up.process(tmp, out);
+                Ok(())
+            }
+            Decoder::Gst(d) => Ok(d.decode(payload, FRAME, out)?),
+        }
+    }
+}
+
+pub enum Encoder {
+    G711 { ulaw: bool, down: resample::Downsampler, tmp: Vec<i16> },
+    Gst(gst_codec::Encoder),
+}
+
+impl Encoder {
+    pub fn new(codec: Codec, ptime_ms: u32) -> Result<Encoder, StageError> {
+        Ok(match codec {
+            Codec::Pcmu | Codec::Pcma => Encoder::G711 {
+                ulaw: codec == Codec::Pcmu,
+                down: resample::Downsampler::new(),
+                tmp: Vec::with_capacity(FRAME * 3),
+            },
+            Codec::Opus | Codec::G722 => Encoder::Gst(gst_codec::Encoder::new(codec, ptime_ms)?),
+            other => return Err(StageError::Unsupported(other)),
+        })
+    }
+
+    /// Encodes one packet's worth of 16 kHz PCM into `out` (cleared first).
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), StageError> {
+        out.clear();
+        match self {
+            Encoder::G711 { ulaw, down, tmp } => {
+                tmp.clear();
+                down.process(pcm, tmp);
+                out.resize(tmp.len(), 0);
+                if *ulaw {
+                    g711::ulaw_encode(tmp, out);
+                } else {
+                    g711::alaw_encode(tmp, out);
+                }
+                Ok(())
+            }
+            Encoder::Gst(e) => Ok(e.encode(pcm, out)?),
+        }
+    }
+}

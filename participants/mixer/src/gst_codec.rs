@@ -1,0 +1,794 @@
+//! Opus and G.722 through GStreamer elements, driven synchronously from the caller's thread.
+//!
+//! Each codec is one bare element (no pipeline, no bin): we own a source pad linked to its sink
+//! pad and a sink pad linked from its source pad, the way `GstHarness` drives elements in tests.
+//! `Pad::push` runs the element's chain function in our thread, and every element used here
+//! (`opusdec`, `opusenc`, `avdec_g722`, `avenc_g722`) finishes a frame inside that call, so the
+//! output is sitting in our sink pad's store when `push` returns: no streaming thread, no queue,
+//! no added frame of latency. An appsrc/appsink pipeline per stream would cost a thread each and
+//! a hand-off per frame.
+//!
+//! Formats are forced at the pads instead of with converter elements: our sink pad's template
+//! makes `opusdec` decode straight to 16 kHz mono, `avdec_g722` produces 16 kHz mono S16 by
+//! nature, and both encoders accept 16 kHz mono S16 as is.
+//!
+//! Elements that are not in a bin have no bus, so each gets a private one whose sync handler
+//! keeps only the last error or warning text (for error reports) and drops every message;
+//! nothing accumulates.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use switchboard_driver::Codec;
+
+/// The mixer's internal rate.
+const RATE: u32 = 16_000;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CodecError {
+    #[error("GStreamer failed to initialise: {0}")]
+    Init(String),
+    #[error("codec {0:?} has no GStreamer stage")]
+    Unsupported(Codec),
+    #[error("GStreamer element {0} is not installed")]
+    MissingElement(&'static str),
+    #[error("{codec:?} cannot be packetised at {ptime_ms} ms")]
+    Ptime { codec: Codec, ptime_ms: u32 },
+    #[error("{element}: {what}")]
+    Setup { element: &'static str, what: String },
+    #[error("{element} failed ({flow:?}){detail}")]
+    Flow { element: &'static str, flow: gst::FlowError, detail: String },
+    #[error("{element} output unreadable")]
+    Map { element: &'static str },
+    #[error("frame of {got} samples where the encoder takes {want}")]
+    FrameSize { got: usize, want: usize },
+    #[error("{element} produced {packets} packets for one frame")]
+    Packets { element: &'static str, packets: usize },
+}
+
+/// Initialises GStreamer once; later calls return the first outcome.
+pub fn init() -> Result<(), CodecError> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| gst::init().map_err(|e| e.to_string())).clone().map_err(CodecError::Init)
+}
+
+fn raw_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("layout", "interleaved")
+        .field("rate", RATE as i32)
+        .field("channels", 1i32)
+        .build()
+}
+
+fn samples_to_time(samples: usize) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(samples as u64 * 1_000_000_000 / RATE as u64)
+}
+
+/// What our sink pad received during one push.
+#[derive(Default)]
+struct Store {
+    buffers: Vec<gst::Buffer>,
+    /// Last error or warning the element posted, for error reports.
+    message: Option<String>,
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    // The store holds plain data that stays consistent even if a holder panicked.
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One element between our two pads.
+struct Stage {
+    name: &'static str,
+    element: gst::Element,
+    src: gst::Pad,
+    sink: gst::Pad,
+    store: Arc<Mutex<Store>>,
+    /// Running time of the next buffer we push; elements want a monotonic timeline.
+    pts: gst::ClockTime,
+}
+
+impl Stage {
+    fn new(
+        name: &'static str,
+        element: gst::Element,
+        in_caps: &gst::Caps,
+        out_template: &gst::Caps,
+    ) -> Result<Stage, CodecError> {
+        let setup = |what: &str| CodecError::Setup { element: name, what: what.to_string() };
+        let store = Arc::new(Mutex::new(Store::default()));
+
+        let bus = gst::Bus::new();
+        let bus_store = store.clone();
+        bus.set_sync_handler(move |_, msg| {
+            let text = match msg.view() {
+                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+                gst::MessageView::Warning(w) => Some(format!("{} ({:?})", w.error(), w.debug())),
+                _ => None,
+            };
+            if text.is_some() {
+                lock(&bus_store).message = text;
+            }
+            gst::BusSyncReply::Drop
+        });
+        element.set_bus(Some(&bus));
+
+        let src_template = gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, in_caps)
+            .map_err(|_| setup("source pad template"))?;
+        let sink_template =
+            gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, out_template)
+                .map_err(|_| setup("sink pad template"))?;
+        // The templates are named "src"/"sink", not wildcards, so `build` cannot panic on naming.
+        let src = gst::Pad::builder_from_template(&src_template).build();
+        let chain_store = store.clone();
+        let sink = gst::Pad::builder_from_template(&sink_template)
+            .chain_function(move |_, _, buffer| {
+                lock(&chain_store).buffers.push(buffer);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            // Caps, segment, tags and gaps downstream of the codec need no action of ours; caps
+            // are still checked against the template by the core before they get here.
+            .event_function(|_, _, _| true)
+            .build();
+
+        let element_sink = element.static_pad("sink").ok_or_else(|| setup("no sink pad"))?;
+        let element_src = element.static_pad("src").ok_or_else(|| setup("no src pad"))?;
+        src.link(&element_sink).map_err(|e| setup(&format!("linking input: {e:?}")))?;
+        element_src.link(&sink).map_err(|e| setup(&format!("linking output: {e:?}")))?;
+
+        // From here on Drop tears down whatever was started.
+        let stage = Stage { name, element, src, sink, store, pts: gst::ClockTime::ZERO };
+        stage.sink.set_active(true).map_err(|_| setup("activating our sink pad"))?;
+        stage.element.set_state(gst::State::Playing).map_err(|_| stage.error(setup("refused to start")))?;
+        stage.src.set_active(true).map_err(|_| setup("activating our source pad"))?;
+
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stream_start = gst::event::StreamStart::builder(&format!("switchboard-{name}-{id}"))
+            .group_id(gst::GroupId::next())
+            .build();
+        if !stage.src.push_event(stream_start) {
+            return Err(stage.error(setup("rejected stream-start")));
+        }
+        if !stage.src.push_event(gst::event::Caps::new(in_caps)) {
+            return Err(stage.error(setup(&format!("rejected caps {in_caps}"))));
+        }
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        if !stage.src.push_event(gst::event::Segment::new(&segment)) {
+            return Err(stage.error(setup("rejected segment")));
+        }
+        Ok(stage)
+    }
+
+    /// Adds whatever the element posted on its bus to `err`.
+    fn error(&self, err: CodecError) -> CodecError {
+        let Some(message) = lock(&self.store).message.take() else { return err };
+        match err {
+            CodecError::Setup { element, what } => CodecError::Setup { element, what: format!("{what}: {message}") },
+            CodecError::Flow { element, flow, detail } => {
+                CodecError::Flow { element, flow, detail: format!("{detail}: {message}") }
+            }
+            other => other,
+        }
+    }
+
+    /// Pushes `data` stamped at the running timeline; the output is in the store on return.
+    fn push(&mut self, data: &[u8], duration: Option<gst::ClockTime>) -> Result<(), CodecError> {
+        let mut buffer = gst::Buffer::from_slice(data.to_vec());
+        {
+            // A buffer we have just created has no other owner, so it is writable.
+            let b = buffer.get_mut().expect("fresh buffer is uniquely owned");
+            b.set_pts(self.pts);
+            b.set_duration(duration);
+        }
+        match self.src.push(buffer) {
+            Ok(_) => Ok(()),
+            Err(flow) => Err(self.error(CodecError::Flow { element: self.name, flow, detail: String::new() })),
+        }
+    }
+
+    /// Announces a stretch of time without data; a concealing decoder fills it during the call.
+    fn push_gap(&mut self, duration: gst::ClockTime) -> bool {
+        self.src.push_event(gst::event::Gap::builder(self.pts).duration(duration).build())
+    }
+
+    /// Hands every output buffer of the last push to `f`, in order, and empties the store.
+    fn drain(&self, mut f: impl FnMut(&[u8])) -> Result<usize, CodecError> {
+        let mut store = lock(&self.store);
+        let count = store.buffers.len();
+        let mut result = Ok(count);
+        for buffer in store.buffers.drain(..) {
+            match buffer.map_readable() {
+                Ok(map) => f(map.as_slice()),
+                Err(_) => result = Err(CodecError::Map { element: self.name }),
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // Failures here leave nothing to recover: the objects are released either way.
+        let _ = self.src.set_active(false);
+        let _ = self.element.set_state(gst::State::Null);
+        let _ = self.sink.set_active(false);
+        if let Some(pad) = self.element.static_pad("sink") {
+            let _ = self.src.unlink(&pad);
+        }
+        if let Some(pad) = self.element.static_pad("src") {
+            let _ = pad.unlink(&self.sink);
+        }
+        self.element.set_bus(None);
+    }
+}
+
+fn make(factory: &'static str) -> Result<gst::element_factory::ElementBuilder<'static>, CodecError> {
+    init()?;
+    if gst::ElementFactory::find(factory).is_none() {
+        return Err(CodecError::MissingElement(factory));
+    }
+    Ok(gst::ElementFactory::make(factory))
+}
+
+fn build(factory: &'static str, builder: gst::element_factory::ElementBuilder<'_>) -> Result<gst::Element, CodecError> {
+    builder.build().map_err(|_| CodecError::MissingElement(factory))
+}
+
+/// Stands in for lost G.722 frames (and for Opus frames its PLC could not produce): the last
+/// good frame once more, faded out so the repeat does not buzz, then silence.
+#[derive(Default)]
+struct Concealer {
+    last: Vec<i16>,
+    lost_in_a_row: u32,
+}
+
+impl Concealer {
+    fn good(&mut self, decoded: &[i16]) {
+        self.last.clear();
+        self.last.extend_from_slice(decoded);
+        self.lost_in_a_row = 0;
+    }
+
+    fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
+        self.lost_in_a_row = self.lost_in_a_row.saturating_add(1);
+        if self.lost_in_a_row > 1 || self.last.is_empty() {
+            out.resize(out.len() + samples, 0);
+            return;
+        }
+        let len = self.last.len();
+        out.extend((0..samples).map(|i| {
+            let gain = (samples - i) as f32 / samples as f32;
+            (self.last[i % len] as f32 * gain) as i16
+        }));
+    }
+}
+
+/// Decodes one RTP stream to 16 kHz mono.
+pub struct Decoder {
+    codec: Codec,
+    stage: Stage,
+    conceal: Concealer,
+}
+
+impl Decoder {
+    pub fn new(codec: Codec) -> Result<Decoder, CodecError> {
+        let (factory, element, caps) = match codec {
+            Codec::Opus => {
+                let element = build("opusdec", make("opusdec")?.property("plc", true))?;
+                // An Opus RTP payload is a bare Opus packet with no OpusHead, which is what
+                // mapping family 0 describes. Declaring one channel makes libopus downmix stereo
+                // packets itself; the packets carry their own channel count.
+                let caps = gst::Caps::builder("audio/x-opus")
+                    .field("channel-mapping-family", 0i32)
+                    .field("rate", 48_000i32)
+                    .field("channels", 1i32)
+                    .build();
+                ("opusdec", element, caps)
+            }
+            Codec::G722 => {
+                let element = build("avdec_g722", make("avdec_g722")?)?;
+                // G.722 is 16 kHz audio whatever its RTP clock says.
+                let caps = gst::Caps::builder("audio/G722").field("rate", RATE as i32).field("channels", 1i32).build();
+                ("avdec_g722", element, caps)
+            }
+            other => return Err(CodecError::Unsupported(other)),
+        };
+        let stage = Stage::new(factory, element, &caps, &raw_caps())?;
+        Ok(Decoder { codec, stage, conceal: Concealer::default() })
+    }
+
+    /// Appends the 16 kHz PCM of one RTP payload to `out`, or `frame_samples_16k` samples of
+    /// concealment for a lost one (`None`). A payload the codec rejects is concealed the same
+    /// way rather than failing, so one bad packet costs one frame, not the stream; errors mean
+    /// the element itself broke and the decoder should be rebuilt.
+    pub fn decode(
+        &mut self,
+        payload: Option<&[u8]>,
+        frame_samples_16k: usize,
+        out: &mut Vec<i16>,
+    ) -> Result<(), CodecError> {
+        let start = out.len();
+        // An empty buffer means "conceal" to GStreamer's audio decoders, so treat it as a loss.
+        if let Some(data) = payload.filter(|d| !d.is_empty()) {
+            self.stage.push(data, None)?;
+            self.stage.drain(|bytes| {
+                out.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            })?;
+            if out.len() > start {
+                self.stage.pts += samples_to_time(out.len() - start);
+                self.conceal.good(&out[start..]);
+                return Ok(());
+            }
+            if let Some(message) = lock(&self.stage.store).message.take() {
+                tracing::debug!(codec = self.codec.as_str(), %message, "undecodable payload concealed");
+            }
+        }
+
+        let duration = samples_to_time(frame_samples_16k);
+        if self.codec == Codec::Opus && self.stage.push_gap(duration) {
+            self.stage.drain(|bytes| {
+                out.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            })?;
+        }
+        // Opus PLC works in 2.5 ms steps; whatever it made, the mixer gets exactly one frame.
+        if out.len() - start >= frame_samples_16k {
+            out.truncate(start + frame_samples_16k);
+        } else {
+            let have = out.len() - start;
+            self.conceal.conceal(frame_samples_16k - have, out);
+        }
+        self.stage.pts += duration;
+        Ok(())
+    }
+}
+
+/// Encodes 16 kHz mono PCM into one RTP payload per ptime.
+pub struct Encoder {
+    codec: Codec,
+    stage: Stage,
+    frame_samples: usize,
+    /// Reused staging area for the little-endian input bytes.
+    bytes: Vec<u8>,
+}
+
+/// opusenc settings for a conference mix: speech-tuned, wideband (the mix is 16 kHz), 32 kbit/s,
+/// and complexity 5, which costs about half of the default 10 for a barely audible difference.
+const OPUS_BITRATE: i32 = 32_000;
+const OPUS_COMPLEXITY: i32 = 5;
+
+impl Encoder {
+    pub fn new(codec: Codec, ptime_ms: u32) -> Result<Encoder, CodecError> {
+        let (factory, element, out_caps) = match codec {
+            Codec::Opus => {
+                // opusenc's frame-size is an enum of these durations, set by nick.
+                let frame_size = match ptime_ms {
+                    5 => "5",
+                    10 => "10",
+                    20 => "20",
+                    40 => "40",
+                    60 => "60",
+                    _ => return Err(CodecError::Ptime { codec, ptime_ms }),
+                };
+                // Property names, types and enum nicks below are those of opusenc in every
+                // GStreamer 1.x; a mismatch would panic here on every call, which the tests catch.
+                let element = build(
+                    "opusenc",
+                    make("opusenc")?
+                        .property("bitrate", OPUS_BITRATE)
+                        .property("complexity", OPUS_COMPLEXITY)
+                        .property_from_str("audio-type", "voice")
+                        .property_from_str("bandwidth", "wideband")
+                        .property_from_str("frame-size", frame_size),
+                )?;
+                ("opusenc", element, gst::Caps::builder("audio/x-opus").build())
+            }
+            Codec::G722 => {
+                if !(5..=200).contains(&ptime_ms) {
+                    return Err(CodecError::Ptime { codec, ptime_ms });
+                }
+                // libavcodec's G.722 encoder takes its frame length from the context (320 by
+                // default); setting it to the ptime makes every push yield exactly one payload.
+                let element =
+                    build("avenc_g722", make("avenc_g722")?.property("frame-size", (ptime_ms * RATE / 1000) as i32))?;
+                ("avenc_g722", element, gst::Caps::builder("audio/G722").build())
+            }
+            other => return Err(CodecError::Unsupported(other)),
+        };
+        let stage = Stage::new(factory, element, &raw_caps(), &out_caps)?;
+        let frame_samples = (ptime_ms * RATE / 1000) as usize;
+        Ok(Encoder { codec, stage, frame_samples, bytes: Vec::with_capacity(frame_samples * 2) })
+    }
+
+    /// Samples `encode` takes per call.
+    pub fn frame_samples(&self) -> usize {
+        self.frame_samples
+    }
+
+    /// Replaces `out` with the RTP payload for `pcm`, which must be exactly one ptime of 16 kHz
+    /// mono samples.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        if pcm.len() != self.frame_samples {
+            return Err(CodecError::FrameSize { got: pcm.len(), want: self.frame_samples });
+        }
+        out.clear();
+        self.bytes.clear();
+        self.bytes.extend(pcm.iter().flat_map(|s| s.to_le_bytes()));
+        let duration = samples_to_time(self.frame_samples);
+        self.stage.push(&self.bytes, Some(duration))?;
+        self.stage.pts += duration;
+        let packets = self.stage.drain(|bytes| out.extend_from_slice(bytes))?;
+        // G.722 is sample-based, so split output concatenates into one valid payload; Opus
+        // packets do not, and frame-size = ptime means exactly one per push.
+        if self.codec == Codec::Opus && packets > 1 {
+            return Err(CodecError::Packets { element: self.stage.name, packets });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::TAU;
+    use std::time::{Duration, Instant};
+
+    /// GStreamer tests run one at a time so the memory and timing checks see only their own work.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: Mutex<()> = Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A continuous tone cut into frames, with phase carried across frames.
+    fn tone_frames(freq: f64, amplitude: f64, frame: usize, frames: usize) -> Vec<Vec<i16>> {
+        (0..frames)
+            .map(|f| {
+                (0..frame)
+                    .map(|i| {
+                        let n = (f * frame + i) as f64;
+                        (amplitude * (TAU * freq * n / RATE as f64).sin()).round() as i16
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn power_at(x: &[i16], freq: f64) -> f64 {
+        let coeff = 2.0 * (TAU * freq / RATE as f64).cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in x {
+            let s = v as f64 + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        s1 * s1 + s2 * s2 - coeff * s1 * s2
+    }
+
+    /// Strongest frequency between 100 Hz and 7.5 kHz: a coarse Goertzel scan, then a fine one.
+    fn dominant(x: &[i16]) -> f64 {
+        let scan = |from: f64, to: f64, step: f64| {
+            let mut best = (from, f64::MIN);
+            let mut f = from;
+            while f <= to {
+                let p = power_at(x, f);
+                if p > best.1 {
+                    best = (f, p);
+                }
+                f += step;
+            }
+            best.0
+        };
+        let coarse = scan(100.0, 7500.0, 10.0);
+        scan(coarse - 10.0, coarse + 10.0, 1.0)
+    }
+
+    fn rms(x: &[i16]) -> f64 {
+        (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    }
+
+    /// Encodes a 440 Hz tone, decodes it back, and returns the payload sizes and the PCM.
+    fn round_trip(codec: Codec, ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
+        let mut enc = Encoder::new(codec, ptime_ms).expect("encoder");
+        let mut dec = Decoder::new(codec).expect("decoder");
+        let frame = enc.frame_samples();
+        let mut sizes = Vec::new();
+        let mut pcm = Vec::new();
+        let mut payload = Vec::new();
+        for input in tone_frames(440.0, 8000.0, frame, frames) {
+            enc.encode(&input, &mut payload).expect("encode");
+            sizes.push(payload.len());
+            let before = pcm.len();
+            dec.decode(Some(&payload), frame, &mut pcm).expect("decode");
+            assert_eq!(pcm.len() - before, frame, "one frame out per payload in");
+        }
+        (sizes, pcm)
+    }
+
+    fn check_tone(pcm: &[i16]) {
+        // Skip the codecs' start-up (Opus ramps in over its first frames).
+        let steady = &pcm[pcm.len() / 4..];
+        let f = dominant(steady);
+        assert!((f - 440.0).abs() <= 10.0, "dominant {f} Hz");
+        let level = 20.0 * (rms(steady) / (8000.0 / 2f64.sqrt())).log10();
+        assert!(level.abs() < 3.0, "level {level:.1} dB");
+    }
+
+    #[test]
+    fn opus_round_trip_keeps_the_tone() {
+        let _g = serial();
+        let (sizes, pcm) = round_trip(Codec::Opus, 20, 50);
+        // 32 kbit/s at 20 ms is 80 bytes a packet on average; a pure tone needs less.
+        assert!(sizes.iter().all(|&s| s > 0 && s <= 200), "{sizes:?}");
+        check_tone(&pcm);
+    }
+
+    #[test]
+    fn g722_round_trip_keeps_the_tone() {
+        let _g = serial();
+        let (sizes, pcm) = round_trip(Codec::G722, 20, 50);
+        // 64 kbit/s: one byte per two 16 kHz samples.
+        assert!(sizes.iter().all(|&s| s == 160), "{sizes:?}");
+        check_tone(&pcm);
+    }
+
+    #[test]
+    fn other_ptimes_packetise_accordingly() {
+        let _g = serial();
+        for ptime in [10, 40, 60] {
+            let (_, pcm) = round_trip(Codec::Opus, ptime, 10);
+            assert_eq!(pcm.len(), 10 * ptime as usize * 16);
+        }
+        let (sizes, _) = round_trip(Codec::G722, 30, 10);
+        assert!(sizes.iter().all(|&s| s == 240), "{sizes:?}");
+        assert!(matches!(Encoder::new(Codec::Opus, 30), Err(CodecError::Ptime { .. })));
+        assert!(matches!(Encoder::new(Codec::G722, 0), Err(CodecError::Ptime { .. })));
+    }
+
+    #[test]
+    fn other_codecs_are_refused() {
+        assert!(matches!(Decoder::new(Codec::Pcmu), Err(CodecError::Unsupported(Codec::Pcmu))));
+        assert!(matches!(Encoder::new(Codec::Vp8, 20), Err(CodecError::Unsupported(Codec::Vp8))));
+    }
+
+    #[test]
+    fn encoder_rejects_partial_frames() {
+        let _g = serial();
+        let mut enc = Encoder::new(Codec::Opus, 20).expect("encoder");
+        let mut out = Vec::new();
+        assert!(matches!(enc.encode(&[0; 100], &mut out), Err(CodecError::FrameSize { got: 100, want: 320 })));
+        // The refusal leaves the encoder usable.
+        enc.encode(&[0; 320], &mut out).expect("encode");
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn loss_is_concealed_with_exactly_one_frame() {
+        let _g = serial();
+        for codec in [Codec::Opus, Codec::G722] {
+            // Before any packet there is nothing to go on, but the frame must still come out.
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let mut pcm = Vec::new();
+            dec.decode(None, 320, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len(), 320);
+
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut payload = Vec::new();
+            for input in tone_frames(440.0, 8000.0, 320, 10) {
+                enc.encode(&input, &mut payload).expect("encode");
+                dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+            }
+            let before = pcm.len();
+            dec.decode(None, 320, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len() - before, 320, "{codec:?}");
+            // Concealment carries the signal on rather than dropping to silence at once.
+            assert!(rms(&pcm[before..]) > 500.0, "{codec:?} concealment rms {}", rms(&pcm[before..]));
+            for _ in 0..5 {
+                let before = pcm.len();
+                dec.decode(None, 320, &mut pcm).expect("conceal");
+                assert_eq!(pcm.len() - before, 320);
+            }
+            // An empty payload is a loss too.
+            let before = pcm.len();
+            dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len() - before, 320);
+            // And the stream resumes afterwards.
+            let before = pcm.len();
+            enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+            assert_eq!(pcm.len() - before, 320);
+        }
+    }
+
+    #[test]
+    fn garbage_is_survived() {
+        let _g = serial();
+        let mut seed = 0x1234_5678u32;
+        let mut noise = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect()
+        };
+        let mut payloads = vec![vec![0u8], vec![0xFF; 3], vec![0; 1275], vec![0xFF; 5000], vec![0xFC, 0xFF, 0xFF]];
+        for len in [1, 2, 7, 60, 160, 400, 1500] {
+            for _ in 0..20 {
+                payloads.push(noise(len));
+            }
+        }
+        for codec in [Codec::Opus, Codec::G722] {
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut pcm = Vec::new();
+            for p in &payloads {
+                pcm.clear();
+                match dec.decode(Some(p), 320, &mut pcm) {
+                    // 120 ms is the longest Opus packet; G.722 makes two samples per byte.
+                    Ok(()) => assert!(pcm.len() <= (1920usize).max(p.len() * 2), "{codec:?} {}", pcm.len()),
+                    Err(e) => {
+                        eprintln!("{codec:?}: {e}");
+                        dec = Decoder::new(codec).expect("decoder");
+                    }
+                }
+            }
+            // Whatever it went through, the decoder still decodes real payloads.
+            let mut payload = Vec::new();
+            enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+            pcm.clear();
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
+            assert_eq!(pcm.len(), 320);
+        }
+    }
+
+    /// A stereo Opus stream (as some endpoints send) must come out as a mono downmix, not as
+    /// its left channel alone.
+    #[test]
+    fn stereo_payloads_are_downmixed() {
+        let _g = serial();
+        init().expect("init");
+        let element = build("opusenc", make("opusenc").expect("opusenc").property("bitrate", 96_000i32))
+            .expect("opusenc");
+        let caps = gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .field("rate", 48_000i32)
+            .field("channels", 2i32)
+            .build();
+        let mut stereo = Stage::new("opusenc", element, &caps, &gst::Caps::builder("audio/x-opus").build())
+            .expect("stereo encoder");
+        let mut dec = Decoder::new(Codec::Opus).expect("decoder");
+        let mut pcm = Vec::new();
+        let mut bytes = Vec::new();
+        for f in 0..50usize {
+            bytes.clear();
+            for i in 0..960usize {
+                let t = (f * 960 + i) as f64 / 48_000.0;
+                let left = (8000.0 * (TAU * 440.0 * t).sin()) as i16;
+                let right = (8000.0 * (TAU * 1000.0 * t).sin()) as i16;
+                bytes.extend(left.to_le_bytes());
+                bytes.extend(right.to_le_bytes());
+            }
+            stereo.push(&bytes, Some(gst::ClockTime::from_mseconds(20))).expect("push");
+            stereo.pts += gst::ClockTime::from_mseconds(20);
+            let mut packets = Vec::new();
+            stereo.drain(|p| packets.push(p.to_vec())).expect("drain");
+            for p in packets {
+                dec.decode(Some(&p), 320, &mut pcm).expect("decode");
+            }
+        }
+        let steady = &pcm[pcm.len() / 4..];
+        let (l, r) = (power_at(steady, 440.0), power_at(steady, 1000.0));
+        let balance = 10.0 * (l / r).log10();
+        assert!(balance.abs() < 3.0, "440 Hz vs 1 kHz: {balance:.1} dB");
+    }
+
+    fn resident_kib() -> Option<u64> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4)
+    }
+
+    #[test]
+    fn long_runs_hold_steady_and_keep_up() {
+        let _g = serial();
+        for codec in [Codec::Opus, Codec::G722] {
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let frames = tone_frames(440.0, 8000.0, 320, 50);
+            let mut payload = Vec::new();
+            let mut pcm = Vec::with_capacity(320);
+            let mut run = |n: usize| {
+                for i in 0..n {
+                    enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
+                    pcm.clear();
+                    // Every tenth packet lost, so concealment is exercised too.
+                    let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
+                    dec.decode(p, 320, &mut pcm).expect("decode");
+                    assert_eq!(pcm.len(), 320);
+                }
+            };
+            run(500);
+            let before = resident_kib();
+            let started = Instant::now();
+            run(1000);
+            let elapsed = started.elapsed();
+            let after = resident_kib();
+            // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
+            assert!(elapsed < Duration::from_secs(5), "{codec:?}: 1000 frames took {elapsed:?}");
+            if let (Some(before), Some(after)) = (before, after) {
+                // A leaked buffer per frame would be hundreds of KiB over 1000 frames.
+                assert!(after.saturating_sub(before) < 256, "{codec:?}: RSS {before} -> {after} KiB");
+            }
+        }
+    }
+
+    #[test]
+    fn streams_can_be_created_and_dropped_repeatedly() {
+        let _g = serial();
+        let mut payload = Vec::new();
+        let mut pcm = Vec::new();
+        let mut cycle = || {
+            for codec in [Codec::Opus, Codec::G722] {
+                let mut enc = Encoder::new(codec, 20).expect("encoder");
+                let mut dec = Decoder::new(codec).expect("decoder");
+                enc.encode(&[0; 320], &mut payload).expect("encode");
+                pcm.clear();
+                dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+            }
+        };
+        for _ in 0..50 {
+            cycle();
+        }
+        let before = resident_kib();
+        for _ in 0..200 {
+            cycle();
+        }
+        if let (Some(before), Some(after)) = (before, resident_kib()) {
+            assert!(after.saturating_sub(before) < 1024, "RSS {before} -> {after} KiB");
+        }
+    }
+
+    /// `cargo test -p switchboard-mixer --release -- --ignored --nocapture bench`
+    #[test]
+    #[ignore]
+    fn bench_per_frame_cost() {
+        let _g = serial();
+        const N: usize = 5000;
+        let frames = tone_frames(440.0, 8000.0, 320, 50);
+        for codec in [Codec::Opus, Codec::G722] {
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let mut payloads = Vec::with_capacity(N);
+            let mut payload = Vec::new();
+            let started = Instant::now();
+            for i in 0..N {
+                enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
+                payloads.push(payload.clone());
+            }
+            let encode = started.elapsed();
+            let mut pcm = Vec::with_capacity(320);
+            let started = Instant::now();
+            for p in &payloads {
+                pcm.clear();
+                dec.decode(Some(p), 320, &mut pcm).expect("decode");
+            }
+            let decode = started.elapsed();
+            let started = Instant::now();
+            for _ in 0..N {
+                pcm.clear();
+                dec.decode(None, 320, &mut pcm).expect("conceal");
+            }
+            let conceal = started.elapsed();
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / N as f64;
+            println!(
+                "{codec:?}: encode {:.1} µs/frame, decode {:.1} µs/frame, conceal {:.1} µs/frame",
+                per(encode),
+                per(decode),
+                per(conceal)
+            );
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The room's audio MCU as a driver: its input slots receive tracks from the room like any
+//! subscriber's, and its output tracks go back into the room like any publisher's. Every 20 ms it
+//! plays one frame of each input, picks the K loudest, and encodes each distinct mix once.
+//!
+//! Mixing is plain Rust on 16 kHz mono frames: summing a few frames costs less than the buffer
+//! hops of a GStreamer `audiomixer` per mix, and a mix-minus per talker would need one aggregator
+//! each (see docs/mixer.md for the measured cost that decided it).
+
+use crate::codec::{Decoder, Encoder, FRAME};
+use crate::jitter::{JitterBuffer, Pop};
+use crate::speakers::SpeakerSelector;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard_driver::{
+    Codec, CodecSpec, Driver, DriverEvent, KeyframeKind, MediaKind, MixOutputKind, MixPlan, MixerControl, MixerStats,
+    Negotiated, NegotiationError, Output, ParticipantKind, Pt, RtpMeta, SdpInput, SeqNo, SlotInfo, SlotKey, Ssrc,
+    TrackInfo, TrackKey, WriteError,
+};
+
+const TICK: Duration = Duration::from_millis(20);
+/// Ticks an unused encoder lives on, so a talker who pauses keeps their encoder state.
+const ENCODER_IDLE_TICKS: u64 = 250;
+/// How far behind the mixer may fall before it skips ticks instead of catching up.
+const MAX_CATCH_UP: u32 = 5;
+
+struct Input {
+    slot: SlotKey,
+    codec: CodecSpec,
+    jitter: JitterBuffer,
+    decoder: Option<Decoder>,
+    /// 16 kHz samples decoded and not yet mixed.
+    pcm: Vec<i16>,
+    /// The frame mixed this tick.
+    frame: [i16; FRAME],
+    /// Smoothed level in dBov.
+    level_db: f32,
+    /// The sender's own RFC 6464 level, when it sends one.
+    reported_db: Option<(f32, Instant)>,
+    active: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Stream {
+    Listeners,
+    Minus(SlotKey),
+    Transcode(SlotKey),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct EncoderKey {
+    stream: Stream,
+    codec: Codec,
+    ptime_ms: u16,
+}
+
+struct EncoderState {
+    encoder: Encoder,
+    /// PCM gathered toward the next packet (ptime may span several ticks).
+    pending: Vec<i16>,
+    /// The packet finished this tick, if any.
+    packet: Vec<u8>,
+    ready: bool,
+    last_used: u64,
+    fed_at: u64,
+}
+
+struct OutputState {
+    track: TrackKey,
+    codec: CodecSpec,
+    ptime_ms: u16,
+    kind: MixOutputKind,
+    seq: u64,
+    timestamp: u32,
+}
+
+/// One packet waiting for `poll`; its buffer is reused.
+struct Pending {
+    track: TrackKey,
+    meta: RtpMeta,
+    payload: Vec<u8>,
+}
+
+pub struct MixerDriver {
+    plan: MixPlan,
+    negotiated: Negotiated,
+    inputs: Vec<Input>,
+    outputs: Vec<OutputState>,
+    encoders: HashMap<EncoderKey, EncoderState>,
+    selector: SpeakerSelector,
+    next_tick: Instant,
+    tick: u64,
+    pending: Vec<Pending>,
+    pending_len: usize,
+    events: Vec<DriverEvent>,
+    stats: MixerStats,
+    mix: [i32; FRAME],
+    scratch: [i16; FRAME],
+    closed: bool,
+}
+
+impl MixerDriver {
+    pub fn new(now: Instant) -> MixerDriver {
+        MixerDriver {
+            plan: MixPlan::default(),
+            negotiated: Negotiated { tracks: Vec::new(), slots: Vec::new() },
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            encoders: HashMap::new(),
+            selector: SpeakerSelector::new(3),
+            next_tick: now + TICK,
+            tick: 0,
+            pending: Vec::new(),
+            pending_len: 0,
+            events: Vec::new(),
+            stats: MixerStats::default(),
+            mix: [0; FRAME],
+            scratch: [0; FRAME],
+            closed: false,
+        }
+    }
+
+    fn run_tick(&mut self, now: Instant) {
+        let started = Instant::now();
+        self.tick += 1;
+        for input in &mut self.inputs {
+            play_frame(input, now, &mut self.stats);
+        }
+        let levels: Vec<(SlotKey, f32)> =
+            self.inputs.iter().filter(|i| i.active).map(|i| (i.slot, i.level_db)).collect();
+        if self.selector.update(now, &levels) {
+            self.events.push(DriverEvent::ActiveSpeakers { slots: self.selector.selected().to_vec() });
+        }
+        self.mix = [0; FRAME];
+        for input in self.inputs.iter().filter(|i| self.selector.contains(i.slot)) {
+            for (m, s) in self.mix.iter_mut().zip(input.frame.iter()) {
+                *m += *s as i32;
+            }
+        }
+        for o in 0..self.outputs.len() {
+            let (key, codec, ptime) = {
+                let out = &self.outputs[o];
+                let stream = match out.kind {
+                    MixOutputKind::Mix { minus: Some(s) } if self.selector.contains(s) => Stream::Minus(s),
+                    MixOutputKind::Mix { .. } => Stream::Listeners,
+                    MixOutputKind::Transcode { input } => Stream::Transcode(input),
+                };
+                (EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms }, out.codec.clone(), out.ptime_ms)
+            };
+            if !self.feed_encoder(key) {
+                continue;
+            }
+            let Some(enc) = self.encoders.get(&key) else { continue };
+            if !enc.ready {
+                continue;
+            }
+            let out = &mut self.outputs[o];
+            let meta = RtpMeta {
+                pt: codec.pt,
+                seq: SeqNo(out.seq),
+                timestamp: out.timestamp,
+                marker: false,
+                ssrc: Ssrc(0),
+                audio_level: None,
+            };
+            out.seq += 1;
+            out.timestamp = out.timestamp.wrapping_add(codec.clock_rate * ptime as u32 / 1000);
+            if self.pending_len == self.pending.len() {
+                self.pending.push(Pending { track: out.track, meta, payload: Vec::with_capacity(256) });
+            }
+            let p = &mut self.pending[self.pending_len];
+            p.track = out.track;
+            p.meta = meta;
+            p.payload.clear();
+            p.payload.extend_from_slice(&enc.packet);
+            self.pending_len += 1;
+        }
+        let tick = self.tick;
+        self.encoders.retain(|_, e| tick - e.last_used < ENCODER_IDLE_TICKS);
+        self.stats.ticks += 1;
+        self.stats.processing_ns += started.elapsed().as_nanos() as u64;
+    }
+
+    /// Gives the encoder of `key` this tick's PCM, once per tick however many outputs share it.
+    /// Returns false when the encoder cannot be had.
+    fn feed_encoder(&mut self, key: EncoderKey) -> bool {
+        let tick = self.tick;
+        if !self.encoders.contains_key(&key) {
+            match Encoder::new(key.codec, key.ptime_ms as u32) {
+                Ok(encoder) => {
+                    self.encoders.insert(
+                        key,
+                        EncoderState {
+                            encoder,
+                            pending: Vec::with_capacity(FRAME * 3),
+                            packet: Vec::with_capacity(256),
+                            ready: false,
+                            last_used: tick,
+                            fed_at: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, codec = key.codec.as_str(), "mixer encoder unavailable");
+                    self.stats.errors += 1;
+                    return false;
+                }
+            }
+        }
+        let pcm: &[i16] = match key.stream {
+            Stream::Listeners => {
+                clamp_into(&self.mix, None, &mut self.scratch);
+                &self.scratch
+            }
+            Stream::Minus(s) => {
+                let own = self.inputs.iter().find(|i| i.slot == s).map(|i| &i.frame);
+                clamp_into(&self.mix, own, &mut self.scratch);
+                &self.scratch
+            }
+            Stream::Transcode(s) => match self.inputs.iter().find(|i| i.slot == s) {
+                Some(i) => &i.frame,
+                None => return false,
+            },
+        };
+        let Some(enc) = self.encoders.get_mut(&key) else { return false };
+        enc.last_used = tick;
+        if enc.fed_at == tick {
+            return true;
+        }
+        enc.fed_at = tick;
+        enc.ready = false;
+        enc.pending.extend_from_slice(pcm);
+        let want = FRAME * (key.ptime_ms as usize / 20).max(1);
+        if enc.pending.len() >= want {
+            let result = enc.encoder.encode(&enc.pending[..want], &mut enc.packet);
+            enc.pending.drain(..want);
+            match result {
+                Ok(()) => enc.ready = !enc.packet.is_empty(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mixer encoder failed; rebuilding it");
+                    self.stats.errors += 1;
+                    self.encoders.remove(&key);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn rebuild_negotiated(&mut self) {
+        self.negotiated = Negotiated {
+            tracks: self
+                .plan
+                .outputs
+                .iter()
+                .map(|o| TrackInfo {
+                    key: o.track,
+                    kind: MediaKind::Audio,
+                    codec: o.codec.clone(),
+                    label: format!("mix{}", o.track.0),
+                })
+                .collect(),
+            slots: self
+                .plan
+                .inputs
+                .iter()
+                .map(|i| SlotInfo {
+                    key: i.slot,
+                    kind: MediaKind::Audio,
+                    label: format!("in{}", i.slot.0),
+                    codecs: vec![i.codec.clone()],
+                    ssrc: Ssrc(0),
+                    telephone_event: None,
+                    active: true,
+                    ptime_ms: None,
+                })
+                .collect(),
+        };
+    }
+}
+
+/// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence.
+fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
+    while input.pcm.len() < FRAME {
+        let payload = match input.jitter.pop(now) {
+            Pop::Packet(p) => Some(p),
+            Pop::Lost => {
+                stats.concealed += 1;
+                None
+            }
+            Pop::Empty => break,
+        };
+        let Some(decoder) = input.decoder.as_mut() else { break };
+        if decoder.decode(payload, &mut input.pcm).is_err() {
+            // A corrupt stream costs only this input: its decoder starts afresh.
+            stats.errors += 1;
+            input.decoder = Decoder::new(input.codec.codec).ok();
+            break;
+        }
+    }
+    let have = input.pcm.len().min(FRAME);
+    input.frame[..have].copy_from_slice(&input.pcm[..have]);
+    input.frame[have..].fill(0);
+    input.pcm.drain(..have);
+    // Decoders that deliver in bursts must not build up delay: keep at most two frames.
+    if input.pcm.len() > FRAME * 2 {
+        let extra = input.pcm.len() - FRAME * 2;
+        input.pcm.drain(..extra);
+    }
+    let measured = frame_dbov(&input.frame);
+    let db = match input.reported_db {
+        Some((db, at)) if now.saturating_duration_since(at) < Duration::from_millis(200) => db,
+        _ => measured,
+    };
+    // Fast attack, slow release: a talker is noticed at once and not dropped between words.
+    let alpha = if db > input.level_db { 0.5 } else { 0.1 };
+    input.level_db += alpha * (db - input.level_db);
+}
+
+fn frame_dbov(frame: &[i16]) -> f32 {
+    let energy: f64 = frame.iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>() / frame.len() as f64;
+    if energy < 1.0 {
+        return -127.0;
+    }
+    (10.0 * (energy / (32768.0 * 32768.0)).log10()) as f32
+}
+
+fn clamp_into(mix: &[i32; FRAME], minus: Option<&[i16; FRAME]>, out: &mut [i16; FRAME]) {
+    match minus {
+        Some(own) => {
+            for ((o, m), s) in out.iter_mut().zip(mix.iter()).zip(own.iter()) {
+                *o = (*m - *s as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+            }
+        }
+        None => {
+            for (o, m) in out.iter_mut().zip(mix.iter()) {
+                *o = (*m).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+            }
+        }
+    }
+}
+
+impl MixerControl for MixerDriver {
+    fn configure(&mut self, now: Instant, plan: &MixPlan) {
+        if *plan == self.plan {
+            return;
+        }
+        let jitter = Duration::from_millis(plan.jitter_buffer_ms as u64);
+        self.inputs.retain(|i| plan.inputs.iter().any(|p| p.slot == i.slot && p.codec == i.codec));
+        for p in &plan.inputs {
+            if self.inputs.iter().any(|i| i.slot == p.slot) {
+                continue;
+            }
+            let decoder = match Decoder::new(p.codec.codec) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mixer input cannot be decoded");
+                    self.stats.errors += 1;
+                    None
+                }
+            };
+            self.inputs.push(Input {
+                slot: p.slot,
+                codec: p.codec.clone(),
+                jitter: JitterBuffer::new(jitter),
+                decoder,
+                pcm: Vec::with_capacity(FRAME * 3),
+                frame: [0; FRAME],
+                level_db: -127.0,
+                reported_db: None,
+                active: true,
+            });
+        }
+        for o in &plan.outputs {
+            match self.outputs.iter_mut().find(|x| x.track == o.track) {
+                Some(x) => {
+                    x.kind = o.kind;
+                    x.ptime_ms = o.ptime_ms;
+                    x.codec = o.codec.clone();
+                }
+                None => self.outputs.push(OutputState {
+                    track: o.track,
+                    codec: o.codec.clone(),
+                    ptime_ms: o.ptime_ms,
+                    kind: o.kind,
+                    seq: 1,
+                    timestamp: 0,
+                }),
+            }
+        }
+        self.outputs.retain(|x| plan.outputs.iter().any(|o| o.track == x.track));
+        self.selector.set_k(plan.speakers);
+        self.plan = plan.clone();
+        self.rebuild_negotiated();
+        if self.next_tick < now {
+            self.next_tick = now + TICK;
+        }
+    }
+
+    fn take_stats(&mut self) -> MixerStats {
+        let mut s = std::mem::take(&mut self.stats);
+        for i in &mut self.inputs {
+            s.late += std::mem::take(&mut i.jitter.stats.late);
+            s.lost += std::mem::take(&mut i.jitter.stats.lost);
+        }
+        s.mixes = self.encoders.keys().filter(|k| !matches!(k.stream, Stream::Transcode(_))).count() as u64;
+        s.encoders = self.encoders.len() as u64;
+        s.decoders = self.inputs.iter().filter(|i| i.decoder.is_some()).count() as u64;
+        s
+    }
+}
+
+impl Driver for MixerDriver {
+    fn kind(&self) -> ParticipantKind {
+        // The mixer is internal; the room never reports it as a participant.
+        ParticipantKind::Rtp
+    }
+
+    fn negotiate(&mut self, _: Instant, _: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+        Err(NegotiationError::UnexpectedState("the mixer takes a plan, not SDP".into()))
+    }
+
+    fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let mut ran = 0;
+        while now >= self.next_tick {
+            if ran == MAX_CATCH_UP {
+                // Too far behind (the thread was starved): drop the backlog rather than burst.
+                self.next_tick = now + TICK;
+                break;
+            }
+            let at = self.next_tick;
+            self.run_tick(at);
+            self.next_tick += TICK;
+            ran += 1;
+        }
+    }
+
+    fn write_media(&mut self, now: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
+        let input = self.inputs.iter_mut().find(|i| i.slot == slot).ok_or(WriteError::NoSuchSlot)?;
+        if let Some(level) = meta.audio_level {
+            input.reported_db = Some((-(level.unsigned_abs() as f32), now));
+        }
+        input.jitter.push(now, meta.seq.0, payload);
+        Ok(())
+    }
+
+    fn request_keyframe(&mut self, _: TrackKey, _: KeyframeKind) {}
+
+    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
+        for p in &self.pending[..self.pending_len] {
+            out.media(p.track, &p.meta, &p.payload);
+        }
+        self.pending_len = 0;
+        for ev in self.events.drain(..) {
+            out.event(ev);
+        }
+        if self.closed || self.outputs.is_empty() {
+            return now + Duration::from_secs(1);
+        }
+        self.next_tick
+    }
+
+    fn close(&mut self, _: Instant) {
+        self.closed = true;
+    }
+
+    fn as_mixer(&mut self) -> Option<&mut dyn MixerControl> {
+        Some(self)
+    }
+}
+
+/// Builds a codec spec for tests and plans.
+pub fn spec(codec: Codec, pt: u8) -> CodecSpec {
+    CodecSpec { codec, pt: Pt(pt), clock_rate: codec.clock_rate(), channels: 1, fmtp: String::new() }
+}
