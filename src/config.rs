@@ -166,7 +166,8 @@ impl Config {
         }
         let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("SWITCHBOARD_").split("__"))
+            // Only SECTION__KEY names are config, so unrelated SWITCHBOARD_* variables are left alone.
+            .merge(Env::prefixed("SWITCHBOARD_").filter(|k| k.as_str().contains("__")).split("__"))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
@@ -179,7 +180,8 @@ impl Config {
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad("rtp.port_min", "must be above 0 and below rtp.port_max");
         }
-        if self.rtp.port_max - self.rtp.port_min < 1 {
+        let first_even = self.rtp.port_min + self.rtp.port_min % 2;
+        if first_even >= self.rtp.port_max {
             return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
         }
         if self.webrtc.advertised_ips.is_empty() {
@@ -239,6 +241,26 @@ mod tests {
         let f = write("[rtp]\nport_min = 5000\nport_max = 4000\n");
         let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("rtp.port_min"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn env_overrides_and_unrelated_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sb.toml", "[http]\nlisten = \"127.0.0.1:1000\"\n")?;
+            jail.set_env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:3000");
+            jail.set_env("SWITCHBOARD_BIN", "/somewhere/else");
+            let cfg = Config::load(Path::new("sb.toml"), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.http.listen.port(), 3000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_range_without_a_port_pair_is_refused() {
+        let f = write("[rtp]\nport_min = 40001\nport_max = 40002\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("rtp.port_max") && err.contains("pair"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::core::{
-    AudioPreference, Joining, LeaveReason, Network, Room, RoomConfig, RoomEvent, Route, VideoPreference,
+    AudioPreference, Joining, LeaveReason, MixerSettings, Network, Room, RoomConfig, RoomEvent, Route, VideoPreference,
 };
 use switchboard_driver::*;
 

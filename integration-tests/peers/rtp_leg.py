@@ -6,7 +6,8 @@ It behaves like the media side of a SIP gateway: ONE UDP socket is both the RTP 
 announces and the socket it sends from (symmetric RTP; RTCP is muxed: the offer says
 a=rtcp-mux, and RTCP the bridge sends is counted and otherwise ignored).
 
-GStreamer only encodes and decodes (and does SRTP with srtpenc/srtpdec); the packets are sent
+GStreamer only encodes and decodes (and protects SRTP with srtpenc; received SRTP is checked
+and decrypted in Python, see SrtpUnprotect); the packets are sent
 and received by Python on that one socket, so every received packet is logged with its
 SSRC, sequence number, timestamp, payload type and arrival time, and every sent packet gets
 the leg's own SSRC, sequence numbers and timestamps.
@@ -60,7 +61,7 @@ CODECS = {
                  dec="opusdec"),
 }
 
-# SDES suite -> (master key + salt length, srtpenc/srtpdec cipher, RTP auth, RTCP auth)
+# SDES suite -> (master key + salt length, srtpenc cipher, RTP auth, RTCP auth)
 SUITES = {
     "AES_CM_128_HMAC_SHA1_80": (30, "aes-128-icm", "hmac-sha1-80", "hmac-sha1-80"),
     "AES_CM_128_HMAC_SHA1_32": (30, "aes-128-icm", "hmac-sha1-32", "hmac-sha1-80"),
@@ -250,7 +251,7 @@ def read_pcap(path):
 
 
 # ------------------------------------------------------------------------------------------
-# SRTP through GStreamer (srtpenc / srtpdec)
+# SRTP: srtpenc (libsrtp) protects what the leg sends; Python checks what it receives
 # ------------------------------------------------------------------------------------------
 
 class SrtpProtect:
@@ -282,44 +283,130 @@ class SrtpProtect:
 
 
 class SrtpUnprotect:
-    """appsrc ! srtpdec ! appsink; decrypted packets go to `on_packet` (packets failing
-    authentication or replay checks simply do not come out). srtpdec asks for the key of each
-    new SSRC through `request-key`; the answer carries the bridge's key."""
+    """SRTP receive side in Python (RFC 3711 AES-CM + HMAC-SHA1, RFC 7714 AES-GCM), with the
+    `cryptography` package: authenticates, decrypts, and hands RTP packets to `on_packet`.
+
+    Why not GStreamer's srtpdec: fed from appsrc in this Python program, its output buffers
+    trip GStreamer refcount assertions and packets silently go missing (seen with 1.22 and
+    python3-gi on Debian 12), which would look like loss caused by the bridge. `self_check()`
+    proves this implementation agrees with libsrtp (srtpenc) for the suite before it is used."""
 
     def __init__(self, suite, key, on_packet):
-        _, cipher, auth, rtcp_auth = SUITES[suite]
-        self.caps = Gst.Caps.from_string(
-            "application/x-srtp,srtp-key=(buffer)%s,srtp-cipher=(string)%s,srtp-auth=(string)%s,"
-            "srtcp-cipher=(string)%s,srtcp-auth=(string)%s" % (key.hex(), cipher, auth, cipher, rtcp_auth))
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._Cipher, self._algorithms, self._modes = Cipher, algorithms, modes
+        self.suite = suite
+        self.gcm = suite == "AEAD_AES_128_GCM"
+        self.tag_len = {"AES_CM_128_HMAC_SHA1_80": 10, "AES_CM_128_HMAC_SHA1_32": 4, "AEAD_AES_128_GCM": 16}[suite]
+        master_key, master_salt = key[:16], key[16:]
+        salt_len = 12 if self.gcm else 14
+        self.enc_key = self._kdf(master_key, master_salt, 0, 16)
+        self.auth_key = None if self.gcm else self._kdf(master_key, master_salt, 1, 20)
+        self.salt = self._kdf(master_key, master_salt, 2, salt_len)
+        self.aead = AESGCM(self.enc_key) if self.gcm else None
         self.on_packet = on_packet
-        self.pipe = Gst.parse_launch(
-            "appsrc name=src format=time caps=application/x-srtp ! srtpdec name=dec ! "
-            "appsink name=sink sync=false emit-signals=true")
-        self.pipe.get_by_name("dec").connect("request-key", self._request_key)
-        self.src = self.pipe.get_by_name("src")
-        self.pipe.get_by_name("sink").connect("new-sample", self._sample)
         self.key = key
+        self.streams = {}  # ssrc -> [roc, highest seq, recent indexes]
         self.pushed = 0
         self.out = 0
-        self.pipe.set_state(Gst.State.PLAYING)
+        self.auth_failed = 0
+        self.replayed = 0
 
-    def _request_key(self, _dec, ssrc):
-        log("srtpdec asks for the key of SSRC", ssrc)
-        return self.caps
+    def _ctr(self, key, iv, data):
+        e = self._Cipher(self._algorithms.AES(key), self._modes.CTR(iv)).encryptor()
+        return e.update(data) + e.finalize()
 
-    def _sample(self, sink):
-        s = sink.emit("pull-sample")
-        b = s.get_buffer()
-        self.out += 1
-        self.on_packet(b.extract_dup(0, b.get_size()))
-        return Gst.FlowReturn.OK
+    def _kdf(self, master_key, master_salt, label, n):
+        # RFC 3711 4.3.1 with key_derivation_rate 0: x = (label || r=0) XOR master salt, the
+        # salt right-padded to 112 bits (RFC 7714 12-byte salts get two zero bytes, as libsrtp
+        # does); the key stream of AES-CM with IV x * 2^16.
+        x = bytearray(master_salt + bytes(14 - len(master_salt)))
+        x[7] ^= label
+        return self._ctr(master_key, bytes(x) + b"\0\0", bytes(n))
+
+    def _index(self, ssrc, seq):
+        st = self.streams.get(ssrc)
+        if st is None:
+            return 0, None
+        roc, s_l = st[0], st[1]
+        if s_l < 32768:
+            v = roc - 1 if seq - s_l > 32768 else roc
+        else:
+            v = roc + 1 if s_l - 32768 > seq else roc
+        return max(v, 0), st
+
+    def unprotect(self, data):
+        """The RTP packet, or None (too short, authentication failed, or a replay)."""
+        h = rtp_header(data)
+        if h is None or len(data) < h[5] + self.tag_len:
+            self.auth_failed += 1
+            return None
+        _m, _pt, seq, _ts, ssrc, hl = h
+        roc, st = self._index(ssrc, seq)
+        index = (roc << 16) | seq
+        if st is not None and index in st[2]:
+            self.replayed += 1
+            return None
+        if self.gcm:
+            iv = bytearray(bytes(2) + struct.pack("!IIH", ssrc, roc, seq))
+            for i in range(12):
+                iv[i] ^= self.salt[i]
+            try:
+                payload = self.aead.decrypt(bytes(iv), bytes(data[hl:]), bytes(data[:hl]))
+            except Exception:  # noqa: BLE001  (InvalidTag)
+                self.auth_failed += 1
+                return None
+        else:
+            import hmac
+            import hashlib
+            body, tag = data[:-self.tag_len], data[-self.tag_len:]
+            mac = hmac.new(self.auth_key, body + struct.pack("!I", roc), hashlib.sha1).digest()[:self.tag_len]
+            if not hmac.compare_digest(mac, tag):
+                self.auth_failed += 1
+                return None
+            iv = bytearray(self.salt + b"\0\0")
+            for i, b in enumerate(struct.pack("!I", ssrc)):
+                iv[4 + i] ^= b
+            for i, b in enumerate(struct.pack("!Q", index)[2:]):
+                iv[8 + i] ^= b
+            payload = self._ctr(self.enc_key, bytes(iv), bytes(body[hl:]))
+        if st is None:
+            st = self.streams[ssrc] = [0, seq, set()]
+        if roc > st[0] or (roc == st[0] and ((seq - st[1]) & 0xFFFF) < 0x8000):
+            st[0], st[1] = roc, seq
+        st[2].add(index)
+        if len(st[2]) > 4096:
+            lo = ((st[0] << 16) | st[1]) - 1024
+            st[2] = {i for i in st[2] if i >= lo}
+        return bytes(data[:hl]) + payload
 
     def push(self, data):
         self.pushed += 1
-        self.src.emit("push-buffer", Gst.Buffer.new_wrapped(bytes(data)))
+        plain = self.unprotect(data)
+        if plain is not None:
+            self.out += 1
+            self.on_packet(plain)
 
-    def stop(self):
-        self.pipe.set_state(Gst.State.NULL)
+
+
+def srtp_self_check(suite):
+    """Packets protected by libsrtp (srtpenc) must come out of SrtpUnprotect unchanged, across
+    a sequence number wrap; a corrupted and a replayed one must not."""
+    key = os.urandom(SUITES[suite][0])
+    enc = SrtpProtect(suite, key)
+    plain = [struct.pack("!BBHII", 0x80, 0, (65533 + i) & 0xFFFF, 160 * i, 0x5EED) + bytes([i]) * 160
+             for i in range(6)]
+    protected = [enc.protect(p) for p in plain]
+    enc.stop()
+    got = []
+    dec = SrtpUnprotect(suite, key, got.append)
+    bad = bytearray(protected[-1])
+    bad[-1] ^= 1
+    for p in protected[:-1] + [bytes(bad), protected[-1], protected[2]]:
+        dec.push(p)
+    if got != plain or dec.auth_failed != 1 or dec.replayed != 1:
+        raise Fail("SRTP self-check for %s failed: %d of %d packets matched, %d auth failures, %d replays"
+                   % (suite, sum(1 for a, b in zip(got, plain) if a == b), len(plain), dec.auth_failed, dec.replayed))
 
 
 # ------------------------------------------------------------------------------------------
@@ -368,6 +455,7 @@ class Leg:
     def __init__(self, a):
         self.a = a
         self.t0 = time.monotonic()
+        self.t0_unix = time.time()
         self.codec = CODECS[a.codec]
         self.kind = "srtp" if a.srtp else "rtp"
         self.error = None
@@ -415,6 +503,7 @@ class Leg:
         self.dtmf_active = False
         self.sent_audio = 0
         self.sent_dtmf = 0
+        self.sent_events = {}  # event timestamp -> what the leg sent
         self.suppressed_audio = 0
         self.sent_history = []  # last protected packets, for --inject replay
         self.pending_bad_auth = 0
@@ -424,6 +513,8 @@ class Leg:
         # receive state
         self.rx_log = []  # (t, pt, seq, ts, ssrc, marker, len)
         self.raw_dump = [] if a.dump_packets else None
+        self.early = []
+        self.key_lock = threading.Lock()
         self.rx_rtcp = 0
         self.rx_bye = 0
         self.rx_malformed = 0
@@ -517,11 +608,12 @@ class Leg:
                 self.bridge_key_changes += 1
                 log("the bridge changed its SRTP key")
             if self.bridge_key != key:
-                old = self.unprotector
-                self.bridge_key = key
-                self.unprotector = SrtpUnprotect(self.suite, key, self.on_plain)
-                if old is not None:
-                    old.stop()
+                with self.key_lock:
+                    self.bridge_key = key
+                    self.unprotector = SrtpUnprotect(self.suite, key, self.on_plain)
+                    early, self.early = self.early, []
+                    for data in early:
+                        self.unprotector.push(data)
         return audio
 
     # ---- signalling ------------------------------------------------------------------------
@@ -687,6 +779,17 @@ class Leg:
             pkt = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | self.te_pt, s, ts, self.ssrc) + payload
             self.transmit(pkt, "dtmf")
             self.sent_dtmf += 1
+            if len(payload) >= 4:
+                code, flags, dur = struct.unpack("!BBH", payload[:4])
+                ev = self.sent_events.get(ts)
+                if ev is None:
+                    ev = self.sent_events[ts] = {"digit": DTMF_CODES[code] if code < 16 else str(code), "ts": ts,
+                                                 "packets": 0, "end_packets": 0, "markers": 0, "max_duration": 0}
+                ev["packets"] += 1
+                ev["end_packets"] += int(bool(flags & 0x80))
+                ev["markers"] += int(marker)
+                ev["max_duration"] = max(ev["max_duration"], dur)
+                ev["duration_ms"] = round(ev["max_duration"] * 1000.0 / self.te_clock, 1)
             return True
 
     def dtmf_handbuilt(self, digits, duration_ms, marker):
@@ -764,7 +867,7 @@ class Leg:
         SSRC, sequence and timestamp space."""
         pipe = Gst.parse_launch(
             "rtpdtmfsrc name=d pt=%d clock-rate=%d packet-redundancy=3 ! appsink name=sink sync=false "
-            "emit-signals=true" % (self.te_pt or 101, self.te_clock))
+            "async=false emit-signals=true" % (self.te_pt or 101, self.te_clock))
         ts_map = {}
         got = {"n": 0}
 
@@ -783,7 +886,8 @@ class Leg:
             return Gst.FlowReturn.OK
 
         pipe.get_by_name("sink").connect("new-sample", on_sample)
-        src = pipe.get_by_name("d")
+        # The element's own send_event refuses custom events; its src pad takes them.
+        src = pipe.get_by_name("d").get_static_pad("src")
         pipe.set_state(Gst.State.PLAYING)
         time.sleep(0.1)
         for d in digits:
@@ -862,8 +966,12 @@ class Leg:
             if self.raw_dump is not None:
                 self.raw_dump.append(data)
             if self.suite:
-                if self.unprotector is not None:
-                    self.unprotector.push(data)
+                with self.key_lock:
+                    if self.unprotector is not None:
+                        self.unprotector.push(data)
+                    else:
+                        # Media that overtook the HTTP answer carrying the bridge's key.
+                        self.early.append(data)
             else:
                 self.on_plain(data)
 
@@ -956,6 +1064,7 @@ class Leg:
         rx = threading.Thread(target=self.receive_loop, daemon=True)
         rx.start()
         if self.suite:
+            srtp_self_check(self.suite)
             self.protector = SrtpProtect(self.suite, self.local_key)
         self.join()
         self.start_sender()
@@ -1069,7 +1178,8 @@ class Leg:
             "last_at": rtp[-1][0] if rtp else None,
             "sources": self.rx_sources,
             "decrypted": self.unprotector.out if self.unprotector else None,
-            "undecryptable": (self.unprotector.pushed - self.unprotector.out) if self.unprotector else None,
+            "srtp_auth_failed": self.unprotector.auth_failed if self.unprotector else None,
+            "srtp_replayed": self.unprotector.replayed if self.unprotector else None,
             "plain_rtp": self.rx_plain,
             "unknown_pt": self.rx_unknown_pt,
         }
@@ -1105,6 +1215,7 @@ class Leg:
     def report(self, left):
         out = {
             "participant_id": self.participant_id,
+            "t0_unix": self.t0_unix,
             "kind": self.kind,
             "codec": self.a.codec,
             "local_port": self.local_port,
@@ -1119,6 +1230,7 @@ class Leg:
             "renegotiations": self.renegotiations,
             "bridge_key_changes": self.bridge_key_changes,
             "sent": {"audio_packets": self.sent_audio, "dtmf_packets": self.sent_dtmf,
+                     "dtmf_events": list(self.sent_events.values()),
                      "audio_suppressed_for_dtmf": self.suppressed_audio, "injected": self.injected,
                      "errors": self.send_errors},
             "received": self.stream_stats(),
@@ -1188,7 +1300,7 @@ def main():
         missing = [e.split()[0] for c in (CODECS[a.codec],) for e in (c["enc"], c["pay"], c["depay"], c["dec"])
                    if Gst.ElementFactory.find(e.split()[0]) is None]
         if a.srtp:
-            missing += [e for e in ("srtpenc", "srtpdec") if Gst.ElementFactory.find(e) is None]
+            missing += [e for e in ("srtpenc",) if Gst.ElementFactory.find(e) is None]
         if missing:
             raise Fail("GStreamer elements missing: %s" % ", ".join(missing))
         leg = Leg(a)

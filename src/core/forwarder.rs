@@ -66,12 +66,14 @@ impl Forwarder {
                 };
                 prev
             }
+            // The first source starts the slot's stream at its 16-bit wire value: the extended
+            // number becomes the receiver's SRTP index, which must start with a rollover of 0.
             None => self.state.insert(Active {
                 source,
-                seq_offset: 0,
+                seq_offset: (in_seq & 0xffff).wrapping_sub(in_seq),
                 ts_offset: 0,
                 first_seq: in_seq,
-                last_out_seq: in_seq,
+                last_out_seq: in_seq & 0xffff,
                 last_out_ts: meta.timestamp,
                 last_out_at: now,
             }),
@@ -124,6 +126,16 @@ mod tests {
         assert_eq!(out.timestamp, 1440 + 4000);
         let next = f.rewrite(t1 + Duration::from_millis(20), TrackId(2), &pkt(40_001, 999_999 + 160), Pt(0)).unwrap();
         assert_eq!((next.seq, next.timestamp), (SeqNo(111), 1440 + 4160));
+    }
+
+    #[test]
+    fn a_source_past_its_first_rollover_starts_the_slot_at_rollover_zero() {
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        let out = f.rewrite(t0, TrackId(1), &pkt(3 * 65_536 + 17, 0), Pt(0)).unwrap();
+        assert_eq!(out.seq, SeqNo(17));
+        let next = f.rewrite(t0, TrackId(1), &pkt(3 * 65_536 + 18, 160), Pt(0)).unwrap();
+        assert_eq!(next.seq, SeqNo(18));
     }
 
     #[test]

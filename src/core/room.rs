@@ -330,11 +330,13 @@ impl Room {
     }
 
     pub fn gauges(&self) -> RoomGauges {
-        let mut g = RoomGauges::default();
-        g.mixers = self.mixer.is_some() as u64;
-        g.mixes = self.stats.mixer.mixes;
-        g.encoders = self.stats.mixer.encoders;
-        g.decoders = self.stats.mixer.decoders;
+        let mut g = RoomGauges {
+            mixers: self.mixer.is_some() as u64,
+            mixes: self.stats.mixer.mixes,
+            encoders: self.stats.mixer.encoders,
+            decoders: self.stats.mixer.decoders,
+            ..RoomGauges::default()
+        };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
             g.participants[kind_index(p.kind)] += 1;
             g.tracks += p.tracks.len() as u64;

@@ -148,9 +148,12 @@ impl Worker {
             };
             let data = &buf[..n];
             let dst = self.webrtc_local;
+            // Only a STUN binding request (first byte 0 or 1) can start a new WebRTC session,
+            // so stray traffic from unknown addresses costs no scan of the rooms.
             let target = match self.peers.get(&src) {
                 Some(&t) => Some(t),
-                None => self.find_peer(src, dst, data),
+                None if data.first().is_some_and(|b| *b < 2) => self.find_peer(src, dst, data),
+                None => None,
             };
             match target {
                 Some((idx, pid)) => {
@@ -380,6 +383,7 @@ impl Worker {
                 let r = self.room_idx(&room).map(|idx| {
                     if let Some(entry) = self.rooms[idx].as_mut() {
                         entry.room.close_all(Instant::now(), LeaveReason::Requested, &mut self.sockets);
+                        self.metrics.add_room_stats(&entry.room.take_stats());
                     }
                     self.after_room_call(idx);
                     self.rooms[idx] = None;

@@ -103,14 +103,16 @@ impl Stage {
         let bus = gst::Bus::new();
         let bus_store = store.clone();
         bus.set_sync_handler(move |_, msg| {
-            let text = match msg.view() {
-                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
-                gst::MessageView::Warning(w) => Some(format!("{} ({:?})", w.error(), w.debug())),
-                _ => None,
+            let (error, debug) = match msg.view() {
+                gst::MessageView::Error(e) => (e.error(), e.debug()),
+                gst::MessageView::Warning(w) => (w.error(), w.debug()),
+                _ => return gst::BusSyncReply::Drop,
             };
-            if text.is_some() {
-                lock(&bus_store).message = text;
-            }
+            let text = match debug {
+                Some(debug) => format!("{error} ({})", debug.replace('\n', " ")),
+                None => error.to_string(),
+            };
+            lock(&bus_store).message = Some(text);
             gst::BusSyncReply::Drop
         });
         element.set_bus(Some(&bus));
@@ -649,16 +651,16 @@ mod tests {
     fn stereo_payloads_are_downmixed() {
         let _g = serial();
         init().expect("init");
-        let element = build("opusenc", make("opusenc").expect("opusenc").property("bitrate", 96_000i32))
-            .expect("opusenc");
+        let element =
+            build("opusenc", make("opusenc").expect("opusenc").property("bitrate", 96_000i32)).expect("opusenc");
         let caps = gst::Caps::builder("audio/x-raw")
             .field("format", "S16LE")
             .field("layout", "interleaved")
             .field("rate", 48_000i32)
             .field("channels", 2i32)
             .build();
-        let mut stereo = Stage::new("opusenc", element, &caps, &gst::Caps::builder("audio/x-opus").build())
-            .expect("stereo encoder");
+        let mut stereo =
+            Stage::new("opusenc", element, &caps, &gst::Caps::builder("audio/x-opus").build()).expect("stereo encoder");
         let mut dec = Decoder::new(Codec::Opus).expect("decoder");
         let mut pcm = Vec::new();
         let mut bytes = Vec::new();

@@ -1,0 +1,365 @@
+//! Phone legs (peers/rtp_leg.py: plain RTP on one symmetric UDP socket, GStreamer coders)
+//! relaying audio through the bridge: the 1:1 call a SIP gateway sets up, early and late offer,
+//! and hold/resume by re-offer.
+//!
+//! Each leg sends a sine of its own frequency and records what it receives. The received audio
+//! is analysed here with the harness's own `dominant_frequency` and `band_energy_db`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchboard_integration_tests::*;
+
+const LEG: &str = "rtp_leg.py";
+
+/// Starts a leg in `room` with the common arguments plus `extra`.
+fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> PeerHandle {
+    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", room, "--display-name", name];
+    args.extend_from_slice(extra);
+    spawn_peer(LEG, &args, Duration::from_secs(45))
+}
+
+/// Waits until `room` lists `n` participants and returns the room view. Fails at once, with
+/// the legs' own reports, if a leg exits first (it could not join).
+fn wait_for_participants(d: &Daemon, room: &str, n: usize, legs: &mut [&mut Option<PeerHandle>]) -> Value {
+    let got = poll_until(Duration::from_secs(15), || {
+        let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
+        if s == 200 && participant_ids(&v).len() == n {
+            return Some(Ok(v));
+        }
+        for (i, leg) in legs.iter_mut().enumerate() {
+            if leg.as_mut().is_some_and(PeerHandle::finished) {
+                return Some(Err(i));
+            }
+        }
+        None
+    });
+    match got {
+        Some(Ok(v)) => v,
+        Some(Err(i)) => {
+            let out = legs[i].take().unwrap().wait();
+            panic!("leg #{i} ended before room {room} had {n} participants: {}", out.describe())
+        }
+        None => panic!("room {room} never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{room}"))),
+    }
+}
+
+fn participant(d: &Daemon, room: &str, id: &str) -> Value {
+    let (s, v) = d.get_json(&format!("/v1/rooms/{room}/participants/{id}"));
+    assert_eq!(s, 200, "GET participant {id}: {v}");
+    v
+}
+
+/// The last `seconds` of what a leg saved with --save-audio, and its sample rate.
+fn received_tail(out: &PeerOutput, path: &Path, seconds: f32) -> (Vec<i16>, u32) {
+    let rate = out.json["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
+    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
+    let n = ((rate as f32 * seconds) as usize).min(all.len());
+    (all[all.len() - n..].to_vec(), rate)
+}
+
+/// `out` heard `want_hz` (± 10 Hz, over its last 2 s of received audio, at a real level) and
+/// not `not_hz`: that band is at least 30 dB below the wanted one.
+#[track_caller]
+fn assert_hears(name: &str, out: &PeerOutput, audio: &Path, want_hz: f32, not_hz: f32) {
+    let j = out.expect_ok();
+    let (tail, rate) = received_tail(out, audio, 2.0);
+    assert!(
+        tail.len() as f32 >= rate as f32 * 1.9,
+        "{name}: only {} samples of received audio: {}",
+        tail.len(),
+        out.describe()
+    );
+    let hz = dominant_frequency(&tail, rate);
+    assert!((hz - want_hz).abs() <= 10.0, "{name}: dominant frequency {hz:.1} Hz, expected {want_hz} ± 10: {j}");
+    let want_db = band_energy_db(&tail, rate, want_hz - 25.0, want_hz + 25.0);
+    let not_db = band_energy_db(&tail, rate, not_hz - 25.0, not_hz + 25.0);
+    // The legs send at half scale (-9 dBFS); a forwarded G.711 tone arrives at about that level.
+    assert!(want_db > -20.0, "{name}: {want_hz} Hz band at only {want_db:.1} dBFS");
+    assert!(
+        not_db <= want_db - 30.0,
+        "{name}: {not_hz} Hz band at {not_db:.1} dBFS, not 30 dB below the {want_hz} Hz band ({want_db:.1} dBFS): \
+         it hears itself or a mix"
+    );
+}
+
+/// The SSRC the bridge declared (`a=ssrc`) in an SDP it wrote.
+fn declared_ssrc(sdp: &str) -> Option<u64> {
+    Sdp::parse(sdp).media.first().and_then(|m| m.ssrcs.first()).map(|s| *s as u64)
+}
+
+/// The received stream is one continuous stream: one SSRC (the one the bridge declared), no
+/// sequence number step other than +1.
+#[track_caller]
+fn assert_one_clean_stream(name: &str, out: &PeerOutput, bridge_sdp: &str) {
+    let r = &out.json["received"];
+    let ssrcs = r["ssrcs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ssrcs.len(), 1, "{name}: the bridge sent {} SSRCs: {r}", ssrcs.len());
+    assert_eq!(ssrcs[0].as_u64(), declared_ssrc(bridge_sdp), "{name}: SSRC differs from the SDP's a=ssrc: {r}");
+    assert_eq!(r["seq_steps_not_1"], 0, "{name}: sequence numbers jumped: {}", r["seq_step_examples"]);
+    assert_eq!(r["ts_not_increasing"], 0, "{name}: RTP timestamps went backwards: {r}");
+}
+
+fn tmp_audio(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(format!("{name}.s16le"))
+}
+
+#[test]
+fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "call"})).0, 201);
+    let mut a = Some(spawn_leg(
+        &d,
+        "call",
+        "alice",
+        &["--tone", "440", "--duration", "8", "--probe", "440,660", "--save-audio", a_audio.to_str().unwrap()],
+    ));
+    let mut b = Some(spawn_leg(
+        &d,
+        "call",
+        "bob",
+        &["--tone", "660", "--duration", "8", "--probe", "440,660", "--save-audio", b_audio.to_str().unwrap()],
+    ));
+    let room = wait_for_participants(&d, "call", 2, &mut [&mut a, &mut b]);
+    let ids = participant_ids(&room);
+
+    // Both in the room: each one's single slot forwards the other's PCMU track.
+    let views = poll_until(Duration::from_secs(5), || {
+        let v: Vec<Value> = ids.iter().map(|id| participant(&d, "call", id)).collect();
+        v.iter().all(|p| !p["subscriptions"][0]["publisher_id"].is_null()).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!("slots never got a publisher: {:?}", ids.iter().map(|i| participant(&d, "call", i)).collect::<Vec<_>>())
+    });
+    for (p, other) in views.iter().zip(ids.iter().rev()) {
+        assert_eq!(p["kind"], "rtp", "{p}");
+        let tracks = p["tracks"].as_array().cloned().unwrap_or_default();
+        assert_eq!(tracks.len(), 1, "one published audio track: {p}");
+        assert_eq!(tracks[0]["codec"], "pcmu", "{p}");
+        let subs = p["subscriptions"].as_array().cloned().unwrap_or_default();
+        assert_eq!(subs.len(), 1, "a phone leg has one slot: {p}");
+        assert_eq!(subs[0]["publisher_id"], other.as_str(), "slot source: {p}");
+        assert_eq!(subs[0]["route"], "forward", "two PCMU legs: plain relay, no transcoding: {p}");
+        assert_eq!(subs[0]["codec"], "pcmu", "{p}");
+    }
+
+    let a = a.take().unwrap().wait();
+    let b = b.take().unwrap().wait();
+    let (aj, bj) = (a.expect_ok(), b.expect_ok());
+    assert_hears("alice", &a, &a_audio, 660.0, 440.0);
+    assert_hears("bob", &b, &b_audio, 440.0, 660.0);
+    for (name, out, j) in [("alice", &a, aj), ("bob", &b, bj)] {
+        // The answer keeps the offerer's PTs and names exactly PCMU + telephone-event.
+        let answer = j["answer_sdp"].as_str().unwrap();
+        let m = &Sdp::parse(answer).media[0];
+        assert_eq!(
+            (m.proto.as_str(), m.codecs.clone()),
+            ("RTP/AVP", vec!["pcmu".to_string(), "telephone-event".into()])
+        );
+        assert!(answer.contains("m=audio ") && answer.contains(" RTP/AVP 0 101\r\n"), "{name}: answer PTs: {answer}");
+        assert!(Sdp::parse(answer).has_line("a=rtcp-mux"), "{name}: rtcp-mux offered but not answered: {answer}");
+        assert_eq!(m.direction, "sendrecv");
+        assert_one_clean_stream(name, out, answer);
+        let received = j["received"]["packets"].as_u64().unwrap_or(0);
+        assert!(received >= 250, "{name}: only {received} packets in ~7 s of 20 ms audio: {}", out.describe());
+        // Symmetric RTP: the bridge sends from the port it announced.
+        let src = format!("127.0.0.1:{}", m.port);
+        assert_eq!(
+            j["received"]["sources"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![src])
+        );
+    }
+}
+
+#[test]
+fn late_offer_leg_answers_the_bridge_and_hears_the_other_leg() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    let mut a = Some(spawn_leg(
+        &d,
+        "late",
+        "early-offer",
+        &["--tone", "440", "--duration", "8", "--save-audio", a_audio.to_str().unwrap()],
+    ));
+    wait_for_participants(&d, "late", 1, &mut [&mut a]);
+    // The late-offer leg POSTs {"kind": "rtp"} without sdp, and PATCHes an answer built from
+    // the bridge's offer (PCMU, the bridge's PTs, a=rtcp-mux since the bridge offered it).
+    let mut b = Some(spawn_leg(
+        &d,
+        "late",
+        "late-offer",
+        &["--late-offer", "--tone", "660", "--duration", "7", "--save-audio", b_audio.to_str().unwrap()],
+    ));
+    let room = wait_for_participants(&d, "late", 2, &mut [&mut a, &mut b]);
+    let a = a.take().unwrap().wait();
+    let b = b.take().unwrap().wait();
+    let bj = b.expect_ok();
+
+    let offer = bj["bridge_offer_sdp"].as_str().expect("the late-offer join returned the bridge's offer");
+    let o = Sdp::parse(offer);
+    assert_eq!(o.media.len(), 1, "one audio m-line: {offer}");
+    let m = &o.media[0];
+    assert_eq!((m.kind.as_str(), m.proto.as_str(), m.direction.as_str()), ("audio", "RTP/AVP", "sendrecv"), "{offer}");
+    assert!(m.port >= d.ports.rtp_min && m.port <= d.ports.rtp_max, "offer port {} outside the RTP range", m.port);
+    for codec in ["pcmu", "telephone-event"] {
+        assert!(m.codecs.contains(&codec.to_string()), "the bridge's offer lacks {codec}: {offer}");
+    }
+    assert!(o.has_line("a=rtcp-mux"), "{offer}");
+    assert!(declared_ssrc(offer).is_some(), "the offer declares no a=ssrc: {offer}");
+    assert_eq!(bj["join"]["kind"], "rtp");
+
+    assert_hears("early-offer leg", &a, &a_audio, 660.0, 440.0);
+    assert_hears("late-offer leg", &b, &b_audio, 440.0, 660.0);
+    assert_one_clean_stream("late-offer leg", &b, offer);
+    assert_eq!(participant_ids(&room).len(), 2);
+}
+
+#[test]
+fn late_offer_srtp_leg_picks_one_offered_suite() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    let suite = "AEAD_AES_128_GCM";
+    let mut a = Some(spawn_leg(
+        &d,
+        "sl",
+        "early",
+        &["--srtp", suite, "--tone", "440", "--duration", "8", "--save-audio", a_audio.to_str().unwrap()],
+    ));
+    wait_for_participants(&d, "sl", 1, &mut [&mut a]);
+    let mut b = Some(spawn_leg(
+        &d,
+        "sl",
+        "late",
+        &[
+            "--late-offer",
+            "--srtp",
+            suite,
+            "--tone",
+            "660",
+            "--duration",
+            "7",
+            "--save-audio",
+            b_audio.to_str().unwrap(),
+        ],
+    ));
+    wait_for_participants(&d, "sl", 2, &mut [&mut a, &mut b]);
+    let a = a.take().unwrap().wait();
+    let b = b.take().unwrap().wait();
+    let bj = b.expect_ok();
+    let offer = bj["bridge_offer_sdp"].as_str().unwrap();
+    let o = Sdp::parse(offer);
+    assert_eq!(o.media[0].proto, "RTP/SAVP", "{offer}");
+    let cryptos = o.lines_starting("a=crypto:");
+    let suites: Vec<&str> = cryptos.iter().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(suites, ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM"], "{offer}");
+    let keys: Vec<&str> = cryptos.iter().filter_map(|l| l.split("inline:").nth(1)).collect();
+    assert!(keys.iter().all(|k| !k.is_empty()), "{cryptos:?}");
+    assert!(
+        keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2],
+        "one fresh key per offered suite: {cryptos:?}"
+    );
+    assert_eq!(bj["join"]["kind"], "srtp");
+    assert_eq!(bj["received"]["srtp_auth_failed"], 0, "{}", b.describe());
+    assert_hears("early srtp leg", &a, &a_audio, 660.0, 440.0);
+    assert_hears("late srtp leg", &b, &b_audio, 440.0, 660.0);
+    assert_one_clean_stream("late srtp leg", &b, offer);
+}
+
+/// Packets of a leg's `packet_log` whose arrival (wall clock) lies in `[from, to]`.
+fn packets_between(out: &PeerOutput, from: f64, to: f64) -> usize {
+    let t0 = out.json["t0_unix"].as_f64().unwrap();
+    out.json["packet_log"]
+        .as_array()
+        .map(|log| log.iter().filter(|p| (from..=to).contains(&(t0 + p[0].as_f64().unwrap_or(-1e9)))).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hold_and_resume_by_reoffer_keeps_one_continuous_stream() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "hold"})).0, 201);
+    // A puts the call on hold (re-offer a=inactive, same port) 3 s after it starts and resumes
+    // (a=sendrecv) 3.5 s later; both legs log every packet they receive.
+    let mut a = Some(spawn_leg(
+        &d,
+        "hold",
+        "holder",
+        &[
+            "--tone",
+            "440",
+            "--duration",
+            "12",
+            "--hold-after",
+            "3",
+            "--resume-after",
+            "6.5",
+            "--packet-log",
+            "--save-audio",
+            a_audio.to_str().unwrap(),
+        ],
+    ));
+    let mut b = Some(spawn_leg(
+        &d,
+        "hold",
+        "held",
+        &["--tone", "660", "--duration", "12", "--packet-log", "--save-audio", b_audio.to_str().unwrap()],
+    ));
+    wait_for_participants(&d, "hold", 2, &mut [&mut a, &mut b]);
+    let a = a.take().unwrap().wait();
+    let b = b.take().unwrap().wait();
+    let (aj, bj) = (a.expect_ok(), b.expect_ok());
+
+    // The two re-offers were answered, mirroring the direction, on the same port and SSRC.
+    let first_answer = aj["answer_sdp"].as_str().unwrap();
+    let renegs = aj["renegotiations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(renegs.len(), 2, "{}", a.describe());
+    for (r, want) in renegs.iter().zip(["inactive", "sendrecv"]) {
+        assert_eq!(r["status"], 200, "re-offer {want}: {r}");
+        let ans = r["answer_sdp"].as_str().unwrap_or("");
+        let m = &Sdp::parse(ans).media[0];
+        assert_eq!(m.direction, want, "answer to a re-offer {want}:\n{ans}");
+        assert_eq!(m.port, Sdp::parse(first_answer).media[0].port, "the bridge's port changed:\n{ans}");
+        assert_eq!(declared_ssrc(ans), declared_ssrc(first_answer), "the bridge's SSRC changed:\n{ans}");
+    }
+    let t0a = aj["t0_unix"].as_f64().unwrap();
+    let hold_at = t0a + renegs[0]["at"].as_f64().unwrap();
+    let resume_at = t0a + renegs[1]["at"].as_f64().unwrap();
+
+    // While on hold, neither side gets the other's media (a small margin for packets in
+    // flight when the re-offer was answered).
+    let window = (hold_at + 0.3, resume_at - 0.1);
+    let b_during = packets_between(&b, window.0, window.1);
+    let a_during = packets_between(&a, window.0, window.1);
+    assert!(b_during <= 2, "B got {b_during} packets from A during A's hold ({:.1} s)", window.1 - window.0);
+    assert!(a_during <= 2, "A got {a_during} packets from B during its own hold ({:.1} s)", window.1 - window.0);
+    // Before and after, media flows (50 packets/s).
+    let b_before = packets_between(&b, hold_at - 2.0, hold_at - 0.2);
+    let b_after = packets_between(&b, resume_at + 0.5, resume_at + 3.5);
+    assert!(b_before >= 70, "B got only {b_before} packets in the 1.8 s before the hold");
+    assert!(b_after >= 120, "B got only {b_after} packets in the 3 s after the resume: media did not come back");
+    let a_after = packets_between(&a, resume_at + 0.5, resume_at + 3.5);
+    assert!(a_after >= 120, "A got only {a_after} packets in the 3 s after the resume");
+
+    // B's stream from the bridge is ONE stream across the hold: same SSRC, sequence numbers
+    // stepping by exactly one, and timestamps that advanced with the wall clock across the gap.
+    assert_one_clean_stream("B", &b, bj["answer_sdp"].as_str().unwrap());
+    let gap = &bj["received"]["largest_gap"];
+    let (wall_ms, ts_ms) = (gap["wall_ms"].as_f64().unwrap_or(0.0), gap["ts_ms"].as_f64().unwrap_or(0.0));
+    assert!(wall_ms > 2500.0, "B's largest gap is {wall_ms} ms; the hold lasted ~3.5 s: {gap}");
+    assert!(
+        (ts_ms - wall_ms).abs() < 500.0,
+        "across the hold the RTP timestamp advanced {ts_ms} ms for a {wall_ms} ms gap: {gap}"
+    );
+    assert_hears("A after resume", &a, &a_audio, 660.0, 440.0);
+    assert_hears("B after resume", &b, &b_audio, 440.0, 660.0);
+}
