@@ -336,3 +336,160 @@ fn a_requested_leave_is_reported_once_as_requested() {
     let v = r.participant_view(b).unwrap();
     assert_eq!(v.subscriptions[0].route, None, "b's slot is idle once its only publisher left");
 }
+
+/// A mixer that emits one packet per output every 20 ms, so routing through it can be checked
+/// without GStreamer.
+#[derive(Default)]
+struct FakeMixer {
+    plan: MixPlan,
+    negotiated: Negotiated,
+    seq: HashMap<TrackKey, u64>,
+    due: bool,
+    /// Absolute, like a real driver's deadline: polls between ticks must not push it back.
+    next_tick: Option<Instant>,
+}
+
+impl MixerControl for FakeMixer {
+    fn configure(&mut self, _: Instant, plan: &MixPlan) {
+        self.plan = plan.clone();
+        self.negotiated = Negotiated {
+            tracks: plan
+                .outputs
+                .iter()
+                .map(|o| TrackInfo {
+                    key: o.track,
+                    kind: MediaKind::Audio,
+                    codec: o.codec.clone(),
+                    label: "mix".into(),
+                })
+                .collect(),
+            slots: plan
+                .inputs
+                .iter()
+                .map(|i| SlotInfo {
+                    key: i.slot,
+                    kind: MediaKind::Audio,
+                    label: "in".into(),
+                    codecs: vec![i.codec.clone()],
+                    ssrc: Ssrc(0),
+                    telephone_event: None,
+                    active: true,
+                    ptime_ms: None,
+                })
+                .collect(),
+        };
+    }
+    fn take_stats(&mut self) -> MixerStats {
+        MixerStats::default()
+    }
+}
+
+impl Driver for FakeMixer {
+    fn kind(&self) -> ParticipantKind {
+        ParticipantKind::Rtp
+    }
+    fn negotiate(&mut self, _: Instant, _: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+        Ok(None)
+    }
+    fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+    fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn handle_timeout(&mut self, now: Instant) {
+        self.due = true;
+        self.next_tick = Some(now + Duration::from_millis(20));
+    }
+    fn write_media(&mut self, _: Instant, _: SlotKey, _: &RtpMeta, _: &[u8]) -> Result<(), WriteError> {
+        Ok(())
+    }
+    fn request_keyframe(&mut self, _: TrackKey, _: KeyframeKind) {}
+    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
+        if std::mem::take(&mut self.due) {
+            for o in &self.plan.outputs {
+                let seq = self.seq.entry(o.track).or_insert(500);
+                *seq += 1;
+                let meta = RtpMeta {
+                    pt: o.codec.pt,
+                    seq: SeqNo(*seq),
+                    timestamp: *seq as u32 * 160,
+                    marker: false,
+                    ssrc: Ssrc(9),
+                    audio_level: None,
+                };
+                let minus = match o.kind {
+                    MixOutputKind::Mix { minus: Some(s) } => s.0 as u8,
+                    _ => 0,
+                };
+                out.media(o.track, &meta, &[b'm', minus]);
+            }
+        }
+        *self.next_tick.get_or_insert(now)
+    }
+    fn close(&mut self, _: Instant) {}
+    fn as_mixer(&mut self) -> Option<&mut dyn MixerControl> {
+        Some(self)
+    }
+}
+
+fn mixing_room(now: Instant) -> Room {
+    let cfg = RoomConfig {
+        max_participants: 10,
+        inactivity_timeout: Duration::from_secs(30),
+        empty_timeout: Duration::from_secs(60),
+        mixer: MixerSettings {
+            factory: Some(std::sync::Arc::new(|_| Box::new(FakeMixer::default()) as Box<dyn Driver>)),
+            speakers: 3,
+            jitter_buffer_ms: 40,
+        },
+    };
+    Room::new(RoomId::new("mix").unwrap(), cfg, now)
+}
+
+#[test]
+fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = mixing_room(t0);
+    let pcmu = [Codec::Pcmu];
+    let a = join(&mut r, t0, &mut net, 1, &pcmu, &pcmu, AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &pcmu, &pcmu, AudioPreference::Auto);
+    let mut now = t0;
+    let step = |r: &mut Room, net: &mut SimNet, now: &mut Instant, n: u64, extra: Option<ParticipantId>| {
+        for i in 0..n {
+            *now += Duration::from_millis(20);
+            r.handle_receive(*now, a, src(1), dst(1), &encode(0, 1000 + i, 160 * i as u32, b"A"), net);
+            r.handle_receive(*now, b, src(2), dst(2), &encode(0, 2000 + i, 160 * i as u32, b"B"), net);
+            if let Some(c) = extra {
+                r.handle_receive(*now, c, src(3), dst(3), &encode(0, 3000 + i, 160 * i as u32, b"C"), net);
+            }
+            r.handle_timeout(*now, net);
+        }
+    };
+    step(&mut r, &mut net, &mut now, 50, None);
+    assert_eq!(r.participant_view(a).unwrap().subscriptions[0].route, Some(Route::Forward));
+    assert!(net.received[&src(1)].iter().all(|p| p.2 == b"B"), "relay: a hears b's packets as they are");
+
+    let c = join(&mut r, now, &mut net, 3, &pcmu, &pcmu, AudioPreference::Auto);
+    step(&mut r, &mut net, &mut now, 50, Some(c));
+    for who in [a, b, c] {
+        assert_eq!(r.participant_view(who).unwrap().subscriptions[0].route, Some(Route::Mix));
+    }
+    let mixed_for_a: Vec<_> = net.received[&src(1)].iter().filter(|p| p.2[0] == b'm').collect();
+    assert!(mixed_for_a.len() >= 45, "a gets the mixer's output: {}", mixed_for_a.len());
+    let minus: std::collections::HashSet<u8> = mixed_for_a.iter().map(|p| p.2[1]).collect();
+    assert_eq!(minus.len(), 1, "a's mix always leaves out the same input (its own)");
+    assert_ne!(mixed_for_a[0].2[1], 0, "a's mix is a mix-minus");
+
+    r.leave(now, c, LeaveReason::Requested, &mut net);
+    step(&mut r, &mut net, &mut now, 50, None);
+    assert_eq!(r.participant_view(a).unwrap().subscriptions[0].route, Some(Route::Forward));
+    for who in [src(1), src(2)] {
+        let got = &net.received[&who];
+        assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "seq steps by exactly one through relay, mix, relay");
+        assert!(got.len() >= 145, "{}", got.len());
+    }
+    assert_eq!(net.received[&src(1)].last().unwrap().2, b"B", "back to the relay");
+    let events: Vec<RoomEvent> = r.take_events().collect();
+    let mixes = events.iter().filter(|e| matches!(e, RoomEvent::RouteChanged { route: Some(Route::Mix), .. })).count();
+    assert_eq!(mixes, 3, "one route_changed to mix per leg");
+}

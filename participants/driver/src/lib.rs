@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// What the offer/answer exchange gave the driver to publish and to receive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Negotiated {
     /// Tracks this participant sends (its m-lines with a send direction).
     pub tracks: Vec<TrackInfo>,
