@@ -84,8 +84,14 @@ fn start_sender(sender: &Sender, suite: &str, key: &[u8], local: u16, bridge_por
             let mut c = Command::new("ffmpeg");
             c.args(["-hide_banner", "-nostdin", "-loglevel", "warning", "-re", "-f", "lavfi", "-i"])
                 .arg("sine=frequency=440:sample_rate=8000:samples_per_frame=160")
-                .args(["-t", "5", "-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1", "-f", "rtp"])
-                .args(["-srtp_out_suite", suite, "-srtp_out_params", &base64(key)])
+                .args(["-t", "5", "-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1", "-f", "rtp"]);
+            if suite == "AES_CM_128_HMAC_SHA1_32" {
+                // ffmpeg (5.1) protects its SRTCP with a 32-bit tag under this suite, where
+                // RFC 4568 (6.2.2) says SRTCP keeps the 80-bit tag, so the bridge rightly
+                // drops its sender reports. They are not what this test is about: RTP only.
+                c.args(["-rtpflags", "skip_rtcp"]);
+            }
+            c.args(["-srtp_out_suite", suite, "-srtp_out_params", &base64(key)])
                 .arg(format!("srtp://127.0.0.1:{bridge_port}?localport={local}"));
             c
         }
@@ -200,6 +206,13 @@ fn srtp_sender_is_heard_by_an_srtp_leg(sender: Sender, suite: &str) {
     if ok != Some(true) {
         panic!("the receiving leg did not join: {}", rx.take().unwrap().wait().describe());
     }
+    // The receiver's one slot forwards the sender's track (same codec, two parties).
+    let (_, room) = d.get_json("/v1/rooms/srtp");
+    let rx_id = participant_ids(&room).into_iter().find(|i| *i != sender_id).unwrap();
+    let view = d.get_json(&format!("/v1/rooms/srtp/participants/{rx_id}")).1;
+    assert_eq!(view["kind"], "srtp", "{view}");
+    assert_eq!(view["subscriptions"][0]["publisher_id"], sender_id.as_str(), "{view}");
+    assert_eq!(view["subscriptions"][0]["route"], "forward", "{view}");
     let sender_proc = start_sender(&sender, suite, &key, local, m.port);
     let (status, stderr) = finish(sender_proc, Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{tool} failed ({status:?}):\n{stderr}");
@@ -230,9 +243,7 @@ fn srtp_sender_is_heard_by_an_srtp_leg(sender: Sender, suite: &str) {
         let v = metric_value(&metrics, "switchboard_packets_dropped_total", &[("reason", reason)]);
         assert_eq!(v, Some(0.0), "packets dropped for {reason}: the bridge rejected {tool}'s SRTP");
     }
-    let view = d.get_json(&format!("/v1/rooms/srtp/participants/{}", j["participant_id"].as_str().unwrap())).1;
-    assert_eq!(view["subscriptions"][0]["publisher_id"], sender_id.as_str(), "{view}");
-    assert_eq!(view["subscriptions"][0]["route"], "forward", "{view}");
+    assert_eq!(j["participant_id"], rx_id.as_str());
 }
 
 #[test]

@@ -47,7 +47,20 @@ pub fn make(
     }
 }
 
-/// The room's mixer, when the build has one.
+/// The room's mixer, or `None` when GStreamer cannot start: the bridge then forwards only, and
+/// reports mix and transcode routes without media.
 pub fn mixer_factory() -> Option<crate::core::MixerFactory> {
-    None
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ready = *READY.get_or_init(|| match switchboard_mixer::gst_codec::init() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "GStreamer unavailable: mixing and transcoding are off");
+            false
+        }
+    });
+    ready.then(|| {
+        let f: crate::core::MixerFactory =
+            std::sync::Arc::new(|now| Box::new(switchboard_mixer::MixerDriver::new(now)) as Box<dyn Driver>);
+        f
+    })
 }
