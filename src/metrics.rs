@@ -24,6 +24,13 @@ pub struct Metrics {
     pub participants_left: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    pub mixer_packets: IntCounterVec,
+    pub mixer_errors: IntCounter,
+    pub mixer_processing: prometheus::Counter,
+    pub mixer_ticks: IntCounter,
+    pub mixers: IntGauge,
+    pub mixer_stages: IntGaugeVec,
+    pub transcodes: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -75,6 +82,28 @@ impl Metrics {
                     .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
                 &["path"],
             )?,
+            mixer_packets: IntCounterVec::new(
+                opts("mixer_jitter_packets_total", "Mixer jitter-buffer events: late, lost and concealed packets"),
+                &["event"],
+            )?,
+            mixer_errors: IntCounter::with_opts(opts(
+                "mixer_errors_total",
+                "Mixer decoder or encoder failures; the failing stage was rebuilt",
+            ))?,
+            mixer_processing: prometheus::Counter::with_opts(opts(
+                "mixer_processing_seconds_total",
+                "Time the mixers spent decoding, mixing and encoding",
+            ))?,
+            mixer_ticks: IntCounter::with_opts(opts("mixer_ticks_total", "20 ms mix cycles run"))?,
+            mixers: IntGauge::with_opts(opts("mixers", "Rooms with a running mixer"))?,
+            mixer_stages: IntGaugeVec::new(
+                opts("mixer_stages", "Mixer stages by kind: distinct mixes, encoders and decoders"),
+                &["stage"],
+            )?,
+            transcodes: IntCounterVec::new(
+                opts("transcodes_total", "Subscriptions that started a transcode, by codec pair"),
+                &["from", "to"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.rooms.clone()))?;
@@ -90,6 +119,19 @@ impl Metrics {
         m.registry.register(Box::new(m.participants_left.clone()))?;
         m.registry.register(Box::new(m.http_requests.clone()))?;
         m.registry.register(Box::new(m.http_duration.clone()))?;
+        m.registry.register(Box::new(m.mixer_packets.clone()))?;
+        m.registry.register(Box::new(m.mixer_errors.clone()))?;
+        m.registry.register(Box::new(m.mixer_processing.clone()))?;
+        m.registry.register(Box::new(m.mixer_ticks.clone()))?;
+        m.registry.register(Box::new(m.mixers.clone()))?;
+        m.registry.register(Box::new(m.mixer_stages.clone()))?;
+        m.registry.register(Box::new(m.transcodes.clone()))?;
+        for event in ["late", "lost", "concealed"] {
+            m.mixer_packets.with_label_values(&[event]);
+        }
+        for stage in ["mixes", "encoders", "decoders"] {
+            m.mixer_stages.with_label_values(&[stage]);
+        }
         // Every label value exists from the start, so a scrape shows zeros instead of gaps.
         for kind in ParticipantKind::ALL {
             m.participants.with_label_values(&[kind.as_str()]);
@@ -125,6 +167,16 @@ impl Metrics {
         self.route_switches.inc_by(s.route_switches);
         self.keyframe_requests.inc_by(s.keyframe_requests);
         self.dtmf_events.inc_by(s.dtmf_events);
+        let mx = &s.mixer;
+        self.mixer_packets.with_label_values(&["late"]).inc_by(mx.late);
+        self.mixer_packets.with_label_values(&["lost"]).inc_by(mx.lost);
+        self.mixer_packets.with_label_values(&["concealed"]).inc_by(mx.concealed);
+        self.mixer_errors.inc_by(mx.errors);
+        self.mixer_processing.inc_by(mx.processing_ns as f64 / 1e9);
+        self.mixer_ticks.inc_by(mx.ticks);
+        for (from, to) in &s.transcodes {
+            self.transcodes.with_label_values(&[from.as_str(), to.as_str()]).inc();
+        }
     }
 
     /// Sets the gauges from the sum over all rooms.
@@ -135,6 +187,10 @@ impl Metrics {
             self.participants.with_label_values(&[kind.as_str()]).set(g.participants[i] as i64);
         }
         self.tracks.set(g.tracks as i64);
+        self.mixers.set(g.mixers as i64);
+        self.mixer_stages.with_label_values(&["mixes"]).set(g.mixes as i64);
+        self.mixer_stages.with_label_values(&["encoders"]).set(g.encoders as i64);
+        self.mixer_stages.with_label_values(&["decoders"]).set(g.decoders as i64);
         for route in Route::ALL {
             let i = crate::core::stats::route_index(route);
             self.subscriptions.with_label_values(&[route.as_str()]).set(g.subscriptions[i] as i64);
@@ -161,6 +217,10 @@ impl RoomGauges {
             self.participants[i] += o.participants[i];
         }
         self.tracks += o.tracks;
+        self.mixers += o.mixers;
+        self.mixes += o.mixes;
+        self.encoders += o.encoders;
+        self.decoders += o.decoders;
         for i in 0..4 {
             self.subscriptions[i] += o.subscriptions[i];
         }

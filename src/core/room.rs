@@ -72,6 +72,8 @@ pub struct Room {
     /// The mixer's place in the slab, while one exists.
     mixer: Option<usize>,
     mix_keys: MixKeys,
+    /// Mixes, encoders and decoders as of the last `take_stats`.
+    mixer_gauges: [u64; 3],
 }
 
 impl Room {
@@ -91,6 +93,7 @@ impl Room {
             empty_since: Some(now),
             mixer: None,
             mix_keys: MixKeys::default(),
+            mixer_gauges: [0; 3],
             cfg,
         }
     }
@@ -326,15 +329,20 @@ impl Room {
                 self.stats.mixer = ctl.take_stats();
             }
         }
+        // Gauges outlive the counters they arrive with.
+        self.mixer_gauges = [self.stats.mixer.mixes, self.stats.mixer.encoders, self.stats.mixer.decoders];
+        if self.mixer.is_none() {
+            self.mixer_gauges = [0; 3];
+        }
         std::mem::take(&mut self.stats)
     }
 
     pub fn gauges(&self) -> RoomGauges {
         let mut g = RoomGauges {
             mixers: self.mixer.is_some() as u64,
-            mixes: self.stats.mixer.mixes,
-            encoders: self.stats.mixer.encoders,
-            decoders: self.stats.mixer.decoders,
+            mixes: self.mixer_gauges[0],
+            encoders: self.mixer_gauges[1],
+            decoders: self.mixer_gauges[2],
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
