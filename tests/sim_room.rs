@@ -38,6 +38,8 @@ struct FakeDriver {
     outbox: Vec<Vec<u8>>,
     keyframe_requests: Vec<TrackKey>,
     closing: bool,
+    /// Simulates a driver bug.
+    panic_on_write: bool,
 }
 
 impl FakeDriver {
@@ -82,6 +84,7 @@ impl FakeDriver {
             outbox: Vec::new(),
             keyframe_requests: Vec::new(),
             closing: false,
+            panic_on_write: false,
         }
     }
 }
@@ -105,6 +108,7 @@ impl Driver for FakeDriver {
     }
     fn handle_timeout(&mut self, _: Instant) {}
     fn write_media(&mut self, _: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
+        assert!(!self.panic_on_write, "simulated driver bug");
         self.outbox.push(encode(slot.0, meta.seq.0, meta.timestamp, payload));
         Ok(())
     }
@@ -492,4 +496,34 @@ fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
     let events: Vec<RoomEvent> = r.take_events().collect();
     let mixes = events.iter().filter(|e| matches!(e, RoomEvent::RouteChanged { route: Some(Route::Mix), .. })).count();
     assert_eq!(mixes, 3, "one route_changed to mix per leg");
+}
+
+#[test]
+fn a_panicking_subscriber_is_removed_and_the_others_carry_on() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[], AudioPreference::Auto);
+    let good = join(&mut r, t0, &mut net, 2, &[], &[Codec::Pcmu], AudioPreference::Auto);
+    let mut broken = FakeDriver::new(3, &[], &[Codec::Pcmu]);
+    broken.panic_on_write = true;
+    let bad = ParticipantId(3);
+    let joining = Joining {
+        id: bad,
+        kind: ParticipantKind::Rtp,
+        display_name: None,
+        audio: AudioPreference::Auto,
+        video: VideoPreference::Auto,
+        driver: Box::new(broken),
+    };
+    r.join(t0, joining, Some("v=0"), &mut net).unwrap();
+    for i in 0..20u64 {
+        let now = t0 + Duration::from_millis(20 * i);
+        r.handle_receive(now, a, src(1), dst(1), &encode(0, i, 160 * i as u32, b"x"), &mut net);
+    }
+    assert!(r.participant_view(bad).is_none(), "the broken subscriber was removed");
+    assert!(r.participant_view(a).is_some() && r.participant_view(good).is_some());
+    assert_eq!(net.received[&src(2)].len(), 20, "the healthy subscriber got every packet");
+    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
+    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: bad, reason: LeaveReason::TransportFailed }]);
 }

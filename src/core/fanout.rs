@@ -6,7 +6,7 @@ use super::stats::{kind_index, RoomStats};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
-use switchboard_driver::{DriverEvent, DropReason, Output, RtpMeta, TrackKey};
+use switchboard_driver::{DisconnectReason, DriverEvent, DropReason, Output, RtpMeta, TrackKey};
 
 /// Where datagrams leave the core. The runtime sends them on sockets; tests hand them to a
 /// simulated network.
@@ -57,10 +57,6 @@ impl Output for Fanout<'_> {
             let Some(out) = slot.forwarder.rewrite(self.now, track.id, meta, pt) else {
                 continue;
             };
-            if driver.write_media(self.now, r.slot, &out, payload).is_err() {
-                self.stats.drop(DropReason::Send);
-                continue;
-            }
             let mut flush = Flush {
                 who: r.participant,
                 kind: kind_index(*kind),
@@ -68,8 +64,25 @@ impl Output for Fanout<'_> {
                 stats: &mut *self.stats,
                 deferred: &mut *self.deferred,
             };
-            *next_timeout = driver.poll(self.now, &mut flush);
-            *self.earliest = (*self.earliest).min(*next_timeout);
+            // A subscriber's driver that panics must not take the publisher down with it: it is
+            // reported as gone, and the room removes it.
+            let now = self.now;
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let written = driver.write_media(now, r.slot, &out, payload).is_ok();
+                (written, driver.poll(now, &mut flush))
+            }));
+            match sent {
+                Ok((written, next)) => {
+                    if !written {
+                        self.stats.drop(DropReason::Send);
+                    }
+                    *next_timeout = next;
+                    *self.earliest = (*self.earliest).min(next);
+                }
+                Err(_) => self
+                    .deferred
+                    .push_back((r.participant, DriverEvent::Disconnected { reason: DisconnectReason::Closed })),
+            }
         }
     }
 

@@ -198,9 +198,25 @@ impl Room {
             _ => return false,
         }
         self.with_driver(idx, now, net, |d| d.close(now));
-        let Some(p) = self.slab[idx].take() else {
-            return false;
-        };
+        // A driver that panicked while closing is already gone.
+        if let Some(p) = self.slab[idx].take() {
+            self.forget(now, p, reason, net);
+        }
+        true
+    }
+
+    /// Everything a departure changes once the participant is out of the slab.
+    fn forget(&mut self, now: Instant, p: Participant, reason: LeaveReason, net: &mut dyn Network) {
+        if p.internal {
+            // The mixer failed: the next re-route builds a new one.
+            self.mixer = None;
+            for t in &p.tracks {
+                self.track_owner.remove(&t.id);
+            }
+            self.reroute(now, net);
+            return;
+        }
+        let id = p.id;
         self.index.remove(&id);
         self.awaiting_answer.remove(&id);
         self.speakers.retain(|s| *s != id);
@@ -215,7 +231,6 @@ impl Room {
             self.earliest = self.earliest.min(now + self.cfg.empty_timeout);
         }
         self.reroute(now, net);
-        true
     }
 
     pub fn send_dtmf(
@@ -396,23 +411,39 @@ impl Room {
         f: impl FnOnce(&mut dyn Driver) -> R,
     ) -> Option<R> {
         let mut p = self.slab.get_mut(idx).and_then(Option::take)?;
-        let r = f(p.driver.as_mut());
-        let mut out = Fanout {
-            now,
-            me: idx,
-            kind: kind_index(p.kind),
-            tracks: &p.tracks,
-            others: &mut self.slab,
-            net,
-            stats: &mut self.stats,
-            deferred: &mut self.deferred,
-            earliest: &mut self.earliest,
-        };
-        p.next_timeout = p.driver.poll(now, &mut out);
-        self.earliest = self.earliest.min(p.next_timeout);
-        self.slab[idx] = Some(p);
-        self.handle_deferred(now, net);
-        Some(r)
+        // A driver that panics takes down only its own participant: the room, and every other
+        // participant in it, carry on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let r = f(p.driver.as_mut());
+            let mut out = Fanout {
+                now,
+                me: idx,
+                kind: kind_index(p.kind),
+                tracks: &p.tracks,
+                others: &mut self.slab,
+                net: &mut *net,
+                stats: &mut self.stats,
+                deferred: &mut self.deferred,
+                earliest: &mut self.earliest,
+            };
+            let next = p.driver.poll(now, &mut out);
+            (r, next)
+        }));
+        match outcome {
+            Ok((r, next)) => {
+                p.next_timeout = next;
+                self.earliest = self.earliest.min(next);
+                self.slab[idx] = Some(p);
+                self.handle_deferred(now, net);
+                Some(r)
+            }
+            Err(_) => {
+                tracing::error!(room = %self.id, participant = %p.id, "driver panicked; participant removed");
+                self.forget(now, p, LeaveReason::TransportFailed, net);
+                self.handle_deferred(now, net);
+                None
+            }
+        }
     }
 
     fn handle_deferred(&mut self, now: Instant, net: &mut dyn Network) {
