@@ -60,7 +60,7 @@ impl Decoder {
 }
 
 pub enum Encoder {
-    G711 { ulaw: bool, down: resample::Downsampler, tmp: Vec<i16> },
+    G711 { ulaw: bool, down: Box<resample::Downsampler>, tmp: Vec<i16> },
     Gst(gst_codec::Encoder),
 }
 
@@ -69,7 +69,7 @@ impl Encoder {
         Ok(match codec {
             Codec::Pcmu | Codec::Pcma => Encoder::G711 {
                 ulaw: codec == Codec::Pcmu,
-                down: resample::Downsampler::new(),
+                down: Box::new(resample::Downsampler::new()),
                 tmp: Vec::with_capacity(FRAME * 3),
             },
             Codec::Opus | Codec::G722 => Encoder::Gst(gst_codec::Encoder::new(codec, ptime_ms)?),

@@ -185,20 +185,17 @@ impl MixerDriver {
     /// Returns false when the encoder cannot be had.
     fn feed_encoder(&mut self, key: EncoderKey) -> bool {
         let tick = self.tick;
-        if !self.encoders.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.encoders.entry(key) {
             match Encoder::new(key.codec, key.ptime_ms as u32) {
                 Ok(encoder) => {
-                    self.encoders.insert(
-                        key,
-                        EncoderState {
-                            encoder,
-                            pending: Vec::with_capacity(FRAME * 3),
-                            packet: Vec::with_capacity(256),
-                            ready: false,
-                            last_used: tick,
-                            fed_at: 0,
-                        },
-                    );
+                    slot.insert(EncoderState {
+                        encoder,
+                        pending: Vec::with_capacity(FRAME * 3),
+                        packet: Vec::with_capacity(256),
+                        ready: false,
+                        last_used: tick,
+                        fed_at: 0,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, codec = key.codec.as_str(), "mixer encoder unavailable");

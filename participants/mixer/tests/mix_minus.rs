@@ -1,0 +1,160 @@
+//! The mixer driven sans-IO with a simulated clock: three PCMU inputs with their own tones, one
+//! mix output per input, checked by spectrum after decoding what the mixer sent.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard_driver::*;
+use switchboard_mixer::{g711, spec, MixerDriver};
+
+#[derive(Default)]
+struct Collect {
+    media: HashMap<TrackKey, Vec<(u64, u32, Vec<u8>)>>,
+    speakers: Vec<Vec<SlotKey>>,
+}
+
+impl Output for Collect {
+    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn media(&mut self, track: TrackKey, meta: &RtpMeta, payload: &[u8]) {
+        self.media.entry(track).or_default().push((meta.seq.0, meta.timestamp, payload.to_vec()));
+    }
+    fn event(&mut self, event: DriverEvent) {
+        if let DriverEvent::ActiveSpeakers { slots } = event {
+            self.speakers.push(slots);
+        }
+    }
+}
+
+fn tone_frame(hz: f32, amplitude: f32, frame: u64) -> Vec<u8> {
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| {
+            let t = (frame * 160 + i) as f32 / 8000.0;
+            (amplitude * 32767.0 * (2.0 * std::f32::consts::PI * hz * t).sin()) as i16
+        })
+        .collect();
+    let mut out = vec![0u8; 160];
+    g711::ulaw_encode(&pcm, &mut out);
+    out
+}
+
+/// Energy of `hz` in 8 kHz PCM, in dB relative to full scale (Goertzel).
+fn band_db(pcm: &[i16], hz: f32) -> f32 {
+    let w = 2.0 * std::f32::consts::PI * hz / 8000.0;
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for x in pcm {
+        let s = *x as f32 / 32768.0 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    10.0 * (power / (pcm.len() as f32 * pcm.len() as f32 / 4.0)).max(1e-12).log10()
+}
+
+#[test]
+fn each_output_hears_the_others_and_not_itself() {
+    let t0 = Instant::now();
+    let mut m = MixerDriver::new(t0);
+    let tones = [440.0f32, 660.0, 880.0];
+    let plan = MixPlan {
+        inputs: (0..3)
+            .map(|i| MixInput { slot: SlotKey(i), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(i as u64 + 1) })
+            .collect(),
+        outputs: (0..3)
+            .map(|i| MixOutput {
+                track: TrackKey(10 + i),
+                codec: spec(Codec::Pcmu, 0),
+                ptime_ms: 20,
+                kind: MixOutputKind::Mix { minus: Some(SlotKey(i)) },
+            })
+            .collect(),
+        speakers: 3,
+        jitter_buffer_ms: 40,
+    };
+    m.as_mixer().unwrap().configure(t0, &plan);
+    let mut out = Collect::default();
+    for f in 0..150u64 {
+        let now = t0 + Duration::from_millis(20 * f);
+        for (i, hz) in tones.iter().enumerate() {
+            let meta = RtpMeta {
+                pt: Pt(0),
+                seq: SeqNo(100 + f),
+                timestamp: 160 * f as u32,
+                marker: false,
+                ssrc: Ssrc(i as u32),
+                audio_level: None,
+            };
+            m.write_media(now, SlotKey(i as u16), &meta, &tone_frame(*hz, 0.3, f)).unwrap();
+        }
+        m.handle_timeout(now);
+        m.poll(now, &mut out);
+    }
+    assert!(!out.speakers.is_empty(), "active speakers were reported");
+    for (i, own) in tones.iter().enumerate() {
+        let packets = &out.media[&TrackKey(10 + i as u16)];
+        assert!(packets.len() >= 140, "one packet per tick: {}", packets.len());
+        assert!(packets.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 160), "one continuous stream");
+        let mut pcm = Vec::new();
+        for (_, _, p) in &packets[packets.len() - 50..] {
+            let mut frame = vec![0i16; p.len()];
+            g711::ulaw_decode(p, &mut frame);
+            pcm.extend(frame);
+        }
+        let mine = band_db(&pcm, *own);
+        for other in tones.iter().filter(|t| *t != own) {
+            let theirs = band_db(&pcm, *other);
+            assert!(theirs > mine + 30.0, "output {i}: {other} Hz at {theirs:.1} dB, own {own} Hz at {mine:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn only_the_k_loudest_are_mixed() {
+    let t0 = Instant::now();
+    let mut m = MixerDriver::new(t0);
+    let legs = [(440.0f32, 0.4f32), (560.0, 0.3), (680.0, 0.2), (800.0, 0.02), (920.0, 0.01)];
+    let plan = MixPlan {
+        inputs: (0..5)
+            .map(|i| MixInput { slot: SlotKey(i), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(i as u64 + 1) })
+            .collect(),
+        outputs: vec![MixOutput {
+            track: TrackKey(99),
+            codec: spec(Codec::Pcmu, 0),
+            ptime_ms: 20,
+            kind: MixOutputKind::Mix { minus: None },
+        }],
+        speakers: 3,
+        jitter_buffer_ms: 20,
+    };
+    m.as_mixer().unwrap().configure(t0, &plan);
+    let mut out = Collect::default();
+    for f in 0..150u64 {
+        let now = t0 + Duration::from_millis(20 * f);
+        for (i, (hz, amp)) in legs.iter().enumerate() {
+            let meta = RtpMeta {
+                pt: Pt(0),
+                seq: SeqNo(f),
+                timestamp: 160 * f as u32,
+                marker: false,
+                ssrc: Ssrc(0),
+                audio_level: None,
+            };
+            m.write_media(now, SlotKey(i as u16), &meta, &tone_frame(*hz, *amp, f)).unwrap();
+        }
+        m.handle_timeout(now);
+        m.poll(now, &mut out);
+    }
+    let packets = &out.media[&TrackKey(99)];
+    let mut pcm = Vec::new();
+    for (_, _, p) in &packets[packets.len() - 50..] {
+        let mut frame = vec![0i16; p.len()];
+        g711::ulaw_decode(p, &mut frame);
+        pcm.extend(frame);
+    }
+    let loud: Vec<f32> = legs[..3].iter().map(|(hz, _)| band_db(&pcm, *hz)).collect();
+    let quiet: Vec<f32> = legs[3..].iter().map(|(hz, _)| band_db(&pcm, *hz)).collect();
+    let weakest_loud = loud.iter().cloned().fold(f32::MAX, f32::min);
+    for q in quiet {
+        assert!(weakest_loud > q + 20.0, "loud {loud:?} vs quiet {q}");
+    }
+    assert_eq!(out.speakers.last().unwrap().len(), 3);
+}
