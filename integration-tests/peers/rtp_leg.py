@@ -6,11 +6,11 @@ It behaves like the media side of a SIP gateway: ONE UDP socket is both the RTP 
 announces and the socket it sends from (symmetric RTP; RTCP is muxed: the offer says
 a=rtcp-mux, and RTCP the bridge sends is counted and otherwise ignored).
 
-GStreamer only encodes and decodes (and protects SRTP with srtpenc; received SRTP is checked
-and decrypted in Python, see SrtpUnprotect); the packets are sent
-and received by Python on that one socket, so every received packet is logged with its
-SSRC, sequence number, timestamp, payload type and arrival time, and every sent packet gets
-the leg's own SSRC, sequence numbers and timestamps.
+GStreamer only encodes and decodes, and protects SRTP with srtpenc (libsrtp). Received SRTP
+is authenticated and decrypted in Python (see SrtpUnprotect). Python sends and receives every
+packet on that one socket, so each received packet is logged with its SSRC, sequence number,
+timestamp, payload type and arrival time, and each sent packet carries the leg's own SSRC,
+sequence numbers and timestamps.
 
 Joining (through the bridge's HTTP API, urllib):
   default        POST {"sdp": offer} with the leg's own offer; the answer names the bridge's
@@ -18,11 +18,16 @@ Joining (through the bridge's HTTP API, urllib):
   --late-offer   POST {"kind": "rtp"|"srtp"} without sdp; the bridge's offer comes back in
                  "sdp"; the leg PATCHes its answer
 
-Options (see --help): --codec pcmu|pcma|g722|opus, --tone HZ (0: send no audio),
---srtp SUITE, --direction, --hold-after S / --resume-after S (re-offers a=inactive /
-a=sendrecv on the same port), --dtmf-listen, DTMF sending (--dtmf-pcap FILES, --dtmf-digits
-DIGITS with --dtmf-source handbuilt|gst), --inject T:WHAT (bad-auth, replay, truncated,
-foreign), --probe 440,660, --save-audio PATH, --packet-log, --duration S.
+Main options (all in --help):
+  --codec pcmu|pcma|g722|opus, --tone HZ (0: send no audio), --srtp SUITE, --direction
+  --hold-after S / --resume-after S   re-offer a=inactive (or a=sendonly with --hold-direction
+                                      sendonly), then a=sendrecv, on the same port
+  --dtmf-listen                       decode received RFC 4733 events into digits
+  --dtmf-pcap FILES | --dtmf-digits D [--dtmf-source handbuilt|gst]   send digits
+  --inject T:WHAT[xN]                 bad-auth, replay, truncated or foreign packets at T
+  --save-audio PATH, --packet-log, --probe 440,660
+  --duration S, --stop-file PATH      run S seconds at most; end early once PATH exists
+  --timeline-after-rx N               count action times from the N-th received packet
 
 Output: ONE JSON line on stdout at the end (see `report()`); on failure {"error": ...} and a
 non-zero exit code. Times in the output are seconds since the leg started.
@@ -461,6 +466,8 @@ class Leg:
         self.error = None
         self.timeline = []  # [(t, what)]
         self.stop_flag = threading.Event()
+        self.stopped_by_file = False
+        self.base = 0.0  # what action times count from (see --timeline-after-rx)
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((a.bind_ip, a.port))
@@ -1069,6 +1076,14 @@ class Leg:
         self.join()
         self.start_sender()
         a = self.a
+        if a.timeline_after_rx:
+            # Action times (and --duration) count from when media is flowing in: robust to a
+            # slow start of this leg or of the other side.
+            while len(self.rx_log) < a.timeline_after_rx and self.now() < a.duration + 20:
+                if not self.sleep_until(self.now() + 0.05):  # base is still 0 here
+                    break
+            self.base = self.now()
+            self.mark("timeline starts: %d packets received" % len(self.rx_log))
         actions = []
         if a.hold_after is not None:
             actions.append((a.hold_after, "hold", None))
@@ -1083,11 +1098,10 @@ class Leg:
         actions.sort(key=lambda x: x[0])
         threads = []
         for at, what, arg in actions:
-            delay = at - self.now()
-            if delay > 0:
-                time.sleep(delay)
+            if not self.sleep_until(at):
+                break
             if what == "hold":
-                self.reoffer("inactive")
+                self.reoffer(self.a.hold_direction)
             elif what == "resume":
                 self.reoffer("sendrecv")
             elif what == "dtmf":
@@ -1097,9 +1111,7 @@ class Leg:
             elif what == "inject":
                 self.inject(*arg)
             self.check_bus()
-        remaining = a.duration - self.now()
-        if remaining > 0:
-            time.sleep(remaining)
+        self.sleep_until(a.duration)
         for th in threads:
             th.join(timeout=10)
         self.check_bus()
@@ -1110,6 +1122,18 @@ class Leg:
         time.sleep(0.1)  # let the decoders drain
         left = None if a.no_leave else self.leave()
         return left
+
+    def sleep_until(self, t):
+        """Sleeps until `t` seconds after the start; False if --stop-file appeared first."""
+        t += self.base
+        while self.now() < t:
+            if self.a.stop_file and os.path.exists(self.a.stop_file):
+                if not self.stopped_by_file:
+                    self.stopped_by_file = True
+                    self.mark("stop file seen")
+                return False
+            time.sleep(min(0.05, max(0.0, t - self.now())))
+        return not self.stopped_by_file
 
     def dtmf_thread(self):
         try:
@@ -1237,6 +1261,9 @@ class Leg:
             "audio": self.audio_report(),
             "timeline": self.timeline,
             "left_status": left,
+            "stopped_by_file": self.stopped_by_file,
+            "ran_s": round(self.now(), 3),
+            "timeline_base": round(self.base, 3),
             "gst_errors": self.bus_errors,
         }
         if self.a.dtmf_listen:
@@ -1272,6 +1299,8 @@ def main():
     p.add_argument("--no-rtcp-mux", action="store_true")
     p.add_argument("--hold-after", type=float, default=None)
     p.add_argument("--resume-after", type=float, default=None)
+    p.add_argument("--hold-direction", choices=["inactive", "sendonly"], default="inactive",
+                   help="what the hold re-offer says (sendonly: the leg keeps sending, music on hold)")
     p.add_argument("--dtmf-listen", action="store_true")
     p.add_argument("--dtmf-pcap", default=None, help="comma-separated pcap files to replay")
     p.add_argument("--dtmf-digits", default=None)
@@ -1287,7 +1316,10 @@ def main():
     p.add_argument("--save-audio", default=None, help="write all received audio (S16LE mono) here")
     p.add_argument("--packet-log", action="store_true", help="include every received packet in the output")
     p.add_argument("--dump-packets", default=None, help="write every received RTP datagram (hex) here")
-    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds to run (at most, with --stop-file)")
+    p.add_argument("--stop-file", default=None, help="end as soon as this file exists")
+    p.add_argument("--timeline-after-rx", type=int, default=0,
+                   help="count action times and --duration from the N-th received RTP packet, not the start")
     p.add_argument("--no-leave", action="store_true")
     a = p.parse_args()
     a.probe = [float(x) if "." in x else int(x) for x in a.probe.split(",") if x.strip()]

@@ -28,7 +28,7 @@ fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> PeerHandle {
 
 /// Waits until `room` lists `n` participants; returns their ids (sorted).
 fn wait_for(d: &Daemon, room: &str, n: usize, legs: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(15), || {
+    let got = poll_until(Duration::from_secs(30), || {
         let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
         if s == 200 && participant_ids(&v).len() == n {
             return Some(Ok(participant_ids(&v)));
@@ -101,21 +101,31 @@ fn dtmf_replayed_from_sipp_pcaps_is_reported_once_each_and_relayed() {
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "ivr"})).0, 201);
     let sse = d.events("ivr");
     assert_eq!(sse.status, 200);
-    // B only listens for relayed digits; A talks (440 Hz) and presses 1, 2, 3 at t = 2 s.
-    let mut b = Some(spawn_leg(&d, "ivr", "ivr", &["--tone", "660", "--duration", "7", "--dtmf-listen"]));
+    // B only listens for relayed digits (and stays until the test is done with it); A talks
+    // (440 Hz) and presses 1, 2, 3 from t = 2 s.
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
+    let mut b = Some(spawn_leg(
+        &d,
+        "ivr",
+        "ivr",
+        &["--tone", "660", "--duration", "30", "--stop-file", stop_arg, "--dtmf-listen"],
+    ));
     wait_for(&d, "ivr", 1, &mut [&mut b]);
     let pcap_arg = pcaps.join(",");
     let mut a = Some(spawn_leg(
         &d,
         "ivr",
         "caller",
-        &["--tone", "440", "--duration", "5", "--dtmf-pcap", &pcap_arg, "--dtmf-at", "1.5"],
+        &["--tone", "440", "--duration", "5", "--dtmf-pcap", &pcap_arg, "--dtmf-at", "2"],
     ));
     wait_for(&d, "ivr", 2, &mut [&mut a, &mut b]);
     let a = a.take().unwrap().wait();
     let aj = a.expect_ok();
     let a_id = aj["participant_id"].as_str().unwrap().to_string();
     let events = settle_dtmf(&sse, &a_id, 3);
+    std::fs::write(&stop, b"").unwrap();
     let b = b.take().unwrap().wait();
     b.expect_ok();
 
@@ -182,8 +192,18 @@ fn dtmf_posted_to_a_leg_is_played_as_rfc4733_events() {
     let d = Daemon::start();
     // The listener also gets the other leg's 440 Hz, so the bridge has to fit its events into a
     // running stream.
-    let mut rx = Some(spawn_leg(&d, "out", "phone", &["--tone", "660", "--duration", "7", "--dtmf-listen"]));
-    let mut talker = Some(spawn_leg(&d, "out", "talker", &["--tone", "440", "--duration", "7"]));
+    // Both stay until the test has heard back everything (the stop file).
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
+    let mut rx = Some(spawn_leg(
+        &d,
+        "out",
+        "phone",
+        &["--tone", "660", "--duration", "30", "--stop-file", stop_arg, "--dtmf-listen", "--packet-log"],
+    ));
+    let mut talker =
+        Some(spawn_leg(&d, "out", "talker", &["--tone", "440", "--duration", "30", "--stop-file", stop_arg]));
     let ids = wait_for(&d, "out", 2, &mut [&mut rx, &mut talker]);
     // Which id is the listener: the one whose display name is "phone".
     let phone = ids
@@ -202,6 +222,9 @@ fn dtmf_posted_to_a_leg_is_played_as_rfc4733_events() {
     std::thread::sleep(Duration::from_millis(1500));
     let (s, v) = d.post_json(&path, &json!({"digits": "*0", "duration_ms": 250}));
     assert_eq!(s, 202, "POST {path} with duration_ms: {v}");
+    // Two digits of 250 ms and a gap take 0.6 s; then some more audio.
+    std::thread::sleep(Duration::from_millis(2000));
+    std::fs::write(&stop, b"").unwrap();
     let rx = rx.take().unwrap().wait();
     talker.take().unwrap().wait().expect_ok();
     let j = rx.expect_ok();
@@ -229,5 +252,17 @@ fn dtmf_posted_to_a_leg_is_played_as_rfc4733_events() {
     let r = &j["received"];
     assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{r}");
     assert_eq!(r["seq_steps_not_1"], 0, "DTMF broke the sequence numbering: {}", r["seq_step_examples"]);
-    assert!(r["by_pt"]["0"].as_u64().unwrap_or(0) > 200, "audio stopped around the digits: {r}");
+    // Audio is held back while a digit plays (RFC 4733 2.5.1.5), and comes back after it.
+    let last_digit = events.last().unwrap()["last_at"].as_f64().unwrap();
+    let audio_after = j["packet_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[1] == 0 && p[0].as_f64().unwrap() > last_digit + 0.1)
+        .count();
+    let left = (j["received"]["last_at"].as_f64().unwrap() - last_digit).max(0.0);
+    assert!(
+        audio_after as f64 >= (left - 0.3) * 50.0 * 0.8,
+        "only {audio_after} audio packets in the {left:.1} s after the last digit: {r}"
+    );
 }

@@ -22,7 +22,7 @@ fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> PeerHandle {
 /// Waits until `room` lists `n` participants and returns the room view. Fails at once, with
 /// the legs' own reports, if a leg exits first (it could not join).
 fn wait_for_participants(d: &Daemon, room: &str, n: usize, legs: &mut [&mut Option<PeerHandle>]) -> Value {
-    let got = poll_until(Duration::from_secs(15), || {
+    let got = poll_until(Duration::from_secs(30), || {
         let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
         if s == 200 && participant_ids(&v).len() == n {
             return Some(Ok(v));
@@ -110,18 +110,22 @@ fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "call"})).0, 201);
+    // Alice calls first and stays until Bob, who joins once she is in, has hung up.
     let mut a = Some(spawn_leg(
         &d,
         "call",
         "alice",
-        &["--tone", "440", "--duration", "8", "--probe", "440,660", "--save-audio", a_audio.to_str().unwrap()],
+        &["--tone", "440", "--duration", "30", "--stop-file", stop_arg, "--save-audio", a_audio.to_str().unwrap()],
     ));
+    wait_for_participants(&d, "call", 1, &mut [&mut a]);
     let mut b = Some(spawn_leg(
         &d,
         "call",
         "bob",
-        &["--tone", "660", "--duration", "8", "--probe", "440,660", "--save-audio", b_audio.to_str().unwrap()],
+        &["--tone", "660", "--duration", "5", "--timeline-after-rx", "25", "--save-audio", b_audio.to_str().unwrap()],
     ));
     let room = wait_for_participants(&d, "call", 2, &mut [&mut a, &mut b]);
     let ids = participant_ids(&room);
@@ -146,8 +150,9 @@ fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
         assert_eq!(subs[0]["codec"], "pcmu", "{p}");
     }
 
-    let a = a.take().unwrap().wait();
     let b = b.take().unwrap().wait();
+    std::fs::write(&stop, b"").unwrap();
+    let a = a.take().unwrap().wait();
     let (aj, bj) = (a.expect_ok(), b.expect_ok());
     assert_hears("alice", &a, &a_audio, 660.0, 440.0);
     assert_hears("bob", &b, &b_audio, 440.0, 660.0);
@@ -164,7 +169,7 @@ fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
         assert_eq!(m.direction, "sendrecv");
         assert_one_clean_stream(name, out, answer);
         let received = j["received"]["packets"].as_u64().unwrap_or(0);
-        assert!(received >= 250, "{name}: only {received} packets in ~7 s of 20 ms audio: {}", out.describe());
+        assert!(received >= 200, "{name}: only {received} packets in ~5 s of 20 ms audio: {}", out.describe());
         // Symmetric RTP: the bridge sends from the port it announced.
         let src = format!("127.0.0.1:{}", m.port);
         assert_eq!(
@@ -180,11 +185,13 @@ fn late_offer_leg_answers_the_bridge_and_hears_the_other_leg() {
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
     let mut a = Some(spawn_leg(
         &d,
         "late",
         "early-offer",
-        &["--tone", "440", "--duration", "8", "--save-audio", a_audio.to_str().unwrap()],
+        &["--tone", "440", "--duration", "30", "--stop-file", stop_arg, "--save-audio", a_audio.to_str().unwrap()],
     ));
     wait_for_participants(&d, "late", 1, &mut [&mut a]);
     // The late-offer leg POSTs {"kind": "rtp"} without sdp, and PATCHes an answer built from
@@ -193,11 +200,22 @@ fn late_offer_leg_answers_the_bridge_and_hears_the_other_leg() {
         &d,
         "late",
         "late-offer",
-        &["--late-offer", "--tone", "660", "--duration", "7", "--save-audio", b_audio.to_str().unwrap()],
+        &[
+            "--late-offer",
+            "--tone",
+            "660",
+            "--duration",
+            "5",
+            "--timeline-after-rx",
+            "25",
+            "--save-audio",
+            b_audio.to_str().unwrap(),
+        ],
     ));
     let room = wait_for_participants(&d, "late", 2, &mut [&mut a, &mut b]);
-    let a = a.take().unwrap().wait();
     let b = b.take().unwrap().wait();
+    std::fs::write(&stop, b"").unwrap();
+    let a = a.take().unwrap().wait();
     let bj = b.expect_ok();
 
     let offer = bj["bridge_offer_sdp"].as_str().expect("the late-offer join returned the bridge's offer");
@@ -226,11 +244,24 @@ fn late_offer_srtp_leg_picks_one_offered_suite() {
     let dir = tempfile::tempdir().unwrap();
     let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
     let suite = "AEAD_AES_128_GCM";
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
     let mut a = Some(spawn_leg(
         &d,
         "sl",
         "early",
-        &["--srtp", suite, "--tone", "440", "--duration", "8", "--save-audio", a_audio.to_str().unwrap()],
+        &[
+            "--srtp",
+            suite,
+            "--tone",
+            "440",
+            "--duration",
+            "30",
+            "--stop-file",
+            stop_arg,
+            "--save-audio",
+            a_audio.to_str().unwrap(),
+        ],
     ));
     wait_for_participants(&d, "sl", 1, &mut [&mut a]);
     let mut b = Some(spawn_leg(
@@ -244,14 +275,17 @@ fn late_offer_srtp_leg_picks_one_offered_suite() {
             "--tone",
             "660",
             "--duration",
-            "7",
+            "5",
+            "--timeline-after-rx",
+            "25",
             "--save-audio",
             b_audio.to_str().unwrap(),
         ],
     ));
     wait_for_participants(&d, "sl", 2, &mut [&mut a, &mut b]);
-    let a = a.take().unwrap().wait();
     let b = b.take().unwrap().wait();
+    std::fs::write(&stop, b"").unwrap();
+    let a = a.take().unwrap().wait();
     let bj = b.expect_ok();
     let offer = bj["bridge_offer_sdp"].as_str().unwrap();
     let o = Sdp::parse(offer);
@@ -281,67 +315,83 @@ fn packets_between(out: &PeerOutput, from: f64, to: f64) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn hold_and_resume_by_reoffer_keeps_one_continuous_stream() {
+/// A holds (re-offer `hold` on the same port) 3 s after it starts and resumes (`sendrecv`)
+/// 3.5 s later, with B in the call all along; both legs log every packet they receive.
+fn hold_and_resume(hold: &str, srtp: Option<&str>) {
     require_rtp_leg();
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "hold"})).0, 201);
-    // A puts the call on hold (re-offer a=inactive, same port) 3 s after it starts and resumes
-    // (a=sendrecv) 3.5 s later; both legs log every packet they receive.
-    let mut a = Some(spawn_leg(
-        &d,
-        "hold",
-        "holder",
-        &[
-            "--tone",
-            "440",
-            "--duration",
-            "12",
-            "--hold-after",
-            "3",
-            "--resume-after",
-            "6.5",
-            "--packet-log",
-            "--save-audio",
-            a_audio.to_str().unwrap(),
-        ],
-    ));
-    let mut b = Some(spawn_leg(
-        &d,
-        "hold",
-        "held",
-        &["--tone", "660", "--duration", "12", "--packet-log", "--save-audio", b_audio.to_str().unwrap()],
-    ));
+    let mut srtp_args: Vec<&str> = Vec::new();
+    if let Some(suite) = srtp {
+        srtp_args.extend(["--srtp", suite]);
+    }
+    let mut b_args = vec!["--tone", "660", "--duration", "40", "--stop-file", stop_arg, "--packet-log"];
+    b_args.extend(["--save-audio", b_audio.to_str().unwrap()]);
+    b_args.extend(&srtp_args);
+    // B is in the call first and stays until A is done.
+    let mut b = Some(spawn_leg(&d, "hold", "held", &b_args));
+    wait_for_participants(&d, "hold", 1, &mut [&mut b]);
+    let mut a_args = vec!["--tone", "440", "--duration", "10", "--hold-after", "3", "--resume-after", "6.5"];
+    // A's clock starts once B's media reaches it (0.5 s of it), however slowly either leg started.
+    a_args.extend(["--timeline-after-rx", "25"]);
+    a_args.extend(["--hold-direction", hold, "--packet-log", "--save-audio", a_audio.to_str().unwrap()]);
+    a_args.extend(&srtp_args);
+    let mut a = Some(spawn_leg(&d, "hold", "holder", &a_args));
     wait_for_participants(&d, "hold", 2, &mut [&mut a, &mut b]);
     let a = a.take().unwrap().wait();
+    std::fs::write(&stop, b"").unwrap();
     let b = b.take().unwrap().wait();
     let (aj, bj) = (a.expect_ok(), b.expect_ok());
 
-    // The two re-offers were answered, mirroring the direction, on the same port and SSRC.
+    // The two re-offers were answered, mirroring the direction, on the same port and SSRC
+    // (and, for srtp, with the same bridge key).
     let first_answer = aj["answer_sdp"].as_str().unwrap();
     let renegs = aj["renegotiations"].as_array().cloned().unwrap_or_default();
     assert_eq!(renegs.len(), 2, "{}", a.describe());
-    for (r, want) in renegs.iter().zip(["inactive", "sendrecv"]) {
-        assert_eq!(r["status"], 200, "re-offer {want}: {r}");
+    let mirrored = if hold == "sendonly" { "recvonly" } else { "inactive" };
+    for (r, (offered, want)) in renegs.iter().zip([(hold, mirrored), ("sendrecv", "sendrecv")]) {
+        assert_eq!(r["status"], 200, "re-offer {offered}: {r}");
         let ans = r["answer_sdp"].as_str().unwrap_or("");
-        let m = &Sdp::parse(ans).media[0];
-        assert_eq!(m.direction, want, "answer to a re-offer {want}:\n{ans}");
+        let parsed = Sdp::parse(ans);
+        let m = &parsed.media[0];
+        assert_eq!(m.direction, want, "answer to a re-offer {offered}:\n{ans}");
         assert_eq!(m.port, Sdp::parse(first_answer).media[0].port, "the bridge's port changed:\n{ans}");
         assert_eq!(declared_ssrc(ans), declared_ssrc(first_answer), "the bridge's SSRC changed:\n{ans}");
+        assert_eq!(
+            parsed.lines_starting("a=crypto:"),
+            Sdp::parse(first_answer).lines_starting("a=crypto:"),
+            "the bridge's SRTP key changed on a re-offer:\n{ans}"
+        );
+    }
+    if srtp.is_some() {
+        for (name, j) in [("A", aj), ("B", bj)] {
+            assert_eq!(j["received"]["srtp_auth_failed"], 0, "{name}: {}", j["received"]);
+            assert_eq!(j["received"]["srtp_replayed"], 0, "{name}: {}", j["received"]);
+        }
     }
     let t0a = aj["t0_unix"].as_f64().unwrap();
     let hold_at = t0a + renegs[0]["at"].as_f64().unwrap();
     let resume_at = t0a + renegs[1]["at"].as_f64().unwrap();
 
-    // While on hold, neither side gets the other's media (a small margin for packets in
-    // flight when the re-offer was answered).
+    // While on hold A gets nothing; B gets A's media only if A held with sendonly (a small
+    // margin for packets in flight when the re-offer was answered).
     let window = (hold_at + 0.3, resume_at - 0.1);
+    let secs = window.1 - window.0;
     let b_during = packets_between(&b, window.0, window.1);
     let a_during = packets_between(&a, window.0, window.1);
-    assert!(b_during <= 2, "B got {b_during} packets from A during A's hold ({:.1} s)", window.1 - window.0);
-    assert!(a_during <= 2, "A got {a_during} packets from B during its own hold ({:.1} s)", window.1 - window.0);
+    assert!(a_during <= 2, "A got {a_during} packets from B during its own {hold} hold ({secs:.1} s)");
+    if hold == "sendonly" {
+        assert!(
+            b_during as f64 >= secs * 50.0 * 0.8,
+            "B got only {b_during} packets in {secs:.1} s of A's sendonly hold"
+        );
+    } else {
+        assert!(b_during <= 2, "B got {b_during} packets from A during A's inactive hold ({secs:.1} s)");
+    }
     // Before and after, media flows (50 packets/s).
     let b_before = packets_between(&b, hold_at - 2.0, hold_at - 0.2);
     let b_after = packets_between(&b, resume_at + 0.5, resume_at + 3.5);
@@ -351,15 +401,27 @@ fn hold_and_resume_by_reoffer_keeps_one_continuous_stream() {
     assert!(a_after >= 120, "A got only {a_after} packets in the 3 s after the resume");
 
     // B's stream from the bridge is ONE stream across the hold: same SSRC, sequence numbers
-    // stepping by exactly one, and timestamps that advanced with the wall clock across the gap.
+    // stepping by exactly one, and timestamps that advanced with the wall clock across a gap.
     assert_one_clean_stream("B", &b, bj["answer_sdp"].as_str().unwrap());
     let gap = &bj["received"]["largest_gap"];
     let (wall_ms, ts_ms) = (gap["wall_ms"].as_f64().unwrap_or(0.0), gap["ts_ms"].as_f64().unwrap_or(0.0));
-    assert!(wall_ms > 2500.0, "B's largest gap is {wall_ms} ms; the hold lasted ~3.5 s: {gap}");
+    if hold == "inactive" {
+        assert!(wall_ms > 2500.0, "B's largest gap is {wall_ms} ms; the hold lasted ~3.5 s: {gap}");
+    }
     assert!(
         (ts_ms - wall_ms).abs() < 500.0,
-        "across the hold the RTP timestamp advanced {ts_ms} ms for a {wall_ms} ms gap: {gap}"
+        "across B's largest gap the RTP timestamp advanced {ts_ms} ms for {wall_ms} ms: {gap}"
     );
     assert_hears("A after resume", &a, &a_audio, 660.0, 440.0);
     assert_hears("B after resume", &b, &b_audio, 440.0, 660.0);
+}
+
+#[test]
+fn hold_and_resume_by_reoffer_keeps_one_continuous_stream() {
+    hold_and_resume("inactive", None);
+}
+
+#[test]
+fn srtp_sendonly_hold_keeps_the_key_and_one_stream() {
+    hold_and_resume("sendonly", Some("AES_CM_128_HMAC_SHA1_80"));
 }

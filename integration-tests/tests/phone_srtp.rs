@@ -174,6 +174,8 @@ fn srtp_sender_is_heard_by_an_srtp_leg(sender: Sender, suite: &str) {
     assert_ne!(c[0].2, key, "the bridge must use its own key, not echo the offerer's");
     let sender_id = joined["id"].as_str().unwrap().to_string();
 
+    // The receiver stays until the sender is done (the stop file).
+    let stop = dir.path().join("stop");
     let mut rx = Some(spawn_peer(
         LEG,
         &[
@@ -188,15 +190,15 @@ fn srtp_sender_is_heard_by_an_srtp_leg(sender: Sender, suite: &str) {
             "--direction",
             "recvonly",
             "--duration",
-            "8",
-            "--probe",
-            "440",
+            "40",
+            "--stop-file",
+            stop.to_str().unwrap(),
             "--save-audio",
             audio.to_str().unwrap(),
         ],
-        Duration::from_secs(40),
+        Duration::from_secs(60),
     ));
-    let ok = poll_until(Duration::from_secs(15), || {
+    let ok = poll_until(Duration::from_secs(30), || {
         let (_, v) = d.get_json("/v1/rooms/srtp");
         if participant_ids(&v).len() == 2 {
             return Some(true);
@@ -216,6 +218,8 @@ fn srtp_sender_is_heard_by_an_srtp_leg(sender: Sender, suite: &str) {
     let sender_proc = start_sender(&sender, suite, &key, local, m.port);
     let (status, stderr) = finish(sender_proc, Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{tool} failed ({status:?}):\n{stderr}");
+    std::thread::sleep(Duration::from_millis(300)); // the last packets in flight
+    std::fs::write(&stop, b"").unwrap();
     let out = rx.take().unwrap().wait();
     let j = out.expect_ok();
 

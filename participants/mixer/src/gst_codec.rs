@@ -39,6 +39,8 @@ pub enum CodecError {
     Setup { element: &'static str, what: String },
     #[error("{element} failed ({flow:?}){detail}")]
     Flow { element: &'static str, flow: gst::FlowError, detail: String },
+    #[error("{element}: no buffer for {len} bytes")]
+    Buffer { element: &'static str, len: usize },
     #[error("{element} output unreadable")]
     Map { element: &'static str },
     #[error("frame of {got} samples where the encoder takes {want}")]
@@ -178,10 +180,12 @@ impl Stage {
 
     /// Pushes `data` stamped at the running timeline; the output is in the store on return.
     fn push(&mut self, data: &[u8], duration: Option<gst::ClockTime>) -> Result<(), CodecError> {
-        let mut buffer = gst::Buffer::from_slice(data.to_vec());
+        let no_buffer = || CodecError::Buffer { element: self.name, len: data.len() };
+        let mut buffer = gst::Buffer::with_size(data.len()).map_err(|_| no_buffer())?;
         {
             // A buffer we have just created has no other owner, so it is writable.
             let b = buffer.get_mut().expect("fresh buffer is uniquely owned");
+            b.copy_from_slice(0, data).map_err(|_| no_buffer())?;
             b.set_pts(self.pts);
             b.set_duration(duration);
         }
@@ -422,9 +426,10 @@ impl Encoder {
         self.stage.push(&self.bytes, Some(duration))?;
         self.stage.pts += duration;
         let packets = self.stage.drain(|bytes| out.extend_from_slice(bytes))?;
-        // G.722 is sample-based, so split output concatenates into one valid payload; Opus
-        // packets do not, and frame-size = ptime means exactly one per push.
-        if self.codec == Codec::Opus && packets > 1 {
+        // With the frame length set to the ptime both encoders emit exactly one payload per push
+        // (no DTX, no internal frame queue). G.722 being sample-based, split output would still
+        // concatenate into a valid payload; Opus packets would not.
+        if packets == 0 || (self.codec == Codec::Opus && packets > 1) {
             return Err(CodecError::Packets { element: self.stage.name, packets });
         }
         Ok(())
@@ -784,7 +789,20 @@ mod tests {
                 dec.decode(None, 320, &mut pcm).expect("conceal");
             }
             let conceal = started.elapsed();
+            // Algorithmic delay through encoder and decoder: where a tone switched on at a
+            // frame boundary shows up in the output.
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let mut out = Vec::new();
+            let onset = 10 * 320;
+            for f in 0..20 {
+                let input = if f < 10 { vec![0; 320] } else { tone_frames(1000.0, 8000.0, 320, 20)[f].clone() };
+                enc.encode(&input, &mut payload).expect("encode");
+                dec.decode(Some(&payload), 320, &mut out).expect("decode");
+            }
+            let delay = out.iter().position(|s| s.unsigned_abs() > 2000).map(|i| i as f64 - onset as f64);
             let per = |d: Duration| d.as_secs_f64() * 1e6 / N as f64;
+            println!("{codec:?}: tone onset appears {delay:?} samples later (16 kHz)");
             println!(
                 "{codec:?}: encode {:.1} µs/frame, decode {:.1} µs/frame, conceal {:.1} µs/frame",
                 per(encode),

@@ -1,0 +1,53 @@
+# Benchmarks (included by the top Makefile). See docs/benchmarks.md.
+#
+#   make bench            Switchboard alone: S1-S5, median of 3 runs each -> bench/results/*.md
+#   make bench-compare    the same load against Janus and rtpengine (apt), side by side
+#   make bench-profile    perf profiles of the daemon under S1 and S2 -> bench/results/profile.md
+#   make bench-quick      one short run of each scenario (smoke test of the harness)
+#
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--only s2,s5 --runs 5".
+
+BENCH_LOADGEN := bench/loadgen/target/release/loadgen
+BENCH_ARGS ?=
+
+.PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers
+
+bench-deps:
+	@missing=""; \
+	for p in ffmpeg util-linux python3 libopus0; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y $$missing; else sudo apt-get install -y $$missing; fi; \
+	fi
+
+# The load generator is its own crate (bench/loadgen, own workspace and target dir).
+bench-build: bench-deps
+	$(CARGO) build --release --bin switchboard
+	$(CARGO) build --release --manifest-path bench/loadgen/Cargo.toml
+	./bench/media.sh bench/media >/dev/null
+
+bench: bench-build
+	python3 bench/run.py bench $(BENCH_ARGS)
+	@echo "results: bench/results/summary.md"
+
+bench-quick: bench-build
+	python3 bench/run.py bench --quick --duration 5 $(BENCH_ARGS)
+
+# Janus 1.1.2 and rtpengine (user space) from Debian; they are started by bench/run.py on loopback
+# with the configs in bench/peers/, never as system services.
+bench-peers:
+	@missing=""; \
+	for p in janus rtpengine-daemon; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y $$missing; else sudo apt-get install -y $$missing; fi; \
+	fi
+
+bench-compare: bench-build bench-peers
+	python3 bench/run.py compare $(BENCH_ARGS)
+	@echo "results: bench/results/compare-summary.md"
+
+bench-profile: bench-build
+	@perf --version >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y linux-perf; else sudo apt-get install -y linux-perf; fi; }
+	python3 bench/run.py profile $(BENCH_ARGS)

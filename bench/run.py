@@ -1,0 +1,491 @@
+#!/usr/bin/env python3
+"""Benchmark runner: starts the process under test pinned to one core, runs bench/loadgen pinned to
+the other, repeats each scenario, and writes the medians as markdown under bench/results/.
+
+  bench/run.py bench              Switchboard alone (make bench)
+  bench/run.py compare            Switchboard and Janus / rtpengine side by side (make bench-compare)
+  bench/run.py profile            perf profiles of Switchboard under S1 and S2 (make bench-profile)
+
+Options: --runs N (default 3), --only s1,s2,... , --quick (smaller N, 1 run), --duration S.
+Only processes this script started are ever stopped, by their own PID.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+RUNDIR = BENCH / "run"
+LOADGEN = BENCH / "loadgen/target/release/loadgen"
+SWITCHBOARD = ROOT / "target/release/switchboard"
+SB_CONFIG = BENCH / "switchboard-bench.toml"
+SB_API = "http://127.0.0.1:18080"
+JANUS_API = "http://127.0.0.1:18088/janus"
+NG = ("127.0.0.1", 22222)
+GEN_CPU = os.environ.get("BENCH_GEN_CPU", "0")
+DUT_CPU = os.environ.get("BENCH_DUT_CPU", "1")
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- processes under test
+
+
+class Daemon:
+    """One process under test, started by us, pinned to DUT_CPU."""
+
+    def __init__(self, name, cmd, ready):
+        self.name = name
+        RUNDIR.mkdir(parents=True, exist_ok=True)
+        self.logf = open(RUNDIR / f"{name}.log", "ab")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", DUT_CPU] + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {RUNDIR / (name + '.log')}")
+            if ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{name} did not become ready in 30 s")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+def http_ok(url, data=None):
+    try:
+        req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(req, timeout=1) as r:
+            return 200 <= r.status < 300
+    except Exception:
+        return False
+
+
+def ng_ping():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.3)
+    try:
+        s.sendto(b"rp d7:command4:pinge", NG)
+        return b"pong" in s.recv(1000)
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start(target):
+    if target == "switchboard":
+        return Daemon(
+            "switchboard",
+            [str(SWITCHBOARD), "--config", str(SB_CONFIG)],
+            lambda: http_ok(SB_API + "/healthz"),
+        )
+    if target == "rtpengine":
+        return Daemon(
+            "rtpengine",
+            ["rtpengine", "--config-file=bench/peers/rtpengine.conf", "--config-section=bench"],
+            ng_ping,
+        )
+    if target == "janus":
+        return Daemon(
+            "janus",
+            ["janus", "-C", "bench/peers/janus/janus.jcfg", "-F", "bench/peers/janus"],
+            lambda: http_ok(JANUS_API, b'{"janus":"info","transaction":"ready"}'),
+        )
+    raise ValueError(target)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def loadgen(target, pid, tag, args, opts, timeout=600):
+    cmd = ["taskset", "-c", GEN_CPU, str(LOADGEN), "--target", target, "--pid", str(pid), "--tag", tag,
+           "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
+    log("  $", " ".join(cmd[3:]))
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"loadgen timed out after {timeout} s"}
+    if p.returncode != 0:
+        return {"error": (p.stderr or p.stdout).strip()[-800:]}
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "no JSON from loadgen: " + p.stdout[-300:] + p.stderr[-300:]}
+
+
+def one_run(target, tag, args, opts, profile=None):
+    try:
+        d = start(target)
+    except RuntimeError as e:
+        return {"error": str(e)}
+    perf = None
+    try:
+        if profile:
+            perf = subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(d.pid), "-o", str(profile)],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        r = loadgen(target, d.pid, tag, args, opts)
+    finally:
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            try:
+                perf.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                perf.kill()
+        d.stop()
+    if "error" in r:
+        log("   error:", r["error"][-300:])
+    else:
+        f = r.get("figures", {})
+        log("   ", ", ".join(f"{k}={fmt(v)}" for k, v in f.items() if not isinstance(v, (dict, list))))
+    return r
+
+
+# ----------------------------------------------------------------------------- plan
+
+S3_N = [25, 50, 100, 200]
+
+
+def plan(mode, quick):
+    """(scenario, label, loadgen args, targets)."""
+    sub_ns = [100, 300, 500] if not quick else [100]
+    cases = []
+    for n in sub_ns:
+        cases.append(("s1", f"N={n}", ["s1", "--subs", str(n)], ["switchboard"]))
+    for n in ([50, 100] if not quick else [50]):
+        cases.append(("s1v", f"N={n}", ["s1", "--subs", str(n), "--video"], ["switchboard"]))
+    if mode == "compare":
+        # Plain-RTP subscribers on both sides: Janus's fan-out is VideoRoom rtp_forward.
+        for n in ([100, 500] if not quick else [100]):
+            cases.append(("s1rtp", f"N={n}", ["s1", "--subs", str(n), "--subs-kind", "rtp", "--janus-ssrc", "__JSSRC__"],
+                          ["switchboard", "janus"]))
+    for m in ([100, 500] if not quick else [100]):
+        cases.append(("s2", f"M={m}", ["s2", "--rooms", str(m)],
+                      ["switchboard", "rtpengine"] if mode == "compare" else ["switchboard"]))
+    for codec in ("s3", "s4"):
+        for n in (S3_N if not quick else [25]):
+            cases.append((codec, f"N={n}", [codec, "--legs", str(n)],
+                          ["switchboard", "janus"] if mode == "compare" else ["switchboard"]))
+    cases.append(("s5", "200 joins", ["s5", "--joins", "200", "--webrtc-joins", "200"], ["switchboard"]))
+    return cases
+
+
+# ----------------------------------------------------------------------------- medians and tables
+
+
+def fmt(v, nd=None):
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if nd is not None:
+            return f"{v:,.{nd}f}"
+        a = abs(v)
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 100:
+            return f"{v:.0f}"
+        if a >= 10:
+            return f"{v:.1f}"
+        if a >= 1:
+            return f"{v:.2f}"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def median_figures(runs):
+    ok = [r for r in runs if "error" not in r]
+    out = {"runs_ok": len(ok), "runs": len(runs)}
+    if not ok:
+        out["error"] = runs[-1].get("error") if runs else "no runs"
+        return out
+    keys = []
+    for r in ok:
+        for k in r.get("figures", {}):
+            if k not in keys:
+                keys.append(k)
+    for k in keys:
+        vals = [r["figures"].get(k) for r in ok]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None]
+        if nums:
+            out[k] = statistics.median(nums)
+        elif all(isinstance(v, bool) for v in vals):
+            out[k] = all(vals)
+        else:
+            out[k] = vals[-1]
+    notes = []
+    for r in ok:
+        for n in r.get("notes", []):
+            if n not in notes:
+                notes.append(n)
+    out["notes"] = notes
+    # Load generator health: its own send lateness and CPU context.
+    lat = [r.get("report", {}).get("send_lateness", {}).get("p99_ms") for r in ok]
+    lat = [x for x in lat if x is not None]
+    if lat:
+        out["gen_lateness_p99_ms"] = statistics.median(lat)
+    return out
+
+
+COLUMNS = {
+    "s1": [("pkts_per_cpu_s", "fwd pkts / CPU-s"), ("cpu_us_per_pkt", "CPU µs / pkt"), ("core_pct", "core %"),
+           ("loss_pct", "loss %"), ("delay_p50_ms", "delay p50 ms"), ("delay_p99_ms", "delay p99 ms"),
+           ("gen_lateness_p99_ms", "gen lateness p99 ms")],
+    "s2": [("cpu_us_per_pkt", "CPU µs / relayed pkt"), ("pkts_per_cpu_s", "pkts / CPU-s"), ("core_pct", "core %"),
+           ("loss_pct", "loss %"), ("delay_p50_ms", "delay p50 ms"), ("delay_p99_ms", "delay p99 ms"),
+           ("answer_p99_ms", "answer p99 ms")],
+    "s3": [("cpu_pct_per_participant", "CPU % / participant"), ("core_pct", "core %"), ("mix_arrived", "mix arrived"),
+           ("mix_received_pct", "mix pkts %"), ("mix_delay_p50_ms", "mix delay p50 ms"),
+           ("mix_delay_p99_ms", "mix delay p99 ms"), ("onsets_heard", "onsets heard")],
+    "s5": [("phone_answer_p50_ms", "rtp answer p50 ms"), ("phone_answer_p99_ms", "rtp answer p99 ms"),
+           ("webrtc_answer_p50_ms", "webrtc answer p50 ms"), ("webrtc_answer_p99_ms", "webrtc answer p99 ms"),
+           ("first_media_p50_ms", "first media p50 ms"), ("first_media_p99_ms", "first media p99 ms"),
+           ("rss_kib_per_phone_leg", "RSS KiB / rtp leg")],
+}
+COLUMNS["s1v"] = COLUMNS["s1"]
+COLUMNS["s1rtp"] = COLUMNS["s1"]
+COLUMNS["s4"] = COLUMNS["s3"]
+
+TITLES = {
+    "s1": "S1 WebRTC audio fan-out (one Opus publisher, N WebRTC subscribers)",
+    "s1v": "S1 WebRTC video fan-out (one VP8 publisher ~1 Mbit/s, N WebRTC subscribers)",
+    "s1rtp": "S1 plain-RTP fan-out (one Opus publisher, N plain RTP subscribers) vs Janus VideoRoom rtp_forward",
+    "s2": "S2 1:1 phone relay (M rooms of two PCMU legs, every leg sending)",
+    "s3": "S3 audio MCU, PCMU legs (one room of N legs, three talking)",
+    "s4": "S4 audio MCU, Opus legs (one room of N legs, three talking)",
+    "s5": "S5 joins (200 sequential rtp joins, 200 sequential WebRTC subscriber joins)",
+}
+
+
+def machine():
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "load_at_start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"}
+
+
+def table(scn, rows):
+    cols = COLUMNS[scn]
+    head = "| case | target | runs ok | " + " | ".join(c[1] for c in cols) + " |"
+    sep = "|---|---|---|" + "---|" * len(cols)
+    lines = [head, sep]
+    for label, target, med in rows:
+        vals = [fmt(med.get(k)) for k, _ in cols]
+        lines.append(f"| {label} | {target} | {med.get('runs_ok', 0)}/{med.get('runs', 0)} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def ratio(a, b):
+    if a is None or b is None or not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b == 0:
+        return None
+    return a / b
+
+
+def summary(mode, results, meta):
+    """The headline figures against the issue's targets."""
+    def get(scn, label, target, key):
+        for (s, l, t), med in results.items():
+            if s == scn and l == label and t == target:
+                return med.get(key)
+        return None
+
+    L = []
+    L.append(f"# Switchboard benchmark summary ({mode})\n")
+    L.append(f"- date: {meta['date']}")
+    L.append(f"- machine: {meta['machine']['nproc']} cores, {meta['machine']['cpu']}, kernel {meta['machine']['kernel']}, "
+             f"load average at start {meta['machine']['load_at_start']}")
+    L.append(f"- switchboard: {meta.get('git', '?')}")
+    L.append(f"- each figure is the median of {meta['runs']} runs of {meta['duration']} s (after {meta['warmup']} s warm-up); "
+             f"daemon on CPU {DUT_CPU}, load generator on CPU {GEN_CPU}")
+    L.append(f"- command: `{meta['command']}`\n")
+    L.append("| scenario | figure | switchboard | peer | peer figure | ratio (sb / peer) | target | met |")
+    L.append("|---|---|---|---|---|---|---|---|")
+
+    def row(scn, label, fig, key, target_text, ok_fn, peer=None, lower_better=True):
+        sb = get(scn, label, "switchboard", key)
+        pv = get(scn, label, peer, key) if peer else None
+        r = ratio(sb, pv)
+        met = ok_fn(sb, pv, r)
+        L.append(f"| {scn.upper()} {label} | {fig} | {fmt(sb)} | {peer or '–'} | {fmt(pv)} | "
+                 f"{fmt(r, 2) if r is not None else '–'} | {target_text} | {met} |")
+
+    def yn(x):
+        return "–" if x is None else ("yes" if x else "**no**")
+
+    for n in ("N=100", "N=300", "N=500"):
+        row("s1", n, "forwarded pkts / CPU-s", "pkts_per_cpu_s", "≥ 200,000 (N=500)",
+            lambda s, p, r: yn(None if s is None else s >= 200_000) if n == "N=500" else "–")
+        row("s1", n, "loss %", "loss_pct", "< 0.1 % (N=500)",
+            lambda s, p, r: yn(None if s is None else s < 0.1) if n == "N=500" else "–")
+        row("s1", n, "delay p99 ms", "delay_p99_ms", "< 2 ms", lambda s, p, r: yn(None if s is None else s < 2))
+    for n in ("N=50", "N=100"):
+        row("s1v", n, "forwarded pkts / CPU-s", "pkts_per_cpu_s", "–", lambda s, p, r: "–")
+        row("s1v", n, "delay p99 ms", "delay_p99_ms", "< 2 ms", lambda s, p, r: yn(None if s is None else s < 2))
+    if mode == "compare":
+        for n in ("N=100", "N=500"):
+            row("s1rtp", n, "CPU µs / forwarded pkt", "cpu_us_per_pkt", "–", lambda s, p, r: "–", peer="janus")
+    for m in ("M=100", "M=500"):
+        row("s2", m, "CPU µs / relayed pkt", "cpu_us_per_pkt", "≤ 1/3 of rtpengine",
+            lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="rtpengine" if mode == "compare" else None)
+        row("s2", m, "delay p99 ms", "delay_p99_ms", "–", lambda s, p, r: "–",
+            peer="rtpengine" if mode == "compare" else None)
+    for scn, frac, txt in (("s3", 1 / 5, "≤ 1/5 of Janus"), ("s4", 1 / 3, "≤ 1/3 of Janus")):
+        for n in S3_N:
+            label = f"N={n}"
+            arrived = get(scn, label, "switchboard", "mix_arrived")
+            pending = arrived is False
+            row(scn, label, "CPU % / participant" + (" (no mix yet)" if pending else ""), "cpu_pct_per_participant", txt,
+                lambda s, p, r: "pending (no mixed media)" if pending else yn(None if r is None else r <= frac),
+                peer="janus" if mode == "compare" else None)
+            row(scn, label, "mix delay p99 ms", "mix_delay_p99_ms", "≤ 60 ms",
+                lambda s, p, r: "pending (no mixed media)" if pending else yn(None if s is None else s <= 60),
+                peer="janus" if mode == "compare" else None)
+    row("s5", "200 joins", "rtp answer p99 ms", "phone_answer_p99_ms", "< 20 ms",
+        lambda s, p, r: yn(None if s is None else s < 20))
+    row("s5", "200 joins", "WebRTC answer p99 ms", "webrtc_answer_p99_ms", "< 20 ms",
+        lambda s, p, r: yn(None if s is None else s < 20))
+    row("s5", "200 joins", "first media p99 ms (WebRTC)", "first_media_p99_ms", "–", lambda s, p, r: "–")
+    row("s5", "200 joins", "RSS KiB / rtp leg", "rss_kib_per_phone_leg", "< 300 KiB",
+        lambda s, p, r: yn(None if s is None else s < 300))
+    return "\n".join(L) + "\n"
+
+
+def git_desc():
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return f"git {rev}" + (" + uncommitted changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def janus_ssrc_probe():
+    return os.environ.get("BENCH_JANUS_SSRC", "0")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["bench", "compare", "profile"])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    opts = ap.parse_args()
+    if opts.quick:
+        opts.runs = 1
+    for exe in (LOADGEN, SWITCHBOARD):
+        if not exe.exists():
+            sys.exit(f"{exe} is missing: run `make bench` (it builds it)")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    raw = RESULTS / "raw" / f"{opts.mode}-{stamp}"
+    raw.mkdir(parents=True, exist_ok=True)
+    meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
+            "git": git_desc(), "runs": opts.runs, "duration": opts.duration, "warmup": opts.warmup,
+            "command": "bench/run.py " + " ".join(sys.argv[1:])}
+    log("machine:", meta["machine"])
+
+    if opts.mode == "profile":
+        return profile(opts, raw)
+
+    only = set(x for x in opts.only.split(",") if x)
+    cases = [c for c in plan(opts.mode, opts.quick) if not only or c[0] in only]
+    results = {}
+    t_all = time.time()
+    for scn, label, args, targets in cases:
+        args = [janus_ssrc_probe() if a == "__JSSRC__" else a for a in args]
+        runs = {t: [] for t in targets}
+        for i in range(opts.runs):
+            for t in targets:  # alternate targets, so both see the same background load
+                log(f"{scn} {label} {t} run {i + 1}/{opts.runs}")
+                tag = f"{stamp}-{scn}-{label.replace('=', '').replace(' ', '')}-{t}-{i}"
+                r = one_run(t, tag, args, opts)
+                runs[t].append(r)
+                (raw / f"{scn}-{label.replace('=', '').replace(' ', '')}-{t}-{i}.json").write_text(json.dumps(r, indent=1))
+        for t in targets:
+            results[(scn, label, t)] = median_figures(runs[t])
+    log(f"all cases took {time.time() - t_all:.0f} s")
+
+    prefix = "" if opts.mode == "bench" else "compare-"
+    by_scn = {}
+    for (scn, label, t), med in results.items():
+        by_scn.setdefault(scn, []).append((label, t, med))
+    for scn, rows in by_scn.items():
+        notes = []
+        for label, t, med in rows:
+            for n in med.get("notes", []):
+                notes.append(f"- {label} {t}: {n}")
+            if med.get("error"):
+                notes.append(f"- {label} {t}: error: {med['error']}")
+        text = f"# {TITLES[scn]}\n\n{meta['date']}, {meta['git']}, median of {opts.runs} runs\n\n{table(scn, rows)}\n"
+        if notes:
+            text += "\nNotes:\n" + "\n".join(notes) + "\n"
+        (RESULTS / f"{prefix}{scn}.md").write_text(text)
+    if not only:
+        (RESULTS / f"{prefix}summary.md").write_text(summary(opts.mode, results, meta))
+    (raw / "medians.json").write_text(json.dumps({"meta": meta, "results": [
+        {"scenario": s, "case": l, "target": t, "median": m} for (s, l, t), m in results.items()]}, indent=1))
+    log("wrote", RESULTS)
+
+
+def profile(opts, raw):
+    """perf record (cpu-clock; this VM has no hardware counters) of the daemon during S1 and S2."""
+    out = []
+    for name, args in (("s1-N300", ["s1", "--subs", "300"]), ("s2-M500", ["s2", "--rooms", "500"])):
+        data = raw / f"perf-{name}.data"
+        log(f"profile {name}")
+        r = one_run("switchboard", f"prof-{name}", args, opts, profile=data)
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "symbol", "--stdio",
+                              "--percent-limit", "1.5"], cwd=ROOT, capture_output=True, text=True)
+        text = "\n".join(l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#") and "--" not in l[:12])
+        flat = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,symbol", "--stdio",
+                               "-g", "none", "--percent-limit", "0.7"], cwd=ROOT, capture_output=True, text=True)
+        flat_lines = [l for l in flat.stdout.splitlines() if l.strip() and not l.startswith("#")]
+        out.append(f"## {name}\n\nfigures: {json.dumps(r.get('figures', r.get('error')))}\n\n```\n" + "\n".join(flat_lines[:45]) + "\n```\n")
+        (raw / f"perf-{name}-callgraph.txt").write_text(text)
+    (RESULTS / "profile.md").write_text("# Switchboard profiles (perf record -e cpu-clock)\n\n" + "\n".join(out))
+    log("wrote", RESULTS / "profile.md")
+
+
+if __name__ == "__main__":
+    main()

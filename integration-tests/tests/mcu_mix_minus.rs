@@ -1,0 +1,199 @@
+//! The audio MCU's mix-minus: three PCMU phone legs (peers/rtp_leg.py), each sending its own
+//! sine, in one room. A leg has one audio slot and two other publishers, so each gets a mix in
+//! PCMU. A mix-minus leaves the listener out: each leg hears the other two tones at their sent
+//! level and its own tone not at all.
+//!
+//! The received audio is analysed here (harness `band_energy_db`), in 0.5 s pieces over the
+//! seconds when all three legs were sending, so a dropout or a late mix fails as well.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchboard_integration_tests::*;
+
+const LEG: &str = "rtp_leg.py";
+const ROOM: &str = "mixminus";
+/// Each leg sends at 0.3 of full scale: two of them summed stay below full scale (no clipping).
+const AMPLITUDE: f32 = 0.3;
+const DURATION_S: f64 = 13.0;
+
+fn spawn_leg(d: &Daemon, name: &str, extra: &[&str]) -> PeerHandle {
+    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", ROOM, "--display-name", name];
+    args.extend_from_slice(extra);
+    spawn_peer(LEG, &args, Duration::from_secs(50))
+}
+
+/// Waits until the room lists `n` participants; fails at once, with the leg's own report, if a
+/// leg exits before that (it could not join).
+fn wait_for_participants(d: &Daemon, n: usize, legs: &mut [Option<PeerHandle>]) -> Vec<String> {
+    let got = poll_until(Duration::from_secs(20), || {
+        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
+        if s == 200 && participant_ids(&v).len() == n {
+            return Some(Ok(participant_ids(&v)));
+        }
+        legs.iter_mut().position(|l| l.as_mut().is_some_and(PeerHandle::finished)).map(Err)
+    });
+    match got {
+        Some(Ok(ids)) => ids,
+        Some(Err(i)) => {
+            panic!("leg #{i} ended before the room had {n} participants: {}", legs[i].take().unwrap().wait().describe())
+        }
+        None => panic!("room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
+    }
+}
+
+fn view(d: &Daemon, id: &str) -> Value {
+    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
+    assert_eq!(s, 200, "GET participant {id}: {v}");
+    v
+}
+
+/// The audio a leg saved with --save-audio between two wall-clock times (unix seconds). The
+/// position of a time in the file is counted back from the last received packet, which the
+/// last decoded sample belongs to (the bridge's stream to a leg has no gaps; checked by the caller).
+fn audio_between(out: &PeerOutput, path: &Path, from_unix: f64, to_unix: f64) -> (Vec<i16>, u32) {
+    let j = &out.json;
+    let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
+    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
+    let t0 = j["t0_unix"].as_f64().unwrap();
+    let last = t0 + j["received"]["last_at"].as_f64().unwrap_or(0.0);
+    let idx = |t: f64| -> usize {
+        let back = ((last - t) * rate as f64).max(0.0) as usize;
+        all.len().saturating_sub(back)
+    };
+    let (a, b) = (idx(from_unix), idx(to_unix));
+    (all[a..b.max(a)].to_vec(), rate)
+}
+
+/// Band level (dBFS) of ±25 Hz around `hz`.
+fn level(x: &[i16], rate: u32, hz: f32) -> f32 {
+    band_energy_db(x, rate, hz - 25.0, hz + 25.0)
+}
+
+fn tmp(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(format!("{name}.s16le"))
+}
+
+#[test]
+fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
+    let sse = d.events(ROOM);
+    assert_eq!(sse.status, 200);
+
+    let legs_spec = [("a", 440.0f32), ("b", 660.0), ("c", 880.0)];
+    let amp = AMPLITUDE.to_string();
+    let dur = DURATION_S.to_string();
+    let files: Vec<PathBuf> = legs_spec.iter().map(|(n, _)| tmp(&dir, n)).collect();
+    let mut legs: Vec<Option<PeerHandle>> = legs_spec
+        .iter()
+        .zip(&files)
+        .map(|((name, hz), file)| {
+            Some(spawn_leg(
+                &d,
+                name,
+                &[
+                    "--tone",
+                    &hz.to_string(),
+                    "--amplitude",
+                    &amp,
+                    "--duration",
+                    &dur,
+                    "--save-audio",
+                    file.to_str().unwrap(),
+                ],
+            ))
+        })
+        .collect();
+    let ids = wait_for_participants(&d, 3, &mut legs);
+
+    // All three in the room: each one's single slot carries a mix, in PCMU, from no one
+    // publisher in particular.
+    let views = poll_until(Duration::from_secs(10), || {
+        let v: Vec<Value> = ids.iter().map(|id| view(&d, id)).collect();
+        v.iter().all(|p| p["subscriptions"][0]["route"] == "mix").then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not every leg's slot became a mix within 10 s: {:#?}",
+            ids.iter().map(|i| view(&d, i)["subscriptions"].clone()).collect::<Vec<_>>()
+        )
+    });
+    for p in &views {
+        let subs = p["subscriptions"].as_array().cloned().unwrap_or_default();
+        assert_eq!(subs.len(), 1, "a phone leg has one slot: {p}");
+        assert_eq!(subs[0]["route"], "mix", "{p}");
+        assert_eq!(subs[0]["codec"], "pcmu", "the mix is encoded in the slot's codec: {p}");
+        assert!(subs[0]["publisher_id"].is_null(), "a mix has no single publisher: {p}");
+    }
+    // The same, as events: the last route_changed each leg's slot got says "mix" (in PCMU).
+    for id in &ids {
+        sse.wait_for_matching("route_changed", |v| v["participant_id"] == id.as_str(), Duration::from_secs(5));
+        let last = sse
+            .events()
+            .into_iter()
+            .rev()
+            .find(|e| e.event == "route_changed" && e.data["participant_id"] == id.as_str())
+            .unwrap();
+        assert_eq!((&last.data["route"], &last.data["codec"]), (&json!("mix"), &json!("pcmu")), "{id}: {}", last.data);
+    }
+
+    let outs: Vec<PeerOutput> = legs.iter_mut().map(|l| l.take().unwrap().wait()).collect();
+    for o in &outs {
+        o.expect_ok();
+    }
+    // The seconds in which all three were in the room and sending (joined + 2 s for the mix to
+    // settle, up to 0.5 s before the first one stopped).
+    let joined_at = |o: &PeerOutput| {
+        let t0 = o.json["t0_unix"].as_f64().unwrap();
+        let joined = o.json["timeline"]
+            .as_array()
+            .and_then(|t| t.iter().find(|e| e[1].as_str().is_some_and(|s| s.starts_with("joined"))))
+            .and_then(|e| e[0].as_f64())
+            .unwrap_or_else(|| panic!("no join in the leg's timeline: {}", o.describe()));
+        t0 + joined
+    };
+    let from = outs.iter().map(joined_at).fold(f64::MIN, f64::max) + 2.0;
+    let to = outs.iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + DURATION_S).fold(f64::MAX, f64::min) - 0.5;
+    assert!(to - from >= 4.0, "the legs were together for only {:.1} s (load?); from {from} to {to}", to - from);
+    let from = from.max(to - 6.0);
+
+    let want_db = 20.0 * AMPLITUDE.log10() - 3.01;
+    for (i, (name, own_hz)) in legs_spec.iter().enumerate() {
+        let o = &outs[i];
+        let r = &o.json["received"];
+        // One continuous stream from the bridge, so the file maps onto the wall clock.
+        assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{name}: {r}");
+        assert_eq!(r["seq_steps_not_1"], 0, "{name}: sequence gaps: {}", r["seq_step_examples"]);
+        let (x, rate) = audio_between(o, &files[i], from, to);
+        assert!(
+            x.len() as f64 >= (to - from - 0.2) * rate as f64,
+            "{name}: only {} samples of received audio for {:.1} s together: {}",
+            x.len(),
+            to - from,
+            o.describe()
+        );
+        let others: Vec<f32> = legs_spec.iter().map(|(_, hz)| *hz).filter(|hz| hz != own_hz).collect();
+        let whole: Vec<String> =
+            legs_spec.iter().map(|(_, hz)| format!("{hz} Hz {:.1} dBFS", level(&x, rate, *hz))).collect();
+        eprintln!("{name} (sends {own_hz} Hz) hears, last 0.5 s of {:.1} s together: {whole:?}", to - from);
+        for (k, piece) in x.chunks_exact(rate as usize / 2).enumerate() {
+            let own = level(piece, rate, *own_hz);
+            let heard: Vec<(f32, f32)> = others.iter().map(|hz| (*hz, level(piece, rate, *hz))).collect();
+            for (hz, db) in &heard {
+                assert!(
+                    (db - want_db).abs() <= 3.0,
+                    "{name}, 0.5 s piece #{k}: the other leg's {hz} Hz arrives at {db:.1} dBFS, sent at \
+                     {want_db:.1} dBFS (all bands: own {own_hz} Hz {own:.1}, others {heard:?})"
+                );
+                assert!(
+                    own <= db - 30.0,
+                    "{name}, 0.5 s piece #{k}: its own {own_hz} Hz comes back at {own:.1} dBFS, not 30 dB \
+                     below the {hz} Hz it should hear ({db:.1} dBFS): the mix is not minus the listener"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Relay -> mix -> relay without the phone legs noticing: two PCMU legs relay (route "forward");
+//! a third joins and every slot becomes a mix; it leaves and the two relay again. A change of
+//! route never makes a subscriber renegotiate: its slot keeps its SSRC, sequence numbers step by
+//! one and timestamps keep pace with the wall clock (docs: "Routing rules").
+//!
+//! The legs (peers/rtp_leg.py --packet-log) log every packet they receive; the stream checks are
+//! made here, on those logs. The routes are read from the API and from SSE `route_changed`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use switchboard_integration_tests::*;
+
+const LEG: &str = "rtp_leg.py";
+const ROOM: &str = "switch";
+const AB_DURATION: f64 = 26.0;
+
+fn spawn_leg(d: &Daemon, name: &str, hz: &str, duration: f64, file: &Path) -> PeerHandle {
+    let dur = duration.to_string();
+    spawn_peer(
+        LEG,
+        &[
+            "--api",
+            &d.base_url,
+            "--room",
+            ROOM,
+            "--display-name",
+            name,
+            "--tone",
+            hz,
+            "--amplitude",
+            "0.3",
+            "--duration",
+            &dur,
+            "--packet-log",
+            "--save-audio",
+            file.to_str().unwrap(),
+        ],
+        Duration::from_secs(55),
+    )
+}
+
+fn wait_for_participants(d: &Daemon, n: usize, peers: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
+    let got = poll_until(Duration::from_secs(30), || {
+        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
+        if s == 200 && participant_ids(&v).len() == n {
+            return Some(Ok(participant_ids(&v)));
+        }
+        peers.iter_mut().position(|p| p.as_mut().is_some_and(PeerHandle::finished)).map(Err)
+    });
+    match got {
+        Some(Ok(ids)) => ids,
+        Some(Err(i)) => {
+            panic!("leg #{i} ended before the room had {n} participants: {}", peers[i].take().unwrap().wait().describe())
+        }
+        None => panic!("the room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
+    }
+}
+
+fn view(d: &Daemon, id: &str) -> Value {
+    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
+    assert_eq!(s, 200, "GET participant {id}: {v}");
+    v
+}
+
+/// Polls the API until each `(participant, route, publisher)` holds for its slot (publisher
+/// `None`: the slot has none, as for a mix). Returns the views.
+fn wait_routes(d: &Daemon, want: &[(&str, &str, Option<&str>)], phase: &str) -> Vec<Value> {
+    let ok = |v: &Value, route: &str, publisher: Option<&str>| {
+        let s = &v["subscriptions"][0];
+        s["route"] == route && s["codec"] == "pcmu" && s["publisher_id"].as_str() == publisher
+    };
+    poll_until(Duration::from_secs(10), || {
+        let views: Vec<Value> = want.iter().map(|(id, _, _)| view(d, id)).collect();
+        views.iter().zip(want).all(|(v, (_, r, p))| ok(v, r, *p)).then_some(views)
+    })
+    .unwrap_or_else(|| {
+        let now: Vec<Value> = want.iter().map(|(id, _, _)| view(d, id)["subscriptions"].clone()).collect();
+        panic!("{phase}: the API never showed (participant, route, publisher) {want:?} in PCMU; it shows {}", json!(now))
+    })
+}
+
+/// Unix seconds of an SSE event's arrival.
+fn unix_of(anchor: (f64, Instant), at: Instant) -> f64 {
+    anchor.0 + at.saturating_duration_since(anchor.1).as_secs_f64()
+}
+
+/// The `route_changed` events for `id`: (arrival, route, publisher_id).
+fn route_events(sse: &SseClient, anchor: (f64, Instant), id: &str) -> Vec<(f64, Value, Value)> {
+    sse.events()
+        .into_iter()
+        .filter(|e| e.event == "route_changed" && e.data["participant_id"] == id)
+        .map(|e| (unix_of(anchor, e.at), e.data["route"].clone(), e.data["publisher_id"].clone()))
+        .collect()
+}
+
+/// The stream a leg received is ONE stream: the SSRC its answer declared, sequence numbers
+/// +1 each, timestamps increasing and never ahead of the wall clock by more than one packet.
+#[track_caller]
+fn assert_one_continuous_stream(name: &str, out: &PeerOutput) {
+    let j = &out.json;
+    let declared = Sdp::parse(j["answer_sdp"].as_str().unwrap_or("")).media[0].ssrcs.first().copied();
+    let log = j["packet_log"].as_array().cloned().unwrap_or_default();
+    assert!(log.len() > 500, "{name}: only {} packets logged: {}", log.len(), out.describe());
+    // (t, pt, seq, ts, ssrc, marker, len)
+    let p: Vec<(f64, u64, u64, u64)> = log
+        .iter()
+        .map(|e| (e[0].as_f64().unwrap(), e[2].as_u64().unwrap(), e[3].as_u64().unwrap(), e[4].as_u64().unwrap()))
+        .collect();
+    let ssrcs: Vec<u64> = p.iter().map(|x| x.3).fold(Vec::new(), |mut v, s| {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert_eq!(ssrcs.len(), 1, "{name}: the bridge sent {} SSRCs {ssrcs:?}", ssrcs.len());
+    assert_eq!(Some(ssrcs[0] as u32), declared, "{name}: the SSRC is not the one the answer declared");
+    let mut bad_seq = Vec::new();
+    let mut bad_ts = Vec::new();
+    for w in p.windows(2) {
+        let ((t1, s1, ts1, _), (t2, s2, ts2, _)) = (w[0], w[1]);
+        let step = (s2 as i64 - s1 as i64).rem_euclid(65536);
+        if step != 1 {
+            bad_seq.push(format!("at {t2:.3} s: seq {s1} -> {s2}"));
+        }
+        let dts = (ts2 as i64 - ts1 as i64).rem_euclid(1 << 32);
+        let dts_ms = if dts >= 1 << 31 { (dts - (1 << 32)) as f64 / 8.0 } else { dts as f64 / 8.0 };
+        let wall_ms = (t2 - t1) * 1000.0;
+        if dts_ms <= 0.0 || dts_ms > wall_ms + 20.0 {
+            bad_ts.push(format!("at {t2:.3} s: ts +{dts_ms:.1} ms for a wall-clock gap of {wall_ms:.1} ms"));
+        }
+    }
+    assert!(bad_seq.is_empty(), "{name}: {} sequence steps other than +1: {:?}", bad_seq.len(), &bad_seq[..bad_seq.len().min(10)]);
+    assert!(bad_ts.is_empty(), "{name}: {} timestamp jumps: {:?}", bad_ts.len(), &bad_ts[..bad_ts.len().min(10)]);
+    // Over the whole call too: the timestamps did not run ahead of the wall clock.
+    let (first, last) = (p[0], p[p.len() - 1]);
+    let total_ts_ms = ((last.2 as i64 - first.2 as i64).rem_euclid(1 << 32)) as f64 / 8.0;
+    let total_wall_ms = (last.0 - first.0) * 1000.0;
+    assert!(
+        total_ts_ms <= total_wall_ms + 20.0,
+        "{name}: over the call the timestamps advanced {total_ts_ms:.0} ms in {total_wall_ms:.0} ms of wall clock"
+    );
+}
+
+/// Band level (±25 Hz) of a leg's received audio between two unix times (positions counted back
+/// from its last packet: the stream is continuous, checked above).
+fn band_between(out: &PeerOutput, file: &Path, from: f64, to: f64, hz: f32) -> f32 {
+    let j = &out.json;
+    let all = read_s16le(file);
+    let last = j["t0_unix"].as_f64().unwrap() + j["received"]["last_at"].as_f64().unwrap();
+    let idx = |t: f64| all.len().saturating_sub(((last - t) * 8000.0).max(0.0) as usize);
+    let x = &all[idx(from)..idx(to).max(idx(from))];
+    assert!(x.len() >= 4000, "less than 0.5 s of audio between {from} and {to}");
+    band_energy_db(x, 8000, hz - 25.0, hz + 25.0)
+}
+
+fn tmp(dir: &tempfile::TempDir, n: &str) -> PathBuf {
+    dir.path().join(format!("{n}.s16le"))
+}
+
+#[test]
+fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
+    require_rtp_leg();
+    let d = Daemon::start();
+    let anchor = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64(), Instant::now());
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
+    let sse = d.events(ROOM);
+    assert_eq!(sse.status, 200);
+    let (a_file, b_file, c_file) = (tmp(&dir, "a"), tmp(&dir, "b"), tmp(&dir, "c"));
+
+    // Phase 1: A and B relay.
+    let mut a = Some(spawn_leg(&d, "a", "440", AB_DURATION, &a_file));
+    let mut b = Some(spawn_leg(&d, "b", "660", AB_DURATION, &b_file));
+    let ids = wait_for_participants(&d, 2, &mut [&mut a, &mut b]);
+    let named = |n: &str| ids.iter().find(|i| view(&d, i)["display_name"] == n).cloned().unwrap();
+    let (a_id, b_id) = (named("a"), named("b"));
+    wait_routes(&d, &[(&a_id, "forward", Some(&b_id)), (&b_id, "forward", Some(&a_id))], "phase 1 (A and B)");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Phase 2: C joins for 7 s: three publishers, one slot each: all mix.
+    let mut c = Some(spawn_leg(&d, "c", "880", 7.0, &c_file));
+    let ids3 = wait_for_participants(&d, 3, &mut [&mut c, &mut a, &mut b]);
+    let c_id = ids3.iter().find(|i| **i != a_id && **i != b_id).unwrap().clone();
+    wait_routes(&d, &[(&a_id, "mix", None), (&b_id, "mix", None), (&c_id, "mix", None)], "phase 2 (A, B and C)");
+    let c = c.take().unwrap().wait();
+    c.expect_ok();
+
+    // Phase 3: C left: A and B relay again, each with the other as its source.
+    wait_routes(&d, &[(&a_id, "forward", Some(&b_id)), (&b_id, "forward", Some(&a_id))], "phase 3 (C left)");
+    let checked_at = unix_of(anchor, Instant::now());
+    let a = a.take().unwrap().wait();
+    let b = b.take().unwrap().wait();
+    a.expect_ok();
+    b.expect_ok();
+    let stopped = |o: &PeerOutput| o.json["t0_unix"].as_f64().unwrap() + AB_DURATION;
+    assert!(stopped(&a).min(stopped(&b)) > checked_at + 2.0, "A or B stopped before phase 3 could be heard (load?)");
+
+    // The phases as SSE saw them.
+    let at = |name: &str, id: &str| {
+        sse.wait_for_matching(name, |v| event_participant_id(v).as_deref() == Some(id), Duration::from_secs(5));
+        let e = sse.events().into_iter().find(|e| e.event == name && event_participant_id(&e.data).as_deref() == Some(id));
+        unix_of(anchor, e.unwrap().at)
+    };
+    let c_joined = at("participant_joined", &c_id);
+    let c_left = at("participant_left", &c_id);
+    for (name, id, other) in [("A", &a_id, &b_id), ("B", &b_id, &a_id)] {
+        let evs = route_events(&sse, anchor, id);
+        let summary: Vec<String> = evs.iter().map(|(t, r, p)| format!("{:+.2} s {r} from {p}", t - c_joined)).collect();
+        // Collapse repeats; what is left must be exactly forward -> mix -> forward.
+        let mut seq: Vec<(Value, Value)> = Vec::new();
+        for (_, r, p) in &evs {
+            if seq.last() != Some(&(r.clone(), p.clone())) {
+                seq.push((r.clone(), p.clone()));
+            }
+        }
+        let want = vec![
+            (json!("forward"), json!(other)),
+            (json!("mix"), Value::Null),
+            (json!("forward"), json!(other)),
+        ];
+        assert_eq!(seq, want, "{name}: route_changed events (relative to C joining): {summary:?}");
+        // The switch to mix came after C joined, the switch back after C left.
+        let to_mix = evs.iter().find(|(_, r, _)| r == "mix").unwrap().0;
+        let back = evs.iter().rev().find(|(_, r, _)| r == "forward").unwrap().0;
+        assert!(to_mix >= c_joined - 0.05, "{name}: mix announced before C joined: {summary:?}");
+        assert!(back >= c_left - 0.05, "{name}: forward announced before C left: {summary:?}");
+    }
+    for (name, id) in [("C", &c_id)] {
+        let evs = route_events(&sse, anchor, id);
+        assert!(evs.iter().any(|(_, r, _)| r == "mix"), "{name}: no route_changed to mix: {evs:?}");
+    }
+
+    // Each remaining leg: one stream from start to end, across both switches.
+    assert_one_continuous_stream("A", &a);
+    assert_one_continuous_stream("B", &b);
+
+    // And the stream carried each phase's audio: C's tone only while C was there, the other
+    // leg's throughout.
+    for (name, o, file, other_hz) in [("A", &a, &a_file, 660.0), ("B", &b, &b_file, 440.0)] {
+        let mix = (c_joined + 2.0, c_left - 0.5);
+        let relay = (c_left + 1.5, stopped(o).min(stopped(if name == "A" { &b } else { &a })) - 0.5);
+        let during_880 = band_between(o, file, mix.0, mix.1, 880.0);
+        let during_other = band_between(o, file, mix.0, mix.1, other_hz);
+        let after_880 = band_between(o, file, relay.0, relay.1, 880.0);
+        let after_other = band_between(o, file, relay.0, relay.1, other_hz);
+        eprintln!(
+            "{name}: mix phase 880 Hz {during_880:.1} / {other_hz} Hz {during_other:.1} dBFS; \
+             relay again 880 Hz {after_880:.1} / {other_hz} Hz {after_other:.1} dBFS"
+        );
+        assert!(during_880 > -20.0 && during_other > -20.0, "{name}: the mix lacks C's or the other leg's tone");
+        assert!(after_other > -20.0, "{name}: the relay after C left lacks the other leg's tone");
+        assert!(after_880 < after_other - 30.0, "{name}: C's tone is still heard after C left");
+    }
+}
