@@ -400,7 +400,7 @@ def git_desc():
 
 
 def janus_ssrc_probe():
-    return os.environ.get("BENCH_JANUS_SSRC", "0")
+    return os.environ.get("BENCH_JANUS_SSRC", "1000")
 
 
 def main():

@@ -1415,50 +1415,62 @@ mod tests {
 // Phone legs (peers/rtp_leg.py) and what they leave behind
 // ------------------------------------------------------------------------------------------
 
-/// Panics with a clear message unless the plain RTP / SDES-SRTP phone leg (peers/rtp_leg.py)
-/// can run here: GStreamer's G.711/G.722/Opus coders and payloaders, srtpenc, rtpdtmfsrc, and
-/// Python's `cryptography` (the leg checks received SRTP itself).
-pub fn require_rtp_leg() {
-    let py = python();
-    let check = "import gi\ngi.require_version('Gst','1.0')\nfrom gi.repository import Gst\n\
-                 import numpy, cryptography\nGst.init(None)\n\
-                 missing=[e for e in ('audiotestsrc','mulawenc','mulawdec','alawenc','alawdec','rtppcmupay',\
-                 'rtppcmudepay','rtppcmapay','rtppcmadepay','avenc_g722','avdec_g722','rtpg722pay','rtpg722depay',\
-                 'opusenc','opusdec','rtpopuspay','rtpopusdepay','srtpenc','rtpdtmfsrc','appsrc','appsink') \
-                 if Gst.ElementFactory.find(e) is None]\nprint('missing:'+','.join(missing) if missing else 'ok')\n";
-    match Command::new(&py).arg("-c").arg(check).output() {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "ok" => {}
-        Ok(o) => panic!(
-            "the phone leg (peers/rtp_leg.py) cannot run with {}: {}{}\nInstall: python3-gi python3-numpy \
-             python3-cryptography gstreamer1.0-plugins-{{base,good,bad,ugly}} gstreamer1.0-libav",
-            py.display(),
-            String::from_utf8_lossy(&o.stdout).trim(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => panic!("cannot run {}: {e} (set SWITCHBOARD_PYTHON or install python3-gi)", py.display()),
-    }
-}
+pub use phone_legs::{metric_value, read_s16le, require_rtp_leg};
 
-/// Raw signed 16-bit little-endian samples, as `rtp_leg.py --save-audio` writes them.
-pub fn read_s16le(path: &Path) -> Vec<i16> {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-}
+/// Helpers for tests with phone legs: the plain RTP / SDES-SRTP peer (peers/rtp_leg.py), the raw
+/// audio it saves, and the metrics its tests read. (A module, so that these items, added after
+/// the unit tests above, stay out of clippy's `items_after_test_module`.)
+pub mod phone_legs {
+    use super::*;
 
-/// The value of one sample in Prometheus text format: `name{labels...} value` whose labels
-/// include all of `labels`. `None` when no such line exists.
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = match series.split_once('{') {
-            Some((m, rest)) => (m, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if metric != name {
-            return None;
+    /// Panics with a clear message unless the plain RTP / SDES-SRTP phone leg (peers/rtp_leg.py)
+    /// can run here: GStreamer's G.711/G.722/Opus coders and payloaders, srtpenc, rtpdtmfsrc, and
+    /// Python's `cryptography` (the leg checks received SRTP itself).
+    pub fn require_rtp_leg() {
+        let py = python();
+        let check = "import gi\ngi.require_version('Gst','1.0')\nfrom gi.repository import Gst\n\
+                     import numpy, cryptography\nGst.init(None)\n\
+                     missing=[e for e in ('audiotestsrc','mulawenc','mulawdec','alawenc','alawdec','rtppcmupay',\
+                     'rtppcmudepay','rtppcmapay','rtppcmadepay','avenc_g722','avdec_g722','rtpg722pay','rtpg722depay',\
+                     'opusenc','opusdec','rtpopuspay','rtpopusdepay','srtpenc','rtpdtmfsrc','appsrc','appsink') \
+                     if Gst.ElementFactory.find(e) is None]\nprint('missing:'+','.join(missing) if missing else 'ok')\n";
+        match Command::new(&py).arg("-c").arg(check).output() {
+            Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "ok" => {}
+            Ok(o) => panic!(
+                "the phone leg (peers/rtp_leg.py) cannot run with {}: {}{}\nInstall: python3-gi python3-numpy \
+                 python3-cryptography gstreamer1.0-plugins-{{base,good,bad,ugly}} gstreamer1.0-libav",
+                py.display(),
+                String::from_utf8_lossy(&o.stdout).trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => panic!("cannot run {}: {e} (set SWITCHBOARD_PYTHON or install python3-gi)", py.display()),
         }
-        let have: Vec<(&str, &str)> =
-            rest.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.trim(), v.trim_matches('"'))).collect();
-        labels.iter().all(|want| have.contains(want)).then(|| value.parse().ok()).flatten()
-    })
+    }
+
+    /// Raw signed 16-bit little-endian samples, as `rtp_leg.py --save-audio` writes them.
+    pub fn read_s16le(path: &Path) -> Vec<i16> {
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    }
+
+    /// The value of one sample in Prometheus text format: `name{labels...} value` whose labels
+    /// include all of `labels`. `None` when no such line exists.
+    pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let have: Vec<(&str, &str)> = rest
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim_matches('"')))
+                .collect();
+            labels.iter().all(|want| have.contains(want)).then(|| value.parse().ok()).flatten()
+        })
+    }
 }

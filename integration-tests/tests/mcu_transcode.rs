@@ -238,10 +238,22 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
     let amp = LEG_AMPLITUDE.to_string();
     let (g_file, a_file) = (dir.path().join("g722.s16le"), dir.path().join("pcma.s16le"));
     let leg_args = |codec: &'static str, hz: &'static str, file: &PathBuf| -> Vec<String> {
-        ["--codec", codec, "--tone", hz, "--amplitude", &amp, "--duration", "24", "--packet-log", "--save-audio", file.to_str().unwrap()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--codec",
+            codec,
+            "--tone",
+            hz,
+            "--amplitude",
+            &amp,
+            "--duration",
+            "24",
+            "--packet-log",
+            "--save-audio",
+            file.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let g_args = leg_args("g722", "440", &g_file);
     let a_args = leg_args("pcma", "660", &a_file);
@@ -289,7 +301,8 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
         o.expect_ok();
         assert_one_stream(who, o);
     }
-    let legs_stopped = [&g722, &pcma].iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + 24.0).fold(f64::MAX, f64::min);
+    let legs_stopped =
+        [&g722, &pcma].iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + 24.0).fold(f64::MAX, f64::min);
 
     let leg = sent_db(LEG_AMPLITUDE);
     let web = sent_db(WEBRTC_AMPLITUDE);
@@ -297,22 +310,62 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
     let (p1_from, p1_to) = (legs_joined + 2.0, w_left - 0.5);
     assert!(p1_to - p1_from >= 3.0, "all three were together for only {:.1} s (load?)", w_left - legs_joined);
     let (x, r, info) = leg_audio_between(&g722, &g_file, p1_from, p1_to);
-    assert_tones(&format!("g722 leg, mix of PCMA + Opus ({info})"), &x, r, p1_to - p1_from, &[(660.0, leg), (880.0, web)], &[440.0], 3.0);
+    assert_tones(
+        &format!("g722 leg, mix of PCMA + Opus ({info})"),
+        &x,
+        r,
+        p1_to - p1_from,
+        &[(660.0, leg), (880.0, web)],
+        &[440.0],
+        3.0,
+    );
     let (x, r, info) = leg_audio_between(&pcma, &a_file, p1_from, p1_to);
-    assert_tones(&format!("pcma leg, mix of G.722 + Opus ({info})"), &x, r, p1_to - p1_from, &[(440.0, leg), (880.0, web)], &[660.0], 3.0);
+    assert_tones(
+        &format!("pcma leg, mix of G.722 + Opus ({info})"),
+        &x,
+        r,
+        p1_to - p1_from,
+        &[(440.0, leg), (880.0, web)],
+        &[660.0],
+        3.0,
+    );
     // The WebRTC peer: one incoming stream, the Opus mix of both legs.
     assert_eq!(wj["connection_state"], "connected", "{}", webrtc.describe());
     let streams = wj["streams"].as_array().cloned().unwrap_or_default();
     assert_eq!(streams.len(), 1, "one slot, one incoming stream: {}", webrtc.describe());
     let (x, secs) = webrtc_audio_between(&streams[0], p1_from, w_left);
-    assert_tones("webrtc peer, Opus mix of G.722 + PCMA", &x, 48000, secs, &[(440.0, leg), (660.0, leg)], &[880.0], 3.0);
+    assert_tones(
+        "webrtc peer, Opus mix of G.722 + PCMA",
+        &x,
+        48000,
+        secs,
+        &[(440.0, leg), (660.0, leg)],
+        &[880.0],
+        3.0,
+    );
     // Phase 2, from 1.5 s after the WebRTC peer left until just before the legs stopped.
     let (p2_from, p2_to) = (w_left + 1.5, legs_stopped - 0.5);
     assert!(p2_to - p2_from >= 2.0, "the legs were alone for only {:.1} s (load?)", legs_stopped - w_left);
     let (x, r, info) = leg_audio_between(&g722, &g_file, p2_from, p2_to);
-    assert_tones(&format!("g722 leg, PCMA->G.722 transcode ({info})"), &x, r, p2_to - p2_from, &[(660.0, leg)], &[440.0, 880.0], 3.0);
+    assert_tones(
+        &format!("g722 leg, PCMA->G.722 transcode ({info})"),
+        &x,
+        r,
+        p2_to - p2_from,
+        &[(660.0, leg)],
+        &[440.0, 880.0],
+        3.0,
+    );
     let (x, r, info) = leg_audio_between(&pcma, &a_file, p2_from, p2_to);
-    assert_tones(&format!("pcma leg, G.722->PCMA transcode ({info})"), &x, r, p2_to - p2_from, &[(440.0, leg)], &[660.0, 880.0], 3.0);
+    assert_tones(
+        &format!("pcma leg, G.722->PCMA transcode ({info})"),
+        &x,
+        r,
+        p2_to - p2_from,
+        &[(440.0, leg)],
+        &[660.0, 880.0],
+        3.0,
+    );
 }
 
 #[test]
@@ -398,7 +451,11 @@ fn webrtc_subscriber_with_a_slot_per_leg_gets_each_leg_transcoded_to_opus() {
     let streams = wj["streams"].as_array().cloned().unwrap_or_default();
     assert_eq!(streams.len(), 2, "two slots, two incoming streams: {}", webrtc.describe());
     let from = legs_joined + 1.5;
-    assert!(w_left - 0.5 - from >= 3.0, "the legs and the WebRTC peer were together for only {:.1} s", w_left - legs_joined);
+    assert!(
+        w_left - 0.5 - from >= 3.0,
+        "the legs and the WebRTC peer were together for only {:.1} s",
+        w_left - legs_joined
+    );
     for s in &subs {
         let (name, hz) = leg_of(&s["publisher_id"]);
         let other = if hz == 440.0 { 660.0 } else { 440.0 };

@@ -62,7 +62,7 @@ fn chromium_and_pcmu_leg_hear_each_other_through_forward_routes() {
             "pcmu",
             "--no-video",
             "--duration",
-            "8",
+            "6",
         ],
         Duration::from_secs(50),
     );
@@ -85,7 +85,7 @@ fn chromium_and_pcmu_leg_hear_each_other_through_forward_routes() {
     assert_eq!(bj["connection_state"], "connected", "{}", browser.describe());
     let inbound = &bj["inbound"]["audio"];
     let packets = inbound["packetsReceived"].as_u64().unwrap_or(0);
-    assert!(packets >= 200, "Chromium received only {packets} audio packets in ~8 s: {inbound}");
+    assert!(packets >= 150, "Chromium received only {packets} audio packets in ~6 s: {inbound}");
     let energy = inbound["totalAudioEnergy"].as_f64().unwrap_or(0.0);
     assert!(energy > 0.0, "Chromium decoded silence (totalAudioEnergy {energy}): {inbound}");
     assert!(inbound["totalSamplesReceived"].as_u64().unwrap_or(0) > 0, "{inbound}");
@@ -106,7 +106,7 @@ fn chromium_and_pcmu_leg_hear_each_other_through_forward_routes() {
     assert_eq!(psub["codec"], "pcmu", "phone view: {phone_view}");
     let r = &lj["received"];
     let from_browser = r["by_pt"]["0"].as_u64().unwrap_or(0);
-    assert!(from_browser >= 200, "the phone got only {from_browser} PCMU packets from the browser: {r}");
+    assert!(from_browser >= 150, "the phone got only {from_browser} PCMU packets from the browser: {r}");
     assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{r}");
     let samples = read_s16le(&audio);
     assert!(samples.len() >= 8000 * 3, "the phone decoded only {} samples", samples.len());

@@ -247,7 +247,7 @@ fn reinvite_to_a_new_address_and_codec_moves_media_and_transcodes() {
     // sequence numbers that go on, timestamps that follow the clock.
     let old = log_a1.lock().unwrap();
     let new = log_a2.lock().unwrap();
-    let (last, next) = (old.iter().filter(|p| p.1 == 0).last().unwrap(), new.iter().find(|p| p.1 == 8).unwrap());
+    let (last, next) = (old.iter().rfind(|p| p.1 == 0).unwrap(), new.iter().find(|p| p.1 == 8).unwrap());
     assert!(old.iter().chain(new.iter()).all(|p| p.4 == a_ssrc), "A's stream changed SSRC across the re-INVITE");
     let step = next.2.wrapping_sub(last.2);
     let wall_ms = next.0.duration_since(last.0).as_secs_f64() * 1000.0;

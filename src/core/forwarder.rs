@@ -13,6 +13,9 @@ use switchboard_driver::{Pt, RtpMeta, SeqNo, TrackId};
 pub struct Forwarder {
     clock_rate: u32,
     state: Option<Active>,
+    /// Set while the slot is on hold: the next packet continues the stream like a new source,
+    /// so the subscriber sees no gap for what it did not want.
+    paused: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +35,7 @@ struct Active {
 
 impl Forwarder {
     pub fn new(clock_rate: u32) -> Forwarder {
-        Forwarder { clock_rate: clock_rate.max(1), state: None }
+        Forwarder { clock_rate: clock_rate.max(1), state: None, paused: false }
     }
 
     /// Changes the clock rate used to bridge a gap, when the slot's codec changes.
@@ -44,13 +47,14 @@ impl Forwarder {
     pub fn rewrite(&mut self, now: Instant, source: TrackId, meta: &RtpMeta, pt: Pt) -> Option<RtpMeta> {
         let in_seq = meta.seq.0;
         let st = match &mut self.state {
-            Some(st) if st.source == source => {
+            Some(st) if st.source == source && !self.paused => {
                 if in_seq < st.first_seq {
                     return None;
                 }
                 st
             }
             Some(prev) => {
+                self.paused = false;
                 let next_seq = prev.last_out_seq.wrapping_add(1);
                 let gap = now.saturating_duration_since(prev.last_out_at);
                 let gap_ticks = (gap.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
@@ -87,6 +91,11 @@ impl Forwarder {
             st.last_out_at = now;
         }
         Some(RtpMeta { pt, seq: SeqNo(out_seq), timestamp: out_ts, ..*meta })
+    }
+
+    /// The slot went on hold; see `paused`.
+    pub fn pause(&mut self) {
+        self.paused = true;
     }
 
     pub fn source(&self) -> Option<TrackId> {
@@ -136,6 +145,19 @@ mod tests {
         assert_eq!(out.seq, SeqNo(17));
         let next = f.rewrite(t0, TrackId(1), &pkt(3 * 65_536 + 18, 160), Pt(0)).unwrap();
         assert_eq!(next.seq, SeqNo(18));
+    }
+
+    #[test]
+    fn resuming_after_hold_continues_without_a_gap() {
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        f.rewrite(t0, TrackId(1), &pkt(100, 0), Pt(0));
+        f.pause();
+        // 150 packets went by while the slot was on hold.
+        let out = f.rewrite(t0 + Duration::from_secs(3), TrackId(1), &pkt(251, 150 * 160), Pt(0)).unwrap();
+        assert_eq!(out.seq, SeqNo(101));
+        let next = f.rewrite(t0 + Duration::from_secs(3), TrackId(1), &pkt(252, 151 * 160), Pt(0)).unwrap();
+        assert_eq!(next.seq, SeqNo(102));
     }
 
     #[test]

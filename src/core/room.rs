@@ -132,16 +132,19 @@ impl Room {
             return Err(RoomError::Full(self.cfg.max_participants));
         }
         let Joining { id, kind, display_name, audio, video, mut driver } = joining;
-        let (local_sdp, awaiting) = match sdp {
+        // Parsing untrusted SDP must not take the media thread down with it.
+        let negotiated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sdp {
             Some(offer) => {
                 // Only an offer-handling driver returns an answer; `None` would be a driver bug.
                 let answer = driver
                     .negotiate(now, SdpInput::Offer(offer))?
                     .ok_or_else(|| NegotiationError::UnexpectedState("driver produced no answer to an offer".into()))?;
-                (answer, false)
+                Ok::<_, NegotiationError>((answer, false))
             }
-            None => (driver.create_offer(now)?, true),
-        };
+            None => Ok((driver.create_offer(now)?, true)),
+        }));
+        let (local_sdp, awaiting): (String, bool) =
+            negotiated.map_err(|_| NegotiationError::BadSdp("the SDP could not be processed".into()))??;
         let p = Participant {
             id,
             kind,
@@ -458,6 +461,12 @@ impl Room {
                         p.state = ParticipantState::Connected;
                     }
                 }
+                DriverEvent::Disconnected { .. } if p.internal => {
+                    // The mixer broke inside a fan-out: drop it; the re-route builds a new one.
+                    if let Some(m) = self.slab[idx].take() {
+                        self.forget(now, m, LeaveReason::TransportFailed, net);
+                    }
+                }
                 DriverEvent::Disconnected { .. } if p.state != ParticipantState::Closed => {
                     self.leave(now, id, LeaveReason::TransportFailed, net);
                 }
@@ -548,7 +557,12 @@ impl Room {
         p.slots.retain(|s| neg.slots.iter().any(|n| n.key == s.info.key));
         for n in &neg.slots {
             match p.slots.iter_mut().find(|s| s.info.key == n.key) {
-                Some(s) => s.info = n.clone(),
+                Some(s) => {
+                    if s.info.active && !n.active {
+                        s.forwarder.pause();
+                    }
+                    s.info = n.clone();
+                }
                 None => {
                     let rate = n.codecs.first().map(|c| c.clock_rate).unwrap_or(90_000);
                     p.slots.push(Slot {
@@ -677,10 +691,21 @@ impl Room {
     /// Creates, reconfigures or removes the mixer for `plan`. Returns its output tracks.
     fn apply_mix_plan(&mut self, now: Instant, plan: &switchboard_driver::MixPlan) -> Vec<(TrackKey, TrackId)> {
         if plan.outputs.is_empty() {
-            if let Some(p) = self.mixer.take().and_then(|i| self.slab[i].take()) {
+            if let Some(mut p) = self.mixer.take().and_then(|i| self.slab[i].take()) {
+                if let Some(ctl) = p.driver.as_mixer() {
+                    let last = ctl.take_stats();
+                    self.stats.mixer.late += last.late;
+                    self.stats.mixer.lost += last.lost;
+                    self.stats.mixer.concealed += last.concealed;
+                    self.stats.mixer.errors += last.errors;
+                    self.stats.mixer.processing_ns += last.processing_ns;
+                    self.stats.mixer.ticks += last.ticks;
+                }
                 for t in &p.tracks {
                     self.track_owner.remove(&t.id);
                 }
+                // Speakers come from the mixer; without it the old order would linger.
+                self.speakers.clear();
             }
             return Vec::new();
         }

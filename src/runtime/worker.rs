@@ -519,18 +519,27 @@ impl Worker {
 
     /// Binds an even/odd port pair for a new leg.
     fn open_leg(&mut self) -> Result<LegPorts, CommandError> {
+        let mut busy = Vec::new();
+        let mut found = Err(CommandError::NoPorts);
         for _ in 0..self.ports.available() {
-            let port = self.ports.take().ok_or(CommandError::NoPorts)?;
+            let Some(port) = self.ports.take() else { break };
             let ip = self.cfg.rtp.bind_ip;
-            let rtp = UdpSocket::bind(SocketAddr::new(ip, port));
-            let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1));
-            match (rtp, rtcp) {
-                (Ok(rtp), Ok(rtcp)) => return Ok(LegPorts { port, rtp, rtcp }),
-                // Someone else holds it: skip it for now and give it back later.
-                _ => warn!(port, "media port busy, skipped"),
+            match (UdpSocket::bind(SocketAddr::new(ip, port)), UdpSocket::bind(SocketAddr::new(ip, port + 1))) {
+                (Ok(rtp), Ok(rtcp)) => {
+                    found = Ok(LegPorts { port, rtp, rtcp });
+                    break;
+                }
+                // Someone else holds it: skip it now, and offer it again to later joins.
+                _ => {
+                    warn!(port, "media port busy, skipped");
+                    busy.push(port);
+                }
             }
         }
-        Err(CommandError::NoPorts)
+        for port in busy {
+            self.ports.release(port);
+        }
+        found
     }
 
     fn close_leg(&mut self, leg: LegPorts) {

@@ -68,8 +68,8 @@ enum Cmd {
         /// webrtc (str0m clients) or rtp (plain RTP subscribers).
         #[arg(long, default_value = "webrtc")]
         subs_kind: String,
-        /// SSRC the Janus remote publisher expects on its RTP port.
-        #[arg(long, default_value_t = 0)]
+        /// SSRC the Janus VideoRoom remote publisher expects for its m-line 0 (its base SSRC).
+        #[arg(long, default_value_t = 1000)]
         janus_ssrc: u32,
     },
     /// 1:1 phone relay: M rooms of two PCMU legs.

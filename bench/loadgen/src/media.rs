@@ -37,7 +37,6 @@ pub struct Item {
 /// A looped packet schedule: `items` repeat every `period_ns`, timestamps advance `ts_period`.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub codec: Codec,
     pub items: Vec<Item>,
     pub period_ns: u64,
     pub ts_period: u32,
@@ -59,7 +58,7 @@ fn audio_source(codec: Codec, packets: Vec<Vec<u8>>, onsets: &[usize]) -> Source
             onset: onsets.contains(&i),
         })
         .collect();
-    Source { codec, items, period_ns: n as u64 * PTIME_NS, ts_period: n as u32 * spp }
+    Source { items, period_ns: n as u64 * PTIME_NS, ts_period: n as u32 * spp }
 }
 
 /// Raw mu-law bytes cut into 20 ms (160 byte) payloads.
@@ -185,7 +184,7 @@ pub fn vp8(dir: &Path, mtu: usize) -> Result<Source> {
     if frame == 0 {
         bail!("{}: no frames", path.display());
     }
-    Ok(Source { codec: Codec::Vp8, items, period_ns: frame * frame_ns, ts_period: frame as u32 * ts_step })
+    Ok(Source { items, period_ns: frame * frame_ns, ts_period: frame as u32 * ts_step })
 }
 
 /// Payload bits per second of a source (for the report).

@@ -254,23 +254,6 @@ impl Rtpengine {
         bail!("rtpengine: no reply")
     }
 
-    pub fn ping(&mut self) -> Result<()> {
-        let v = {
-            let cookie = "lgping";
-            let mut out = cookie.as_bytes().to_vec();
-            out.push(b' ');
-            dict(&[("command", bstr("ping"))]).encode(&mut out);
-            self.sock.send(&out)?;
-            let mut buf = vec![0u8; 4096];
-            let n = self.sock.recv(&mut buf)?;
-            String::from_utf8_lossy(&buf[..n]).to_string()
-        };
-        if !v.contains("pong") {
-            bail!("rtpengine ping: {v}");
-        }
-        Ok(())
-    }
-
     /// Offer from leg A, answer from leg B; returns (SDP for B, SDP for A).
     pub fn call(&mut self, call_id: &str, sdp_a: &str, sdp_b: &str) -> Result<(String, String)> {
         let offer = self.request(&dict(&[

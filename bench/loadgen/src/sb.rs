@@ -19,20 +19,14 @@ pub struct Api {
 }
 
 pub struct Joined {
-    pub id: String,
     pub answer: String,
     /// POST sent to answer parsed.
     pub took: Duration,
-    pub view: Value,
 }
 
 impl Api {
     pub fn new(base: &str) -> Api {
         Api { agent: agent(), base: base.trim_end_matches('/').to_owned() }
-    }
-
-    pub fn healthy(&self) -> bool {
-        self.agent.get(&format!("{}/healthz", self.base)).call().is_ok()
     }
 
     /// Creates a room; an existing one is fine.
@@ -67,8 +61,7 @@ impl Api {
         let view: Value = resp.into_json().context("join: response body")?;
         let took = start.elapsed();
         let answer = view["sdp"].as_str().ok_or_else(|| anyhow!("join {room}: no sdp in {view}"))?.to_owned();
-        let id = view["id"].as_str().unwrap_or_default().to_owned();
-        Ok(Joined { id, answer, took, view })
+        Ok(Joined { answer, took })
     }
 
     pub fn room(&self, id: &str) -> Result<Value> {

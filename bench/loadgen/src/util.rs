@@ -39,9 +39,9 @@ pub fn write_stamp(payload: &mut [u8], sender: u32, seq: u32, t_ns: u64) {
     s[12..20].copy_from_slice(&t_ns.to_be_bytes());
 }
 
+/// A decoded stamp. Sender and sequence travel on the wire for packet dumps; the engine only
+/// needs the send time.
 pub struct Stamp {
-    pub sender: u32,
-    pub seq: u32,
     pub t_ns: u64,
 }
 
@@ -54,11 +54,7 @@ pub fn read_stamp(payload: &[u8]) -> Option<Stamp> {
     if u32::from_be_bytes(s[0..4].try_into().ok()?) != MAGIC {
         return None;
     }
-    Some(Stamp {
-        sender: u32::from_be_bytes(s[4..8].try_into().ok()?),
-        seq: u32::from_be_bytes(s[8..12].try_into().ok()?),
-        t_ns: u64::from_be_bytes(s[12..20].try_into().ok()?),
-    })
+    Some(Stamp { t_ns: u64::from_be_bytes(s[12..20].try_into().ok()?) })
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -157,9 +153,4 @@ pub fn cpu_between(a: CpuMark, b: CpuMark) -> CpuUse {
     let cpu_s = (b.ticks_s - a.ticks_s).max(0.0);
     let sched_cpu_s = b.sched_ns.saturating_sub(a.sched_ns) as f64 / 1e9;
     CpuUse { wall_s, cpu_s, sched_cpu_s, core_share: if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 } }
-}
-
-/// Child processes of `pid` (rtpengine and Janus do their work in one process, but be safe).
-pub fn with_threads_note(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
 }

@@ -37,8 +37,9 @@ impl SpeakerSelector {
         self.selected.contains(&slot)
     }
 
-    /// Updates the set from `levels` (every input's smoothed level). Returns true if the set or
-    /// its order changed.
+    /// Updates the set from `levels` (every input's smoothed level). Returns true if the set
+    /// changed; the order within it (loudest first) is refreshed then too, and only then, so a
+    /// close race between two talkers does not flap the room's active speaker.
     pub fn update(&mut self, now: Instant, levels: &[(SlotKey, f32)]) -> bool {
         let before_len = self.selected.len();
         let mut changed = false;
@@ -75,13 +76,11 @@ impl SpeakerSelector {
                 break;
             }
         }
-        let order_before: Vec<SlotKey> = self.selected.clone();
-        self.selected.sort_by(|a, b| level(*b).unwrap_or(-127.0).total_cmp(&level(*a).unwrap_or(-127.0)));
-        let reordered = order_before != self.selected;
         if changed {
+            self.selected.sort_by(|a, b| level(*b).unwrap_or(-127.0).total_cmp(&level(*a).unwrap_or(-127.0)));
             self.last_change = Some(now);
         }
-        changed || reordered
+        changed
     }
 }
 

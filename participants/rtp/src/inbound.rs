@@ -51,7 +51,8 @@ impl RtpDriver {
     fn mark_valid(&mut self, src: SocketAddr, rtcp: bool) {
         if self.cfg.symmetric {
             let mux = self.plan.as_ref().is_some_and(|p| p.rtcp_mux);
-            if !rtcp || mux {
+            // Only media moves the media latch: RTCP is easier to forge and never carries audio.
+            if !rtcp {
                 self.latched_rtp = Some(src);
             }
             if rtcp && !mux {

@@ -1,0 +1,279 @@
+//! A broken sender does not break the mix: three PCMU legs (peers/rtp_leg.py) mix (mix-minus,
+//! default `mixer.speakers` = 3), then a fourth leg joins offering Opus and sends well-formed RTP
+//! headers with random bytes as the Opus payload (peers/rtp_garbage.py). While it does, and after
+//! it left, every PCMU leg still hears the other two tones at their sent level and not its own,
+//! and the daemon keeps answering. `switchboard_mixer_errors_total` may rise; it is reported.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use switchboard_integration_tests::*;
+
+const ROOM: &str = "robust";
+const AMPLITUDE: f32 = 0.3;
+const LEG_DURATION: f64 = 24.0;
+const LEGS: [(&str, f32); 3] = [("a", 440.0), ("b", 660.0), ("c", 880.0)];
+
+fn wait_for_participants(d: &Daemon, n: usize, peers: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
+    let got = poll_until(Duration::from_secs(30), || {
+        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
+        if s == 200 && participant_ids(&v).len() == n {
+            return Some(Ok(participant_ids(&v)));
+        }
+        peers.iter_mut().position(|p| p.as_mut().is_some_and(PeerHandle::finished)).map(Err)
+    });
+    match got {
+        Some(Ok(ids)) => ids,
+        Some(Err(i)) => {
+            panic!(
+                "peer #{i} ended before the room had {n} participants: {}",
+                peers[i].take().unwrap().wait().describe()
+            )
+        }
+        None => panic!("the room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
+    }
+}
+
+fn view(d: &Daemon, id: &str) -> Value {
+    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
+    assert_eq!(s, 200, "GET participant {id}: {v}");
+    v
+}
+
+/// A leg's received audio between two unix times, counted back from its last received packet.
+fn audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> Vec<i16> {
+    let j = &out.json;
+    let all = read_s16le(path);
+    let last = j["t0_unix"].as_f64().unwrap() + j["received"]["last_at"].as_f64().unwrap_or(0.0);
+    let idx = |t: f64| all.len().saturating_sub(((last - t) * 8000.0).max(0.0) as usize);
+    all[idx(from)..idx(to).max(idx(from))].to_vec()
+}
+
+fn level(x: &[i16], hz: f32) -> f32 {
+    band_energy_db(x, 8000, hz - 25.0, hz + 25.0)
+}
+
+/// Checks every 0.5 s piece of what leg `i` heard in `from..to`: the other legs' tones at the
+/// sent level (± 3 dB), its own at least 30 dB below them. Returns what was wrong (empty: all
+/// fine) and a one-line summary of the levels.
+fn check_mix(phase: &str, i: usize, out: &PeerOutput, file: &Path, from: f64, to: f64) -> (Vec<String>, String) {
+    let (name, own) = LEGS[i];
+    let x = audio_between(out, file, from, to);
+    let mut problems = Vec::new();
+    if (x.len() as f64) < (to - from - 0.2) * 8000.0 {
+        problems.push(format!(
+            "{phase}, leg {name}: only {:.2} s of audio for {:.1} s",
+            x.len() as f64 / 8000.0,
+            to - from
+        ));
+    }
+    let want = 20.0 * AMPLITUDE.log10() - 3.01;
+    let pieces: Vec<&[i16]> = x.chunks_exact(4000).collect();
+    if pieces.is_empty() {
+        problems.push(format!("{phase}, leg {name}: nothing to analyse"));
+        return (problems, String::new());
+    }
+    let mut bad_pieces = 0;
+    for (k, piece) in pieces.iter().enumerate() {
+        let bands: Vec<String> = LEGS.iter().map(|(_, hz)| format!("{hz}: {:.1}", level(piece, *hz))).collect();
+        let o = level(piece, own);
+        let mut wrong = Vec::new();
+        for (_, hz) in LEGS.iter().filter(|(n, _)| *n != name) {
+            let got = level(piece, *hz);
+            if (got - want).abs() > 3.0 {
+                wrong.push(format!("{hz} Hz at {got:.1} dBFS, sent at {want:.1}"));
+            }
+            if o > got - 30.0 {
+                wrong.push(format!("own {own} Hz at {o:.1}, not 30 dB below {hz} Hz"));
+            }
+        }
+        if !wrong.is_empty() {
+            bad_pieces += 1;
+            if bad_pieces <= 3 {
+                problems.push(format!(
+                    "{phase}, leg {name}, 0.5 s piece #{k} of {}: {}; bands [{}], rms {:.1} dBFS",
+                    pieces.len(),
+                    wrong.join(", "),
+                    bands.join(", "),
+                    20.0 * rms(piece).max(1e-6).log10()
+                ));
+            }
+        }
+    }
+    if bad_pieces > 3 {
+        problems.push(format!("{phase}, leg {name}: ... {bad_pieces} of {} pieces wrong", pieces.len()));
+    }
+    let mid = pieces[pieces.len() / 2];
+    let summary = format!(
+        "{phase}, leg {name}: {} of {} pieces ok; middle piece {:?}, rms {:.1} dBFS",
+        pieces.len() - bad_pieces,
+        pieces.len(),
+        LEGS.iter().map(|(_, hz)| (*hz, (level(mid, *hz) * 10.0).round() / 10.0)).collect::<Vec<_>>(),
+        20.0 * rms(mid).max(1e-6).log10()
+    );
+    (problems, summary)
+}
+
+fn metric(d: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (s, m) = d.get_text("/metrics");
+    assert_eq!(s, 200, "GET /metrics");
+    metric_value(&m, name, labels).unwrap_or(0.0)
+}
+
+#[test]
+fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
+    require_rtp_leg();
+    let mut d = Daemon::start();
+    let anchor = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64(), Instant::now());
+    let unix = |t: Instant| anchor.0 + t.saturating_duration_since(anchor.1).as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
+    let sse = d.events(ROOM);
+    assert_eq!(sse.status, 200);
+    let files: Vec<PathBuf> = LEGS.iter().map(|(n, _)| dir.path().join(format!("{n}.s16le"))).collect();
+    let (amp, dur) = (AMPLITUDE.to_string(), LEG_DURATION.to_string());
+    let mut legs: Vec<Option<PeerHandle>> = LEGS
+        .iter()
+        .zip(&files)
+        .map(|((name, hz), file)| {
+            let args = [
+                "--api",
+                &d.base_url,
+                "--room",
+                ROOM,
+                "--display-name",
+                name,
+                "--tone",
+                &hz.to_string(),
+                "--amplitude",
+                &amp,
+                "--duration",
+                &dur,
+                "--save-audio",
+                file.to_str().unwrap(),
+            ];
+            Some(spawn_peer("rtp_leg.py", &args, Duration::from_secs(55)))
+        })
+        .collect();
+    let ids = {
+        let mut refs: Vec<&mut Option<PeerHandle>> = legs.iter_mut().collect();
+        wait_for_participants(&d, 3, &mut refs)
+    };
+    let mixing = poll_until(Duration::from_secs(10), || {
+        ids.iter().all(|id| view(&d, id)["subscriptions"][0]["route"] == "mix").then_some(())
+    });
+    assert!(
+        mixing.is_some(),
+        "the three legs never all had a mix: {:?}",
+        ids.iter().map(|i| view(&d, i)).collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let errors_before = metric(&d, "switchboard_mixer_errors_total", &[]);
+
+    // The garbage sender, for 8 s.
+    let mut garbage = Some(spawn_peer(
+        "rtp_garbage.py",
+        &["--api", &d.base_url, "--room", ROOM, "--display-name", "garbage", "--duration", "8", "--seed", "7"],
+        Duration::from_secs(30),
+    ));
+    let ids4 = {
+        let mut refs: Vec<&mut Option<PeerHandle>> = vec![&mut garbage];
+        refs.extend(legs.iter_mut());
+        wait_for_participants(&d, 4, &mut refs)
+    };
+    let g_id = ids4.iter().find(|i| !ids.contains(i)).unwrap().clone();
+    // The daemon keeps answering while the garbage flows.
+    let mut health = Vec::new();
+    let mut garbage_view = Value::Null;
+    while !garbage.as_mut().unwrap().finished() {
+        let (s, _) = d.get_json("/healthz");
+        health.push(s);
+        if garbage_view.is_null() {
+            let v = view(&d, &g_id);
+            if !v["subscriptions"][0]["route"].is_null() {
+                garbage_view = v;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let g = garbage.take().unwrap().wait();
+    let gj = g.expect_ok();
+    assert!(health.iter().all(|s| *s == 200), "GET /healthz while the garbage flowed: {health:?}");
+    assert!(gj["sent_packets"].as_u64().unwrap_or(0) >= 300, "the garbage sender sent too little: {}", g.describe());
+    // It was a participant like any other: published Opus, got a mix in Opus.
+    assert_eq!(garbage_view["tracks"][0]["codec"], "opus", "{garbage_view}");
+    assert_eq!(garbage_view["subscriptions"][0]["route"], "mix", "{garbage_view}");
+    let errors_during = metric(&d, "switchboard_mixer_errors_total", &[]);
+
+    let outs: Vec<PeerOutput> = legs.iter_mut().map(|l| l.take().unwrap().wait()).collect();
+    for o in &outs {
+        o.expect_ok();
+        let r = &o.json["received"];
+        assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{r}");
+        assert_eq!(r["seq_steps_not_1"], 0, "{}", r["seq_step_examples"]);
+    }
+    assert!(d.exited().is_none(), "the daemon exited: {:?}\n{}", d.exited(), d.log_tail(40));
+    assert_eq!(d.get_json("/healthz").0, 200);
+    let errors_after = metric(&d, "switchboard_mixer_errors_total", &[]);
+    eprintln!(
+        "switchboard_mixer_errors_total: {errors_before} before the garbage, {errors_during} after it, {errors_after} at the end; \
+         garbage sender: {} packets sent, {} received from the bridge",
+        gj["sent_packets"], gj["received_packets"]
+    );
+
+    let at = |name: &str, id: &str| {
+        sse.wait_for_matching(name, |v| event_participant_id(v).as_deref() == Some(id), Duration::from_secs(5));
+        let e =
+            sse.events().into_iter().find(|e| e.event == name && event_participant_id(&e.data).as_deref() == Some(id));
+        unix(e.unwrap().at)
+    };
+    let (g_joined, g_left) = (at("participant_joined", &g_id), at("participant_left", &g_id));
+    let stopped = outs.iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + LEG_DURATION).fold(f64::MAX, f64::min);
+    assert!(
+        stopped - g_left >= 2.5,
+        "the legs stopped {:.1} s after the garbage sender left (load?)",
+        stopped - g_left
+    );
+    // Who the room called the active speaker while the garbage flowed.
+    let names: Vec<(String, String)> = ids4.iter().map(|id| (id.clone(), view_name(&outs, &g_id, id))).collect();
+    let speakers: Vec<String> = sse
+        .events()
+        .into_iter()
+        .filter(|e| e.event == "active_speaker")
+        .map(|e| {
+            let id = e.data["participant_id"].as_str().unwrap_or("?").to_string();
+            let n = names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or(id);
+            format!("{:+.2} s {n}", unix(e.at) - g_joined)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (i, o) in outs.iter().enumerate() {
+        for (phase, from, to) in [
+            ("before the garbage", g_joined - 3.0, g_joined - 0.2),
+            ("during the garbage", g_joined + 1.0, g_left - 0.3),
+            ("after the garbage", g_left + 1.0, stopped - 0.5),
+        ] {
+            let (p, summary) = check_mix(phase, i, o, &files[i], from, to);
+            eprintln!("{summary}");
+            problems.extend(p);
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the PCMU legs' mixes were damaged ({} problems); mixer_errors_total {errors_before} -> {errors_after}; \
+         active_speaker events (relative to the garbage sender joining): {speakers:?}\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The display name of a participant: a leg's from its report, or "garbage".
+fn view_name(outs: &[PeerOutput], g_id: &str, id: &str) -> String {
+    if id == g_id {
+        return "garbage".into();
+    }
+    outs.iter()
+        .position(|o| o.json["participant_id"] == id)
+        .map(|i| LEGS[i].0.to_string())
+        .unwrap_or_else(|| id.to_string())
+}
