@@ -37,6 +37,8 @@ fn main() -> anyhow::Result<()> {
     };
     let cfg = Config::load(&cli.config, &overrides)?;
     tracing_subscriber::fmt()
+        // Colour only on a terminal: log files and journald get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log.filter).context("config: log.filter")?)
         .init();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(serve(cfg))

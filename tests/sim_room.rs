@@ -527,3 +527,16 @@ fn a_panicking_subscriber_is_removed_and_the_others_carry_on() {
     let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
     assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: bad, reason: LeaveReason::TransportFailed }]);
 }
+
+#[test]
+fn an_empty_room_expires_after_its_timeout_and_not_before() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[], AudioPreference::Auto);
+    assert!(!r.is_expired(t0 + Duration::from_secs(120)), "occupied rooms never expire");
+    let left_at = t0 + Duration::from_secs(5);
+    r.leave(left_at, a, LeaveReason::Requested, &mut net);
+    assert!(!r.is_expired(left_at + Duration::from_secs(59)));
+    assert!(r.is_expired(left_at + Duration::from_secs(60)));
+}

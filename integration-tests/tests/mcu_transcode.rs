@@ -178,9 +178,9 @@ fn event_at(sse: &SseClient, clock: &Clock, event: &str, id: &str) -> f64 {
     clock.unix(e.at)
 }
 
-/// The last part of a WebRTC stream's decoded audio (48 kHz) that covers `from..to` (unix
-/// seconds), where `end` is when the peer stopped collecting (it left just after): the audio's
-/// end is taken as `end`, and 0.5 s before it is left out.
+/// A WebRTC stream's decoded audio (48 kHz) from `from` (unix seconds) on, and how many seconds
+/// that is. `end` is when the peer left: its last decoded sample is taken to be from then (it
+/// stops collecting just before it leaves), and the last 0.5 s are left out.
 fn webrtc_audio_between(stream: &Value, from: f64, end: f64) -> (Vec<i16>, f64) {
     let all = read_s16le(Path::new(stream["file"].as_str().unwrap_or_else(|| panic!("no file: {stream}"))));
     let rate = 48000.0;
