@@ -31,11 +31,17 @@ RUNDIR = BENCH / "run"
 LOADGEN = BENCH / "loadgen/target/release/loadgen"
 SWITCHBOARD = ROOT / "target/release/switchboard"
 SB_CONFIG = BENCH / "switchboard-bench.toml"
-SB_API = "http://127.0.0.1:18080"
 JANUS_API = "http://127.0.0.1:18088/janus"
 NG = ("127.0.0.1", 22222)
 GEN_CPU = os.environ.get("BENCH_GEN_CPU", "0")
 DUT_CPU = os.environ.get("BENCH_DUT_CPU", "1")
+# Both the process under test and the load generator run at this nice level, so that other work on
+# a shared machine (builds) disturbs the measurement less. BENCH_NICE=0 turns it off.
+NICE = os.environ.get("BENCH_NICE", "-10")
+
+
+def pinned(cpu):
+    return ["nice", "-n", NICE, "taskset", "-c", cpu]
 
 
 def log(*a):
@@ -52,14 +58,17 @@ class Daemon:
         self.name = name
         RUNDIR.mkdir(parents=True, exist_ok=True)
         self.logf = open(RUNDIR / f"{name}.log", "ab")
+        self.args = []
         self.proc = subprocess.Popen(
-            ["taskset", "-c", DUT_CPU] + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True
+            pinned(DUT_CPU) + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True
         )
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {RUNDIR / (name + '.log')}")
             if ready():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited; see {RUNDIR / (name + '.log')}")
                 return
             time.sleep(0.1)
         self.stop()
@@ -101,13 +110,45 @@ def ng_ping():
         s.close()
 
 
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_busy(kind, port):
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
 def start(target):
+    """Starts the process under test. Switchboard gets free ports of its own (another daemon may be
+    running on this machine); the peers' fixed ports must be free, or this fails rather than
+    measuring someone else's process."""
     if target == "switchboard":
-        return Daemon(
+        http = free_port(socket.SOCK_STREAM)
+        udp = free_port(socket.SOCK_DGRAM)
+        api = f"http://127.0.0.1:{http}"
+        d = Daemon(
             "switchboard",
-            [str(SWITCHBOARD), "--config", str(SB_CONFIG)],
-            lambda: http_ok(SB_API + "/healthz"),
+            [str(SUT), "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}",
+             "--webrtc-listen", f"127.0.0.1:{udp}"],
+            lambda: http_ok(api + "/healthz"),
         )
+        d.args = ["--api", api]
+        return d
+    busy = {"rtpengine": [(socket.SOCK_DGRAM, NG[1])], "janus": [(socket.SOCK_STREAM, 18088)]}[target]
+    for kind, port in busy:
+        if port_busy(kind, port):
+            raise RuntimeError(f"port {port} is already in use: another {target}? (bench/peers/ configures it)")
     if target == "rtpengine":
         return Daemon(
             "rtpengine",
@@ -123,13 +164,18 @@ def start(target):
     raise ValueError(target)
 
 
+# The daemon under test is a copy of target/release/switchboard taken when the run starts, so a
+# rebuild by someone else during the run does not mix two versions in one set of medians.
+SUT = RUNDIR / "switchboard-under-test"
+
+
 # ----------------------------------------------------------------------------- one run
 
 
-def loadgen(target, pid, tag, args, opts, timeout=600):
-    cmd = ["taskset", "-c", GEN_CPU, str(LOADGEN), "--target", target, "--pid", str(pid), "--tag", tag,
+def loadgen(target, daemon, tag, args, opts, timeout=600):
+    cmd = pinned(GEN_CPU) + [str(LOADGEN), "--target", target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
-    log("  $", " ".join(cmd[3:]))
+    log("  $", " ".join(cmd[6:]))
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -153,7 +199,9 @@ def one_run(target, tag, args, opts, profile=None):
             perf = subprocess.Popen(
                 ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(d.pid), "-o", str(profile)],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        r = loadgen(target, d.pid, tag, args, opts)
+        r = loadgen(target, d, tag, args, opts)
+        if d.proc.poll() is not None:
+            r = {"error": f"{target} exited during the run (code {d.proc.returncode}); see {RUNDIR / (target + '.log')}"}
     finally:
         if perf:
             perf.send_signal(signal.SIGINT)
@@ -252,6 +300,13 @@ def median_figures(runs):
                 notes.append(n)
     out["notes"] = notes
     # Load generator health: its own send lateness and CPU context.
+    other = []
+    for r in ok:
+        busy = r.get("cpus_busy_pct") or []
+        if len(busy) > int(DUT_CPU) and r.get("cpu"):
+            other.append(max(0.0, busy[int(DUT_CPU)] - 100 * r["cpu"].get("core_share", 0)))
+    if other:
+        out["dut_core_other_pct"] = statistics.median(other)
     lat = [r.get("report", {}).get("send_lateness", {}).get("p99_ms") for r in ok]
     lat = [x for x in lat if x is not None]
     if lat:
@@ -262,13 +317,13 @@ def median_figures(runs):
 COLUMNS = {
     "s1": [("pkts_per_cpu_s", "fwd pkts / CPU-s"), ("cpu_us_per_pkt", "CPU µs / pkt"), ("core_pct", "core %"),
            ("loss_pct", "loss %"), ("delay_p50_ms", "delay p50 ms"), ("delay_p99_ms", "delay p99 ms"),
-           ("gen_lateness_p99_ms", "gen lateness p99 ms")],
+           ("gen_lateness_p99_ms", "gen lateness p99 ms"), ("gen_core_pct", "generator core %"), ("dut_core_other_pct", "other load on daemon core %")],
     "s2": [("cpu_us_per_pkt", "CPU µs / relayed pkt"), ("pkts_per_cpu_s", "pkts / CPU-s"), ("core_pct", "core %"),
            ("loss_pct", "loss %"), ("delay_p50_ms", "delay p50 ms"), ("delay_p99_ms", "delay p99 ms"),
-           ("answer_p99_ms", "answer p99 ms")],
+           ("answer_p99_ms", "answer p99 ms"), ("gen_core_pct", "generator core %"), ("dut_core_other_pct", "other load on daemon core %")],
     "s3": [("cpu_pct_per_participant", "CPU % / participant"), ("core_pct", "core %"), ("mix_arrived", "mix arrived"),
            ("mix_received_pct", "mix pkts %"), ("mix_delay_p50_ms", "mix delay p50 ms"),
-           ("mix_delay_p99_ms", "mix delay p99 ms"), ("onsets_heard", "onsets heard")],
+           ("mix_delay_p99_ms", "mix delay p99 ms"), ("onsets_heard", "onsets heard"), ("gen_core_pct", "generator core %"), ("dut_core_other_pct", "other load on daemon core %")],
     "s5": [("phone_answer_p50_ms", "rtp answer p50 ms"), ("phone_answer_p99_ms", "rtp answer p99 ms"),
            ("webrtc_answer_p50_ms", "webrtc answer p50 ms"), ("webrtc_answer_p99_ms", "webrtc answer p99 ms"),
            ("first_media_p50_ms", "first media p50 ms"), ("first_media_p99_ms", "first media p99 ms"),
@@ -335,12 +390,14 @@ def summary(mode, results, meta):
              f"load average at start {meta['machine']['load_at_start']}")
     L.append(f"- switchboard: {meta.get('git', '?')}")
     L.append(f"- each figure is the median of {meta['runs']} runs of {meta['duration']} s (after {meta['warmup']} s warm-up); "
-             f"daemon on CPU {DUT_CPU}, load generator on CPU {GEN_CPU}")
+             f"daemon on CPU {DUT_CPU}, load generator on CPU {GEN_CPU}, both at nice {NICE}")
     L.append(f"- command: `{meta['command']}`\n")
     L.append("| scenario | figure | switchboard | peer | peer figure | ratio (sb / peer) | target | met |")
     L.append("|---|---|---|---|---|---|---|---|")
 
     def row(scn, label, fig, key, target_text, ok_fn, peer=None, lower_better=True):
+        if not any(s == scn and l == label for (s, l, _t) in results):
+            return
         sb = get(scn, label, "switchboard", key)
         pv = get(scn, label, peer, key) if peer else None
         r = ratio(sb, pv)
@@ -417,6 +474,9 @@ def main():
     for exe in (LOADGEN, SWITCHBOARD):
         if not exe.exists():
             sys.exit(f"{exe} is missing: run `make bench` (it builds it)")
+    RUNDIR.mkdir(parents=True, exist_ok=True)
+    import shutil
+    shutil.copy2(SWITCHBOARD, SUT)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = RESULTS / "raw" / f"{opts.mode}-{stamp}"
     raw.mkdir(parents=True, exist_ok=True)

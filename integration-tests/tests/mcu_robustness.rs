@@ -40,13 +40,39 @@ fn view(d: &Daemon, id: &str) -> Value {
     v
 }
 
-/// A leg's received audio between two unix times, counted back from its last received packet.
-fn audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> Vec<i16> {
+/// What a leg (run with --packet-log and --save-audio) heard between two unix times, and its
+/// sample rate. The saved file is the decoded audio of its audio packets in arrival order, each
+/// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz),
+/// so the packet log places the times in the file exactly, whatever the decoder's lag.
+fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32) {
     let j = &out.json;
+    let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
+    let per_byte = (rate / 8000) as usize;
+    let t0 = j["t0_unix"].as_f64().unwrap_or_else(|| panic!("no t0_unix: {}", out.describe()));
+    let log =
+        j["packet_log"].as_array().unwrap_or_else(|| panic!("the leg ran without --packet-log: {}", out.describe()));
+    // Packets that overtook the answer to the join were logged but not decoded (PT unknown yet).
+    let mut skip = j["received"]["unknown_pt"].as_u64().unwrap_or(0);
     let all = read_s16le(path);
-    let last = j["t0_unix"].as_f64().unwrap() + j["received"]["last_at"].as_f64().unwrap_or(0.0);
-    let idx = |t: f64| all.len().saturating_sub(((last - t) * 8000.0).max(0.0) as usize);
-    all[idx(from)..idx(to).max(idx(from))].to_vec()
+    let (mut pos, mut start, mut end) = (0usize, None, None);
+    for e in log.iter().filter(|e| e[1] == j["audio_pt"]) {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let t = t0 + e[0].as_f64().unwrap_or(0.0);
+        if start.is_none() && t >= from {
+            start = Some(pos);
+        }
+        if t > to {
+            end = Some(pos);
+            break;
+        }
+        pos += (e[6].as_u64().unwrap_or(12) as usize).saturating_sub(12) * per_byte;
+    }
+    let a = start.unwrap_or(pos).min(all.len());
+    let b = end.unwrap_or(pos).min(all.len());
+    (all[a..b.max(a)].to_vec(), rate)
 }
 
 fn level(x: &[i16], hz: f32) -> f32 {
@@ -58,7 +84,7 @@ fn level(x: &[i16], hz: f32) -> f32 {
 /// fine) and a one-line summary of the levels.
 fn check_mix(phase: &str, i: usize, out: &PeerOutput, file: &Path, from: f64, to: f64) -> (Vec<String>, String) {
     let (name, own) = LEGS[i];
-    let x = audio_between(out, file, from, to);
+    let (x, _) = leg_audio_between(out, file, from, to);
     let mut problems = Vec::new();
     if (x.len() as f64) < (to - from - 0.2) * 8000.0 {
         problems.push(format!(
@@ -149,6 +175,7 @@ fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
                 &amp,
                 "--duration",
                 &dur,
+                "--packet-log",
                 "--save-audio",
                 file.to_str().unwrap(),
             ];

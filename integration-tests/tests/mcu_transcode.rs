@@ -85,29 +85,50 @@ fn wait_routes(d: &Daemon, room: &str, want: &[(&str, &str, &str)], what: &str) 
     })
 }
 
-/// The audio a leg saved between two unix times; positions are counted back from the last
-/// received packet (the stream has no gaps: the caller checks its sequence numbers). Also
-/// says how many packets arrived in that time, and the longest wait between two of them.
-fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32, String) {
+/// What a leg (run with --packet-log and --save-audio) heard between two unix times, and its
+/// sample rate. The saved file is the decoded audio of its audio packets in arrival order, each
+/// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz),
+/// so the packet log places the times in the file exactly, whatever the decoder's lag.
+fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32) {
     let j = &out.json;
     let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
-    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
-    let t0 = j["t0_unix"].as_f64().unwrap();
-    let last = t0 + j["received"]["last_at"].as_f64().unwrap_or(0.0);
-    let idx = |t: f64| all.len().saturating_sub(((last - t) * rate as f64).max(0.0) as usize);
-    let (a, b) = (idx(from), idx(to));
-    let arrivals: Vec<f64> = j["packet_log"]
+    let per_byte = (rate / 8000) as usize;
+    let t0 = j["t0_unix"].as_f64().unwrap_or_else(|| panic!("no t0_unix: {}", out.describe()));
+    let log =
+        j["packet_log"].as_array().unwrap_or_else(|| panic!("the leg ran without --packet-log: {}", out.describe()));
+    // Packets that overtook the answer to the join were logged but not decoded (PT unknown yet).
+    let mut skip = j["received"]["unknown_pt"].as_u64().unwrap_or(0);
+    let all = read_s16le(path);
+    let (mut pos, mut start, mut end) = (0usize, None, None);
+    for e in log.iter().filter(|e| e[1] == j["audio_pt"]) {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let t = t0 + e[0].as_f64().unwrap_or(0.0);
+        if start.is_none() && t >= from {
+            start = Some(pos);
+        }
+        if t > to {
+            end = Some(pos);
+            break;
+        }
+        pos += (e[6].as_u64().unwrap_or(12) as usize).saturating_sub(12) * per_byte;
+    }
+    let a = start.unwrap_or(pos).min(all.len());
+    let b = end.unwrap_or(pos).min(all.len());
+    (all[a..b.max(a)].to_vec(), rate)
+}
+
+/// How many packets a leg received between two unix times, and the longest wait between two.
+fn arrivals(out: &PeerOutput, from: f64, to: f64) -> String {
+    let t0 = out.json["t0_unix"].as_f64().unwrap_or(0.0);
+    let times: Vec<f64> = out.json["packet_log"]
         .as_array()
         .map(|l| l.iter().filter_map(|p| p[0].as_f64()).map(|t| t0 + t).filter(|t| (from..=to).contains(t)).collect())
         .unwrap_or_default();
-    let gap = arrivals.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-    let info = format!(
-        "{} packets arrived in these {:.1} s (50/s expected), longest wait {:.0} ms",
-        arrivals.len(),
-        to - from,
-        gap * 1000.0
-    );
-    (all[a..b.max(a)].to_vec(), rate, info)
+    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    format!("{} packets in these {:.1} s (50/s expected), longest wait {:.0} ms", times.len(), to - from, gap * 1000.0)
 }
 
 fn level(x: &[i16], rate: u32, hz: f32) -> f32 {
@@ -309,7 +330,8 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
     // Phase 1, from 2 s after the second leg joined until just before the WebRTC peer left.
     let (p1_from, p1_to) = (legs_joined + 2.0, w_left - 0.5);
     assert!(p1_to - p1_from >= 3.0, "all three were together for only {:.1} s (load?)", w_left - legs_joined);
-    let (x, r, info) = leg_audio_between(&g722, &g_file, p1_from, p1_to);
+    let (x, r) = leg_audio_between(&g722, &g_file, p1_from, p1_to);
+    let info = arrivals(&g722, p1_from, p1_to);
     assert_tones(
         &format!("g722 leg, mix of PCMA + Opus ({info})"),
         &x,
@@ -319,7 +341,8 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
         &[440.0],
         3.0,
     );
-    let (x, r, info) = leg_audio_between(&pcma, &a_file, p1_from, p1_to);
+    let (x, r) = leg_audio_between(&pcma, &a_file, p1_from, p1_to);
+    let info = arrivals(&pcma, p1_from, p1_to);
     assert_tones(
         &format!("pcma leg, mix of G.722 + Opus ({info})"),
         &x,
@@ -346,7 +369,8 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
     // Phase 2, from 1.5 s after the WebRTC peer left until just before the legs stopped.
     let (p2_from, p2_to) = (w_left + 1.5, legs_stopped - 0.5);
     assert!(p2_to - p2_from >= 2.0, "the legs were alone for only {:.1} s (load?)", legs_stopped - w_left);
-    let (x, r, info) = leg_audio_between(&g722, &g_file, p2_from, p2_to);
+    let (x, r) = leg_audio_between(&g722, &g_file, p2_from, p2_to);
+    let info = arrivals(&g722, p2_from, p2_to);
     assert_tones(
         &format!("g722 leg, PCMA->G.722 transcode ({info})"),
         &x,
@@ -356,7 +380,8 @@ fn g722_pcma_and_opus_each_hear_the_other_two_through_the_mcu() {
         &[440.0, 880.0],
         3.0,
     );
-    let (x, r, info) = leg_audio_between(&pcma, &a_file, p2_from, p2_to);
+    let (x, r) = leg_audio_between(&pcma, &a_file, p2_from, p2_to);
+    let info = arrivals(&pcma, p2_from, p2_to);
     assert_tones(
         &format!("pcma leg, G.722->PCMA transcode ({info})"),
         &x,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -363,6 +364,7 @@ impl Engine {
             IoSpec::Plain { sock, remote } => {
                 let _ = sock.set_nonblocking(true);
                 let mut sock = UdpSocket::from_std(sock);
+                enable_rx_timestamps(&sock);
                 if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
                     eprintln!("loadgen: register: {e}");
                 }
@@ -371,6 +373,7 @@ impl Engine {
             IoSpec::Rtc { sock, local, rtc, mid, pt } => {
                 let _ = sock.set_nonblocking(true);
                 let mut sock = UdpSocket::from_std(sock);
+                enable_rx_timestamps(&sock);
                 if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
                     eprintln!("loadgen: register: {e}");
                 }
@@ -414,14 +417,12 @@ impl Engine {
     fn readable(&mut self, idx: usize) {
         let Some(leg) = self.legs.get_mut(idx) else { return };
         loop {
-            let (n, src) = match &leg.io {
-                Io::Plain { sock, .. } => sock.recv_from(&mut self.buf),
-                Io::Rtc(r) => r.sock.recv_from(&mut self.buf),
-            }
-            .map_or((0, None), |(n, s)| (n, Some(s)));
-            let Some(src) = src else { break };
-            let now = Instant::now();
-            let rx_ns = util::ns_of(now);
+            let fd = match &leg.io {
+                Io::Plain { sock, .. } => sock.as_raw_fd(),
+                Io::Rtc(r) => r.sock.as_raw_fd(),
+            };
+            let Some((n, src, rx_ns)) = recv_stamped(fd, &mut self.buf) else { break };
+            let now = util::instant_of(rx_ns).max(Instant::now() - Duration::from_secs(1));
             let data = &self.buf[..n];
             match &mut leg.io {
                 Io::Plain { .. } => {
@@ -438,7 +439,7 @@ impl Engine {
                             fail(r, &leg.st, &self.ev);
                             continue;
                         }
-                        drain_rtc(r, &mut leg.st, &mut self.stats, &self.ev, now);
+                        drain_rtc_at(r, &mut leg.st, &mut self.stats, &self.ev, rx_ns);
                         push_rtc_timer(&mut self.timers, r, idx);
                     }
                 }
@@ -605,6 +606,62 @@ impl Engine {
     }
 }
 
+/// Enables kernel receive timestamps on a socket.
+fn enable_rx_timestamps<S: AsRawFd>(sock: &S) {
+    let on: libc::c_int = 1;
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// recvmsg with the kernel's receive timestamp: the moment the datagram reached the socket, not the
+/// moment this (possibly busy) thread got to it. Returns (len, source, rx time in our ns).
+fn recv_stamped(fd: i32, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)> {
+    unsafe {
+        let mut name: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return None;
+        }
+        let mut rx = None;
+        let mut cm = libc::CMSG_FIRSTHDR(&msg);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const libc::timespec);
+                rx = Some(util::mono_of_realtime(ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128));
+            }
+            cm = libc::CMSG_NXTHDR(&msg, cm);
+        }
+        let src = match name.ss_family as i32 {
+            libc::AF_INET => {
+                let a = &*(&name as *const _ as *const libc::sockaddr_in);
+                SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port)))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&name as *const _ as *const libc::sockaddr_in6);
+                SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
+            }
+            _ => return None,
+        };
+        Some((n as usize, src, rx.unwrap_or_else(util::now_ns)))
+    }
+}
+
 fn fail(r: &mut RtcIo, st: &LegState, ev: &mpsc::Sender<Ev>) {
     if !r.failed {
         r.failed = true;
@@ -612,10 +669,21 @@ fn fail(r: &mut RtcIo, st: &LegState, ev: &mpsc::Sender<Ev>) {
     }
 }
 
+/// Minimum spacing of a connected client's str0m timeouts (LOADGEN_RTC_TICK_US, default 5000).
+fn rtc_tick_ns() -> u64 {
+    static T: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("LOADGEN_RTC_TICK_US").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(5000) * 1000
+    })
+}
+
 fn push_rtc_timer(timers: &mut BinaryHeap<Reverse<(u64, u32, u8)>>, r: &mut RtcIo, idx: usize) {
     if r.want_ns != r.deadline_ns && r.want_ns != u64::MAX && !r.failed {
-        // Never schedule in the past: a deadline str0m already passed runs 100 us from now.
-        let t = r.want_ns.max(util::now_ns() + 100_000);
+        // Never schedule in the past. Once connected, str0m's housekeeping (RTCP, TWCC feedback,
+        // ICE keep-alives) runs at most every 5 ms per client: that keeps the generator's cost per
+        // client down and changes nothing the bridge can notice.
+        let min_gap = if r.connected { rtc_tick_ns() } else { 100_000 };
+        let t = r.want_ns.max(util::now_ns() + min_gap);
         r.want_ns = t;
         r.deadline_ns = t;
         timers.push(Reverse((t, idx as u32, T_RTC)));
@@ -625,7 +693,12 @@ fn push_rtc_timer(timers: &mut BinaryHeap<Reverse<(u64, u32, u8)>>, r: &mut RtcI
 /// Runs str0m's output: datagrams out, events in, and the next deadline into `r.deadline_ns`
 /// (the caller pushes the timer).
 fn drain_rtc(r: &mut RtcIo, st: &mut LegState, stats: &mut Stats, ev: &mpsc::Sender<Ev>, now: Instant) {
-    let rx_ns = util::ns_of(now);
+    drain_rtc_at(r, st, stats, ev, util::ns_of(now))
+}
+
+/// As [`drain_rtc`], with the kernel receive time of the datagram just fed in: media it yields is
+/// counted as received then.
+fn drain_rtc_at(r: &mut RtcIo, st: &mut LegState, stats: &mut Stats, ev: &mpsc::Sender<Ev>, rx_ns: u64) {
     loop {
         match r.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {

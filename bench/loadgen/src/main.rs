@@ -131,7 +131,7 @@ impl Common {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    util::epoch();
+    util::init_clocks();
     str0m::crypto::from_feature_flags().install_process_default();
     raise_nofile();
     let c = Common {

@@ -18,6 +18,10 @@ use str0m::media::Direction;
 struct Measured {
     report: Report,
     cpu: CpuUse,
+    /// The load generator's own CPU over the window (it must not be the bottleneck).
+    gen_cpu: CpuUse,
+    /// Busy % of every CPU in the window (all processes): the background load of a shared machine.
+    cpus_busy_pct: Vec<f64>,
     rss_kib: Option<u64>,
 }
 
@@ -27,14 +31,21 @@ fn measure(c: &Common, eng: &engine::Handle) -> Measured {
     let end = start + (c.duration * 1e9) as u64;
     eng.send(Cmd::Window { start_ns: start, end_ns: end });
     std::thread::sleep(Duration::from_nanos(start.saturating_sub(util::now_ns())));
-    let a = util::cpu_mark(&c.pids());
+    let me = [std::process::id()];
+    let (a, ga, ja) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies());
     std::thread::sleep(Duration::from_nanos(end.saturating_sub(util::now_ns())));
-    let b = util::cpu_mark(&c.pids());
+    let (b, gb, jb) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies());
     let rss_kib = c.pid.and_then(util::rss_kib);
     // Late packets of the window still count.
     std::thread::sleep(Duration::from_millis(500));
     let report = eng.report();
-    Measured { report, cpu: util::cpu_between(a, b), rss_kib }
+    Measured {
+        report,
+        cpu: util::cpu_between(a, b),
+        gen_cpu: util::cpu_between(ga, gb),
+        cpus_busy_pct: util::cpu_busy_pct(&ja, &jb),
+        rss_kib,
+    }
 }
 
 fn pct(num: u64, den: u64) -> Option<f64> {
@@ -61,6 +72,7 @@ fn forwarding_figures(m: &Measured) -> Value {
         "delay_p50_ms": r.delay.p50_ms,
         "delay_p99_ms": r.delay.p99_ms,
         "send_lateness_p99_ms": r.send_lateness.p99_ms,
+        "gen_core_pct": m.gen_cpu.core_share * 100.0,
     })
 }
 
@@ -71,6 +83,8 @@ fn result(c: &Common, scenario: &str, params: Value, setup_s: f64, m: &Measured,
         "params": params,
         "setup_s": setup_s,
         "cpu": m.cpu,
+        "gen_cpu": m.gen_cpu,
+        "cpus_busy_pct": m.cpus_busy_pct,
         "rss_kib": m.rss_kib,
         "report": m.report,
         "figures": figures,
@@ -421,6 +435,7 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
         "mix_delay_p99_ms": r.onset_delay.p99_ms,
         "routes": routes,
         "rss_kib": m.rss_kib,
+        "gen_core_pct": m.gen_cpu.core_share * 100.0,
     });
     Ok(result(
         c,

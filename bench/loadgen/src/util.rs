@@ -11,6 +11,12 @@ pub fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Fixes the epoch and the wall-clock offset; call once at start.
+pub fn init_clocks() {
+    epoch();
+    realtime_offset();
+}
+
 pub fn ns_of(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
@@ -21,6 +27,36 @@ pub fn now_ns() -> u64 {
 
 pub fn instant_of(ns: u64) -> Instant {
     epoch() + Duration::from_nanos(ns)
+}
+
+fn realtime_ns() -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// CLOCK_REALTIME minus our monotonic ns, read once: kernel receive timestamps (SO_TIMESTAMPNS)
+/// are wall-clock, stamps are monotonic. Over a few minutes the two clocks do not drift apart by
+/// anything measurable here.
+fn realtime_offset() -> i128 {
+    static OFF: OnceLock<i128> = OnceLock::new();
+    *OFF.get_or_init(|| {
+        let mut best = (i128::MAX, 0i128);
+        for _ in 0..8 {
+            let a = now_ns() as i128;
+            let rt = realtime_ns();
+            let b = now_ns() as i128;
+            if b - a < best.0 {
+                best = (b - a, rt - (a + b) / 2);
+            }
+        }
+        best.1
+    })
+}
+
+/// A kernel receive timestamp (CLOCK_REALTIME ns) in our monotonic ns.
+pub fn mono_of_realtime(rt_ns: i128) -> u64 {
+    (rt_ns - realtime_offset()).max(0) as u64
 }
 
 /// A stamp written over the last bytes of a forwarded payload: magic, sender id, sequence, send
@@ -153,4 +189,34 @@ pub fn cpu_between(a: CpuMark, b: CpuMark) -> CpuUse {
     let cpu_s = (b.ticks_s - a.ticks_s).max(0.0);
     let sched_cpu_s = b.sched_ns.saturating_sub(a.sched_ns) as f64 / 1e9;
     CpuUse { wall_s, cpu_s, sched_cpu_s, core_share: if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 } }
+}
+
+/// Busy and total jiffies of every CPU (/proc/stat), to show how busy each core was in a window,
+/// including work of other processes on a shared machine.
+pub fn cpu_jiffies() -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(|b| b.is_ascii_digit()))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
+}
+
+/// Busy percentage of each CPU between two readings.
+pub fn cpu_busy_pct(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let t = y.1.saturating_sub(x.1);
+            if t == 0 {
+                0.0
+            } else {
+                100.0 * y.0.saturating_sub(x.0) as f64 / t as f64
+            }
+        })
+        .collect()
 }
