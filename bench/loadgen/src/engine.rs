@@ -22,6 +22,9 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 /// What a leg sends.
+/// A `start_ns` that holds a sender until [`Cmd::StartAll`].
+pub const HOLD: u64 = u64::MAX / 2;
+
 pub struct SendCfg {
     pub src: Arc<Source>,
     pub ssrc: u32,
@@ -62,6 +65,8 @@ pub enum Cmd {
     Window { start_ns: u64, end_ns: u64 },
     /// Stop sending on every leg (sockets stay open, so late packets are still read).
     Quiet,
+    /// (Re)start every sender's schedule at `at_ns`.
+    StartAll { at_ns: u64 },
     Report(mpsc::Sender<Report>),
     Stop,
 }
@@ -90,6 +95,11 @@ pub struct Report {
     pub recv_any_window: u64,
     pub recv_bytes_window: u64,
     pub legs_with_media: usize,
+    /// Receiving legs (no sender of their own) that got no stamped packet from the window, and
+    /// the fewest / most such packets one receiving leg got.
+    pub receivers_silent_window: usize,
+    pub receiver_min_window: u64,
+    pub receiver_max_window: u64,
     /// Send stamp to receive, per packet in the window.
     pub delay: Percentiles,
     /// Tone onset sent to tone onset heard (mixer scenarios).
@@ -100,6 +110,8 @@ pub struct Report {
     pub send_lateness: Percentiles,
     pub send_errors: u64,
     pub rtcp_packets: u64,
+    /// Datagrams all str0m clients sent (media, RTCP, STUN, DTLS), whole run.
+    pub rtc_datagrams_out: u64,
     pub window_s: f64,
 }
 
@@ -197,6 +209,8 @@ impl Detector {
 struct LegState {
     id: u32,
     first_rx_ns: Option<u64>,
+    /// Stamped packets from the window this leg received.
+    rx_window: u64,
     detector: Option<Detector>,
 }
 
@@ -224,6 +238,7 @@ struct Stats {
     lateness_us: Vec<u32>,
     send_errors: u64,
     rtcp_packets: u64,
+    rtc_datagrams_out: u64,
 }
 
 impl Stats {
@@ -340,6 +355,18 @@ impl Engine {
                 Cmd::Quiet => {
                     self.quiet = true;
                 }
+                Cmd::StartAll { at_ns } => {
+                    for (idx, leg) in self.legs.iter_mut().enumerate() {
+                        if let Some(s) = leg.send.as_mut() {
+                            s.cfg.start_ns = at_ns;
+                            s.idx = 0;
+                            s.cycle = 0;
+                            s.due_ns = at_ns + s.cfg.src.items[0].at_ns;
+                            s.running = true;
+                            self.timers.push(Reverse((s.due_ns, idx as u32, T_SEND)));
+                        }
+                    }
+                }
                 Cmd::Report(tx) => {
                     let _ = tx.send(self.report());
                 }
@@ -400,7 +427,7 @@ impl Engine {
             running: true,
             cfg,
         });
-        let st = LegState { id: spec.id, first_rx_ns: None, detector: Detector::new(spec.detect) };
+        let st = LegState { id: spec.id, first_rx_ns: None, rx_window: 0, detector: Detector::new(spec.detect) };
         self.legs.push(Leg { io, st, send });
         let leg = &mut self.legs[idx];
         if let Some(s) = &leg.send {
@@ -482,6 +509,10 @@ impl Engine {
         let quiet = self.quiet;
         let leg = &mut self.legs[idx];
         let Some(s) = leg.send.as_mut() else { return };
+        // A timer from before a restart (StartAll) is stale: the schedule has its own new one.
+        if due != s.due_ns {
+            return;
+        }
         if !s.running || quiet {
             return;
         }
@@ -580,8 +611,12 @@ impl Engine {
                 rtc_failed += r.failed as usize;
             }
         }
+        let rx: Vec<u64> = self.legs.iter().filter(|l| l.send.is_none()).map(|l| l.st.rx_window).collect();
         let s = &mut self.stats;
         Report {
+            receivers_silent_window: rx.iter().filter(|&&n| n == 0).count(),
+            receiver_min_window: rx.iter().copied().min().unwrap_or(0),
+            receiver_max_window: rx.iter().copied().max().unwrap_or(0),
             legs: self.legs.len(),
             rtc_legs,
             rtc_connected,
@@ -601,6 +636,7 @@ impl Engine {
             send_lateness: util::percentiles_us(&mut s.lateness_us),
             send_errors: s.send_errors,
             rtcp_packets: s.rtcp_packets,
+            rtc_datagrams_out: s.rtc_datagrams_out,
             window_s: (s.win.1.saturating_sub(s.win.0)) as f64 / 1e9,
         }
     }
@@ -706,6 +742,7 @@ fn drain_rtc_at(r: &mut RtcIo, st: &mut LegState, stats: &mut Stats, ev: &mpsc::
                 return;
             }
             Ok(Output::Transmit(t)) => {
+                stats.rtc_datagrams_out += 1;
                 if r.sock.send_to(&t.contents, t.destination).is_err() {
                     stats.send_errors += 1;
                 }
@@ -771,6 +808,7 @@ fn on_media(st: &mut LegState, stats: &mut Stats, ev: &mpsc::Sender<Ev>, payload
     if let Some(s) = util::read_stamp(payload) {
         if stats.in_win(s.t_ns) {
             stats.recv_stamped_window += 1;
+            st.rx_window += 1;
             stats.delays_us.push((rx_ns.saturating_sub(s.t_ns) / 1000) as u32);
         }
     }

@@ -22,6 +22,9 @@ struct Measured {
     gen_cpu: CpuUse,
     /// Busy % of every CPU in the window (all processes): the background load of a shared machine.
     cpus_busy_pct: Vec<f64>,
+    /// Receive-buffer drops on the target's own UDP sockets in the window, and on ours.
+    target_udp_drops: Option<u64>,
+    gen_udp_drops: Option<u64>,
     rss_kib: Option<u64>,
 }
 
@@ -32,9 +35,11 @@ fn measure(c: &Common, eng: &engine::Handle) -> Measured {
     eng.send(Cmd::Window { start_ns: start, end_ns: end });
     std::thread::sleep(Duration::from_nanos(start.saturating_sub(util::now_ns())));
     let me = [std::process::id()];
-    let (a, ga, ja) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies());
+    let drops = || (c.pid.and_then(util::udp_drops), util::udp_drops(std::process::id()));
+    let (a, ga, ja, da) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies(), drops());
     std::thread::sleep(Duration::from_nanos(end.saturating_sub(util::now_ns())));
-    let (b, gb, jb) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies());
+    let (b, gb, jb, db) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies(), drops());
+    let diff = |x: Option<u64>, y: Option<u64>| Some(y?.saturating_sub(x?));
     let rss_kib = c.pid.and_then(util::rss_kib);
     // Late packets of the window still count.
     std::thread::sleep(Duration::from_millis(500));
@@ -44,6 +49,8 @@ fn measure(c: &Common, eng: &engine::Handle) -> Measured {
         cpu: util::cpu_between(a, b),
         gen_cpu: util::cpu_between(ga, gb),
         cpus_busy_pct: util::cpu_busy_pct(&ja, &jb),
+        target_udp_drops: diff(da.0, db.0),
+        gen_udp_drops: diff(da.1, db.1),
         rss_kib,
     }
 }
@@ -73,6 +80,8 @@ fn forwarding_figures(m: &Measured) -> Value {
         "delay_p99_ms": r.delay.p99_ms,
         "send_lateness_p99_ms": r.send_lateness.p99_ms,
         "gen_core_pct": m.gen_cpu.core_share * 100.0,
+        "target_rcvbuf_drops": m.target_udp_drops,
+        "gen_rcvbuf_drops": m.gen_udp_drops,
     })
 }
 
@@ -85,6 +94,8 @@ fn result(c: &Common, scenario: &str, params: Value, setup_s: f64, m: &Measured,
         "cpu": m.cpu,
         "gen_cpu": m.gen_cpu,
         "cpus_busy_pct": m.cpus_busy_pct,
+        "target_udp_drops": m.target_udp_drops,
+        "gen_udp_drops": m.gen_udp_drops,
         "rss_kib": m.rss_kib,
         "report": m.report,
         "figures": figures,
@@ -150,7 +161,8 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
             eng.add(LegSpec {
                 id: 0,
                 io: IoSpec::Rtc { sock, local, rtc: o.rtc, mid: o.mid, pt },
-                send: Some(SendCfg { src: src.clone(), ssrc: 0, pt: *pt, start_ns: util::now_ns(), stamp: true, fanout }),
+                // Held until every subscriber is connected: the audience joins, then the talk starts.
+                send: Some(SendCfg { src: src.clone(), ssrc: 0, pt: *pt, start_ns: engine::HOLD, stamp: true, fanout }),
                 detect: Detect::Off,
             });
             let mut rtc_subs = 0;
@@ -177,6 +189,7 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
             }
             let (ok, failed) = wait_connected(&eng, rtc_subs + 1, Duration::from_secs(60));
             notes.push(format!("webrtc connected {ok}, failed {failed} of {}", rtc_subs + 1));
+            eng.send(Cmd::StartAll { at_ns: util::now_ns() + 10_000_000 });
             let setup_s = t_setup.elapsed().as_secs_f64();
             let m = measure(c, &eng);
             api.delete_room(&room);

@@ -220,3 +220,33 @@ pub fn cpu_busy_pct(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Datagrams the kernel dropped because a socket's receive buffer was full: summed over the UDP
+/// sockets the process `pid` holds (the `drops` column of /proc/net/udp and udp6).
+pub fn udp_drops(pid: u32) -> Option<u64> {
+    let mut inodes = std::collections::HashSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            let t = t.to_string_lossy();
+            if let Some(i) = t.strip_prefix("socket:[").and_then(|x| x.strip_suffix(']')) {
+                if let Ok(i) = i.parse::<u64>() {
+                    inodes.insert(i);
+                }
+            }
+        }
+    }
+    let mut drops = 0;
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() < 13 {
+                continue;
+            }
+            if c[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+                drops += c[c.len() - 1].parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some(drops)
+}

@@ -38,6 +38,20 @@ struct Input {
     /// The sender's own RFC 6464 level, when it sends one.
     reported_db: Option<(f32, Instant)>,
     active: bool,
+    /// Opus only: how often the packet's TOC configuration changes, smoothed. An encoder keeps
+    /// its mode, bandwidth and frame size for long runs; random bytes change them nearly every
+    /// packet, and decode to loud noise that would win a place among the speakers.
+    toc_churn: f32,
+    last_toc: Option<u8>,
+}
+
+/// Above this churn an Opus input is taken for garbage: muted, never a speaker, counted.
+const GARBLED_CHURN: f32 = 0.5;
+
+impl Input {
+    fn garbled(&self) -> bool {
+        self.toc_churn > GARBLED_CHURN
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -278,6 +292,16 @@ impl MixerDriver {
 
 /// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence.
 fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
+    if input.garbled() {
+        // Keep the buffer moving, one packet a tick, but neither decode nor mix what is in it.
+        if !matches!(input.jitter.pop(now), Pop::Empty) {
+            stats.errors += 1;
+        }
+        input.pcm.clear();
+        input.frame.fill(0);
+        input.level_db = -127.0;
+        return;
+    }
     while input.pcm.len() < FRAME {
         let payload = match input.jitter.pop(now) {
             Pop::Packet(p) => Some(p),
@@ -366,6 +390,8 @@ impl MixerControl for MixerDriver {
                 level_db: -127.0,
                 reported_db: None,
                 active: true,
+                toc_churn: 0.0,
+                last_toc: None,
             });
         }
         for o in &plan.outputs {
@@ -445,6 +471,13 @@ impl Driver for MixerDriver {
         let input = self.inputs.iter_mut().find(|i| i.slot == slot).ok_or(WriteError::NoSuchSlot)?;
         if let Some(level) = meta.audio_level {
             input.reported_db = Some((-(level.unsigned_abs() as f32), now));
+        }
+        if input.codec.codec == Codec::Opus {
+            if let Some(toc) = payload.first().map(|b| b >> 3) {
+                let changed = input.last_toc.is_some_and(|t| t != toc);
+                input.toc_churn = 0.9 * input.toc_churn + if changed { 0.1 } else { 0.0 };
+                input.last_toc = Some(toc);
+            }
         }
         input.jitter.push(now, meta.seq.0, payload);
         Ok(())
