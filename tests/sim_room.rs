@@ -145,7 +145,7 @@ impl Network for SimNet {
     fn send(&mut self, _from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let n = self.sent.entry(to).or_default();
         *n += 1;
-        if self.loss_every > 0 && *n % self.loss_every == 0 {
+        if self.loss_every > 0 && (*n).is_multiple_of(self.loss_every) {
             return;
         }
         if let Some((_, seq, ts, payload)) = decode(data) {
