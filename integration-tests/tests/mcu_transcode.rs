@@ -85,41 +85,6 @@ fn wait_routes(d: &Daemon, room: &str, want: &[(&str, &str, &str)], what: &str) 
     })
 }
 
-/// What a leg (run with --packet-log and --save-audio) heard between two unix times, and its
-/// sample rate. The saved file is the decoded audio of its audio packets in arrival order, each
-/// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz),
-/// so the packet log places the times in the file exactly, whatever the decoder's lag.
-fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32) {
-    let j = &out.json;
-    let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
-    let per_byte = (rate / 8000) as usize;
-    let t0 = j["t0_unix"].as_f64().unwrap_or_else(|| panic!("no t0_unix: {}", out.describe()));
-    let log =
-        j["packet_log"].as_array().unwrap_or_else(|| panic!("the leg ran without --packet-log: {}", out.describe()));
-    // Packets that overtook the answer to the join were logged but not decoded (PT unknown yet).
-    let mut skip = j["received"]["unknown_pt"].as_u64().unwrap_or(0);
-    let all = read_s16le(path);
-    let (mut pos, mut start, mut end) = (0usize, None, None);
-    for e in log.iter().filter(|e| e[1] == j["audio_pt"]) {
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        let t = t0 + e[0].as_f64().unwrap_or(0.0);
-        if start.is_none() && t >= from {
-            start = Some(pos);
-        }
-        if t > to {
-            end = Some(pos);
-            break;
-        }
-        pos += (e[6].as_u64().unwrap_or(12) as usize).saturating_sub(12) * per_byte;
-    }
-    let a = start.unwrap_or(pos).min(all.len());
-    let b = end.unwrap_or(pos).min(all.len());
-    (all[a..b.max(a)].to_vec(), rate)
-}
-
 /// How many packets a leg received between two unix times, and the longest wait between two.
 fn arrivals(out: &PeerOutput, from: f64, to: f64) -> String {
     let t0 = out.json["t0_unix"].as_f64().unwrap_or(0.0);
