@@ -31,7 +31,7 @@ bench: bench-build
 	@echo "results: bench/results/summary.md"
 
 bench-quick: bench-build
-	python3 bench/run.py bench --quick --duration 5 $(BENCH_ARGS)
+	python3 bench/run.py bench --quick --duration 5 --results bench/run/quick $(BENCH_ARGS)
 
 # Janus 1.1.2 and rtpengine (user space) from Debian; they are started by bench/run.py on loopback
 # with the configs in bench/peers/, never as system services.

@@ -498,6 +498,7 @@ def janus_ssrc_probe():
 
 
 def main():
+    global RESULTS
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["bench", "compare", "profile"])
     ap.add_argument("--runs", type=int, default=3)
@@ -505,7 +506,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--results", default=None, help="where the markdown goes (default bench/results)")
     opts = ap.parse_args()
+    if opts.results:
+        RESULTS = Path(opts.results).resolve()
     if opts.quick:
         opts.runs = 1
     for exe in (LOADGEN, SWITCHBOARD):

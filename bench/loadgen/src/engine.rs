@@ -62,11 +62,16 @@ pub struct LegSpec {
 pub enum Cmd {
     Add(Box<LegSpec>),
     /// Count sends and receives stamped in [start, end).
-    Window { start_ns: u64, end_ns: u64 },
+    Window {
+        start_ns: u64,
+        end_ns: u64,
+    },
     /// Stop sending on every leg (sockets stay open, so late packets are still read).
     Quiet,
     /// (Re)start every sender's schedule at `at_ns`.
-    StartAll { at_ns: u64 },
+    StartAll {
+        at_ns: u64,
+    },
     Report(mpsc::Sender<Report>),
     Stop,
 }
@@ -157,9 +162,7 @@ impl Detector {
         match d {
             Detect::Off => None,
             Detect::Pcmu => Some(Detector { codec: Codec::Pcmu, dec: None, quiet: 0, armed: false }),
-            Detect::Opus => {
-                Some(Detector { codec: Codec::Opus, dec: opus::Decoder::new(), quiet: 0, armed: false })
-            }
+            Detect::Opus => Some(Detector { codec: Codec::Opus, dec: opus::Decoder::new(), quiet: 0, armed: false }),
         }
     }
 
@@ -523,10 +526,7 @@ impl Engine {
         };
         if can_send {
             let seq = s.seq;
-            let ts = s
-                .ts_base
-                .wrapping_add((s.cycle as u32).wrapping_mul(s.cfg.src.ts_period))
-                .wrapping_add(item.ts);
+            let ts = s.ts_base.wrapping_add((s.cycle as u32).wrapping_mul(s.cfg.src.ts_period)).wrapping_add(item.ts);
             let mut payload = item.payload.clone();
             if s.cfg.stamp && payload.len() > util::STAMP_LEN {
                 util::write_stamp(&mut payload, leg.st.id, s.count, now);
@@ -547,8 +547,7 @@ impl Engine {
                     let pt = r.pt;
                     let ok = match r.rtc.direct_api().stream_tx_by_mid(r.mid, None) {
                         Some(tx) => {
-                            let w = RtpWrite::new(pt, SeqNo::from(seq as u64), ts, inst, payload)
-                                .marker(item.marker);
+                            let w = RtpWrite::new(pt, SeqNo::from(seq as u64), ts, inst, payload).marker(item.marker);
                             tx.write_rtp(w);
                             true
                         }

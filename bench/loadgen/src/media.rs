@@ -145,7 +145,7 @@ pub fn vp8(dir: &Path, mtu: usize) -> Result<Source> {
     let hdr_len = u16::from_le_bytes([data[6], data[7]]) as usize;
     let rate = u32::from_le_bytes(data[16..20].try_into()?) as u64;
     let scale = u32::from_le_bytes(data[20..24].try_into()?) as u64;
-    let frame_ns = if rate > 0 { 1_000_000_000 * scale / rate } else { 33_333_333 };
+    let frame_ns = (1_000_000_000 * scale).checked_div(rate).unwrap_or(33_333_333);
     let ts_step = (90_000 * frame_ns / 1_000_000_000) as u32;
     let mut items = Vec::new();
     let mut pos = hdr_len;

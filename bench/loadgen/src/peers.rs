@@ -275,6 +275,7 @@ impl Rtpengine {
     }
 
     pub fn delete(&mut self, call_id: &str) {
-        let _ = self.request(&dict(&[("command", bstr("delete")), ("call-id", bstr(call_id)), ("from-tag", bstr("a"))]));
+        let _ =
+            self.request(&dict(&[("command", bstr("delete")), ("call-id", bstr(call_id)), ("from-tag", bstr("a"))]));
     }
 }

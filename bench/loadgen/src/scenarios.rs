@@ -85,7 +85,15 @@ fn forwarding_figures(m: &Measured) -> Value {
     })
 }
 
-fn result(c: &Common, scenario: &str, params: Value, setup_s: f64, m: &Measured, figures: Value, notes: Vec<String>) -> Value {
+fn result(
+    c: &Common,
+    scenario: &str,
+    params: Value,
+    setup_s: f64,
+    m: &Measured,
+    figures: Value,
+    notes: Vec<String>,
+) -> Value {
     json!({
         "scenario": scenario,
         "target": c.target,
@@ -173,7 +181,12 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
                     let offer = sb::plain_offer(local, codec, pt, direction);
                     let j = api.join(&room, &offer, json!({}))?;
                     let remote = sb::media_addr(&j.answer)?;
-                    eng.add(LegSpec { id: 1 + i as u32, io: IoSpec::Plain { sock, remote }, send: None, detect: Detect::Off });
+                    eng.add(LegSpec {
+                        id: 1 + i as u32,
+                        io: IoSpec::Plain { sock, remote },
+                        send: None,
+                        detect: Detect::Off,
+                    });
                 } else {
                     let mut o = sb::rtc_offer(local, p.video, Direction::RecvOnly)?;
                     let j = api.join(&room, &o.offer, json!({}))?;
@@ -226,7 +239,12 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
                     json!({"request": "rtp_forward", "room": room_id, "publisher_id": pub_id, "host": local.ip().to_string(),
                            "streams": [{"mid": "0", "port": local.port()}]}),
                 )?;
-                eng.add(LegSpec { id: 1 + i as u32, io: IoSpec::Plain { sock, remote: local }, send: None, detect: Detect::Off });
+                eng.add(LegSpec {
+                    id: 1 + i as u32,
+                    io: IoSpec::Plain { sock, remote: local },
+                    send: None,
+                    detect: Detect::Off,
+                });
             }
             let (sock, _) = sb::bind(c.bind_ip)?;
             let pt = if p.video { 96 } else { 111 };
@@ -536,7 +554,12 @@ pub fn s5(c: &Common, joins: usize, webrtc_joins: usize) -> Result<Value> {
         let j = api.join(&room, &o.offer, json!({}))?;
         webrtc_ms.push(j.took.as_secs_f64() * 1e3);
         let pt = sb::rtc_accept(&mut o, &j.answer)?;
-        eng.add(LegSpec { id, io: IoSpec::Rtc { sock, local, rtc: o.rtc, mid: o.mid, pt }, send: None, detect: Detect::Off });
+        eng.add(LegSpec {
+            id,
+            io: IoSpec::Rtc { sock, local, rtc: o.rtc, mid: o.mid, pt },
+            send: None,
+            detect: Detect::Off,
+        });
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut got = false;
         while let Ok(ev) = eng.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {

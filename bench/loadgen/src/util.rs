@@ -67,7 +67,7 @@ const MAGIC: u32 = 0x5342_4c47; // "SBLG"
 
 pub fn write_stamp(payload: &mut [u8], sender: u32, seq: u32, t_ns: u64) {
     let n = payload.len();
-    debug_assert!(n >= STAMP_LEN + 1);
+    debug_assert!(n > STAMP_LEN);
     let s = &mut payload[n - STAMP_LEN..];
     s[0..4].copy_from_slice(&MAGIC.to_be_bytes());
     s[4..8].copy_from_slice(&sender.to_be_bytes());
