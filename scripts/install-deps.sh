@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  pkg-config libssl-dev
+  pkg-config libssl-dev libopus-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools

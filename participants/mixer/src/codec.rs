@@ -1,8 +1,10 @@
 //! One decoder per input and one encoder per distinct output stream, whatever the codec: G.711
-//! in Rust (a table lookup costs less than any hop through GStreamer), Opus and G.722 through
+//! in Rust (a table lookup costs less than any hop through GStreamer), Opus on libopus' plain
+//! single-stream API (`opus_codec`: GStreamer's opusdec/opusenc use the multistream API, whose
+//! per-call `cpuid` in libopus 1.3.1 dominated the mixer's CPU in a VM), and G.722 through
 //! GStreamer elements driven synchronously (`gst_codec`).
 
-use crate::{g711, gst_codec, resample};
+use crate::{g711, gst_codec, opus_codec, resample};
 use switchboard_driver::Codec;
 
 /// Samples in one 20 ms frame at the mixer's internal 16 kHz.
@@ -14,10 +16,13 @@ pub enum StageError {
     Unsupported(Codec),
     #[error(transparent)]
     Gst(#[from] gst_codec::CodecError),
+    #[error(transparent)]
+    Opus(#[from] opus_codec::CodecError),
 }
 
 pub enum Decoder {
     G711 { ulaw: bool, up: resample::Upsampler, tmp: Vec<i16> },
+    Opus(opus_codec::Decoder),
     Gst(gst_codec::Decoder),
 }
 
@@ -29,7 +34,8 @@ impl Decoder {
                 up: resample::Upsampler::new(),
                 tmp: Vec::with_capacity(FRAME),
             },
-            Codec::Opus | Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
+            Codec::Opus => Decoder::Opus(opus_codec::Decoder::new()?),
+            Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
             other => return Err(StageError::Unsupported(other)),
         })
     }
@@ -54,6 +60,7 @@ impl Decoder {
                 up.process(tmp, out);
                 Ok(())
             }
+            Decoder::Opus(d) => Ok(d.decode(payload, FRAME, out)?),
             Decoder::Gst(d) => Ok(d.decode(payload, FRAME, out)?),
         }
     }
@@ -61,6 +68,7 @@ impl Decoder {
 
 pub enum Encoder {
     G711 { ulaw: bool, down: Box<resample::Downsampler>, tmp: Vec<i16> },
+    Opus(opus_codec::Encoder),
     Gst(gst_codec::Encoder),
 }
 
@@ -72,7 +80,8 @@ impl Encoder {
                 down: Box::new(resample::Downsampler::new()),
                 tmp: Vec::with_capacity(FRAME * 3),
             },
-            Codec::Opus | Codec::G722 => Encoder::Gst(gst_codec::Encoder::new(codec, ptime_ms)?),
+            Codec::Opus => Encoder::Opus(opus_codec::Encoder::new(ptime_ms)?),
+            Codec::G722 => Encoder::Gst(gst_codec::Encoder::new(codec, ptime_ms)?),
             other => return Err(StageError::Unsupported(other)),
         })
     }
@@ -92,7 +101,45 @@ impl Encoder {
                 }
                 Ok(())
             }
+            Encoder::Opus(e) => Ok(e.encode(pcm, out)?),
             Encoder::Gst(e) => Ok(e.encode(pcm, out)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_codec_goes_to_its_stage() {
+        let _g = crate::test_util::serial();
+        assert!(matches!(Decoder::new(Codec::Opus), Ok(Decoder::Opus(_))));
+        assert!(matches!(Encoder::new(Codec::Opus, 20), Ok(Encoder::Opus(_))));
+        assert!(matches!(Decoder::new(Codec::G722), Ok(Decoder::Gst(_))));
+        assert!(matches!(Encoder::new(Codec::G722, 20), Ok(Encoder::Gst(_))));
+        assert!(matches!(Decoder::new(Codec::Pcma), Ok(Decoder::G711 { ulaw: false, .. })));
+        assert!(matches!(Decoder::new(Codec::Vp8), Err(StageError::Unsupported(Codec::Vp8))));
+    }
+
+    #[test]
+    fn opus_refuses_what_opusenc_refused() {
+        let err = Encoder::new(Codec::Opus, 30).err().expect("30 ms refused");
+        assert!(matches!(err, StageError::Opus(opus_codec::CodecError::Ptime { ptime_ms: 30 })), "{err:?}");
+        assert_eq!(err.to_string(), "Opus cannot be packetised at 30 ms");
+    }
+
+    #[test]
+    fn every_codec_gives_one_frame_per_tick() {
+        let _g = crate::test_util::serial();
+        for codec in [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus] {
+            let mut enc = Encoder::new(codec, 20).expect("encoder");
+            let mut dec = Decoder::new(codec).expect("decoder");
+            let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+            enc.encode(&[1000; FRAME], &mut payload).expect("encode");
+            dec.decode(Some(&payload), &mut pcm).expect("decode");
+            dec.decode(None, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len(), 2 * FRAME, "{codec:?}");
         }
     }
 }

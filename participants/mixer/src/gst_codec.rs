@@ -1,25 +1,24 @@
-//! Opus and G.722 through GStreamer elements, driven synchronously from the caller's thread.
+//! G.722 through GStreamer elements (`avdec_g722`, `avenc_g722`), driven synchronously from the
+//! caller's thread.
+//!
+//! Opus used to go through `opusdec`/`opusenc` here too. It now has its own module,
+//! `opus_codec`, on libopus' plain API: those elements always use libopus' multistream API,
+//! which in libopus 1.3.1 (Debian 12) repeats CPU feature detection, i.e. the `cpuid`
+//! instruction, on every call, and in a VM, where each `cpuid` traps to the hypervisor, that
+//! dominated the mixer's cost. G.722 (libavcodec) has no such overhead, and stays here.
 //!
 //! Each codec is one bare element (no pipeline, no bin): we own a source pad linked to its sink
 //! pad and a sink pad linked from its source pad, the way `GstHarness` drives elements in tests.
 //! `Pad::push` runs the element's chain function in our thread, and every element used here
-//! (`opusdec`, `opusenc`, `avdec_g722`, `avenc_g722`) finishes a frame inside that call, so the
-//! output is sitting in our sink pad's store when `push` returns: no streaming thread, no queue,
-//! no added frame of latency. An appsrc/appsink pipeline per stream would cost a thread each and
-//! a hand-off per frame.
+//! finishes a frame inside that call, so the output is sitting in our sink pad's store when
+//! `push` returns: no streaming thread, no queue, no added frame of latency. An appsrc/appsink
+//! pipeline per stream would cost a thread each and a hand-off per frame.
 //!
-//! Formats are forced at the pads instead of with converter elements: our sink pad's template
-//! makes `opusdec` decode straight to 16 kHz mono, `avdec_g722` produces 16 kHz mono S16 by
-//! nature, and both encoders accept 16 kHz mono S16 as is.
+//! Formats are forced at the pads instead of with converter elements: `avdec_g722` produces
+//! 16 kHz mono S16 by nature, and `avenc_g722` accepts it as is.
 //!
 //! Neither direction adds buffering: a payload comes out of each `encode`, and PCM out of each
-//! `decode`. The codecs' own algorithmic delay remains (Opus about 6.5 ms, G.722 under 2 ms,
-//! encoder plus decoder).
-//!
-//! Cost: opusdec and opusenc use libopus' multistream API, which in libopus 1.3.1 (Debian 12)
-//! repeats CPU feature detection, i.e. the `cpuid` instruction, on every call. On bare metal
-//! that is noise; in a VM every `cpuid` traps to the hypervisor, and where that is slow it
-//! dominates the per-frame cost of Opus. G.722 (libavcodec) has no such overhead.
+//! `decode`. The codec's own algorithmic delay remains (under 2 ms, encoder plus decoder).
 //!
 //! Elements that are not in a bin have no bus, so each gets a private one whose sync handler
 //! keeps only the last error or warning text (for error reports) and drops every message;
@@ -27,6 +26,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::conceal::Concealer;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use switchboard_driver::Codec;
@@ -204,11 +204,6 @@ impl Stage {
         }
     }
 
-    /// Announces a stretch of time without data; a concealing decoder fills it during the call.
-    fn push_gap(&mut self, duration: gst::ClockTime) -> bool {
-        self.src.push_event(gst::event::Gap::builder(self.pts).duration(duration).build())
-    }
-
     /// Hands every output buffer of the last push to `f`, in order, and empties the store.
     fn drain(&self, mut f: impl FnMut(&[u8])) -> Result<usize, CodecError> {
         let mut store = lock(&self.store);
@@ -252,35 +247,6 @@ fn build(factory: &'static str, builder: gst::element_factory::ElementBuilder<'_
     builder.build().map_err(|_| CodecError::MissingElement(factory))
 }
 
-/// Stands in for lost G.722 frames (and for Opus frames its PLC could not produce): the last
-/// good frame once more, faded out so the repeat does not buzz, then silence.
-#[derive(Default)]
-struct Concealer {
-    last: Vec<i16>,
-    lost_in_a_row: u32,
-}
-
-impl Concealer {
-    fn good(&mut self, decoded: &[i16]) {
-        self.last.clear();
-        self.last.extend_from_slice(decoded);
-        self.lost_in_a_row = 0;
-    }
-
-    fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
-        self.lost_in_a_row = self.lost_in_a_row.saturating_add(1);
-        if self.lost_in_a_row > 1 || self.last.is_empty() {
-            out.resize(out.len() + samples, 0);
-            return;
-        }
-        let len = self.last.len();
-        out.extend((0..samples).map(|i| {
-            let gain = (samples - i) as f32 / samples as f32;
-            (self.last[i % len] as f32 * gain) as i16
-        }));
-    }
-}
-
 /// Decodes one RTP stream to 16 kHz mono.
 pub struct Decoder {
     codec: Codec,
@@ -291,18 +257,6 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(codec: Codec) -> Result<Decoder, CodecError> {
         let (factory, element, caps) = match codec {
-            Codec::Opus => {
-                let element = build("opusdec", make("opusdec")?.property("plc", true))?;
-                // An Opus RTP payload is a bare Opus packet with no OpusHead, which is what
-                // mapping family 0 describes. Declaring one channel makes libopus downmix stereo
-                // packets itself; the packets carry their own channel count.
-                let caps = gst::Caps::builder("audio/x-opus")
-                    .field("channel-mapping-family", 0i32)
-                    .field("rate", 48_000i32)
-                    .field("channels", 1i32)
-                    .build();
-                ("opusdec", element, caps)
-            }
             Codec::G722 => {
                 let element = build("avdec_g722", make("avdec_g722")?)?;
                 // G.722 is 16 kHz audio whatever its RTP clock says.
@@ -337,70 +291,27 @@ impl Decoder {
                 self.conceal.good(&out[start..]);
                 return Ok(());
             }
-            // opusdec only logs decode errors (max-errors is -1), so there is rarely a message.
             let message = lock(&self.stage.store).message.take();
             tracing::debug!(codec = self.codec.as_str(), len = data.len(), ?message, "undecodable payload concealed");
         }
-
-        let duration = samples_to_time(frame_samples_16k);
-        if self.codec == Codec::Opus && self.stage.push_gap(duration) {
-            self.stage.drain(|bytes| {
-                out.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
-            })?;
-        }
-        // Opus PLC works in 2.5 ms steps; whatever it made, the mixer gets exactly one frame.
-        if out.len() - start >= frame_samples_16k {
-            out.truncate(start + frame_samples_16k);
-        } else {
-            let have = out.len() - start;
-            self.conceal.conceal(frame_samples_16k - have, out);
-        }
-        self.stage.pts += duration;
+        // G.722 has no concealment of its own, and libavcodec's decoder none either.
+        self.conceal.conceal(frame_samples_16k, out);
+        self.stage.pts += samples_to_time(frame_samples_16k);
         Ok(())
     }
 }
 
 /// Encodes 16 kHz mono PCM into one RTP payload per ptime.
 pub struct Encoder {
-    codec: Codec,
     stage: Stage,
     frame_samples: usize,
     /// Reused staging area for the little-endian input bytes.
     bytes: Vec<u8>,
 }
 
-/// opusenc settings for a conference mix: speech-tuned, wideband (the mix is 16 kHz, more would
-/// be wasted bits), 32 kbit/s, and complexity 5 rather than the default 10, since encoding is the
-/// costliest step and the MCU does it once per distinct mix every 20 ms.
-const OPUS_BITRATE: i32 = 32_000;
-const OPUS_COMPLEXITY: i32 = 5;
-
 impl Encoder {
     pub fn new(codec: Codec, ptime_ms: u32) -> Result<Encoder, CodecError> {
         let (factory, element, out_caps) = match codec {
-            Codec::Opus => {
-                // opusenc's frame-size is an enum of these durations, set by nick.
-                let frame_size = match ptime_ms {
-                    5 => "5",
-                    10 => "10",
-                    20 => "20",
-                    40 => "40",
-                    60 => "60",
-                    _ => return Err(CodecError::Ptime { codec, ptime_ms }),
-                };
-                // Property names, types and enum nicks below are those of opusenc in every
-                // GStreamer 1.x; a mismatch would panic here on every call, which the tests catch.
-                let element = build(
-                    "opusenc",
-                    make("opusenc")?
-                        .property("bitrate", OPUS_BITRATE)
-                        .property("complexity", OPUS_COMPLEXITY)
-                        .property_from_str("audio-type", "voice")
-                        .property_from_str("bandwidth", "wideband")
-                        .property_from_str("frame-size", frame_size),
-                )?;
-                ("opusenc", element, gst::Caps::builder("audio/x-opus").build())
-            }
             Codec::G722 => {
                 if !(5..=200).contains(&ptime_ms) {
                     return Err(CodecError::Ptime { codec, ptime_ms });
@@ -415,7 +326,7 @@ impl Encoder {
         };
         let stage = Stage::new(factory, element, &raw_caps(), &out_caps)?;
         let frame_samples = (ptime_ms * RATE / 1000) as usize;
-        Ok(Encoder { codec, stage, frame_samples, bytes: Vec::with_capacity(frame_samples * 2) })
+        Ok(Encoder { stage, frame_samples, bytes: Vec::with_capacity(frame_samples * 2) })
     }
 
     /// Samples `encode` takes per call.
@@ -435,11 +346,10 @@ impl Encoder {
         let duration = samples_to_time(self.frame_samples);
         self.stage.push(&self.bytes, Some(duration))?;
         self.stage.pts += duration;
+        // With the frame length set to the ptime the encoder emits exactly one payload per push;
+        // G.722 being sample-based, split output would still concatenate into a valid payload.
         let packets = self.stage.drain(|bytes| out.extend_from_slice(bytes))?;
-        // With the frame length set to the ptime both encoders emit exactly one payload per push
-        // (no DTX, no internal frame queue). G.722 being sample-based, split output would still
-        // concatenate into a valid payload; Opus packets would not.
-        if packets == 0 || (self.codec == Codec::Opus && packets > 1) {
+        if packets == 0 {
             return Err(CodecError::Packets { element: self.stage.name, packets });
         }
         Ok(())
@@ -449,66 +359,13 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::f64::consts::TAU;
+    use crate::test_util::*;
     use std::time::{Duration, Instant};
 
-    /// GStreamer tests run one at a time so the memory and timing checks see only their own work.
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        static LOCK: Mutex<()> = Mutex::new(());
-        LOCK.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A continuous tone cut into frames, with phase carried across frames.
-    fn tone_frames(freq: f64, amplitude: f64, frame: usize, frames: usize) -> Vec<Vec<i16>> {
-        (0..frames)
-            .map(|f| {
-                (0..frame)
-                    .map(|i| {
-                        let n = (f * frame + i) as f64;
-                        (amplitude * (TAU * freq * n / RATE as f64).sin()).round() as i16
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn power_at(x: &[i16], freq: f64) -> f64 {
-        let coeff = 2.0 * (TAU * freq / RATE as f64).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s = v as f64 + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    }
-
-    /// Strongest frequency between 100 Hz and 7.5 kHz: a coarse Goertzel scan, then a fine one.
-    fn dominant(x: &[i16]) -> f64 {
-        let scan = |from: f64, to: f64, step: f64| {
-            let mut best = (from, f64::MIN);
-            let mut f = from;
-            while f <= to {
-                let p = power_at(x, f);
-                if p > best.1 {
-                    best = (f, p);
-                }
-                f += step;
-            }
-            best.0
-        };
-        let coarse = scan(100.0, 7500.0, 10.0);
-        scan(coarse - 10.0, coarse + 10.0, 1.0)
-    }
-
-    fn rms(x: &[i16]) -> f64 {
-        (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
-    }
-
     /// Encodes a 440 Hz tone, decodes it back, and returns the payload sizes and the PCM.
-    fn round_trip(codec: Codec, ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
-        let mut enc = Encoder::new(codec, ptime_ms).expect("encoder");
-        let mut dec = Decoder::new(codec).expect("decoder");
+    fn round_trip(ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
+        let mut enc = Encoder::new(Codec::G722, ptime_ms).expect("encoder");
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
         let frame = enc.frame_samples();
         let mut sizes = Vec::new();
         let mut pcm = Vec::new();
@@ -523,28 +380,10 @@ mod tests {
         (sizes, pcm)
     }
 
-    fn check_tone(pcm: &[i16]) {
-        // Skip the codecs' start-up (Opus ramps in over its first frames).
-        let steady = &pcm[pcm.len() / 4..];
-        let f = dominant(steady);
-        assert!((f - 440.0).abs() <= 10.0, "dominant {f} Hz");
-        let level = 20.0 * (rms(steady) / (8000.0 / 2f64.sqrt())).log10();
-        assert!(level.abs() < 3.0, "level {level:.1} dB");
-    }
-
-    #[test]
-    fn opus_round_trip_keeps_the_tone() {
-        let _g = serial();
-        let (sizes, pcm) = round_trip(Codec::Opus, 20, 50);
-        // 32 kbit/s at 20 ms is 80 bytes a packet on average; a pure tone needs less.
-        assert!(sizes.iter().all(|&s| s > 0 && s <= 200), "{sizes:?}");
-        check_tone(&pcm);
-    }
-
     #[test]
     fn g722_round_trip_keeps_the_tone() {
         let _g = serial();
-        let (sizes, pcm) = round_trip(Codec::G722, 20, 50);
+        let (sizes, pcm) = round_trip(20, 50);
         // 64 kbit/s: one byte per two 16 kHz samples.
         assert!(sizes.iter().all(|&s| s == 160), "{sizes:?}");
         check_tone(&pcm);
@@ -553,13 +392,9 @@ mod tests {
     #[test]
     fn other_ptimes_packetise_accordingly() {
         let _g = serial();
-        for ptime in [10, 40, 60] {
-            let (_, pcm) = round_trip(Codec::Opus, ptime, 10);
-            assert_eq!(pcm.len(), 10 * ptime as usize * 16);
-        }
-        let (sizes, _) = round_trip(Codec::G722, 30, 10);
+        let (sizes, pcm) = round_trip(30, 10);
         assert!(sizes.iter().all(|&s| s == 240), "{sizes:?}");
-        assert!(matches!(Encoder::new(Codec::Opus, 30), Err(CodecError::Ptime { .. })));
+        assert_eq!(pcm.len(), 10 * 30 * 16);
         assert!(matches!(Encoder::new(Codec::G722, 0), Err(CodecError::Ptime { .. })));
     }
 
@@ -567,182 +402,116 @@ mod tests {
     fn other_codecs_are_refused() {
         assert!(matches!(Decoder::new(Codec::Pcmu), Err(CodecError::Unsupported(Codec::Pcmu))));
         assert!(matches!(Encoder::new(Codec::Vp8, 20), Err(CodecError::Unsupported(Codec::Vp8))));
+        // Opus has its own module (`opus_codec`): opusdec/opusenc are not used.
+        assert!(matches!(Decoder::new(Codec::Opus), Err(CodecError::Unsupported(Codec::Opus))));
+        assert!(matches!(Encoder::new(Codec::Opus, 20), Err(CodecError::Unsupported(Codec::Opus))));
     }
 
     #[test]
     fn encoder_rejects_partial_frames() {
         let _g = serial();
-        let mut enc = Encoder::new(Codec::Opus, 20).expect("encoder");
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
         let mut out = Vec::new();
         assert!(matches!(enc.encode(&[0; 100], &mut out), Err(CodecError::FrameSize { got: 100, want: 320 })));
         // The refusal leaves the encoder usable.
         enc.encode(&[0; 320], &mut out).expect("encode");
-        assert!(!out.is_empty());
+        assert_eq!(out.len(), 160);
     }
 
     #[test]
     fn loss_is_concealed_with_exactly_one_frame() {
         let _g = serial();
-        for codec in [Codec::Opus, Codec::G722] {
-            // Before any packet there is nothing to go on, but the frame must still come out.
-            let mut dec = Decoder::new(codec).expect("decoder");
-            let mut pcm = Vec::new();
-            dec.decode(None, 320, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len(), 320);
+        // Before any packet there is nothing to go on, but the frame must still come out.
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
+        let mut pcm = Vec::new();
+        dec.decode(None, 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len(), 320);
 
-            let mut enc = Encoder::new(codec, 20).expect("encoder");
-            let mut payload = Vec::new();
-            for input in tone_frames(440.0, 8000.0, 320, 10) {
-                enc.encode(&input, &mut payload).expect("encode");
-                dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-            }
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+        let mut payload = Vec::new();
+        for input in tone_frames(440.0, 8000.0, 320, 10) {
+            enc.encode(&input, &mut payload).expect("encode");
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        }
+        let before = pcm.len();
+        dec.decode(None, 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len() - before, 320);
+        // Concealment carries the signal on rather than dropping to silence at once.
+        assert!(rms(&pcm[before..]) > 500.0, "concealment rms {}", rms(&pcm[before..]));
+        for _ in 0..5 {
             let before = pcm.len();
             dec.decode(None, 320, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len() - before, 320, "{codec:?}");
-            // Concealment carries the signal on rather than dropping to silence at once.
-            assert!(rms(&pcm[before..]) > 500.0, "{codec:?} concealment rms {}", rms(&pcm[before..]));
-            for _ in 0..5 {
-                let before = pcm.len();
-                dec.decode(None, 320, &mut pcm).expect("conceal");
-                assert_eq!(pcm.len() - before, 320);
-            }
-            // An empty payload is a loss too.
-            let before = pcm.len();
-            dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len() - before, 320);
-            // And the stream resumes afterwards.
-            let before = pcm.len();
-            enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
             assert_eq!(pcm.len() - before, 320);
         }
+        // An empty payload is a loss too.
+        let before = pcm.len();
+        dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len() - before, 320);
+        // And the stream resumes afterwards.
+        let before = pcm.len();
+        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+        dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        assert_eq!(pcm.len() - before, 320);
     }
 
     #[test]
     fn garbage_is_survived() {
         let _g = serial();
-        let mut seed = 0x1234_5678u32;
-        let mut noise = |len: usize| -> Vec<u8> {
-            (0..len)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (seed >> 24) as u8
-                })
-                .collect()
-        };
-        let mut payloads = vec![vec![0u8], vec![0xFF; 3], vec![0; 1275], vec![0xFF; 5000], vec![0xFC, 0xFF, 0xFF]];
-        for len in [1, 2, 7, 60, 160, 400, 1500] {
-            for _ in 0..20 {
-                payloads.push(noise(len));
-            }
-        }
-        for codec in [Codec::Opus, Codec::G722] {
-            let mut dec = Decoder::new(codec).expect("decoder");
-            let mut enc = Encoder::new(codec, 20).expect("encoder");
-            let mut pcm = Vec::new();
-            for p in &payloads {
-                pcm.clear();
-                match dec.decode(Some(p), 320, &mut pcm) {
-                    // 120 ms is the longest Opus packet; G.722 makes two samples per byte.
-                    Ok(()) => assert!(pcm.len() <= (1920usize).max(p.len() * 2), "{codec:?} {}", pcm.len()),
-                    Err(e) => {
-                        eprintln!("{codec:?}: {e}");
-                        dec = Decoder::new(codec).expect("decoder");
-                    }
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+        let mut pcm = Vec::new();
+        for p in &garbage_payloads() {
+            pcm.clear();
+            match dec.decode(Some(p), 320, &mut pcm) {
+                // G.722 makes two samples per byte.
+                Ok(()) => assert!(pcm.len() <= 320usize.max(p.len() * 2), "{}", pcm.len()),
+                Err(e) => {
+                    eprintln!("G722: {e}");
+                    dec = Decoder::new(Codec::G722).expect("decoder");
                 }
             }
-            // Whatever it went through, the decoder still decodes real payloads.
-            let mut payload = Vec::new();
-            enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-            pcm.clear();
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
-            assert_eq!(pcm.len(), 320);
         }
-    }
-
-    /// A stereo Opus stream (as some endpoints send) must come out as a mono downmix, not as
-    /// its left channel alone.
-    #[test]
-    fn stereo_payloads_are_downmixed() {
-        let _g = serial();
-        init().expect("init");
-        let element =
-            build("opusenc", make("opusenc").expect("opusenc").property("bitrate", 96_000i32)).expect("opusenc");
-        let caps = gst::Caps::builder("audio/x-raw")
-            .field("format", "S16LE")
-            .field("layout", "interleaved")
-            .field("rate", 48_000i32)
-            .field("channels", 2i32)
-            .build();
-        let mut stereo =
-            Stage::new("opusenc", element, &caps, &gst::Caps::builder("audio/x-opus").build()).expect("stereo encoder");
-        let mut dec = Decoder::new(Codec::Opus).expect("decoder");
-        let mut pcm = Vec::new();
-        let mut bytes = Vec::new();
-        for f in 0..50usize {
-            bytes.clear();
-            for i in 0..960usize {
-                let t = (f * 960 + i) as f64 / 48_000.0;
-                let left = (8000.0 * (TAU * 440.0 * t).sin()) as i16;
-                let right = (8000.0 * (TAU * 1000.0 * t).sin()) as i16;
-                bytes.extend(left.to_le_bytes());
-                bytes.extend(right.to_le_bytes());
-            }
-            stereo.push(&bytes, Some(gst::ClockTime::from_mseconds(20))).expect("push");
-            stereo.pts += gst::ClockTime::from_mseconds(20);
-            let mut packets = Vec::new();
-            stereo.drain(|p| packets.push(p.to_vec())).expect("drain");
-            for p in packets {
-                dec.decode(Some(&p), 320, &mut pcm).expect("decode");
-            }
-        }
-        let steady = &pcm[pcm.len() / 4..];
-        let (l, r) = (power_at(steady, 440.0), power_at(steady, 1000.0));
-        let balance = 10.0 * (l / r).log10();
-        assert!(balance.abs() < 3.0, "440 Hz vs 1 kHz: {balance:.1} dB");
-    }
-
-    fn resident_kib() -> Option<u64> {
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        Some(pages * 4)
+        // Whatever it went through, the decoder still decodes real payloads.
+        let mut payload = Vec::new();
+        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+        pcm.clear();
+        dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
+        assert_eq!(pcm.len(), 320);
     }
 
     #[test]
     fn long_runs_hold_steady_and_keep_up() {
         let _g = serial();
-        for codec in [Codec::Opus, Codec::G722] {
-            let mut enc = Encoder::new(codec, 20).expect("encoder");
-            let mut dec = Decoder::new(codec).expect("decoder");
-            let frames = tone_frames(440.0, 8000.0, 320, 50);
-            let mut payload = Vec::new();
-            let mut pcm = Vec::with_capacity(320);
-            let mut run = |n: usize| {
-                for i in 0..n {
-                    enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
-                    pcm.clear();
-                    // Every tenth packet lost, so concealment is exercised too.
-                    let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
-                    dec.decode(p, 320, &mut pcm).expect("decode");
-                    assert_eq!(pcm.len(), 320);
-                }
-            };
-            run(500);
-            // Growth in several windows: a leak shows in every one, while other tests in this
-            // process allocating at the same moment can only spoil some.
-            let mut growth = Vec::new();
-            for _ in 0..3 {
-                let before = resident_kib();
-                let started = Instant::now();
-                run(1000);
-                let elapsed = started.elapsed();
-                // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
-                assert!(elapsed < Duration::from_secs(5), "{codec:?}: 1000 frames took {elapsed:?}");
-                growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
+        let frames = tone_frames(440.0, 8000.0, 320, 50);
+        let mut payload = Vec::new();
+        let mut pcm = Vec::with_capacity(320);
+        let mut run = |n: usize| {
+            for i in 0..n {
+                enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
+                pcm.clear();
+                // Every tenth packet lost, so concealment is exercised too.
+                let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
+                dec.decode(p, 320, &mut pcm).expect("decode");
+                assert_eq!(pcm.len(), 320);
             }
-            // A leaked buffer per frame would be hundreds of KiB per 1000 frames.
-            assert!(growth.iter().min().is_none_or(|&g| g < 128), "{codec:?}: RSS growth {growth:?} KiB");
+        };
+        run(500);
+        // Growth in several windows: a leak shows in every one, while other tests in this
+        // process allocating at the same moment can only spoil some.
+        let mut growth = Vec::new();
+        for _ in 0..3 {
+            let before = resident_kib();
+            let started = Instant::now();
+            run(1000);
+            let elapsed = started.elapsed();
+            // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
+            assert!(elapsed < Duration::from_secs(5), "1000 frames took {elapsed:?}");
+            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
         }
+        // A leaked buffer per frame would be hundreds of KiB per 1000 frames.
+        assert!(growth.iter().min().is_none_or(|&g| g < 128), "RSS growth {growth:?} KiB");
     }
 
     #[test]
@@ -751,13 +520,11 @@ mod tests {
         let mut payload = Vec::new();
         let mut pcm = Vec::new();
         let mut cycle = || {
-            for codec in [Codec::Opus, Codec::G722] {
-                let mut enc = Encoder::new(codec, 20).expect("encoder");
-                let mut dec = Decoder::new(codec).expect("decoder");
-                enc.encode(&[0; 320], &mut payload).expect("encode");
-                pcm.clear();
-                dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-            }
+            let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+            let mut dec = Decoder::new(Codec::G722).expect("decoder");
+            enc.encode(&[0; 320], &mut payload).expect("encode");
+            pcm.clear();
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
         };
         for _ in 0..50 {
             cycle();
@@ -774,68 +541,35 @@ mod tests {
         assert!(growth.iter().min().is_none_or(|&g| g < 256), "RSS growth {growth:?} KiB");
     }
 
-    /// CPU time this thread has run, from the scheduler's own accounting (nanoseconds), so a busy
-    /// machine does not inflate the figures the way wall time does.
-    fn thread_cpu() -> Option<Duration> {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-        Some(Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
-    }
-
-    /// Runs `f` `n` times; returns wall and CPU microseconds per call.
-    fn measure(n: usize, mut f: impl FnMut(usize)) -> (f64, Option<f64>) {
-        let cpu = thread_cpu();
-        let started = Instant::now();
-        for i in 0..n {
-            f(i);
-        }
-        let wall = started.elapsed().as_secs_f64() * 1e6 / n as f64;
-        let cpu = cpu.zip(thread_cpu()).map(|(a, b)| (b - a).as_secs_f64() * 1e6 / n as f64);
-        (wall, cpu)
-    }
-
     /// `cargo test -p switchboard-mixer --release -- --ignored --nocapture bench`
     #[test]
     #[ignore]
-    fn bench_per_frame_cost() {
+    fn bench_g722_per_frame_cost() {
         let _g = serial();
         const N: usize = 5000;
         let frames = tone_frames(440.0, 8000.0, 320, 50);
-        for codec in [Codec::Opus, Codec::G722] {
-            let mut enc = Encoder::new(codec, 20).expect("encoder");
-            let mut dec = Decoder::new(codec).expect("decoder");
-            let mut payloads = vec![Vec::new(); N];
-            let encode = measure(N, |i| enc.encode(&frames[i % frames.len()], &mut payloads[i]).expect("encode"));
-            let mut pcm = Vec::with_capacity(320);
-            let decode = measure(N, |i| {
-                pcm.clear();
-                dec.decode(Some(&payloads[i]), 320, &mut pcm).expect("decode");
-            });
-            let conceal = measure(N, |_| {
-                pcm.clear();
-                dec.decode(None, 320, &mut pcm).expect("conceal");
-            });
-            let show =
-                |(wall, cpu): (f64, Option<f64>)| format!("{wall:.1} µs wall / {:.1} µs CPU", cpu.unwrap_or(f64::NAN));
-            println!(
-                "{codec:?} per 20 ms frame: encode {}, decode {}, conceal {}",
-                show(encode),
-                show(decode),
-                show(conceal)
-            );
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
+        let mut payloads = vec![Vec::new(); N];
+        let encode = measure(N, |i| enc.encode(&frames[i % frames.len()], &mut payloads[i]).expect("encode"));
+        let mut pcm = Vec::with_capacity(320);
+        let decode = measure(N, |i| {
+            pcm.clear();
+            dec.decode(Some(&payloads[i]), 320, &mut pcm).expect("decode");
+        });
+        let conceal = measure(N, |_| {
+            pcm.clear();
+            dec.decode(None, 320, &mut pcm).expect("conceal");
+        });
+        println!("G722 per 20 ms frame: encode {encode}, decode {decode}, conceal {conceal}");
 
-            // Algorithmic delay through encoder and decoder: where a tone switched on at a
-            // frame boundary shows up in the output.
-            let mut enc = Encoder::new(codec, 20).expect("encoder");
-            let mut dec = Decoder::new(codec).expect("decoder");
-            let tone = tone_frames(1000.0, 8000.0, 320, 20);
-            let (mut payload, mut out) = (Vec::new(), Vec::new());
-            for (f, frame) in tone.iter().enumerate() {
-                let input = if f < 10 { &[0; 320][..] } else { frame };
-                enc.encode(input, &mut payload).expect("encode");
-                dec.decode(Some(&payload), 320, &mut out).expect("decode");
-            }
-            let delay = out.iter().position(|s| s.unsigned_abs() > 2000).map(|i| i as f64 / 16.0 - 200.0);
-            println!("{codec:?}: a tone switched on comes out {delay:?} ms later");
-        }
+        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
+        let mut dec = Decoder::new(Codec::G722).expect("decoder");
+        let mut payload = Vec::new();
+        let delay = delay_ms(|input, out| {
+            enc.encode(input, &mut payload).expect("encode");
+            dec.decode(Some(&payload), 320, out).expect("decode");
+        });
+        println!("G722: a tone switched on comes out {delay:?} ms later");
     }
 }

@@ -1,11 +1,15 @@
 //! Switchboard's audio MCU: a driver the room treats like a participant. See `mixer.rs`.
 
 mod codec;
+mod conceal;
 pub mod g711;
 pub mod gst_codec;
 mod jitter;
 mod mixer;
+pub mod opus_codec;
 pub mod resample;
 mod speakers;
+#[cfg(test)]
+mod test_util;
 
 pub use mixer::{spec, MixerDriver};

@@ -1,0 +1,467 @@
+//! Opus through libopus' plain, single-stream API (the `opus` crate over the system libopus),
+//! called directly from the mixer's thread.
+//!
+//! Why not GStreamer like G.722: `opusdec` and `opusenc` always drive libopus' *multistream* API,
+//! even for one mono stream, and that API calls `opus_decoder_get_size`/`opus_encoder_get_size`
+//! on every packet to step through its per-stream states. In libopus 1.3.1 as Debian 12 builds it
+//! (with custom modes) those go through `opus_custom_mode_create`, which starts with run-time CPU
+//! feature detection, i.e. the `cpuid` instruction. On bare metal that is noise; in a VM every
+//! `cpuid` traps to the hypervisor, and in the Opus MCU benchmark (docs/benchmarks.md, S4) it was
+//! about 60 % of the daemon's CPU. The plain API detects the CPU once, when a state is created.
+//! On the development VM a 20 ms frame now costs about 12 µs to decode or conceal and 100 µs to
+//! encode, against 81, 76 and 139 µs through the elements (`bench_opus_per_frame_cost`). Both
+//! paths produce the same bytes: the encoder's packets and the decoder's PCM, concealment
+//! included, were checked identical to `opusenc`'s and `opusdec`'s before the switch.
+//!
+//! What the mixer sees is what it saw through GStreamer:
+//! - the decoder outputs 16 kHz mono directly (libopus decodes at any of its rates, and a mono
+//!   decoder downmixes stereo packets itself, since each packet carries its own channel count);
+//!   an RTP payload is a bare Opus packet, all of it decoded at once (up to 120 ms);
+//! - a lost packet becomes exactly one frame of libopus PLC, with the same fallback concealment
+//!   as G.722 for what PLC cannot make (frames not a multiple of 2.5 ms, a failing state);
+//! - a payload libopus rejects is concealed the same way, so garbage costs a frame, not the
+//!   stream, and never panics;
+//! - the encoder has `opusenc`'s settings as we configured it: VoIP application, wideband,
+//!   32 kbit/s constrained VBR, complexity 5, no FEC, no DTX, one packet per ptime.
+//!
+//! Neither direction allocates per packet: decoded PCM and encoded bytes land in buffers made with
+//! the state, then are appended to the caller's vectors.
+
+use crate::conceal::Concealer;
+
+/// The mixer's internal rate.
+const RATE: u32 = 16_000;
+/// The longest Opus packet, 120 ms, at 16 kHz.
+const MAX_PACKET_SAMPLES: usize = RATE as usize * 120 / 1000;
+/// libopus conceals in multiples of 2.5 ms.
+const PLC_STEP: usize = RATE as usize / 400;
+/// Room for one encoded packet; `opusenc`'s default max-payload-size.
+const MAX_PAYLOAD: usize = 4000;
+
+/// Encoder settings for a conference mix: speech-tuned, wideband (the mix is 16 kHz, more would
+/// be wasted bits), 32 kbit/s, and complexity 5 rather than the default 10, since encoding is the
+/// costliest step and the MCU does it once per distinct mix every 20 ms.
+const BITRATE: i32 = 32_000;
+const COMPLEXITY: i32 = 5;
+/// Packet durations the encoder is offered for (those `opusenc`'s frame-size property had).
+const PTIMES_MS: [u32; 5] = [5, 10, 20, 40, 60];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("libopus {what}: {error}")]
+    Setup { what: &'static str, error: opus::Error },
+    #[error("Opus cannot be packetised at {ptime_ms} ms")]
+    Ptime { ptime_ms: u32 },
+    #[error("frame of {got} samples where the encoder takes {want}")]
+    FrameSize { got: usize, want: usize },
+    #[error("Opus encoding failed: {0}")]
+    Encode(opus::Error),
+}
+
+fn setup(what: &'static str) -> impl FnOnce(opus::Error) -> CodecError {
+    move |error| CodecError::Setup { what, error }
+}
+
+/// Decodes one Opus RTP stream to 16 kHz mono.
+pub struct Decoder {
+    state: opus::Decoder,
+    /// Room for the longest packet; what it decodes is then appended to the caller's vector.
+    pcm: Box<[i16]>,
+    conceal: Concealer,
+}
+
+impl Decoder {
+    pub fn new() -> Result<Decoder, CodecError> {
+        let state = opus::Decoder::new(RATE, opus::Channels::Mono).map_err(setup("creating a decoder"))?;
+        Ok(Decoder { state, pcm: vec![0; MAX_PACKET_SAMPLES].into_boxed_slice(), conceal: Concealer::default() })
+    }
+
+    /// Appends the 16 kHz PCM of one RTP payload to `out`, or `frame_samples` samples of
+    /// concealment for a lost one (`None` or empty). A payload libopus rejects is concealed the
+    /// same way rather than failing, so one bad packet costs one frame, not the stream; an error
+    /// means the decoder state itself broke and should be rebuilt.
+    pub fn decode(
+        &mut self,
+        payload: Option<&[u8]>,
+        frame_samples: usize,
+        out: &mut Vec<i16>,
+    ) -> Result<(), CodecError> {
+        if let Some(data) = payload.filter(|d| !d.is_empty()) {
+            match self.state.decode(data, &mut self.pcm, false) {
+                Ok(n) if n > 0 => {
+                    let decoded = &self.pcm[..n.min(self.pcm.len())];
+                    out.extend_from_slice(decoded);
+                    self.conceal.good(decoded);
+                    return Ok(());
+                }
+                Ok(_) => tracing::debug!(len = data.len(), "Opus payload decoded to nothing; concealed"),
+                Err(error) => tracing::debug!(len = data.len(), %error, "undecodable Opus payload concealed"),
+            }
+        }
+
+        let start = out.len();
+        // PLC (decoding "no data") continues the signal from the decoder's state; before any
+        // packet it yields silence. It works in 2.5 ms steps, so for an odd frame length the
+        // rest comes from the fallback below; the mixer always gets exactly one frame.
+        let plc = (frame_samples - frame_samples % PLC_STEP).min(self.pcm.len());
+        if plc > 0 {
+            match self.state.decode(&[], &mut self.pcm[..plc], false) {
+                Ok(n) => out.extend_from_slice(&self.pcm[..n.min(plc)]),
+                Err(error) => {
+                    tracing::debug!(%error, "Opus PLC failed; resetting the decoder");
+                    self.state.reset_state().map_err(setup("resetting a decoder"))?;
+                }
+            }
+        }
+        let have = out.len() - start;
+        if have < frame_samples {
+            self.conceal.conceal(frame_samples - have, out);
+        }
+        Ok(())
+    }
+}
+
+/// Encodes 16 kHz mono PCM into one Opus packet per ptime.
+pub struct Encoder {
+    state: opus::Encoder,
+    frame_samples: usize,
+    /// Room for one packet; what the encoder writes is then copied to the caller's vector.
+    packet: Box<[u8]>,
+}
+
+impl Encoder {
+    pub fn new(ptime_ms: u32) -> Result<Encoder, CodecError> {
+        if !PTIMES_MS.contains(&ptime_ms) {
+            return Err(CodecError::Ptime { ptime_ms });
+        }
+        let mut state = opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip)
+            .map_err(setup("creating an encoder"))?;
+        state.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(setup("setting the bitrate"))?;
+        state.set_bandwidth(opus::Bandwidth::Wideband).map_err(setup("setting the bandwidth"))?;
+        state.set_complexity(COMPLEXITY).map_err(setup("setting the complexity"))?;
+        // The rest are libopus' defaults, set as opusenc set them (its defaults): constrained VBR,
+        // no in-band FEC, no DTX (so every frame makes a packet), no expected loss.
+        state.set_vbr(true).map_err(setup("enabling VBR"))?;
+        state.set_vbr_constraint(true).map_err(setup("constraining VBR"))?;
+        state.set_inband_fec(false).map_err(setup("disabling FEC"))?;
+        state.set_dtx(false).map_err(setup("disabling DTX"))?;
+        state.set_packet_loss_perc(0).map_err(setup("setting the expected loss"))?;
+        let frame_samples = (ptime_ms * RATE / 1000) as usize;
+        Ok(Encoder { state, frame_samples, packet: vec![0; MAX_PAYLOAD].into_boxed_slice() })
+    }
+
+    /// Samples `encode` takes per call.
+    pub fn frame_samples(&self) -> usize {
+        self.frame_samples
+    }
+
+    /// Replaces `out` with the Opus packet for `pcm`, which must be exactly one ptime of 16 kHz
+    /// mono samples.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        if pcm.len() != self.frame_samples {
+            return Err(CodecError::FrameSize { got: pcm.len(), want: self.frame_samples });
+        }
+        out.clear();
+        let n = self.state.encode(pcm, &mut self.packet).map_err(CodecError::Encode)?;
+        out.extend_from_slice(&self.packet[..n.min(self.packet.len())]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::*;
+    use std::f64::consts::TAU;
+    use std::time::{Duration, Instant};
+
+    /// Encodes a 440 Hz tone, decodes it back, and returns the payload sizes and the PCM.
+    fn round_trip(ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
+        let mut enc = Encoder::new(ptime_ms).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let frame = enc.frame_samples();
+        let mut sizes = Vec::new();
+        let mut pcm = Vec::new();
+        let mut payload = Vec::new();
+        for input in tone_frames(440.0, 8000.0, frame, frames) {
+            enc.encode(&input, &mut payload).expect("encode");
+            sizes.push(payload.len());
+            let before = pcm.len();
+            dec.decode(Some(&payload), frame, &mut pcm).expect("decode");
+            assert_eq!(pcm.len() - before, frame, "one frame out per payload in");
+        }
+        (sizes, pcm)
+    }
+
+    #[test]
+    fn round_trip_keeps_the_tone() {
+        let _g = serial();
+        let (sizes, pcm) = round_trip(20, 50);
+        // 32 kbit/s at 20 ms is 80 bytes a packet on average; a pure tone needs less.
+        assert!(sizes.iter().all(|&s| s > 0 && s <= 200), "{sizes:?}");
+        check_tone(&pcm);
+    }
+
+    #[test]
+    fn packets_are_wideband_voice_at_the_ptime() {
+        let _g = serial();
+        for ptime in [10u32, 20, 40, 60] {
+            let mut enc = Encoder::new(ptime).expect("encoder");
+            let mut payload = Vec::new();
+            for input in tone_frames(440.0, 8000.0, enc.frame_samples(), 5) {
+                enc.encode(&input, &mut payload).expect("encode");
+                let packet = payload.as_slice();
+                assert_eq!(opus::packet::get_bandwidth(packet).expect("toc"), opus::Bandwidth::Wideband);
+                assert_eq!(opus::packet::get_nb_channels(packet).expect("toc"), opus::Channels::Mono);
+                let samples = opus::packet::get_nb_samples(packet, RATE).expect("toc");
+                assert_eq!(samples, (ptime * 16) as usize, "{ptime} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn other_ptimes_packetise_accordingly() {
+        let _g = serial();
+        for ptime in [5, 10, 40, 60] {
+            let (_, pcm) = round_trip(ptime, 10);
+            assert_eq!(pcm.len(), 10 * ptime as usize * 16);
+        }
+        for ptime in [0, 2, 30, 80, 120] {
+            assert!(matches!(Encoder::new(ptime), Err(CodecError::Ptime { ptime_ms }) if ptime_ms == ptime));
+        }
+    }
+
+    #[test]
+    fn encoder_rejects_partial_frames() {
+        let _g = serial();
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut out = Vec::new();
+        assert!(matches!(enc.encode(&[0; 100], &mut out), Err(CodecError::FrameSize { got: 100, want: 320 })));
+        // The refusal leaves the encoder usable.
+        enc.encode(&[0; 320], &mut out).expect("encode");
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn loss_is_concealed_with_exactly_one_frame() {
+        let _g = serial();
+        // Before any packet there is nothing to go on, but the frame must still come out.
+        let mut dec = Decoder::new().expect("decoder");
+        let mut pcm = Vec::new();
+        dec.decode(None, 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len(), 320);
+
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut payload = Vec::new();
+        for input in tone_frames(440.0, 8000.0, 320, 10) {
+            enc.encode(&input, &mut payload).expect("encode");
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        }
+        let before = pcm.len();
+        dec.decode(None, 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len() - before, 320);
+        // PLC carries the signal on rather than dropping to silence at once.
+        assert!(rms(&pcm[before..]) > 500.0, "concealment rms {}", rms(&pcm[before..]));
+        for _ in 0..5 {
+            let before = pcm.len();
+            dec.decode(None, 320, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len() - before, 320);
+        }
+        // An empty payload is a loss too.
+        let before = pcm.len();
+        dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len() - before, 320);
+        // Frames PLC cannot make whole (not a multiple of 2.5 ms) are topped up by the fallback.
+        for frame in [1, 39, 330, 2000] {
+            let before = pcm.len();
+            dec.decode(None, frame, &mut pcm).expect("conceal");
+            assert_eq!(pcm.len() - before, frame);
+        }
+        // And the stream resumes afterwards.
+        let before = pcm.len();
+        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+        dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        assert_eq!(pcm.len() - before, 320);
+    }
+
+    #[test]
+    fn a_long_packet_is_decoded_whole() {
+        let _g = serial();
+        let mut enc = Encoder::new(60).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+        enc.encode(&tone_frames(440.0, 8000.0, 960, 1)[0], &mut payload).expect("encode");
+        // The mixer's frame is 20 ms; a 60 ms packet still comes out whole, for the mixer to
+        // play over three ticks.
+        dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        assert_eq!(pcm.len(), 960);
+    }
+
+    #[test]
+    fn garbage_is_survived() {
+        let _g = serial();
+        let mut dec = Decoder::new().expect("decoder");
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut pcm = Vec::new();
+        for p in &garbage_payloads() {
+            pcm.clear();
+            match dec.decode(Some(p), 320, &mut pcm) {
+                // A packet libopus takes is decoded whole (120 ms at most), anything else is
+                // concealed as one frame.
+                Ok(()) => assert!(pcm.len() == 320 || (pcm.len() <= 1920 && pcm.len() % 40 == 0), "{}", pcm.len()),
+                Err(e) => {
+                    eprintln!("Opus: {e}");
+                    dec = Decoder::new().expect("decoder");
+                }
+            }
+        }
+        // Whatever it went through, the decoder still decodes real payloads.
+        let mut payload = Vec::new();
+        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
+        pcm.clear();
+        dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
+        assert_eq!(pcm.len(), 320);
+    }
+
+    /// A stereo Opus stream (as some endpoints send) must come out as a mono downmix, not as
+    /// its left channel alone.
+    #[test]
+    fn stereo_payloads_are_downmixed() {
+        let _g = serial();
+        let mut stereo = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).expect("stereo");
+        stereo.set_bitrate(opus::Bitrate::Bits(96_000)).expect("bitrate");
+        let mut dec = Decoder::new().expect("decoder");
+        let mut pcm = Vec::new();
+        let mut interleaved = vec![0i16; 960 * 2];
+        let mut packet = vec![0u8; MAX_PAYLOAD];
+        for f in 0..50usize {
+            for (i, pair) in interleaved.chunks_exact_mut(2).enumerate() {
+                let t = (f * 960 + i) as f64 / 48_000.0;
+                pair[0] = (8000.0 * (TAU * 440.0 * t).sin()) as i16;
+                pair[1] = (8000.0 * (TAU * 1000.0 * t).sin()) as i16;
+            }
+            let n = stereo.encode(&interleaved, &mut packet).expect("encode");
+            assert_eq!(opus::packet::get_nb_channels(&packet[..n]).expect("toc"), opus::Channels::Stereo);
+            dec.decode(Some(&packet[..n]), 320, &mut pcm).expect("decode");
+        }
+        assert_eq!(pcm.len(), 50 * 320);
+        let steady = &pcm[pcm.len() / 4..];
+        let (l, r) = (power_at(steady, 440.0), power_at(steady, 1000.0));
+        let balance = 10.0 * (l / r).log10();
+        assert!(balance.abs() < 3.0, "440 Hz vs 1 kHz: {balance:.1} dB");
+    }
+
+    #[test]
+    fn long_runs_hold_steady_and_keep_up() {
+        let _g = serial();
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let frames = tone_frames(440.0, 8000.0, 320, 50);
+        let mut payload = Vec::new();
+        let mut pcm = Vec::with_capacity(320);
+        let mut run = |n: usize| {
+            for i in 0..n {
+                enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
+                pcm.clear();
+                // Every tenth packet lost, so concealment is exercised too.
+                let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
+                dec.decode(p, 320, &mut pcm).expect("decode");
+                assert_eq!(pcm.len(), 320);
+            }
+        };
+        run(500);
+        // Growth in several windows: a leak shows in every one, while other tests in this
+        // process allocating at the same moment can only spoil some.
+        let mut growth = Vec::new();
+        for _ in 0..3 {
+            let before = resident_kib();
+            let started = Instant::now();
+            run(1000);
+            let elapsed = started.elapsed();
+            // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
+            assert!(elapsed < Duration::from_secs(5), "1000 frames took {elapsed:?}");
+            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
+        }
+        // A leaked buffer per frame would be hundreds of KiB per 1000 frames.
+        assert!(growth.iter().min().is_none_or(|&g| g < 128), "RSS growth {growth:?} KiB");
+    }
+
+    #[test]
+    fn buffers_are_reused() {
+        let _g = serial();
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let frames = tone_frames(440.0, 8000.0, 320, 50);
+        let mut payload = Vec::with_capacity(256);
+        let mut pcm = Vec::with_capacity(320);
+        let (packet_at, pcm_at) = (enc.packet.as_ptr(), dec.pcm.as_ptr());
+        for (i, frame) in frames.iter().cycle().take(200).enumerate() {
+            enc.encode(frame, &mut payload).expect("encode");
+            pcm.clear();
+            dec.decode((i % 10 != 9).then_some(payload.as_slice()), 320, &mut pcm).expect("decode");
+        }
+        // The caller's vectors never had to grow, and the codec's own buffers are those it was
+        // built with.
+        assert_eq!((payload.capacity(), pcm.capacity()), (256, 320));
+        assert_eq!((enc.packet.as_ptr(), dec.pcm.as_ptr()), (packet_at, pcm_at));
+    }
+
+    #[test]
+    fn streams_can_be_created_and_dropped_repeatedly() {
+        let _g = serial();
+        let mut payload = Vec::new();
+        let mut pcm = Vec::new();
+        let mut cycle = || {
+            let mut enc = Encoder::new(20).expect("encoder");
+            let mut dec = Decoder::new().expect("decoder");
+            enc.encode(&[0; 320], &mut payload).expect("encode");
+            pcm.clear();
+            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+        };
+        for _ in 0..50 {
+            cycle();
+        }
+        let mut growth = Vec::new();
+        for _ in 0..3 {
+            let before = resident_kib();
+            for _ in 0..100 {
+                cycle();
+            }
+            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
+        }
+        // Leaked states (each holds tens of KiB) would show in every window.
+        assert!(growth.iter().min().is_none_or(|&g| g < 256), "RSS growth {growth:?} KiB");
+    }
+
+    /// `cargo test -p switchboard-mixer --release -- --ignored --nocapture bench`
+    #[test]
+    #[ignore]
+    fn bench_opus_per_frame_cost() {
+        let _g = serial();
+        const N: usize = 5000;
+        let frames = tone_frames(440.0, 8000.0, 320, 50);
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let mut payloads = vec![Vec::new(); N];
+        let encode = measure(N, |i| enc.encode(&frames[i % frames.len()], &mut payloads[i]).expect("encode"));
+        let mut pcm = Vec::with_capacity(320);
+        let decode = measure(N, |i| {
+            pcm.clear();
+            dec.decode(Some(&payloads[i]), 320, &mut pcm).expect("decode");
+        });
+        let conceal = measure(N, |_| {
+            pcm.clear();
+            dec.decode(None, 320, &mut pcm).expect("conceal");
+        });
+        println!("Opus per 20 ms frame: encode {encode}, decode {decode}, conceal {conceal}");
+
+        let mut enc = Encoder::new(20).expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let mut payload = Vec::new();
+        let delay = delay_ms(|input, out| {
+            enc.encode(input, &mut payload).expect("encode");
+            dec.decode(Some(&payload), 320, out).expect("decode");
+        });
+        println!("Opus: a tone switched on comes out {delay:?} ms later");
+    }
+}
