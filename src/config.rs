@@ -54,6 +54,12 @@ pub struct RtpConfig {
 pub struct MediaConfig {
     /// A participant that sends nothing for this long is closed.
     pub inactivity_timeout_secs: u64,
+    /// Kernel buffer asked for each way on the shared WebRTC socket (capped by
+    /// net.core.rmem_max / wmem_max).
+    pub socket_buffer_bytes: usize,
+    /// Under load, how long the media worker lets datagrams gather before it reads again;
+    /// 0 turns it off. See docs/configuration.md.
+    pub coalesce_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,7 +109,7 @@ impl Default for RtpConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { inactivity_timeout_secs: 30 }
+        MediaConfig { inactivity_timeout_secs: 30, socket_buffer_bytes: 4 << 20, coalesce_us: 500 }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The IO shell: sockets, timers and the media worker thread that owns the rooms.
 
+mod batch;
 pub mod command;
 mod drivers;
 mod ports;

@@ -1,25 +1,39 @@
 //! The worker's UDP sockets and the `Network` the core sends through.
 
+use super::batch::SendBatch;
 use crate::core::Network;
 use mio::net::UdpSocket;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 pub struct Sockets {
     /// The one socket every WebRTC participant shares.
     pub webrtc: UdpSocket,
     /// One RTP and one RTCP socket per rtp/srtp leg, by local address.
     pub legs: HashMap<SocketAddr, UdpSocket>,
-    pub send_errors: u64,
+    /// Datagrams written by the rooms since the last flush. The worker flushes before it waits
+    /// for IO again, so nothing waits longer than the current turn of the loop.
+    pub out: SendBatch,
+}
+
+impl Sockets {
+    pub fn new(webrtc: UdpSocket) -> Sockets {
+        Sockets { webrtc, legs: HashMap::new(), out: SendBatch::default() }
+    }
+
+    pub fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.out.flush();
+        }
+    }
 }
 
 impl Network for Sockets {
     fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         // A leg's address is exact; anything else came from a WebRTC driver, whose source is the
         // advertised candidate rather than the (possibly wildcard) bound address.
-        let sock = self.legs.get(&from).unwrap_or(&self.webrtc);
-        if sock.send_to(data, to).is_err() {
-            self.send_errors += 1;
-        }
+        let fd = self.legs.get(&from).unwrap_or(&self.webrtc).as_raw_fd();
+        self.out.push(fd, to, data);
     }
 }

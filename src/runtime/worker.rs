@@ -4,6 +4,7 @@
 //! current time, wakes rooms at their deadlines, and carries out the API's commands. Nothing else
 //! touches a room, so the packet path takes no locks.
 
+use super::batch::{RecvBatch, BATCH};
 use super::command::{Command, CommandError, EventFrame, JoinRequest, Joined};
 use super::drivers::{self, LegPorts};
 use super::ports::PortPool;
@@ -18,6 +19,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ pub const WAKER: Token = Token(0);
 const WEBRTC: Token = Token(1);
 const FIRST_LEG: usize = 2;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// Datagrams in one turn of the loop from which the worker counts as busy (see `coalesce`).
+const COALESCE_MIN_READS: usize = 4;
 
 struct RoomEntry {
     room: Room,
@@ -58,14 +62,25 @@ pub struct Worker {
     commands: Receiver<Command>,
     metrics: Arc<Metrics>,
     shutting_down: bool,
-    buf: Vec<u8>,
+    recv: RecvBatch,
     /// Shared-socket datagrams nobody accepted, added to the drop metric at housekeeping.
     unknown_source: u64,
+    /// Datagrams too large for a receive slot, likewise.
+    oversize: u64,
+    /// Datagrams read in the last turn of the loop; see `coalesce`.
+    read_last_turn: usize,
+    coalesce: Duration,
+    /// The earliest deadline of any room (never later than the truth; see `fire_room_timeouts`).
+    next_room_deadline: Instant,
+    /// Set by commands, which can add rooms or move their deadlines.
+    rescan_deadlines: bool,
 }
 
 impl Worker {
     pub fn new(cfg: Config, poll: Poll, commands: Receiver<Command>, metrics: Arc<Metrics>) -> std::io::Result<Worker> {
         let mut webrtc = UdpSocket::bind(cfg.webrtc.listen)?;
+        let (rcv, snd) = size_buffers(&webrtc, cfg.media.socket_buffer_bytes);
+        info!(receive = rcv, send = snd, "shared WebRTC socket buffers");
         poll.registry().register(&mut webrtc, WEBRTC, Interest::READABLE)?;
         let bound = webrtc.local_addr()?;
         // The driver's candidates name the advertised address; a wildcard bind has no address of
@@ -75,11 +90,12 @@ impl Worker {
             false => bound,
         };
         info!(webrtc = %bound, "media worker listening");
+        let coalesce = Duration::from_micros(cfg.media.coalesce_us);
         Ok(Worker {
             ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max),
             cfg,
             poll,
-            sockets: Sockets { webrtc, legs: HashMap::new(), send_errors: 0 },
+            sockets: Sockets::new(webrtc),
             webrtc_local,
             rooms: Vec::new(),
             room_index: HashMap::new(),
@@ -90,8 +106,13 @@ impl Worker {
             commands,
             metrics,
             shutting_down: false,
-            buf: vec![0u8; 65_536],
+            recv: RecvBatch::default(),
             unknown_source: 0,
+            oversize: 0,
+            read_last_turn: 0,
+            coalesce,
+            next_room_deadline: Instant::now(),
+            rescan_deadlines: false,
         })
     }
 
@@ -101,8 +122,9 @@ impl Worker {
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
             let now = Instant::now();
-            let deadline =
-                self.rooms.iter().flatten().map(|r| r.room.poll_timeout()).fold(next_housekeeping, Instant::min);
+            let deadline = self.next_room_deadline.min(next_housekeeping);
+            self.sockets.flush();
+            self.coalesce(deadline);
             let wait = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -110,10 +132,12 @@ impl Worker {
                 }
                 continue;
             }
+            self.read_last_turn = 0;
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {
                         if self.drain_commands() {
+                            self.sockets.flush();
                             return;
                         }
                     }
@@ -122,13 +146,8 @@ impl Worker {
                 }
             }
             let now = Instant::now();
-            for idx in 0..self.rooms.len() {
-                if matches!(&self.rooms[idx], Some(r) if r.room.poll_timeout() <= now) {
-                    if let Some(entry) = self.rooms[idx].as_mut() {
-                        entry.room.handle_timeout(now, &mut self.sockets);
-                    }
-                    self.after_room_call(idx);
-                }
+            if now >= self.next_room_deadline || std::mem::take(&mut self.rescan_deadlines) {
+                self.fire_room_timeouts(now);
             }
             if now >= next_housekeeping {
                 self.housekeeping(now);
@@ -137,47 +156,74 @@ impl Worker {
         }
     }
 
+    /// Wakes the rooms whose deadline has passed and finds the next one. The scan is over every
+    /// room, so it runs only when a deadline is due or a command may have moved one; a packet
+    /// that moves a deadline earlier lowers `next_room_deadline` in `after_room_call`.
+    fn fire_room_timeouts(&mut self, now: Instant) {
+        self.next_room_deadline = now + HOUSEKEEPING;
+        for idx in 0..self.rooms.len() {
+            let Some(entry) = self.rooms[idx].as_mut() else { continue };
+            if entry.room.poll_timeout() <= now {
+                entry.room.handle_timeout(now, &mut self.sockets);
+            }
+            self.after_room_call(idx);
+        }
+    }
+
+    /// Under load, waits a little before polling again so that one wake-up serves many datagrams:
+    /// a thread woken for every packet spends more on the wake-up than on the packet (the relay
+    /// profile in docs/benchmarks.md). A quiet worker never waits here, so a single call pays
+    /// nothing; a busy one adds at most `coalesce_us` to a datagram's stay, and never past a
+    /// room's deadline.
+    fn coalesce(&self, deadline: Instant) {
+        if self.coalesce.is_zero() || self.read_last_turn < COALESCE_MIN_READS {
+            return;
+        }
+        let pause = self.coalesce.min(deadline.saturating_duration_since(Instant::now()));
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+
     fn read_webrtc(&mut self) {
-        let mut buf = std::mem::take(&mut self.buf);
         let now = Instant::now();
+        let fd = self.sockets.webrtc.as_raw_fd();
+        let dst = self.webrtc_local;
         loop {
-            let (n, src) = match self.sockets.webrtc.recv_from(&mut buf) {
-                Ok(r) => r,
+            let n = match self.recv.recv(fd) {
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
-            let data = &buf[..n];
-            let dst = self.webrtc_local;
-            // Only a STUN binding request (first byte 0 or 1) can start a new WebRTC session,
-            // so stray traffic from unknown addresses costs no scan of the rooms.
-            let target = match self.peers.get(&src) {
-                Some(&t) => Some(t),
-                None if data.first().is_some_and(|b| *b < 2) => self.find_peer(src, dst, data),
-                None => None,
-            };
-            match target {
-                Some((idx, pid)) => {
-                    if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
-                        entry.room.handle_receive(now, pid, src, dst, data, &mut self.sockets);
-                        self.after_room_call(idx);
+            self.read_last_turn += n;
+            for i in 0..n {
+                let Some((data, src)) = self.recv.get(i) else {
+                    self.oversize += 1;
+                    continue;
+                };
+                // Only a STUN binding request (first byte 0 or 1) can start a new WebRTC session,
+                // so stray traffic from unknown addresses costs no scan of the rooms.
+                let target = match self.peers.get(&src) {
+                    Some(&t) => Some(t),
+                    None if data.first().is_some_and(|b| *b < 2) => {
+                        find_peer(&self.rooms, &mut self.peers, src, dst, data)
                     }
+                    None => None,
+                };
+                match target {
+                    Some((idx, pid)) => {
+                        if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
+                            entry.room.handle_receive(now, pid, src, dst, data, &mut self.sockets);
+                            self.after_room_call(idx);
+                        }
+                    }
+                    None => self.unknown_source += 1,
                 }
-                None => self.unknown_source += 1,
+            }
+            if n < BATCH {
+                break;
             }
         }
-        self.buf = buf;
-    }
-
-    /// First datagram from an address: ask every room. Only STUN from a new address gets here;
-    /// the answer is cached, so the packet path never scans.
-    fn find_peer(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Option<(usize, ParticipantId)> {
-        for (idx, entry) in self.rooms.iter().enumerate() {
-            if let Some(pid) = entry.as_ref().and_then(|e| e.room.find_acceptor(src, dst, data)) {
-                self.peers.insert(src, (idx, pid));
-                return Some((idx, pid));
-            }
-        }
-        None
     }
 
     fn read_leg(&mut self, token: Token) {
@@ -185,19 +231,26 @@ impl Worker {
             return;
         };
         let (idx, pid, local) = (leg.room, leg.participant, leg.local);
-        let mut buf = std::mem::take(&mut self.buf);
         let now = Instant::now();
         while let Some(sock) = self.sockets.legs.get(&local) {
-            let (n, src) = match sock.recv_from(&mut buf) {
-                Ok(r) => r,
+            let n = match self.recv.recv(sock.as_raw_fd()) {
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
+            self.read_last_turn += n;
             if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
-                entry.room.handle_receive(now, pid, src, local, &buf[..n], &mut self.sockets);
+                for i in 0..n {
+                    match self.recv.get(i) {
+                        Some((data, src)) => entry.room.handle_receive(now, pid, src, local, data, &mut self.sockets),
+                        None => self.oversize += 1,
+                    }
+                }
+            }
+            if n < BATCH {
+                break;
             }
         }
-        self.buf = buf;
         self.after_room_call(idx);
     }
 
@@ -206,6 +259,7 @@ impl Worker {
         let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        self.next_room_deadline = self.next_room_deadline.min(entry.room.poll_timeout());
         if !entry.room.has_news() {
             return;
         }
@@ -235,6 +289,9 @@ impl Worker {
         let Some((port, tokens)) = self.leg_ports.remove(&pid) else {
             return;
         };
+        // Queued datagrams name sockets by descriptor; send them before the descriptor can be
+        // closed and reused.
+        self.sockets.flush();
         for token in tokens {
             if let Some(leg) = self.legs.remove(&token) {
                 if let Some(mut sock) = self.sockets.legs.remove(&leg.local) {
@@ -266,9 +323,13 @@ impl Worker {
             self.metrics.dropped.with_label_values(&["unknown_source"]).inc_by(self.unknown_source);
             self.unknown_source = 0;
         }
-        if self.sockets.send_errors > 0 {
-            self.metrics.dropped.with_label_values(&["send"]).inc_by(self.sockets.send_errors);
-            self.sockets.send_errors = 0;
+        if self.sockets.out.errors > 0 {
+            self.metrics.dropped.with_label_values(&["send"]).inc_by(self.sockets.out.errors);
+            self.sockets.out.errors = 0;
+        }
+        if self.oversize > 0 {
+            self.metrics.dropped.with_label_values(&["oversize"]).inc_by(self.oversize);
+            self.oversize = 0;
         }
         self.metrics.set_gauges(self.room_index.len(), &gauges);
     }
@@ -282,7 +343,10 @@ impl Worker {
                     let _ = reply.send(());
                     return true;
                 }
-                Ok(cmd) => self.handle_command(cmd),
+                Ok(cmd) => {
+                    self.rescan_deadlines = true;
+                    self.handle_command(cmd);
+                }
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => {
                     self.shutdown();
@@ -543,6 +607,7 @@ impl Worker {
     }
 
     fn close_leg(&mut self, leg: LegPorts) {
+        self.sockets.flush();
         self.ports.release(leg.port);
     }
 
@@ -562,6 +627,36 @@ impl Worker {
         }
         self.leg_ports.insert(participant, (port, tokens));
     }
+}
+
+/// First datagram from an address: ask every room. Only STUN from a new address gets here; the
+/// answer is cached, so the packet path never scans.
+fn find_peer(
+    rooms: &[Option<RoomEntry>],
+    peers: &mut HashMap<SocketAddr, (usize, ParticipantId)>,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: &[u8],
+) -> Option<(usize, ParticipantId)> {
+    for (idx, entry) in rooms.iter().enumerate() {
+        if let Some(pid) = entry.as_ref().and_then(|e| e.room.find_acceptor(src, dst, data)) {
+            peers.insert(src, (idx, pid));
+            return Some((idx, pid));
+        }
+    }
+    None
+}
+
+/// Asks for `bytes` of kernel buffer each way; the kernel caps it at net.core.[rw]mem_max. A
+/// shared socket at the default 208 KiB overflows while one turn of the loop fans a packet out
+/// to hundreds of subscribers. Returns what the kernel granted.
+fn size_buffers(sock: &UdpSocket, bytes: usize) -> (usize, usize) {
+    let sock = socket2::SockRef::from(sock);
+    if bytes > 0 {
+        let _ = sock.set_recv_buffer_size(bytes);
+        let _ = sock.set_send_buffer_size(bytes);
+    }
+    (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
 }
 
 fn map_room_error(e: RoomError) -> CommandError {
