@@ -52,8 +52,22 @@ fn bessel_i0(x: f64) -> f64 {
 
 #[inline]
 fn to_i16(v: f32) -> i16 {
-    // `as` saturates float-to-int casts, which is the clipping we want.
-    v.round() as i16
+    // `as` saturates float-to-int casts, which is the clipping we want. Rounding half away from
+    // zero by hand: `f32::round` is a libm call on baseline x86-64, which showed in profiles.
+    (v + 0.5f32.copysign(v)) as i16
+}
+
+/// Dot product of the history window and the taps in four independent lanes, so the compiler
+/// can use vector multiply-adds (a single running float sum has to be added in order).
+#[inline]
+fn dot16(w: &[f32], taps: &[f32; ODD_TAPS]) -> f32 {
+    let mut acc = [0f32; 4];
+    for (wc, tc) in w.chunks_exact(4).zip(taps.chunks_exact(4)) {
+        for l in 0..4 {
+            acc[l] += wc[l] * tc[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// A history of the last `N` samples kept twice over, so the newest `N` are always one
@@ -106,7 +120,7 @@ impl Upsampler {
             // Zero-stuffing doubles the rate and halves the level; the gain of two restores it,
             // which turns the centre tap into a plain copy of the input sample.
             let even = w[HALF_SPAN / 2];
-            let odd: f32 = w.iter().zip(taps).map(|(x, t)| x * t).sum::<f32>() * 2.0;
+            let odd = dot16(w, taps) * 2.0;
             out.push(to_i16(even));
             out.push(to_i16(odd));
         }
