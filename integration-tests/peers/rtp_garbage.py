@@ -16,37 +16,15 @@ Options: --api URL --room NAME [--display-name N] [--duration S] [--seed N]
 """
 
 import argparse
-import json
-import os
 import random
 import socket
 import struct
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
+from peer_common import add_join_args, exit_with_report, http_json, logger, participants_url
 
-def log(*args):
-    print("[rtp_garbage]", *args, file=sys.stderr, flush=True)
-
-
-def http_json(method, url, body=None, timeout=10.0):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, (json.loads(raw) if raw else None)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
+log = logger("rtp_garbage")
 
 
 def answer_target(sdp, want="opus"):
@@ -72,9 +50,7 @@ def answer_target(sdp, want="opus"):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--api", required=True)
-    p.add_argument("--room", required=True)
-    p.add_argument("--display-name", default="garbage")
+    add_join_args(p, "garbage")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--min-payload", type=int, default=3)
@@ -102,7 +78,7 @@ def main():
             else:
                 counts["rtp"] += 1
 
-    url = "%s/v1/rooms/%s/participants" % (a.api.rstrip("/"), a.room)
+    url = participants_url(a.api, a.room)
     try:
         offer = "\r\n".join([
             "v=0", "o=- %d 1 IN IP4 127.0.0.1" % rng.randint(1, 2**31), "s=rtp_garbage", "c=IN IP4 127.0.0.1",
@@ -147,8 +123,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         stop.set()
         out["error"] = "%s: %s" % (type(e).__name__, e)
-    print(json.dumps(out), flush=True)
-    os._exit(1 if "error" in out else 0)
+    exit_with_report(out)
 
 
 if __name__ == "__main__":

@@ -35,16 +35,12 @@ non-zero exit code. Times in the output are seconds since the leg started.
 
 import argparse
 import base64
-import json
 import os
 import random
 import socket
 import struct
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import gi
 
@@ -52,6 +48,9 @@ gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from peer_common import (  # noqa: E402
+    add_join_args, exit_with_report, http_json, logger, participants_url, sample_bytes)
 
 # name in SDP, static/dynamic PT the leg offers, RTP clock, PCM rate, GStreamer elements
 CODECS = {
@@ -76,30 +75,11 @@ SUITES = {
 DTMF_CODES = "0123456789*#ABCD"
 
 
-def log(*args):
-    print("[rtp_leg]", *args, file=sys.stderr, flush=True)
+log = logger("rtp_leg")
 
 
 class Fail(Exception):
     pass
-
-
-def http_json(method, url, body=None, timeout=10.0):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        return e.code, parsed
 
 
 # ------------------------------------------------------------------------------------------
@@ -278,10 +258,7 @@ class SrtpProtect:
         with self.lock:
             self.src.emit("push-buffer", Gst.Buffer.new_wrapped(bytes(packet)))
             s = self.sink.emit("try-pull-sample", Gst.SECOND)
-        if s is None:
-            return None
-        b = s.get_buffer()
-        return b.extract_dup(0, b.get_size())
+        return None if s is None else sample_bytes(s)
 
     def stop(self):
         self.pipe.set_state(Gst.State.NULL)
@@ -625,7 +602,7 @@ class Leg:
 
     # ---- signalling ------------------------------------------------------------------------
     def url(self, suffix=""):
-        return "%s/v1/rooms/%s/participants%s" % (self.a.api.rstrip("/"), self.a.room, suffix)
+        return participants_url(self.a.api, self.a.room, suffix)
 
     def join(self):
         body = {"display_name": self.a.display_name}
@@ -737,9 +714,7 @@ class Leg:
             log("send failed:", e)
 
     def on_encoded(self, sink):
-        s = sink.emit("pull-sample")
-        b = s.get_buffer()
-        data = b.extract_dup(0, b.get_size())
+        data = sample_bytes(sink.emit("pull-sample"))
         h = rtp_header(data)
         if h is None:
             return Gst.FlowReturn.OK
@@ -879,9 +854,7 @@ class Leg:
         got = {"n": 0}
 
         def on_sample(sink):
-            s = sink.emit("pull-sample")
-            b = s.get_buffer()
-            data = b.extract_dup(0, b.get_size())
+            data = sample_bytes(sink.emit("pull-sample"))
             h = rtp_header(data)
             if h is None:
                 return Gst.FlowReturn.OK
@@ -1047,9 +1020,7 @@ class Leg:
         self.decoder_src.emit("push-buffer", Gst.Buffer.new_wrapped(bytes(packet)))
 
     def on_decoded(self, sink):
-        s = sink.emit("pull-sample")
-        b = s.get_buffer()
-        arr = np.frombuffer(b.extract_dup(0, b.get_size()), dtype=np.int16).copy()
+        arr = np.frombuffer(sample_bytes(sink.emit("pull-sample")), dtype=np.int16).copy()
         with self.audio_lock:
             self.audio_chunks.append((self.now(), arr))
         return Gst.FlowReturn.OK
@@ -1281,9 +1252,7 @@ class Leg:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--api", required=True)
-    p.add_argument("--room", required=True)
-    p.add_argument("--display-name", default="rtp-leg")
+    add_join_args(p, "rtp-leg")
     p.add_argument("--bind-ip", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="local RTP port (0: any free one)")
     p.add_argument("--codec", choices=sorted(CODECS), default="pcmu")
@@ -1352,9 +1321,7 @@ def main():
         except Exception:  # noqa: BLE001
             pass
         out["error"] = "%s: %s" % (type(e).__name__, e)
-    print(json.dumps(out), flush=True)
-    # GStreamer threads may still hold the interpreter; leave at once.
-    os._exit(1 if out.get("error") else 0)
+    exit_with_report(out)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ Output: webrtcbin_peer.py's JSON line, plus
 in the order the streams arrived. Run with Debian's /usr/bin/python3.
 """
 
-import argparse
-import json
 import os
 import sys
 import threading
@@ -22,6 +20,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import webrtcbin_peer as base  # noqa: E402
+from peer_common import sample_bytes  # noqa: E402
 from webrtcbin_peer import Gst, np  # noqa: E402
 
 RATE = base.RATE
@@ -73,9 +72,7 @@ class Listener(base.Peer):
         first = len(self.streams) == 1
 
         def on_sample(sink):
-            sample = sink.emit("pull-sample")
-            buf = sample.get_buffer()
-            arr = np.frombuffer(buf.extract_dup(0, buf.get_size()), dtype=np.int16).copy()
+            arr = np.frombuffer(sample_bytes(sink.emit("pull-sample")), dtype=np.int16).copy()
             with st.lock:
                 st.chunks.append(arr)
             if first:
@@ -113,37 +110,15 @@ class Listener(base.Peer):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--api", default="http://127.0.0.1:8080", help="bridge HTTP API base URL")
-    p.add_argument("--room", default="test")
-    p.add_argument("--publish-tone", type=float, default=None, metavar="HZ")
-    p.add_argument("--receive", type=float, default=None, metavar="SECONDS",
-                   help="receive audio; dominant_hz / rms describe the last SECONDS of each stream")
-    p.add_argument("--recv-slots", type=int, default=1, help="number of receive audio m-lines")
-    p.add_argument("--duration", type=float, default=None, help="seconds to stay in the room after joining")
-    p.add_argument("--timeout", type=float, default=None, help="hard timeout (default duration+30)")
-    p.add_argument("--display-name", default="webrtc-listener")
-    p.add_argument("--kind", default=None, help="send this 'kind' in the join body")
-    p.add_argument("--local-ip", action="append", default=None, help="local address for ICE (repeatable)")
-    p.add_argument("--no-leave", action="store_true", help="do not DELETE the participant at the end")
+    p = base.arg_parser(__doc__, "webrtc-listener",
+                        "receive audio; dominant_hz / rms describe the last SECONDS of each stream")
     p.add_argument("--save-audio", default=None, metavar="PREFIX",
                    help="write each incoming stream's decoded audio to PREFIX.<mid>.s16le")
     a = p.parse_args()
     a.dump_offer = False
-    if a.local_ip is None:
-        a.local_ip = ["127.0.0.1"]
     if a.receive is None:
         p.error("--receive is what this peer is for")
-    if a.duration is None:
-        a.duration = max(5.0, a.receive + 1.0)
-
-    Gst.init(None)
-    peer = Listener(a)
-    report = peer.run()
-    print(json.dumps(report), flush=True)
-    sys.stderr.flush()
-    # As webrtcbin_peer.py: skip interpreter teardown (webrtcbin's ICE agent reference).
-    os._exit(0 if "error" not in report else 1)
+    base.run(Listener, a)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,9 @@ On failure: {"error": "..."} and a non-zero exit code.
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import gi
 
@@ -38,12 +35,13 @@ from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from peer_common import add_join_args, exit_with_report, http_json, logger, participants_url  # noqa: E402
+
 RATE = 48000
 OPUS_CAPS = "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111"
 
 
-def log(*args):
-    print("[webrtcbin_peer]", *args, file=sys.stderr, flush=True)
+log = logger("webrtcbin_peer")
 
 
 def fail(msg, code=2, **extra):
@@ -51,24 +49,6 @@ def fail(msg, code=2, **extra):
     out.update(extra)
     print(json.dumps(out), flush=True)
     sys.exit(code)
-
-
-def http_json(method, url, body=None, timeout=10.0):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        return e.code, parsed
 
 
 def dominant_frequency(samples, rate):
@@ -189,15 +169,8 @@ class Peer:
         self.incoming_pads += 1
         log("incoming pad", pad.get_name(), pad.get_current_caps())
         pad.add_probe(Gst.PadProbeType.BUFFER, self.on_recv_buffer)
-        if self.args.receive is None:
-            sink = Gst.ElementFactory.make("fakesink", None)
-            sink.set_property("sync", False)
-            self.pipe.add(sink)
-            sink.sync_state_with_parent()
-            pad.link(sink.get_static_pad("sink"))
-            return
-        # Only the first incoming stream is analysed; others are counted and dropped.
-        if self.incoming_pads > 1:
+        # Only the first incoming stream is analysed (with --receive); others are counted and dropped.
+        if self.args.receive is None or self.incoming_pads > 1:
             sink = Gst.ElementFactory.make("fakesink", None)
             sink.set_property("sync", False)
             self.pipe.add(sink)
@@ -282,7 +255,7 @@ class Peer:
         body = {"sdp": self.offer_sdp, "display_name": a.display_name}
         if a.kind:
             body["kind"] = a.kind
-        url = "%s/v1/rooms/%s/participants" % (a.api.rstrip("/"), a.room)
+        url = participants_url(a.api, a.room)
         try:
             status, resp = http_json("POST", url, body)
         except Exception as e:  # noqa: BLE001
@@ -365,7 +338,7 @@ class Peer:
         self.loop.run()
         report = self.report()
         if self.participant_id and not self.args.no_leave:
-            url = "%s/v1/rooms/%s/participants/%s" % (self.args.api.rstrip("/"), self.args.room, self.participant_id)
+            url = participants_url(self.args.api, self.args.room, "/" + self.participant_id)
             try:
                 status, _ = http_json("DELETE", url, timeout=3)
                 report["left_status"] = status
@@ -417,37 +390,41 @@ class Peer:
         return out
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--api", default="http://127.0.0.1:8080", help="bridge HTTP API base URL")
-    p.add_argument("--room", default="test")
+def arg_parser(doc, display_name, receive_help):
+    """The options of this peer that the peers built on it (webrtc_listener.py) share."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_join_args(p, display_name, api="http://127.0.0.1:8080", room="test")
     p.add_argument("--publish-tone", type=float, default=None, metavar="HZ")
-    p.add_argument("--receive", type=float, default=None, metavar="SECONDS",
-                   help="receive audio and analyse the last SECONDS of it")
+    p.add_argument("--receive", type=float, default=None, metavar="SECONDS", help=receive_help)
     p.add_argument("--recv-slots", type=int, default=1, help="number of receive audio m-lines")
     p.add_argument("--duration", type=float, default=None, help="seconds to stay in the room after joining")
     p.add_argument("--timeout", type=float, default=None, help="hard timeout (default duration+30)")
-    p.add_argument("--display-name", default="webrtcbin")
     p.add_argument("--kind", default=None, help="send this 'kind' in the join body")
     p.add_argument("--local-ip", action="append", default=None,
                    help="local address for ICE (default 127.0.0.1; repeatable)")
     p.add_argument("--no-leave", action="store_true", help="do not DELETE the participant at the end")
-    p.add_argument("--dump-offer", action="store_true", help="print {\"offer\": sdp} and exit; no HTTP")
-    a = p.parse_args()
+    return p
+
+
+def run(peer_class, a):
+    """Fills in the --local-ip and --duration defaults, runs a `peer_class(a)` and exits with
+    its report."""
     if a.local_ip is None:
         a.local_ip = ["127.0.0.1"]
     if a.duration is None:
         a.duration = max(5.0, (a.receive or 0) + 1.0)
+    Gst.init(None)
+    # Exits with os._exit: interpreter teardown would drop the ICE agent wrapper (see build()).
+    exit_with_report(peer_class(a).run())
+
+
+def main():
+    p = arg_parser(__doc__, "webrtcbin", "receive audio and analyse the last SECONDS of it")
+    p.add_argument("--dump-offer", action="store_true", help="print {\"offer\": sdp} and exit; no HTTP")
+    a = p.parse_args()
     if a.dump_offer and a.publish_tone is None and a.receive is None:
         a.publish_tone = 440.0
-
-    Gst.init(None)
-    peer = Peer(a)
-    report = peer.run()
-    print(json.dumps(report), flush=True)
-    sys.stderr.flush()
-    # os._exit: skip interpreter teardown, which would drop the ICE agent wrapper (see build()).
-    os._exit(0 if "error" not in report else 1)
+    run(Peer, a)
 
 
 if __name__ == "__main__":

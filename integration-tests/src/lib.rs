@@ -12,6 +12,7 @@
 //!   Debian's, which has `gi` and `numpy`).
 //! - `SWITCHBOARD_IT_KEEP=1`: keep each daemon's temp dir (config + log) and print its path.
 
+use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -379,6 +380,85 @@ impl Daemon {
         SseClient::connect(&self.base_url, &format!("/v1/rooms/{room}/events"))
     }
 
+    /// Create `room` (`POST /v1/rooms`); panics unless the answer is 201.
+    pub fn create_room(&self, room: &str) {
+        let (s, v) = self.post_json("/v1/rooms", &json!({ "id": room }));
+        assert_eq!(s, 201, "create room {room}: expected 201, got {s} {v}");
+    }
+
+    /// Create `room` and follow its events from the start ([`Daemon::events`]); panics unless
+    /// the room was created (201) and the event stream answered 200.
+    pub fn create_and_follow(&self, room: &str) -> SseClient {
+        self.create_room(room);
+        let sse = self.events(room);
+        assert_eq!(sse.status, 200, "GET /v1/rooms/{room}/events");
+        sse
+    }
+
+    /// One participant's view (`GET /v1/rooms/{room}/participants/{id}`); panics unless it is 200.
+    pub fn participant(&self, room: &str, id: &str) -> Value {
+        let (s, v) = self.get_json(&format!("/v1/rooms/{room}/participants/{id}"));
+        assert_eq!(s, 200, "GET participant {id}: {v}");
+        v
+    }
+
+    /// The ids of `room`'s participants, sorted; panics unless `GET /v1/rooms/{room}` is 200.
+    pub fn participants_of(&self, room: &str) -> Vec<String> {
+        let (s, v) = self.get_json(&format!("/v1/rooms/{room}"));
+        assert_eq!(s, 200, "GET room {room}: {v}");
+        participant_ids(&v)
+    }
+
+    /// Starts peer `script` (see [`spawn_peer`]) joining `room` of this daemon as `name`
+    /// (`--api`, `--room`, `--display-name`), with the `extra` arguments after those.
+    pub fn join_peer(
+        &self,
+        script: &str,
+        room: &str,
+        name: &str,
+        extra: &[impl AsRef<str>],
+        timeout: Duration,
+    ) -> PeerHandle {
+        let mut args = vec!["--api", &self.base_url, "--room", room, "--display-name", name];
+        args.extend(extra.iter().map(AsRef::as_ref));
+        spawn_peer(script, &args, timeout)
+    }
+
+    /// The one among `ids` (participants of `room`) whose display name is `name`.
+    pub fn participant_named(&self, room: &str, ids: &[String], name: &str) -> String {
+        ids.iter()
+            .find(|id| self.participant(room, id)["display_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no participant named {name} among {ids:?}"))
+    }
+
+    /// Waits up to `timeout` until `room` lists exactly `n` participants and returns their ids,
+    /// sorted. Fails at once, with that peer's own report, if one of `peers` exits first (it
+    /// could not join).
+    pub fn wait_for_participants(
+        &self,
+        room: &str,
+        n: usize,
+        peers: &mut [impl BorrowMut<Option<PeerHandle>>],
+        timeout: Duration,
+    ) -> Vec<String> {
+        let got = poll_until(timeout, || {
+            let (s, v) = self.get_json(&format!("/v1/rooms/{room}"));
+            if s == 200 && participant_ids(&v).len() == n {
+                return Some(Ok(participant_ids(&v)));
+            }
+            peers.iter_mut().position(|p| p.borrow_mut().as_mut().is_some_and(PeerHandle::finished)).map(Err)
+        });
+        match got {
+            Some(Ok(ids)) => ids,
+            Some(Err(i)) => {
+                let out = peers[i].borrow_mut().take().unwrap().wait();
+                panic!("peer #{i} ({}) ended before room {room} had {n} participants: {}", out.script, out.describe())
+            }
+            None => panic!("room {room} never had {n} participants: {:?}", self.get_json(&format!("/v1/rooms/{room}"))),
+        }
+    }
+
     /// Stop the daemon now (SIGTERM, then SIGKILL after 5 s) and return how it exited.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -633,8 +713,19 @@ impl SseClient {
 
     /// Waits for the first event named `name` whose data satisfies `pred`.
     pub fn wait_for_matching(&self, name: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Value {
-        match self.try_wait_for_matching(name, pred, timeout) {
-            Some(v) => v,
+        self.wait_for_event_matching(name, pred, timeout).data
+    }
+
+    /// Waits for the first event named `name` about participant `id` (see
+    /// [`event_participant_id`]) and returns it, with its arrival time.
+    pub fn wait_for_participant_event(&self, name: &str, id: &str, timeout: Duration) -> SseEvent {
+        self.wait_for_event_matching(name, |v| event_participant_id(v).as_deref() == Some(id), timeout)
+    }
+
+    /// Like [`SseClient::wait_for_matching`], returning the whole event.
+    pub fn wait_for_event_matching(&self, name: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> SseEvent {
+        match self.try_wait_for_event(name, pred, timeout) {
+            Some(e) => e,
             None => {
                 let st = self.state.0.lock().unwrap();
                 let seen: Vec<String> = st.events.iter().map(|e| format!("{}: {}", e.event, e.data)).collect();
@@ -647,12 +738,16 @@ impl SseClient {
     }
 
     pub fn try_wait_for_matching(&self, name: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+        self.try_wait_for_event(name, pred, timeout).map(|e| e.data)
+    }
+
+    fn try_wait_for_event(&self, name: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<SseEvent> {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.state;
         let mut st = lock.lock().unwrap();
         loop {
             if let Some(e) = st.events.iter().find(|e| e.event == name && pred(&e.data)) {
-                return Some(e.data.clone());
+                return Some(e.clone());
             }
             let now = Instant::now();
             if now >= deadline || st.closed.is_some() {
@@ -1054,6 +1149,18 @@ pub fn rms(samples: &[i16]) -> f32 {
     ms.sqrt() as f32
 }
 
+/// The level (dBFS) of the ±25 Hz band around `hz` (see [`band_energy_db`]): how loud a tone of
+/// `hz` is in `samples`.
+pub fn tone_level_db(samples: &[i16], rate: u32, hz: f32) -> f32 {
+    band_energy_db(samples, rate, hz - 25.0, hz + 25.0)
+}
+
+/// The level (dBFS, as [`band_energy_db`] measures it) of a sine at `amplitude` (0..1 of full
+/// scale): 20·log10(amplitude) - 3.01.
+pub fn sine_dbfs(amplitude: f32) -> f32 {
+    20.0 * amplitude.log10() - 3.01
+}
+
 /// A sine of `hz` at `amplitude` (0..1 of full scale), for tests.
 pub fn sine(hz: f32, rate: u32, seconds: f32, amplitude: f32) -> Vec<i16> {
     let n = (rate as f32 * seconds) as usize;
@@ -1068,6 +1175,46 @@ pub fn sine(hz: f32, rate: u32, seconds: f32, amplitude: f32) -> Vec<i16> {
 // ------------------------------------------------------------------------------------------
 // Small helpers for tests
 // ------------------------------------------------------------------------------------------
+
+/// Now, in seconds since the unix epoch (what the peers report their times in).
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is past 1970").as_secs_f64()
+}
+
+/// Converts `Instant`s (e.g. [`SseEvent::at`]) to unix seconds, as the peers report times.
+#[derive(Clone, Copy, Debug)]
+pub struct UnixClock {
+    wall: f64,
+    at: Instant,
+}
+
+impl UnixClock {
+    /// Anchored now: `Instant::now()` is `unix_now()`.
+    pub fn new() -> UnixClock {
+        UnixClock { wall: unix_now(), at: Instant::now() }
+    }
+
+    /// `t` in unix seconds.
+    pub fn unix(&self, t: Instant) -> f64 {
+        self.wall + t.saturating_duration_since(self.at).as_secs_f64()
+    }
+
+    /// When (unix seconds) `sse` received the first event `name` about participant `id`; waits
+    /// up to 5 s for it (see [`SseClient::wait_for_participant_event`]).
+    pub fn event_at(&self, sse: &SseClient, name: &str, id: &str) -> f64 {
+        self.unix(sse.wait_for_participant_event(name, id, Duration::from_secs(5)).at)
+    }
+}
+
+impl Default for UnixClock {
+    fn default() -> Self {
+        UnixClock::new()
+    }
+}
+
+/// How long a test usually waits for its peers to join (see [`Daemon::wait_for_participants`]):
+/// they start GStreamer or Chromium first, which takes seconds on a loaded machine.
+pub const JOIN_WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -1359,15 +1506,24 @@ mod tests {
         }
     }
 
+    /// A server for one connection: reads the request (one read), then lets `respond` answer.
+    /// Returns its base URL and its thread.
+    fn serve_once(respond: impl FnOnce(&mut TcpStream) + Send + 'static) -> (String, JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let srv = thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            respond(&mut s);
+        });
+        (base, srv)
+    }
+
     #[test]
     fn sse_parser_handles_chunked_events() {
         // A tiny server that speaks SSE over chunked encoding, with a split event and a comment.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let srv = thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
+        let (base, srv) = serve_once(|s| {
             let chunks = [
                 ": keep-alive\n\n",
                 "event: participant_joined\ndata: {\"id\":",
@@ -1383,7 +1539,7 @@ mod tests {
             }
             thread::sleep(Duration::from_millis(300));
         });
-        let sse = SseClient::connect(&format!("http://{addr}"), "/v1/rooms/r/events");
+        let sse = SseClient::connect(&base, "/v1/rooms/r/events");
         assert_eq!(sse.status, 200);
         assert_eq!(sse.content_type, "text/event-stream");
         let j = sse.wait_for("participant_joined", Duration::from_secs(2));
@@ -1396,15 +1552,10 @@ mod tests {
 
     #[test]
     fn raw_http_reads_chunked_body() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let srv = thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
+        let (base, srv) = serve_once(|s| {
             write!(s, "HTTP/1.1 413 Payload Too Large\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{{\"a\":\r\n2\r\n1}}\r\n0\r\n\r\n").unwrap();
         });
-        let r = raw_http(&format!("http://{addr}"), "POST", "/x", Some("application/json"), b"{}");
+        let r = raw_http(&base, "POST", "/x", Some("application/json"), b"{}");
         assert_eq!(r.status, 413);
         assert_eq!(r.json(), json!({"a": 1}));
         srv.join().unwrap();
@@ -1415,7 +1566,10 @@ mod tests {
 // Phone legs (peers/rtp_leg.py) and what they leave behind
 // ------------------------------------------------------------------------------------------
 
-pub use phone_legs::{leg_audio_between, metric_value, read_s16le, require_rtp_leg};
+pub use phone_legs::{
+    assert_one_stream, leg_audio_between, leg_joined_at, metric_value, read_s16le, require_rtp_leg, spawn_tone_legs,
+    tone_leg_args, RTP_LEG,
+};
 
 /// Helpers for tests with phone legs: the plain RTP / SDES-SRTP peer (peers/rtp_leg.py), the raw
 /// audio it saves, and the metrics its tests read. (A module, so that these items, added after
@@ -1445,6 +1599,61 @@ pub mod phone_legs {
             ),
             Err(e) => panic!("cannot run {}: {e} (set SWITCHBOARD_PYTHON or install python3-gi)", py.display()),
         }
+    }
+
+    /// The phone leg's script.
+    pub const RTP_LEG: &str = "rtp_leg.py";
+
+    /// The leg's arguments to send a sine of `hz` at `amplitude` for `seconds`, log every packet
+    /// it receives and save what it hears to `file`: what [`leg_audio_between`] reads.
+    pub fn tone_leg_args(hz: f32, amplitude: f32, seconds: f64, file: &Path) -> Vec<String> {
+        let path = file.to_str().expect("a UTF-8 path");
+        let (hz, amplitude, seconds) = (hz.to_string(), amplitude.to_string(), seconds.to_string());
+        ["--tone", &hz, "--amplitude", &amplitude, "--duration", &seconds, "--packet-log", "--save-audio", path]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Starts a leg per `(name, hz)` in `room`, each sending its tone at `amplitude` for
+    /// `seconds` and saving what it hears to `<dir>/<name>.s16le` (see [`tone_leg_args`]).
+    /// Returns the files and the legs, in the order of `legs`.
+    pub fn spawn_tone_legs(
+        d: &Daemon,
+        room: &str,
+        legs: &[(&str, f32)],
+        amplitude: f32,
+        seconds: f64,
+        dir: &Path,
+        timeout: Duration,
+    ) -> (Vec<PathBuf>, Vec<Option<PeerHandle>>) {
+        let files: Vec<PathBuf> = legs.iter().map(|(name, _)| dir.join(format!("{name}.s16le"))).collect();
+        let handles = legs
+            .iter()
+            .zip(&files)
+            .map(|((name, hz), file)| {
+                Some(d.join_peer(RTP_LEG, room, name, &tone_leg_args(*hz, amplitude, seconds, file), timeout))
+            })
+            .collect();
+        (files, handles)
+    }
+
+    /// When (unix seconds) the leg joined, from its timeline.
+    pub fn leg_joined_at(out: &PeerOutput) -> f64 {
+        let t0 = out.json["t0_unix"].as_f64().unwrap_or_else(|| panic!("no t0_unix: {}", out.describe()));
+        let joined = out.json["timeline"]
+            .as_array()
+            .and_then(|t| t.iter().find(|e| e[1].as_str().is_some_and(|s| s.starts_with("joined"))))
+            .and_then(|e| e[0].as_f64())
+            .unwrap_or_else(|| panic!("no join in the leg's timeline: {}", out.describe()));
+        t0 + joined
+    }
+
+    /// The leg received one stream from the bridge (one SSRC) without sequence gaps.
+    #[track_caller]
+    pub fn assert_one_stream(who: &str, out: &PeerOutput) {
+        let r = &out.json["received"];
+        assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{who}: {r}");
+        assert_eq!(r["seq_steps_not_1"], 0, "{who}: sequence gaps: {}", r["seq_step_examples"]);
     }
 
     /// Raw signed 16-bit little-endian samples, as `rtp_leg.py --save-audio` writes them.

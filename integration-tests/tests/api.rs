@@ -20,6 +20,14 @@ fn room_participants(d: &Daemon, room: &str) -> Vec<String> {
     participant_ids(&v)
 }
 
+/// GET, DELETE and PATCH (with a valid offer) of a participant's `path` each answer 404 `code`.
+#[track_caller]
+fn assert_participant_404(d: &Daemon, path: &str, code: &str) {
+    assert_api_error(&d.get_json(path), 404, code);
+    assert_api_error(&d.delete(path), 404, code);
+    assert_api_error(&d.patch_json(path, &json!({"sdp": chromium_offer()})), 404, code);
+}
+
 #[test]
 fn healthz_and_metrics() {
     let d = Daemon::start();
@@ -216,13 +224,7 @@ fn unknown_room_is_404() {
     let someone = "0123456789abcdef";
     assert_api_error(&d.get_json("/v1/rooms/nope"), 404, "room_not_found");
     assert_api_error(&d.delete("/v1/rooms/nope"), 404, "room_not_found");
-    assert_api_error(&d.get_json(&format!("/v1/rooms/nope/participants/{someone}")), 404, "room_not_found");
-    assert_api_error(&d.delete(&format!("/v1/rooms/nope/participants/{someone}")), 404, "room_not_found");
-    assert_api_error(
-        &d.patch_json(&format!("/v1/rooms/nope/participants/{someone}"), &json!({"sdp": chromium_offer()})),
-        404,
-        "room_not_found",
-    );
+    assert_participant_404(&d, &format!("/v1/rooms/nope/participants/{someone}"), "room_not_found");
     // A participant id that does exist, asked for through a room that does not.
     let p = d.join("real", &chromium_offer());
     let pid = p["id"].as_str().unwrap();
@@ -248,13 +250,7 @@ fn unknown_participant_is_404() {
     assert_eq!(d.post_json("/v1/rooms", &json!({"id": "r"})).0, 201);
     // Well-formed but unknown, and not even well-formed: both are simply not found.
     for ghost in ["0123456789abcdef", "ghost"] {
-        assert_api_error(&d.get_json(&format!("/v1/rooms/r/participants/{ghost}")), 404, "participant_not_found");
-        assert_api_error(&d.delete(&format!("/v1/rooms/r/participants/{ghost}")), 404, "participant_not_found");
-        assert_api_error(
-            &d.patch_json(&format!("/v1/rooms/r/participants/{ghost}"), &json!({"sdp": chromium_offer()})),
-            404,
-            "participant_not_found",
-        );
+        assert_participant_404(&d, &format!("/v1/rooms/r/participants/{ghost}"), "participant_not_found");
     }
     // A participant of another room is not found through this one.
     let other = d.join("other", &chromium_offer());

@@ -16,11 +16,10 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use switchboard_integration_tests::*;
 
-const LEG: &str = "rtp_leg.py";
 const ROOM: &str = "speakers";
 const DURATION_S: f64 = 14.0;
 /// (name, tone Hz, amplitude). The loud three sum to 0.75 of full scale (no clipping); the
@@ -34,16 +33,6 @@ const TALKERS: [(&str, f32, f32); 6] = [
     ("t800", 800.0, 0.12),
     ("t900", 900.0, 0.04),
 ];
-
-fn spawn_leg(d: &Daemon, name: &str, extra: &[&str]) -> PeerHandle {
-    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", ROOM, "--display-name", name];
-    args.extend_from_slice(extra);
-    spawn_peer(LEG, &args, Duration::from_secs(55))
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
-}
 
 /// G.711 µ-law encoding of one sample.
 fn ulaw(sample: i16) -> u8 {
@@ -143,36 +132,8 @@ fn start_talker(d: &Daemon, name: &'static str, hz: f32, amplitude: f32, seconds
     })
 }
 
-fn wait_for_participants(d: &Daemon, n: usize, listener: &mut Option<PeerHandle>) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(30), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Some(participant_ids(&v)));
-        }
-        listener.as_mut().is_some_and(PeerHandle::finished).then_some(None)
-    });
-    match got {
-        Some(Some(ids)) => ids,
-        Some(None) => panic!(
-            "the listener ended before the room had {n} participants: {}",
-            listener.take().unwrap().wait().describe()
-        ),
-        None => panic!("the room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
-    }
-}
-
-fn joined_at(o: &PeerOutput) -> f64 {
-    let t0 = o.json["t0_unix"].as_f64().unwrap();
-    let t = o.json["timeline"]
-        .as_array()
-        .and_then(|t| t.iter().find(|e| e[1].as_str().is_some_and(|s| s.starts_with("joined"))))
-        .and_then(|e| e[0].as_f64())
-        .unwrap_or_else(|| panic!("no join in the leg's timeline: {}", o.describe()));
-    t0 + t
-}
-
 fn level(x: &[i16], hz: f32) -> f32 {
-    band_energy_db(x, 8000, hz - 25.0, hz + 25.0)
+    tone_level_db(x, 8000, hz)
 }
 
 #[test]
@@ -187,24 +148,19 @@ fn a_listener_hears_exactly_the_three_loudest_of_six_talkers() {
         c.set("mixer", "jitter_buffer_ms", 150);
     });
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
-    let anchor = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64(), Instant::now());
-    let unix = |t: Instant| anchor.0 + t.saturating_duration_since(anchor.1).as_secs_f64();
-    let sse = d.events(ROOM);
-    assert_eq!(sse.status, 200);
+    let clock = UnixClock::new();
+    let sse = d.create_and_follow(ROOM);
     let dur = (DURATION_S + 4.0).to_string();
     let listen_file: PathBuf = dir.path().join("listener.s16le");
     // The listener first; it sends no audio at all (--tone 0) and stays until the talkers are done.
-    let mut listener = Some(spawn_leg(
-        &d,
-        "listener",
-        &["--tone", "0", "--duration", &dur, "--packet-log", "--save-audio", listen_file.to_str().unwrap()],
-    ));
-    let listener_id = wait_for_participants(&d, 1, &mut listener).remove(0);
+    let listen_arg = listen_file.to_str().unwrap();
+    let listener_args = ["--tone", "0", "--duration", &dur, "--packet-log", "--save-audio", listen_arg];
+    let mut listener = Some(d.join_peer(RTP_LEG, ROOM, "listener", &listener_args, Duration::from_secs(55)));
+    let listener_id = d.wait_for_participants(ROOM, 1, &mut [&mut listener], JOIN_WAIT).remove(0);
     let talkers: Vec<JoinHandle<TalkerReport>> =
         TALKERS.iter().map(|(name, hz, amp)| start_talker(&d, name, *hz, *amp, DURATION_S)).collect();
-    let ids = wait_for_participants(&d, 7, &mut listener);
-    let views: Vec<Value> = ids.iter().map(|id| d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}")).1).collect();
+    let ids = d.wait_for_participants(ROOM, 7, &mut [&mut listener], JOIN_WAIT);
+    let views: Vec<Value> = ids.iter().map(|id| d.participant(ROOM, id)).collect();
     let lv = poll_until(Duration::from_secs(10), || {
         let (_, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{listener_id}"));
         (v["subscriptions"][0]["route"] == "mix").then_some(v)
@@ -221,14 +177,12 @@ fn a_listener_hears_exactly_the_three_loudest_of_six_talkers() {
     for t in &reports {
         assert_eq!(t.left_status, 204, "talker {}: DELETE", t.name);
     }
-    let r = &listener.json["received"];
-    assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{r}");
-    assert_eq!(r["seq_steps_not_1"], 0, "{}", r["seq_step_examples"]);
+    assert_one_stream("the listener", &listener);
 
     // While all seven were in and talking: from 2.5 s after the last joined (the speaker set
     // settles; a newcomer displaces a weaker speaker only 400 ms after the last change) until
     // 0.5 s before the first one stopped.
-    let from = reports.iter().map(|t| t.joined).fold(joined_at(&listener), f64::max) + 2.5;
+    let from = reports.iter().map(|t| t.joined).fold(leg_joined_at(&listener), f64::max) + 2.5;
     let to = reports.iter().map(|t| t.stopped).fold(f64::MAX, f64::min) - 0.5;
     assert!(to - from >= 3.0, "the seven were together for only {:.1} s (load?)", to - from + 2.5);
     let (x, _) = leg_audio_between(&listener, &listen_file, from, to);
@@ -247,7 +201,7 @@ fn a_listener_hears_exactly_the_three_loudest_of_six_talkers() {
         .events()
         .into_iter()
         .filter(|e| e.event == "active_speaker")
-        .map(|e| (unix(e.at), name_of(&e.data["participant_id"])))
+        .map(|e| (clock.unix(e.at), name_of(&e.data["participant_id"])))
         .collect();
     let (_, metrics) = d.get_text("/metrics");
     let jitter: Vec<String> = ["late", "lost", "concealed"]
@@ -275,7 +229,7 @@ fn a_listener_hears_exactly_the_three_loudest_of_six_talkers() {
         let bands: Vec<(f32, f32)> = TALKERS.iter().map(|(_, hz, _)| (*hz, level(piece, *hz))).collect();
         for (name, hz, amp) in loud {
             let got = level(piece, *hz);
-            let want = 20.0 * amp.log10() - 3.01;
+            let want = sine_dbfs(*amp);
             assert!(
                 (got - want).abs() <= 3.0,
                 "0.5 s piece #{k} ({:.1} s after the last joined): {name} (one of the 3 loudest) at {got:.1} dBFS, \

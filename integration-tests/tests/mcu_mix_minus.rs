@@ -6,103 +6,37 @@
 //! The received audio is analysed here (harness `band_energy_db`), in 0.5 s pieces over the
 //! seconds when all three legs were sending, so a dropout or a late mix fails as well.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard_integration_tests::*;
 
-const LEG: &str = "rtp_leg.py";
 const ROOM: &str = "mixminus";
 /// Each leg sends at 0.3 of full scale: two of them summed stay below full scale (no clipping).
 const AMPLITUDE: f32 = 0.3;
 const DURATION_S: f64 = 13.0;
-
-fn spawn_leg(d: &Daemon, name: &str, extra: &[&str]) -> PeerHandle {
-    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", ROOM, "--display-name", name];
-    args.extend_from_slice(extra);
-    spawn_peer(LEG, &args, Duration::from_secs(50))
-}
-
-/// Waits until the room lists `n` participants; fails at once, with the leg's own report, if a
-/// leg exits before that (it could not join).
-fn wait_for_participants(d: &Daemon, n: usize, legs: &mut [Option<PeerHandle>]) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(20), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Ok(participant_ids(&v)));
-        }
-        legs.iter_mut().position(|l| l.as_mut().is_some_and(PeerHandle::finished)).map(Err)
-    });
-    match got {
-        Some(Ok(ids)) => ids,
-        Some(Err(i)) => {
-            panic!("leg #{i} ended before the room had {n} participants: {}", legs[i].take().unwrap().wait().describe())
-        }
-        None => panic!("room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
-    }
-}
-
-fn view(d: &Daemon, id: &str) -> Value {
-    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
-    assert_eq!(s, 200, "GET participant {id}: {v}");
-    v
-}
-
-/// Band level (dBFS) of ±25 Hz around `hz`.
-fn level(x: &[i16], rate: u32, hz: f32) -> f32 {
-    band_energy_db(x, rate, hz - 25.0, hz + 25.0)
-}
-
-fn tmp(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("{name}.s16le"))
-}
 
 #[test]
 fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
     require_rtp_leg();
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
-    let sse = d.events(ROOM);
-    assert_eq!(sse.status, 200);
+    let sse = d.create_and_follow(ROOM);
 
     let legs_spec = [("a", 440.0f32), ("b", 660.0), ("c", 880.0)];
-    let amp = AMPLITUDE.to_string();
-    let dur = DURATION_S.to_string();
-    let files: Vec<PathBuf> = legs_spec.iter().map(|(n, _)| tmp(&dir, n)).collect();
-    let mut legs: Vec<Option<PeerHandle>> = legs_spec
-        .iter()
-        .zip(&files)
-        .map(|((name, hz), file)| {
-            Some(spawn_leg(
-                &d,
-                name,
-                &[
-                    "--tone",
-                    &hz.to_string(),
-                    "--amplitude",
-                    &amp,
-                    "--duration",
-                    &dur,
-                    "--packet-log",
-                    "--save-audio",
-                    file.to_str().unwrap(),
-                ],
-            ))
-        })
-        .collect();
-    let ids = wait_for_participants(&d, 3, &mut legs);
+    let (files, mut legs) =
+        spawn_tone_legs(&d, ROOM, &legs_spec, AMPLITUDE, DURATION_S, dir.path(), Duration::from_secs(50));
+    let ids = d.wait_for_participants(ROOM, 3, &mut legs, Duration::from_secs(20));
 
     // All three in the room: each one's single slot carries a mix, in PCMU, from no one
     // publisher in particular.
     let views = poll_until(Duration::from_secs(10), || {
-        let v: Vec<Value> = ids.iter().map(|id| view(&d, id)).collect();
+        let v: Vec<Value> = ids.iter().map(|id| d.participant(ROOM, id)).collect();
         v.iter().all(|p| p["subscriptions"][0]["route"] == "mix").then_some(v)
     })
     .unwrap_or_else(|| {
         panic!(
             "not every leg's slot became a mix within 10 s: {:#?}",
-            ids.iter().map(|i| view(&d, i)["subscriptions"].clone()).collect::<Vec<_>>()
+            ids.iter().map(|i| d.participant(ROOM, i)["subscriptions"].clone()).collect::<Vec<_>>()
         )
     });
     for p in &views {
@@ -130,27 +64,16 @@ fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
     }
     // The seconds in which all three were in the room and sending (joined + 2 s for the mix to
     // settle, up to 0.5 s before the first one stopped).
-    let joined_at = |o: &PeerOutput| {
-        let t0 = o.json["t0_unix"].as_f64().unwrap();
-        let joined = o.json["timeline"]
-            .as_array()
-            .and_then(|t| t.iter().find(|e| e[1].as_str().is_some_and(|s| s.starts_with("joined"))))
-            .and_then(|e| e[0].as_f64())
-            .unwrap_or_else(|| panic!("no join in the leg's timeline: {}", o.describe()));
-        t0 + joined
-    };
-    let from = outs.iter().map(joined_at).fold(f64::MIN, f64::max) + 2.0;
+    let from = outs.iter().map(leg_joined_at).fold(f64::MIN, f64::max) + 2.0;
     let to = outs.iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + DURATION_S).fold(f64::MAX, f64::min) - 0.5;
     assert!(to - from >= 4.0, "the legs were together for only {:.1} s (load?); from {from} to {to}", to - from);
     let from = from.max(to - 6.0);
 
-    let want_db = 20.0 * AMPLITUDE.log10() - 3.01;
+    let want_db = sine_dbfs(AMPLITUDE);
     for (i, (name, own_hz)) in legs_spec.iter().enumerate() {
         let o = &outs[i];
-        let r = &o.json["received"];
         // One stream from the bridge, without gaps.
-        assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{name}: {r}");
-        assert_eq!(r["seq_steps_not_1"], 0, "{name}: sequence gaps: {}", r["seq_step_examples"]);
+        assert_one_stream(name, o);
         let (x, rate) = leg_audio_between(o, &files[i], from, to);
         assert!(
             x.len() as f64 >= (to - from - 0.2) * rate as f64,
@@ -161,11 +84,11 @@ fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
         );
         let others: Vec<f32> = legs_spec.iter().map(|(_, hz)| *hz).filter(|hz| hz != own_hz).collect();
         let whole: Vec<String> =
-            legs_spec.iter().map(|(_, hz)| format!("{hz} Hz {:.1} dBFS", level(&x, rate, *hz))).collect();
+            legs_spec.iter().map(|(_, hz)| format!("{hz} Hz {:.1} dBFS", tone_level_db(&x, rate, *hz))).collect();
         eprintln!("{name} (sends {own_hz} Hz) hears, last 0.5 s of {:.1} s together: {whole:?}", to - from);
         for (k, piece) in x.chunks_exact(rate as usize / 2).enumerate() {
-            let own = level(piece, rate, *own_hz);
-            let heard: Vec<(f32, f32)> = others.iter().map(|hz| (*hz, level(piece, rate, *hz))).collect();
+            let own = tone_level_db(piece, rate, *own_hz);
+            let heard: Vec<(f32, f32)> = others.iter().map(|hz| (*hz, tone_level_db(piece, rate, *hz))).collect();
             for (hz, db) in &heard {
                 assert!(
                     (db - want_db).abs() <= 3.0,

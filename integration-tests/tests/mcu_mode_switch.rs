@@ -6,64 +6,16 @@
 //! The legs (peers/rtp_leg.py --packet-log) log every packet they receive; the stream checks are
 //! made here, on those logs. The routes are read from the API and from SSE `route_changed`.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use switchboard_integration_tests::*;
 
-const LEG: &str = "rtp_leg.py";
 const ROOM: &str = "switch";
 const AB_DURATION: f64 = 26.0;
 
-fn spawn_leg(d: &Daemon, name: &str, hz: &str, duration: f64, file: &Path) -> PeerHandle {
-    let dur = duration.to_string();
-    spawn_peer(
-        LEG,
-        &[
-            "--api",
-            &d.base_url,
-            "--room",
-            ROOM,
-            "--display-name",
-            name,
-            "--tone",
-            hz,
-            "--amplitude",
-            "0.3",
-            "--duration",
-            &dur,
-            "--packet-log",
-            "--save-audio",
-            file.to_str().unwrap(),
-        ],
-        Duration::from_secs(55),
-    )
-}
-
-fn wait_for_participants(d: &Daemon, n: usize, peers: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(30), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Ok(participant_ids(&v)));
-        }
-        peers.iter_mut().position(|p| p.as_mut().is_some_and(PeerHandle::finished)).map(Err)
-    });
-    match got {
-        Some(Ok(ids)) => ids,
-        Some(Err(i)) => {
-            panic!(
-                "leg #{i} ended before the room had {n} participants: {}",
-                peers[i].take().unwrap().wait().describe()
-            )
-        }
-        None => panic!("the room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
-    }
-}
-
-fn view(d: &Daemon, id: &str) -> Value {
-    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
-    assert_eq!(s, 200, "GET participant {id}: {v}");
-    v
+fn spawn_leg(d: &Daemon, name: &str, hz: f32, duration: f64, file: &Path) -> Option<PeerHandle> {
+    Some(d.join_peer(RTP_LEG, ROOM, name, &tone_leg_args(hz, 0.3, duration, file), Duration::from_secs(55)))
 }
 
 /// Polls the API until each `(participant, route, publisher)` holds for its slot (publisher
@@ -74,11 +26,11 @@ fn wait_routes(d: &Daemon, want: &[(&str, &str, Option<&str>)], phase: &str) -> 
         s["route"] == route && s["codec"] == "pcmu" && s["publisher_id"].as_str() == publisher
     };
     poll_until(Duration::from_secs(10), || {
-        let views: Vec<Value> = want.iter().map(|(id, _, _)| view(d, id)).collect();
+        let views: Vec<Value> = want.iter().map(|(id, _, _)| d.participant(ROOM, id)).collect();
         views.iter().zip(want).all(|(v, (_, r, p))| ok(v, r, *p)).then_some(views)
     })
     .unwrap_or_else(|| {
-        let now: Vec<Value> = want.iter().map(|(id, _, _)| view(d, id)["subscriptions"].clone()).collect();
+        let now: Vec<Value> = want.iter().map(|(id, _, _)| d.participant(ROOM, id)["subscriptions"].clone()).collect();
         panic!(
             "{phase}: the API never showed (participant, route, publisher) {want:?} in PCMU; it shows {}",
             json!(now)
@@ -86,14 +38,9 @@ fn wait_routes(d: &Daemon, want: &[(&str, &str, Option<&str>)], phase: &str) -> 
     })
 }
 
-/// Unix seconds of an SSE event's arrival.
-fn unix_of(anchor: (f64, Instant), at: Instant) -> f64 {
-    anchor.0 + at.saturating_duration_since(anchor.1).as_secs_f64()
-}
-
 /// The `route_changed` events for `id`, (arrival, route, publisher_id), that came before any
 /// of `until` left the room.
-fn route_events(sse: &SseClient, anchor: (f64, Instant), id: &str, until: &[&str]) -> Vec<(f64, Value, Value)> {
+fn route_events(sse: &SseClient, clock: UnixClock, id: &str, until: &[&str]) -> Vec<(f64, Value, Value)> {
     sse.events()
         .into_iter()
         .take_while(|e| {
@@ -101,7 +48,7 @@ fn route_events(sse: &SseClient, anchor: (f64, Instant), id: &str, until: &[&str
                 && until.iter().any(|u| event_participant_id(&e.data).as_deref() == Some(u)))
         })
         .filter(|e| e.event == "route_changed" && e.data["participant_id"] == id)
-        .map(|e| (unix_of(anchor, e.at), e.data["route"].clone(), e.data["publisher_id"].clone()))
+        .map(|e| (clock.unix(e.at), e.data["route"].clone(), e.data["publisher_id"].clone()))
         .collect()
 }
 
@@ -163,36 +110,29 @@ fn assert_one_continuous_stream(name: &str, out: &PeerOutput) {
 fn band_between(out: &PeerOutput, file: &Path, from: f64, to: f64, hz: f32) -> f32 {
     let (x, rate) = leg_audio_between(out, file, from, to);
     assert!(x.len() >= rate as usize / 2, "less than 0.5 s of audio between {from:.2} and {to:.2}: {}", x.len());
-    band_energy_db(&x, rate, hz - 25.0, hz + 25.0)
-}
-
-fn tmp(dir: &tempfile::TempDir, n: &str) -> PathBuf {
-    dir.path().join(format!("{n}.s16le"))
+    tone_level_db(&x, rate, hz)
 }
 
 #[test]
 fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
     require_rtp_leg();
     let d = Daemon::start();
-    let anchor = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64(), Instant::now());
+    let clock = UnixClock::new();
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
-    let sse = d.events(ROOM);
-    assert_eq!(sse.status, 200);
-    let (a_file, b_file, c_file) = (tmp(&dir, "a"), tmp(&dir, "b"), tmp(&dir, "c"));
+    let sse = d.create_and_follow(ROOM);
+    let [a_file, b_file, c_file] = ["a", "b", "c"].map(|n| dir.path().join(format!("{n}.s16le")));
 
     // Phase 1: A and B relay.
-    let mut a = Some(spawn_leg(&d, "a", "440", AB_DURATION, &a_file));
-    let mut b = Some(spawn_leg(&d, "b", "660", AB_DURATION, &b_file));
-    let ids = wait_for_participants(&d, 2, &mut [&mut a, &mut b]);
-    let named = |n: &str| ids.iter().find(|i| view(&d, i)["display_name"] == n).cloned().unwrap();
-    let (a_id, b_id) = (named("a"), named("b"));
+    let mut a = spawn_leg(&d, "a", 440.0, AB_DURATION, &a_file);
+    let mut b = spawn_leg(&d, "b", 660.0, AB_DURATION, &b_file);
+    let ids = d.wait_for_participants(ROOM, 2, &mut [&mut a, &mut b], JOIN_WAIT);
+    let (a_id, b_id) = (d.participant_named(ROOM, &ids, "a"), d.participant_named(ROOM, &ids, "b"));
     wait_routes(&d, &[(&a_id, "forward", Some(&b_id)), (&b_id, "forward", Some(&a_id))], "phase 1 (A and B)");
     std::thread::sleep(Duration::from_secs(3));
 
     // Phase 2: C joins for 7 s: three publishers, one slot each: all mix.
-    let mut c = Some(spawn_leg(&d, "c", "880", 7.0, &c_file));
-    let ids3 = wait_for_participants(&d, 3, &mut [&mut c, &mut a, &mut b]);
+    let mut c = spawn_leg(&d, "c", 880.0, 7.0, &c_file);
+    let ids3 = d.wait_for_participants(ROOM, 3, &mut [&mut c, &mut a, &mut b], JOIN_WAIT);
     let c_id = ids3.iter().find(|i| **i != a_id && **i != b_id).unwrap().clone();
     wait_routes(&d, &[(&a_id, "mix", None), (&b_id, "mix", None), (&c_id, "mix", None)], "phase 2 (A, B and C)");
     let c = c.take().unwrap().wait();
@@ -200,7 +140,7 @@ fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
 
     // Phase 3: C left: A and B relay again, each with the other as its source.
     wait_routes(&d, &[(&a_id, "forward", Some(&b_id)), (&b_id, "forward", Some(&a_id))], "phase 3 (C left)");
-    let checked_at = unix_of(anchor, Instant::now());
+    let checked_at = clock.unix(Instant::now());
     let a = a.take().unwrap().wait();
     let b = b.take().unwrap().wait();
     a.expect_ok();
@@ -209,19 +149,14 @@ fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
     assert!(stopped(&a).min(stopped(&b)) > checked_at + 2.0, "A or B stopped before phase 3 could be heard (load?)");
 
     // The phases as SSE saw them.
-    let at = |name: &str, id: &str| {
-        sse.wait_for_matching(name, |v| event_participant_id(v).as_deref() == Some(id), Duration::from_secs(5));
-        let e =
-            sse.events().into_iter().find(|e| e.event == name && event_participant_id(&e.data).as_deref() == Some(id));
-        unix_of(anchor, e.unwrap().at)
-    };
+    let at = |name: &str, id: &str| clock.event_at(&sse, name, id);
     let c_joined = at("participant_joined", &c_id);
     let c_left = at("participant_left", &c_id);
     // Until A or B leaves at the end (then the other's slot has no source: route null).
     at("participant_left", &a_id);
     at("participant_left", &b_id);
     for (name, id, other) in [("A", &a_id, &b_id), ("B", &b_id, &a_id)] {
-        let evs = route_events(&sse, anchor, id, &[&a_id, &b_id]);
+        let evs = route_events(&sse, clock, id, &[&a_id, &b_id]);
         let summary: Vec<String> = evs.iter().map(|(t, r, p)| format!("{:+.2} s {r} from {p}", t - c_joined)).collect();
         // Collapse repeats; what is left must be exactly forward -> mix -> forward.
         let mut seq: Vec<(Value, Value)> = Vec::new();
@@ -239,7 +174,7 @@ fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
         assert!(to_mix >= c_joined - 0.05, "{name}: mix announced before C joined: {summary:?}");
         assert!(back >= c_left - 0.05, "{name}: forward announced before C left: {summary:?}");
     }
-    let evs = route_events(&sse, anchor, &c_id, &[&c_id]);
+    let evs = route_events(&sse, clock, &c_id, &[&c_id]);
     assert!(evs.iter().any(|(_, r, _)| r == "mix"), "C: no route_changed to mix: {evs:?}");
 
     // Each remaining leg: one stream from start to end, across both switches.

@@ -4,8 +4,8 @@
 //! it left, every PCMU leg still hears the other two tones at their sent level and not its own,
 //! and the daemon keeps answering. `switchboard_mixer_errors_total` may rise; it is reported.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Duration;
 
 use switchboard_integration_tests::*;
 
@@ -14,34 +14,12 @@ const AMPLITUDE: f32 = 0.3;
 const LEG_DURATION: f64 = 24.0;
 const LEGS: [(&str, f32); 3] = [("a", 440.0), ("b", 660.0), ("c", 880.0)];
 
-fn wait_for_participants(d: &Daemon, n: usize, peers: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(30), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Ok(participant_ids(&v)));
-        }
-        peers.iter_mut().position(|p| p.as_mut().is_some_and(PeerHandle::finished)).map(Err)
-    });
-    match got {
-        Some(Ok(ids)) => ids,
-        Some(Err(i)) => {
-            panic!(
-                "peer #{i} ended before the room had {n} participants: {}",
-                peers[i].take().unwrap().wait().describe()
-            )
-        }
-        None => panic!("the room never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{ROOM}"))),
-    }
-}
-
 fn view(d: &Daemon, id: &str) -> Value {
-    let (s, v) = d.get_json(&format!("/v1/rooms/{ROOM}/participants/{id}"));
-    assert_eq!(s, 200, "GET participant {id}: {v}");
-    v
+    d.participant(ROOM, id)
 }
 
 fn level(x: &[i16], hz: f32) -> f32 {
-    band_energy_db(x, 8000, hz - 25.0, hz + 25.0)
+    tone_level_db(x, 8000, hz)
 }
 
 /// Checks every 0.5 s piece of what leg `i` heard in `from..to`: the other legs' tones at the
@@ -58,7 +36,7 @@ fn check_mix(phase: &str, i: usize, out: &PeerOutput, file: &Path, from: f64, to
             to - from
         ));
     }
-    let want = 20.0 * AMPLITUDE.log10() - 3.01;
+    let want = sine_dbfs(AMPLITUDE);
     let pieces: Vec<&[i16]> = x.chunks_exact(4000).collect();
     if pieces.is_empty() {
         problems.push(format!("{phase}, leg {name}: nothing to analyse"));
@@ -115,42 +93,12 @@ fn metric(d: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
     require_rtp_leg();
     let mut d = Daemon::start();
-    let anchor = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64(), Instant::now());
-    let unix = |t: Instant| anchor.0 + t.saturating_duration_since(anchor.1).as_secs_f64();
+    let clock = UnixClock::new();
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": ROOM})).0, 201);
-    let sse = d.events(ROOM);
-    assert_eq!(sse.status, 200);
-    let files: Vec<PathBuf> = LEGS.iter().map(|(n, _)| dir.path().join(format!("{n}.s16le"))).collect();
-    let (amp, dur) = (AMPLITUDE.to_string(), LEG_DURATION.to_string());
-    let mut legs: Vec<Option<PeerHandle>> = LEGS
-        .iter()
-        .zip(&files)
-        .map(|((name, hz), file)| {
-            let args = [
-                "--api",
-                &d.base_url,
-                "--room",
-                ROOM,
-                "--display-name",
-                name,
-                "--tone",
-                &hz.to_string(),
-                "--amplitude",
-                &amp,
-                "--duration",
-                &dur,
-                "--packet-log",
-                "--save-audio",
-                file.to_str().unwrap(),
-            ];
-            Some(spawn_peer("rtp_leg.py", &args, Duration::from_secs(55)))
-        })
-        .collect();
-    let ids = {
-        let mut refs: Vec<&mut Option<PeerHandle>> = legs.iter_mut().collect();
-        wait_for_participants(&d, 3, &mut refs)
-    };
+    let sse = d.create_and_follow(ROOM);
+    let (files, mut legs) =
+        spawn_tone_legs(&d, ROOM, &LEGS, AMPLITUDE, LEG_DURATION, dir.path(), Duration::from_secs(55));
+    let ids = d.wait_for_participants(ROOM, 3, &mut legs, JOIN_WAIT);
     let mixing = poll_until(Duration::from_secs(10), || {
         ids.iter().all(|id| view(&d, id)["subscriptions"][0]["route"] == "mix").then_some(())
     });
@@ -163,15 +111,12 @@ fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
     let errors_before = metric(&d, "switchboard_mixer_errors_total", &[]);
 
     // The garbage sender, for 8 s.
-    let mut garbage = Some(spawn_peer(
-        "rtp_garbage.py",
-        &["--api", &d.base_url, "--room", ROOM, "--display-name", "garbage", "--duration", "8", "--seed", "7"],
-        Duration::from_secs(30),
-    ));
+    let garbage_args = ["--duration", "8", "--seed", "7"];
+    let mut garbage = Some(d.join_peer("rtp_garbage.py", ROOM, "garbage", &garbage_args, Duration::from_secs(30)));
     let ids4 = {
         let mut refs: Vec<&mut Option<PeerHandle>> = vec![&mut garbage];
         refs.extend(legs.iter_mut());
-        wait_for_participants(&d, 4, &mut refs)
+        d.wait_for_participants(ROOM, 4, &mut refs, JOIN_WAIT)
     };
     let g_id = ids4.iter().find(|i| !ids.contains(i)).unwrap().clone();
     // The daemon keeps answering while the garbage flows.
@@ -198,11 +143,9 @@ fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
     let errors_during = metric(&d, "switchboard_mixer_errors_total", &[]);
 
     let outs: Vec<PeerOutput> = legs.iter_mut().map(|l| l.take().unwrap().wait()).collect();
-    for o in &outs {
+    for (o, (name, _)) in outs.iter().zip(LEGS) {
         o.expect_ok();
-        let r = &o.json["received"];
-        assert_eq!(r["ssrcs"].as_array().map(Vec::len), Some(1), "{r}");
-        assert_eq!(r["seq_steps_not_1"], 0, "{}", r["seq_step_examples"]);
+        assert_one_stream(name, o);
     }
     assert!(d.exited().is_none(), "the daemon exited: {:?}\n{}", d.exited(), d.log_tail(40));
     assert_eq!(d.get_json("/healthz").0, 200);
@@ -213,13 +156,8 @@ fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
         gj["sent_packets"], gj["received_packets"]
     );
 
-    let at = |name: &str, id: &str| {
-        sse.wait_for_matching(name, |v| event_participant_id(v).as_deref() == Some(id), Duration::from_secs(5));
-        let e =
-            sse.events().into_iter().find(|e| e.event == name && event_participant_id(&e.data).as_deref() == Some(id));
-        unix(e.unwrap().at)
-    };
-    let (g_joined, g_left) = (at("participant_joined", &g_id), at("participant_left", &g_id));
+    let (g_joined, g_left) =
+        (clock.event_at(&sse, "participant_joined", &g_id), clock.event_at(&sse, "participant_left", &g_id));
     let stopped = outs.iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + LEG_DURATION).fold(f64::MAX, f64::min);
     assert!(
         stopped - g_left >= 2.5,
@@ -235,7 +173,7 @@ fn opus_garbage_from_one_leg_leaves_the_other_legs_mixes_intact() {
         .map(|e| {
             let id = e.data["participant_id"].as_str().unwrap_or("?").to_string();
             let n = names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or(id);
-            format!("{:+.2} s {n}", unix(e.at) - g_joined)
+            format!("{:+.2} s {n}", clock.unix(e.at) - g_joined)
         })
         .collect();
     let mut problems = Vec::new();

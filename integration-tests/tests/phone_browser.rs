@@ -16,59 +16,16 @@ fn chromium_and_pcmu_leg_hear_each_other_through_forward_routes() {
     let audio = dir.path().join("leg.s16le");
     // The phone stays in the call until the browser is done (Chromium may take a while to start).
     let stop = dir.path().join("stop");
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "pstn"})).0, 201);
-    let mut leg = Some(spawn_peer(
-        "rtp_leg.py",
-        &[
-            "--api",
-            &d.base_url,
-            "--room",
-            "pstn",
-            "--display-name",
-            "phone",
-            "--tone",
-            "440",
-            "--duration",
-            "60",
-            "--stop-file",
-            stop.to_str().unwrap(),
-            "--save-audio",
-            audio.to_str().unwrap(),
-        ],
-        Duration::from_secs(90),
-    ));
-    let joined = poll_until(Duration::from_secs(30), || {
-        let (_, v) = d.get_json("/v1/rooms/pstn");
-        if participant_ids(&v).len() == 1 {
-            return Some(true);
-        }
-        leg.as_mut().unwrap().finished().then_some(false)
-    });
-    if joined != Some(true) {
-        panic!("the phone leg did not join: {}", leg.take().unwrap().wait().describe());
-    }
-    let (_, room) = d.get_json("/v1/rooms/pstn");
-    let phone_id = participant_ids(&room).remove(0);
-    let mut browser = spawn_peer(
-        "chromium_peer.mjs",
-        &[
-            "--api",
-            &d.base_url,
-            "--room",
-            "pstn",
-            "--display-name",
-            "browser",
-            "--audio-codec",
-            "pcmu",
-            "--no-video",
-            "--duration",
-            "6",
-        ],
-        Duration::from_secs(50),
-    );
+    d.create_room("pstn");
+    let (stop_arg, audio_arg) = (stop.to_str().unwrap(), audio.to_str().unwrap());
+    let leg_args = ["--tone", "440", "--duration", "60", "--stop-file", stop_arg, "--save-audio", audio_arg];
+    let mut leg = Some(d.join_peer(RTP_LEG, "pstn", "phone", &leg_args, Duration::from_secs(90)));
+    let phone_id = d.wait_for_participants("pstn", 1, &mut [&mut leg], JOIN_WAIT).remove(0);
+    let browser_args = ["--audio-codec", "pcmu", "--no-video", "--duration", "6"];
+    let mut browser = d.join_peer("chromium_peer.mjs", "pstn", "browser", &browser_args, Duration::from_secs(50));
     // While both are in the call, the phone's one slot forwards the browser's PCMU track.
     let phone_view = poll_until(Duration::from_secs(45), || {
-        let v = d.get_json(&format!("/v1/rooms/pstn/participants/{phone_id}")).1;
+        let v = d.participant("pstn", &phone_id);
         if !v["subscriptions"][0]["publisher_id"].is_null() || browser.finished() {
             return Some(v);
         }

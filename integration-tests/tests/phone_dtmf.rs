@@ -17,29 +17,10 @@ use std::time::{Duration, Instant};
 
 use switchboard_integration_tests::*;
 
-const LEG: &str = "rtp_leg.py";
 const PCAPS: &str = "/usr/share/sip-tester";
 
-fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> PeerHandle {
-    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", room, "--display-name", name];
-    args.extend_from_slice(extra);
-    spawn_peer(LEG, &args, Duration::from_secs(45))
-}
-
-/// Waits until `room` lists `n` participants; returns their ids (sorted).
-fn wait_for(d: &Daemon, room: &str, n: usize, legs: &mut [&mut Option<PeerHandle>]) -> Vec<String> {
-    let got = poll_until(Duration::from_secs(30), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Ok(participant_ids(&v)));
-        }
-        legs.iter_mut().position(|l| l.as_mut().is_some_and(PeerHandle::finished)).map(Err)
-    });
-    match got {
-        Some(Ok(ids)) => ids,
-        Some(Err(i)) => panic!("leg #{i} ended before joining: {}", legs[i].take().unwrap().wait().describe()),
-        None => panic!("room {room} never had {n} participants"),
-    }
+fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> Option<PeerHandle> {
+    Some(d.join_peer(RTP_LEG, room, name, extra, Duration::from_secs(45)))
 }
 
 /// The `dtmf` events of `from` seen so far: (digit, duration_ms).
@@ -98,29 +79,23 @@ fn dtmf_replayed_from_sipp_pcaps_is_reported_once_each_and_relayed() {
     let pcaps: Vec<String> = ["1", "2", "3"].iter().map(|d| format!("{PCAPS}/dtmf_2833_{d}.pcap")).collect();
     assert!(pcaps.iter().all(|p| Path::new(p).exists()), "sipp's pcaps are missing: apt-get install sip-tester");
     let d = Daemon::start();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "ivr"})).0, 201);
-    let sse = d.events("ivr");
-    assert_eq!(sse.status, 200);
+    let sse = d.create_and_follow("ivr");
     // B only listens for relayed digits (and stays until the test is done with it); A talks
     // (440 Hz) and presses 1, 2, 3 from t = 2 s.
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
     let stop_arg = stop.to_str().unwrap();
-    let mut b = Some(spawn_leg(
-        &d,
-        "ivr",
-        "ivr",
-        &["--tone", "660", "--duration", "30", "--stop-file", stop_arg, "--dtmf-listen"],
-    ));
-    wait_for(&d, "ivr", 1, &mut [&mut b]);
+    let mut b =
+        spawn_leg(&d, "ivr", "ivr", &["--tone", "660", "--duration", "30", "--stop-file", stop_arg, "--dtmf-listen"]);
+    d.wait_for_participants("ivr", 1, &mut [&mut b], JOIN_WAIT);
     let pcap_arg = pcaps.join(",");
-    let mut a = Some(spawn_leg(
+    let mut a = spawn_leg(
         &d,
         "ivr",
         "caller",
         &["--tone", "440", "--duration", "5", "--dtmf-pcap", &pcap_arg, "--dtmf-at", "2"],
-    ));
-    wait_for(&d, "ivr", 2, &mut [&mut a, &mut b]);
+    );
+    d.wait_for_participants("ivr", 2, &mut [&mut a, &mut b], JOIN_WAIT);
     let a = a.take().unwrap().wait();
     let aj = a.expect_ok();
     let a_id = aj["participant_id"].as_str().unwrap().to_string();
@@ -151,24 +126,22 @@ fn dtmf_replayed_from_sipp_pcaps_is_reported_once_each_and_relayed() {
 fn dtmf_without_marker_bit_and_from_rtpdtmfsrc_is_reported_once_each() {
     require_rtp_leg();
     let d = Daemon::start();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "keys"})).0, 201);
-    let sse = d.events("keys");
-    assert_eq!(sse.status, 200);
+    let sse = d.create_and_follow("keys");
     // Two callers in two rooms would prove nothing more; the two senders share one room and
     // run one after the other, each with its own digits.
-    let mut plain = Some(spawn_leg(
+    let mut plain = spawn_leg(
         &d,
         "keys",
         "carrier",
         &["--tone", "440", "--duration", "5", "--dtmf-digits", "4*7#0D", "--dtmf-duration-ms", "120", "--dtmf-at", "1"],
-    ));
-    let mut gst = Some(spawn_leg(
+    );
+    let mut gst = spawn_leg(
         &d,
         "keys",
         "rtpdtmfsrc",
         &["--tone", "660", "--duration", "6", "--dtmf-digits", "95A", "--dtmf-source", "gst", "--dtmf-at", "1.5"],
-    ));
-    wait_for(&d, "keys", 2, &mut [&mut plain, &mut gst]);
+    );
+    d.wait_for_participants("keys", 2, &mut [&mut plain, &mut gst], JOIN_WAIT);
     let plain = plain.take().unwrap().wait();
     let gst = gst.take().unwrap().wait();
     let (pj, gj) = (plain.expect_ok(), gst.expect_ok());
@@ -196,21 +169,16 @@ fn dtmf_posted_to_a_leg_is_played_as_rfc4733_events() {
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
     let stop_arg = stop.to_str().unwrap();
-    let mut rx = Some(spawn_leg(
+    let mut rx = spawn_leg(
         &d,
         "out",
         "phone",
         &["--tone", "660", "--duration", "30", "--stop-file", stop_arg, "--dtmf-listen", "--packet-log"],
-    ));
-    let mut talker =
-        Some(spawn_leg(&d, "out", "talker", &["--tone", "440", "--duration", "30", "--stop-file", stop_arg]));
-    let ids = wait_for(&d, "out", 2, &mut [&mut rx, &mut talker]);
+    );
+    let mut talker = spawn_leg(&d, "out", "talker", &["--tone", "440", "--duration", "30", "--stop-file", stop_arg]);
+    let ids = d.wait_for_participants("out", 2, &mut [&mut rx, &mut talker], JOIN_WAIT);
     // Which id is the listener: the one whose display name is "phone".
-    let phone = ids
-        .iter()
-        .find(|id| d.get_json(&format!("/v1/rooms/out/participants/{id}")).1["display_name"] == "phone")
-        .unwrap()
-        .clone();
+    let phone = d.participant_named("out", &ids, "phone");
     std::thread::sleep(Duration::from_millis(1000));
     let path = format!("/v1/rooms/out/participants/{phone}/dtmf");
     let (s, v) = d.post_json(&path, &json!({"digits": "159#"}));

@@ -79,12 +79,6 @@ fn settle_dropped(d: &Daemon, reason: &str, want: f64) -> f64 {
     dropped(d, reason)
 }
 
-fn room_ids(d: &Daemon, room: &str) -> Vec<String> {
-    let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
-    assert_eq!(s, 200, "GET room {room}: {v}");
-    participant_ids(&v)
-}
-
 #[test]
 fn refused_offers_and_an_exhausted_port_range_change_nothing() {
     // One even/odd pair in the range: room for exactly one rtp leg.
@@ -93,7 +87,7 @@ fn refused_offers_and_an_exhausted_port_range_change_nothing() {
         c.set("rtp", "port_max", min + 1);
     });
     let parts = "/v1/rooms/gw/participants";
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "gw"})).0, 201);
+    d.create_room("gw");
     let phone = phone_socket();
 
     // G.729 only: nothing the bridge speaks. The message names what was offered.
@@ -103,7 +97,7 @@ fn refused_offers_and_an_exhausted_port_range_change_nothing() {
     assert_api_error(&r, 400, "bad_sdp");
     let msg = r.1["error"]["message"].as_str().unwrap();
     assert!(msg.contains("G729"), "the error should name the offered codec G729: {msg:?}");
-    assert_eq!(room_ids(&d, "gw"), Vec::<String>::new(), "a refused offer joined someone");
+    assert_eq!(d.participants_of("gw"), Vec::<String>::new(), "a refused offer joined someone");
 
     // SDES with only suites the bridge does not implement.
     // Well-formed keys (30 and 46 bytes of key || salt), suites the bridge does not implement.
@@ -121,7 +115,7 @@ fn refused_offers_and_an_exhausted_port_range_change_nothing() {
     assert_api_error(&r, 400, "bad_sdp");
     let msg = r.1["error"]["message"].as_str().unwrap();
     assert!(msg.contains("F8_128_HMAC_SHA1_80"), "the error should name the offered suite: {msg:?}");
-    assert_eq!(room_ids(&d, "gw"), Vec::<String>::new(), "a refused offer joined someone");
+    assert_eq!(d.participants_of("gw"), Vec::<String>::new(), "a refused offer joined someone");
     // A refused join into a room that does not exist creates no room either.
     assert_api_error(&d.post_json("/v1/rooms/ghost/participants", &json!({ "sdp": g729 })), 400, "bad_sdp");
     assert_api_error(&d.get_json("/v1/rooms/ghost"), 404, "room_not_found");
@@ -136,7 +130,7 @@ fn refused_offers_and_an_exhausted_port_range_change_nothing() {
     let other = phone_socket();
     assert_api_error(&d.post_json(parts, &json!({ "sdp": pcmu_offer(port_of(&other)) })), 503, "no_ports");
     assert_api_error(&d.post_json(parts, &json!({ "kind": "rtp" })), 503, "no_ports");
-    assert_eq!(room_ids(&d, "gw"), vec![first_id.clone()]);
+    assert_eq!(d.participants_of("gw"), vec![first_id.clone()]);
     let (s, still) = d.get_json(&format!("{parts}/{first_id}"));
     assert_eq!(s, 200, "{still}");
     assert_eq!(still["tracks"], first["tracks"], "the first leg's view changed: {still}");
@@ -207,68 +201,20 @@ fn bad_srtp_and_truncated_packets_are_dropped_by_reason() {
     let suite = "AES_CM_128_HMAC_SHA1_80";
     // The listener stays until the attacker is done (the stop file).
     let stop = dir.path().join("stop");
-    let mut rx = Some(spawn_peer(
-        "rtp_leg.py",
-        &[
-            "--api",
-            &d.base_url,
-            "--room",
-            "sec",
-            "--display-name",
-            "listener",
-            "--srtp",
-            suite,
-            "--tone",
-            "660",
-            "--duration",
-            "40",
-            "--stop-file",
-            stop.to_str().unwrap(),
-            "--save-audio",
-            audio.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    ));
-    let ok = poll_until(Duration::from_secs(30), || {
-        let (_, v) = d.get_json("/v1/rooms/sec");
-        if participant_ids(&v).len() == 1 {
-            return Some(true);
-        }
-        rx.as_mut().unwrap().finished().then_some(false)
-    });
-    assert_eq!(ok, Some(true), "the listening leg did not join");
+    let (stop_arg, audio_arg) = (stop.to_str().unwrap(), audio.to_str().unwrap());
+    let rx_args =
+        ["--srtp", suite, "--tone", "660", "--duration", "40", "--stop-file", stop_arg, "--save-audio", audio_arg];
+    let mut rx = Some(d.join_peer(RTP_LEG, "sec", "listener", &rx_args, Duration::from_secs(60)));
+    d.wait_for_participants("sec", 1, &mut [&mut rx], JOIN_WAIT);
     for reason in ["srtp_auth", "replay", "malformed"] {
         assert_eq!(dropped(&d, reason), 0.0, "{reason} before anything was injected");
     }
     // The sender replaces 5 of its packets by copies with a broken auth tag, then sends again
     // 3 packets it sent before, then 2 datagrams of 5 bytes.
-    let tx = peer(
-        "rtp_leg.py",
-        &[
-            "--api",
-            &d.base_url,
-            "--room",
-            "sec",
-            "--display-name",
-            "attacker",
-            "--srtp",
-            suite,
-            "--tone",
-            "440",
-            "--duration",
-            "5",
-            // injections count from when the listener's media flows in
-            "--timeline-after-rx",
-            "25",
-            "--inject",
-            "2:bad-authx5",
-            "--inject",
-            "2.6:replayx3",
-            "--inject",
-            "3.2:truncatedx2",
-        ],
-        Duration::from_secs(40),
-    );
+    // (The injections count from when the listener's media flows in: --timeline-after-rx.)
+    let mut tx_args = vec!["--srtp", suite, "--tone", "440", "--duration", "5", "--timeline-after-rx", "25"];
+    tx_args.extend(["--inject", "2:bad-authx5", "--inject", "2.6:replayx3", "--inject", "3.2:truncatedx2"]);
+    let tx = d.join_peer(RTP_LEG, "sec", "attacker", &tx_args, Duration::from_secs(40)).wait();
     std::fs::write(&stop, b"").unwrap();
     let rx = rx.take().unwrap().wait();
     let tj = tx.expect_ok();
@@ -291,9 +237,7 @@ fn silent_leg_is_closed_after_the_inactivity_timeout() {
     let d = Daemon::start_with(|c| {
         c.set("media", "inactivity_timeout_secs", 2);
     });
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "idle"})).0, 201);
-    let sse = d.events("idle");
-    assert_eq!(sse.status, 200);
+    let sse = d.create_and_follow("idle");
     let parts = "/v1/rooms/idle/participants";
     let (silent, talker) = (phone_socket(), phone_socket());
     let joined_at = Instant::now();
@@ -311,23 +255,13 @@ fn silent_leg_is_closed_after_the_inactivity_timeout() {
         i += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = sse.wait_for_matching(
-        "participant_left",
-        |v| event_participant_id(v).as_deref() == Some(silent_id.as_str()),
-        Duration::from_secs(1),
-    );
-    let at = sse
-        .events()
-        .into_iter()
-        .find(|e| e.event == "participant_left" && event_participant_id(&e.data).as_deref() == Some(silent_id.as_str()))
-        .unwrap()
-        .at;
-    let after = at.duration_since(joined_at);
+    let left = sse.wait_for_participant_event("participant_left", &silent_id, Duration::from_secs(1));
+    let after = left.at.duration_since(joined_at);
     assert!(
         after >= Duration::from_millis(1800) && after <= Duration::from_millis(3600),
         "the silent leg was closed {after:?} after joining; the timeout is 2 s"
     );
-    assert_eq!(left["reason"], "inactive", "participant_left: {left}");
+    assert_eq!(left.data["reason"], "inactive", "participant_left: {}", left.data);
     assert_api_error(&d.get_json(&format!("{parts}/{silent_id}")), 404, "participant_not_found");
     // The talker kept its leg.
     assert!(
@@ -338,7 +272,7 @@ fn silent_leg_is_closed_after_the_inactivity_timeout() {
         "the talking leg was closed too: {:?}",
         sse.names()
     );
-    assert_eq!(room_ids(&d, "idle"), vec![talker_id]);
+    assert_eq!(d.participants_of("idle"), vec![talker_id]);
     let (_, metrics) = d.get_text("/metrics");
     let inactive = metric_value(&metrics, "switchboard_participants_left_total", &[("reason", "inactive")]);
     assert_eq!(inactive, Some(1.0), "switchboard_participants_left_total{{reason=\"inactive\"}}");

@@ -10,44 +10,43 @@ use std::time::Duration;
 
 use switchboard_integration_tests::*;
 
-const LEG: &str = "rtp_leg.py";
-
-/// Starts a leg in `room` with the common arguments plus `extra`.
-fn spawn_leg(d: &Daemon, room: &str, name: &str, extra: &[&str]) -> PeerHandle {
-    let mut args: Vec<&str> = vec!["--api", &d.base_url, "--room", room, "--display-name", name];
-    args.extend_from_slice(extra);
-    spawn_peer(LEG, &args, Duration::from_secs(45))
+/// A call between two legs: `first` joins, `second` joins once `first` is in; `first` stays until
+/// the call ends, after `second` is done. Each saves what it hears.
+struct Call {
+    first: Option<PeerHandle>,
+    second: Option<PeerHandle>,
+    first_audio: PathBuf,
+    second_audio: PathBuf,
+    stop: PathBuf,
+    /// The two participants' ids, sorted.
+    ids: Vec<String>,
+    _dir: tempfile::TempDir,
 }
 
-/// Waits until `room` lists `n` participants and returns the room view. Fails at once, with
-/// the legs' own reports, if a leg exits first (it could not join).
-fn wait_for_participants(d: &Daemon, room: &str, n: usize, legs: &mut [&mut Option<PeerHandle>]) -> Value {
-    let got = poll_until(Duration::from_secs(30), || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Ok(v));
-        }
-        for (i, leg) in legs.iter_mut().enumerate() {
-            if leg.as_mut().is_some_and(PeerHandle::finished) {
-                return Some(Err(i));
-            }
-        }
-        None
-    });
-    match got {
-        Some(Ok(v)) => v,
-        Some(Err(i)) => {
-            let out = legs[i].take().unwrap().wait();
-            panic!("leg #{i} ended before room {room} had {n} participants: {}", out.describe())
-        }
-        None => panic!("room {room} never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{room}"))),
+impl Call {
+    /// Starts the call in `room`: each leg is `(display name, arguments)`; `first` gets
+    /// `--stop-file`, both `--save-audio`. Returns once both are in the room.
+    fn start(d: &Daemon, room: &str, first: (&str, &[&str]), second: (&str, &[&str])) -> Call {
+        let dir = tempfile::tempdir().unwrap();
+        let (first_audio, second_audio) = (dir.path().join("first.s16le"), dir.path().join("second.s16le"));
+        let stop = dir.path().join("stop");
+        let spawn = |(name, args): (&str, &[&str]), extra: &[&str]| {
+            Some(d.join_peer(RTP_LEG, room, name, &[args, extra].concat(), Duration::from_secs(45)))
+        };
+        let mut a =
+            spawn(first, &["--stop-file", stop.to_str().unwrap(), "--save-audio", first_audio.to_str().unwrap()]);
+        d.wait_for_participants(room, 1, &mut [&mut a], JOIN_WAIT);
+        let mut b = spawn(second, &["--save-audio", second_audio.to_str().unwrap()]);
+        let ids = d.wait_for_participants(room, 2, &mut [&mut a, &mut b], JOIN_WAIT);
+        Call { first: a, second: b, first_audio, second_audio, stop, ids, _dir: dir }
     }
-}
 
-fn participant(d: &Daemon, room: &str, id: &str) -> Value {
-    let (s, v) = d.get_json(&format!("/v1/rooms/{room}/participants/{id}"));
-    assert_eq!(s, 200, "GET participant {id}: {v}");
-    v
+    /// Waits for `second` to finish, then ends `first`; returns their reports in that order.
+    fn end(&mut self) -> (PeerOutput, PeerOutput) {
+        let second = self.second.take().unwrap().wait();
+        std::fs::write(&self.stop, b"").unwrap();
+        (self.first.take().unwrap().wait(), second)
+    }
 }
 
 /// The last `seconds` of what a leg saved with --save-audio, and its sample rate.
@@ -72,8 +71,8 @@ fn assert_hears(name: &str, out: &PeerOutput, audio: &Path, want_hz: f32, not_hz
     );
     let hz = dominant_frequency(&tail, rate);
     assert!((hz - want_hz).abs() <= 10.0, "{name}: dominant frequency {hz:.1} Hz, expected {want_hz} ± 10: {j}");
-    let want_db = band_energy_db(&tail, rate, want_hz - 25.0, want_hz + 25.0);
-    let not_db = band_energy_db(&tail, rate, not_hz - 25.0, not_hz + 25.0);
+    let want_db = tone_level_db(&tail, rate, want_hz);
+    let not_db = tone_level_db(&tail, rate, not_hz);
     // The legs send at half scale (-9 dBFS); a forwarded G.711 tone arrives at about that level.
     assert!(want_db > -20.0, "{name}: {want_hz} Hz band at only {want_db:.1} dBFS");
     assert!(
@@ -100,43 +99,27 @@ fn assert_one_clean_stream(name: &str, out: &PeerOutput, bridge_sdp: &str) {
     assert_eq!(r["ts_not_increasing"], 0, "{name}: RTP timestamps went backwards: {r}");
 }
 
-fn tmp_audio(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("{name}.s16le"))
-}
-
 #[test]
 fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
     require_rtp_leg();
     let d = Daemon::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
-    let stop = dir.path().join("stop");
-    let stop_arg = stop.to_str().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "call"})).0, 201);
+    d.create_room("call");
     // Alice calls first and stays until Bob, who joins once she is in, has hung up.
-    let mut a = Some(spawn_leg(
+    let mut call = Call::start(
         &d,
         "call",
-        "alice",
-        &["--tone", "440", "--duration", "30", "--stop-file", stop_arg, "--save-audio", a_audio.to_str().unwrap()],
-    ));
-    wait_for_participants(&d, "call", 1, &mut [&mut a]);
-    let mut b = Some(spawn_leg(
-        &d,
-        "call",
-        "bob",
-        &["--tone", "660", "--duration", "5", "--timeline-after-rx", "25", "--save-audio", b_audio.to_str().unwrap()],
-    ));
-    let room = wait_for_participants(&d, "call", 2, &mut [&mut a, &mut b]);
-    let ids = participant_ids(&room);
+        ("alice", &["--tone", "440", "--duration", "30"]),
+        ("bob", &["--tone", "660", "--duration", "5", "--timeline-after-rx", "25"]),
+    );
+    let ids = call.ids.clone();
 
     // Both in the room: each one's single slot forwards the other's PCMU track.
     let views = poll_until(Duration::from_secs(5), || {
-        let v: Vec<Value> = ids.iter().map(|id| participant(&d, "call", id)).collect();
+        let v: Vec<Value> = ids.iter().map(|id| d.participant("call", id)).collect();
         v.iter().all(|p| !p["subscriptions"][0]["publisher_id"].is_null()).then_some(v)
     })
     .unwrap_or_else(|| {
-        panic!("slots never got a publisher: {:?}", ids.iter().map(|i| participant(&d, "call", i)).collect::<Vec<_>>())
+        panic!("slots never got a publisher: {:?}", ids.iter().map(|i| d.participant("call", i)).collect::<Vec<_>>())
     });
     for (p, other) in views.iter().zip(ids.iter().rev()) {
         assert_eq!(p["kind"], "rtp", "{p}");
@@ -150,12 +133,10 @@ fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
         assert_eq!(subs[0]["codec"], "pcmu", "{p}");
     }
 
-    let b = b.take().unwrap().wait();
-    std::fs::write(&stop, b"").unwrap();
-    let a = a.take().unwrap().wait();
+    let (a, b) = call.end();
     let (aj, bj) = (a.expect_ok(), b.expect_ok());
-    assert_hears("alice", &a, &a_audio, 660.0, 440.0);
-    assert_hears("bob", &b, &b_audio, 440.0, 660.0);
+    assert_hears("alice", &a, &call.first_audio, 660.0, 440.0);
+    assert_hears("bob", &b, &call.second_audio, 440.0, 660.0);
     for (name, out, j) in [("alice", &a, aj), ("bob", &b, bj)] {
         // The answer keeps the offerer's PTs and names exactly PCMU + telephone-event.
         let answer = j["answer_sdp"].as_str().unwrap();
@@ -183,39 +164,15 @@ fn two_pcmu_legs_hear_each_other_through_a_forward_route() {
 fn late_offer_leg_answers_the_bridge_and_hears_the_other_leg() {
     require_rtp_leg();
     let d = Daemon::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
-    let stop = dir.path().join("stop");
-    let stop_arg = stop.to_str().unwrap();
-    let mut a = Some(spawn_leg(
-        &d,
-        "late",
-        "early-offer",
-        &["--tone", "440", "--duration", "30", "--stop-file", stop_arg, "--save-audio", a_audio.to_str().unwrap()],
-    ));
-    wait_for_participants(&d, "late", 1, &mut [&mut a]);
     // The late-offer leg POSTs {"kind": "rtp"} without sdp, and PATCHes an answer built from
     // the bridge's offer (PCMU, the bridge's PTs, a=rtcp-mux since the bridge offered it).
-    let mut b = Some(spawn_leg(
+    let mut call = Call::start(
         &d,
         "late",
-        "late-offer",
-        &[
-            "--late-offer",
-            "--tone",
-            "660",
-            "--duration",
-            "5",
-            "--timeline-after-rx",
-            "25",
-            "--save-audio",
-            b_audio.to_str().unwrap(),
-        ],
-    ));
-    let room = wait_for_participants(&d, "late", 2, &mut [&mut a, &mut b]);
-    let b = b.take().unwrap().wait();
-    std::fs::write(&stop, b"").unwrap();
-    let a = a.take().unwrap().wait();
+        ("early-offer", &["--tone", "440", "--duration", "30"]),
+        ("late-offer", &["--late-offer", "--tone", "660", "--duration", "5", "--timeline-after-rx", "25"]),
+    );
+    let (a, b) = call.end();
     let bj = b.expect_ok();
 
     let offer = bj["bridge_offer_sdp"].as_str().expect("the late-offer join returned the bridge's offer");
@@ -231,61 +188,24 @@ fn late_offer_leg_answers_the_bridge_and_hears_the_other_leg() {
     assert!(declared_ssrc(offer).is_some(), "the offer declares no a=ssrc: {offer}");
     assert_eq!(bj["join"]["kind"], "rtp");
 
-    assert_hears("early-offer leg", &a, &a_audio, 660.0, 440.0);
-    assert_hears("late-offer leg", &b, &b_audio, 440.0, 660.0);
+    assert_hears("early-offer leg", &a, &call.first_audio, 660.0, 440.0);
+    assert_hears("late-offer leg", &b, &call.second_audio, 440.0, 660.0);
     assert_one_clean_stream("late-offer leg", &b, offer);
-    assert_eq!(participant_ids(&room).len(), 2);
+    assert_eq!(call.ids.len(), 2);
 }
 
 #[test]
 fn late_offer_srtp_leg_picks_one_offered_suite() {
     require_rtp_leg();
     let d = Daemon::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
     let suite = "AEAD_AES_128_GCM";
-    let stop = dir.path().join("stop");
-    let stop_arg = stop.to_str().unwrap();
-    let mut a = Some(spawn_leg(
+    let mut call = Call::start(
         &d,
         "sl",
-        "early",
-        &[
-            "--srtp",
-            suite,
-            "--tone",
-            "440",
-            "--duration",
-            "30",
-            "--stop-file",
-            stop_arg,
-            "--save-audio",
-            a_audio.to_str().unwrap(),
-        ],
-    ));
-    wait_for_participants(&d, "sl", 1, &mut [&mut a]);
-    let mut b = Some(spawn_leg(
-        &d,
-        "sl",
-        "late",
-        &[
-            "--late-offer",
-            "--srtp",
-            suite,
-            "--tone",
-            "660",
-            "--duration",
-            "5",
-            "--timeline-after-rx",
-            "25",
-            "--save-audio",
-            b_audio.to_str().unwrap(),
-        ],
-    ));
-    wait_for_participants(&d, "sl", 2, &mut [&mut a, &mut b]);
-    let b = b.take().unwrap().wait();
-    std::fs::write(&stop, b"").unwrap();
-    let a = a.take().unwrap().wait();
+        ("early", &["--srtp", suite, "--tone", "440", "--duration", "30"]),
+        ("late", &["--late-offer", "--srtp", suite, "--tone", "660", "--duration", "5", "--timeline-after-rx", "25"]),
+    );
+    let (a, b) = call.end();
     let bj = b.expect_ok();
     let offer = bj["bridge_offer_sdp"].as_str().unwrap();
     let o = Sdp::parse(offer);
@@ -301,8 +221,8 @@ fn late_offer_srtp_leg_picks_one_offered_suite() {
     );
     assert_eq!(bj["join"]["kind"], "srtp");
     assert_eq!(bj["received"]["srtp_auth_failed"], 0, "{}", b.describe());
-    assert_hears("early srtp leg", &a, &a_audio, 660.0, 440.0);
-    assert_hears("late srtp leg", &b, &b_audio, 440.0, 660.0);
+    assert_hears("early srtp leg", &a, &call.first_audio, 660.0, 440.0);
+    assert_hears("late srtp leg", &b, &call.second_audio, 440.0, 660.0);
     assert_one_clean_stream("late srtp leg", &b, offer);
 }
 
@@ -320,31 +240,17 @@ fn packets_between(out: &PeerOutput, from: f64, to: f64) -> usize {
 fn hold_and_resume(hold: &str, srtp: Option<&str>) {
     require_rtp_leg();
     let d = Daemon::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (a_audio, b_audio) = (tmp_audio(&dir, "a"), tmp_audio(&dir, "b"));
-    let stop = dir.path().join("stop");
-    let stop_arg = stop.to_str().unwrap();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "hold"})).0, 201);
-    let mut srtp_args: Vec<&str> = Vec::new();
-    if let Some(suite) = srtp {
-        srtp_args.extend(["--srtp", suite]);
-    }
-    let mut b_args = vec!["--tone", "660", "--duration", "40", "--stop-file", stop_arg, "--packet-log"];
-    b_args.extend(["--save-audio", b_audio.to_str().unwrap()]);
-    b_args.extend(&srtp_args);
+    d.create_room("hold");
+    let srtp_args = srtp.map_or(vec![], |suite| vec!["--srtp", suite]);
     // B is in the call first and stays until A is done.
-    let mut b = Some(spawn_leg(&d, "hold", "held", &b_args));
-    wait_for_participants(&d, "hold", 1, &mut [&mut b]);
+    let b_args = [&["--tone", "660", "--duration", "40", "--packet-log"][..], &srtp_args].concat();
     let mut a_args = vec!["--tone", "440", "--duration", "10", "--hold-after", "3", "--resume-after", "6.5"];
     // A's clock starts once B's media reaches it (0.5 s of it), however slowly either leg started.
     a_args.extend(["--timeline-after-rx", "25"]);
-    a_args.extend(["--hold-direction", hold, "--packet-log", "--save-audio", a_audio.to_str().unwrap()]);
+    a_args.extend(["--hold-direction", hold, "--packet-log"]);
     a_args.extend(&srtp_args);
-    let mut a = Some(spawn_leg(&d, "hold", "holder", &a_args));
-    wait_for_participants(&d, "hold", 2, &mut [&mut a, &mut b]);
-    let a = a.take().unwrap().wait();
-    std::fs::write(&stop, b"").unwrap();
-    let b = b.take().unwrap().wait();
+    let mut call = Call::start(&d, "hold", ("held", &b_args), ("holder", &a_args));
+    let (b, a) = call.end();
     let (aj, bj) = (a.expect_ok(), b.expect_ok());
 
     // The two re-offers were answered, mirroring the direction, on the same port and SSRC
@@ -412,8 +318,8 @@ fn hold_and_resume(hold: &str, srtp: Option<&str>) {
         (ts_ms - wall_ms).abs() < 500.0,
         "across B's largest gap the RTP timestamp advanced {ts_ms} ms for {wall_ms} ms: {gap}"
     );
-    assert_hears("A after resume", &a, &a_audio, 660.0, 440.0);
-    assert_hears("B after resume", &b, &b_audio, 440.0, 660.0);
+    assert_hears("A after resume", &a, &call.second_audio, 660.0, 440.0);
+    assert_hears("B after resume", &b, &call.first_audio, 440.0, 660.0);
 }
 
 #[test]

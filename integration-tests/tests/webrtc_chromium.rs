@@ -30,20 +30,9 @@ fn assert_received_audio_and_video(name: &str, out: &PeerOutput) {
 fn two_chromium_clients_exchange_audio_and_video() {
     require_chromium();
     let d = Daemon::start();
-    let api = d.base_url.clone();
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "call"})).0, 201);
-    let sse = d.events("call");
-    assert_eq!(sse.status, 200, "GET /v1/rooms/call/events");
-    let args = |name: &'static str| -> Vec<String> {
-        ["--api", &api, "--room", "call", "--duration", "10", "--display-name", name]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let a_args = args("alice");
-    let b_args = args("bob");
-    let a = spawn_peer(PEER, &a_args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(50));
-    let b = spawn_peer(PEER, &b_args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(50));
+    let sse = d.create_and_follow("call");
+    let a = d.join_peer(PEER, "call", "alice", &["--duration", "10"], Duration::from_secs(50));
+    let b = d.join_peer(PEER, "call", "bob", &["--duration", "10"], Duration::from_secs(50));
 
     // Both are in the room at the same time.
     let both = poll_until(Duration::from_secs(20), || {
@@ -71,15 +60,7 @@ fn two_chromium_clients_exchange_audio_and_video() {
     assert_eq!(participant_ids(&room), want, "room view: {room}");
     // Both joined and both left, as events.
     for id in [&a_id, &b_id] {
-        sse.wait_for_matching(
-            "participant_joined",
-            |v| event_participant_id(v).as_deref() == Some(id.as_str()),
-            Duration::from_secs(2),
-        );
-        sse.wait_for_matching(
-            "participant_left",
-            |v| event_participant_id(v).as_deref() == Some(id.as_str()),
-            Duration::from_secs(2),
-        );
+        sse.wait_for_participant_event("participant_joined", id, Duration::from_secs(2));
+        sse.wait_for_participant_event("participant_left", id, Duration::from_secs(2));
     }
 }

@@ -9,38 +9,8 @@ use switchboard_integration_tests::*;
 
 const PEER: &str = "webrtcbin_peer.py";
 
-fn api(d: &Daemon) -> String {
-    d.base_url.clone()
-}
-
-/// Waits until `room` lists `n` participants; returns their ids. Fails at once, with the
-/// peer's own report, if `peer` exits first (it could not join).
-fn wait_participants(
-    d: &Daemon,
-    room: &str,
-    n: usize,
-    peer: &mut Option<PeerHandle>,
-    timeout: Duration,
-) -> Vec<String> {
-    let ids = poll_until(timeout, || {
-        let (s, v) = d.get_json(&format!("/v1/rooms/{room}"));
-        if s == 200 && participant_ids(&v).len() == n {
-            return Some(Some(participant_ids(&v)));
-        }
-        if peer.as_mut().is_some_and(PeerHandle::finished) {
-            return Some(None);
-        }
-        None
-    });
-    match ids {
-        Some(Some(ids)) => ids,
-        Some(None) => {
-            let out = peer.take().unwrap().wait();
-            panic!("peer ended before room {room} had {n} participants: {}", out.describe())
-        }
-        None => panic!("room {room} never had {n} participants: {:?}", d.get_json(&format!("/v1/rooms/{room}"))),
-    }
-}
+/// How long a peer may take to join (it starts GStreamer first).
+const JOIN: Duration = Duration::from_secs(15);
 
 #[track_caller]
 fn assert_heard_440(sub: &PeerOutput) {
@@ -60,21 +30,12 @@ fn assert_heard_440(sub: &PeerOutput) {
 fn publisher_first_then_subscriber_hears_440() {
     require_gstreamer();
     let d = Daemon::start();
-    let api = api(&d);
-    assert_eq!(d.post_json("/v1/rooms", &json!({"id": "tone"})).0, 201);
-    let sse = d.events("tone");
-    assert_eq!(sse.status, 200, "GET /v1/rooms/tone/events");
-    let mut publisher = Some(spawn_peer(
-        PEER,
-        &["--api", &api, "--room", "tone", "--publish-tone", "440", "--duration", "14", "--display-name", "publisher"],
-        Duration::from_secs(45),
-    ));
-    let pub_id = wait_participants(&d, "tone", 1, &mut publisher, Duration::from_secs(15)).remove(0);
-    let sub = peer(
-        PEER,
-        &["--api", &api, "--room", "tone", "--receive", "4", "--duration", "7", "--display-name", "subscriber"],
-        Duration::from_secs(40),
-    );
+    let sse = d.create_and_follow("tone");
+    let pub_args = ["--publish-tone", "440", "--duration", "14"];
+    let mut publisher = Some(d.join_peer(PEER, "tone", "publisher", &pub_args, Duration::from_secs(45)));
+    let pub_id = d.wait_for_participants("tone", 1, &mut [&mut publisher], JOIN).remove(0);
+    let sub_args = ["--receive", "4", "--duration", "7"];
+    let sub = d.join_peer(PEER, "tone", "subscriber", &sub_args, Duration::from_secs(40)).wait();
     let p = publisher.unwrap().wait();
     let pj = p.expect_ok();
     assert_eq!(pj["participant_id"], pub_id.as_str());
@@ -91,16 +52,8 @@ fn publisher_first_then_subscriber_hears_440() {
     // Both joined and both left, as events.
     let sub_id = sj["participant_id"].as_str().unwrap().to_string();
     for id in [&pub_id, &sub_id] {
-        sse.wait_for_matching(
-            "participant_joined",
-            |v| event_participant_id(v).as_deref() == Some(id.as_str()),
-            Duration::from_secs(2),
-        );
-        sse.wait_for_matching(
-            "participant_left",
-            |v| event_participant_id(v).as_deref() == Some(id.as_str()),
-            Duration::from_secs(2),
-        );
+        sse.wait_for_participant_event("participant_joined", id, Duration::from_secs(2));
+        sse.wait_for_participant_event("participant_left", id, Duration::from_secs(2));
     }
 }
 
@@ -108,38 +61,19 @@ fn publisher_first_then_subscriber_hears_440() {
 fn subscriber_first_slot_is_filled_without_renegotiation() {
     require_gstreamer();
     let d = Daemon::start();
-    let api = api(&d);
     // The subscriber offers one recvonly audio m-line into an empty room and never renegotiates
     // (the peer has no code path that sends a second offer).
-    let mut subscriber = Some(spawn_peer(
-        PEER,
-        &["--api", &api, "--room", "late", "--receive", "4", "--duration", "11", "--display-name", "early-subscriber"],
-        Duration::from_secs(45),
-    ));
-    let sub_id = wait_participants(&d, "late", 1, &mut subscriber, Duration::from_secs(15)).remove(0);
-    let (s, before) = d.get_json(&format!("/v1/rooms/late/participants/{sub_id}"));
-    assert_eq!(s, 200);
+    let sub_args = ["--receive", "4", "--duration", "11"];
+    let mut subscriber = Some(d.join_peer(PEER, "late", "early-subscriber", &sub_args, Duration::from_secs(45)));
+    let sub_id = d.wait_for_participants("late", 1, &mut [&mut subscriber], JOIN).remove(0);
+    let before = d.participant("late", &sub_id);
     let slots = before["subscriptions"].as_array().cloned().unwrap_or_default();
     assert_eq!(slots.len(), 1, "the recvonly m-line is one slot: {before}");
     assert!(slots[0]["publisher_id"].is_null(), "no publisher yet, slot should be empty: {before}");
 
-    let mut publisher = Some(spawn_peer(
-        PEER,
-        &[
-            "--api",
-            &api,
-            "--room",
-            "late",
-            "--publish-tone",
-            "440",
-            "--duration",
-            "12",
-            "--display-name",
-            "late-publisher",
-        ],
-        Duration::from_secs(45),
-    ));
-    let ids = wait_participants(&d, "late", 2, &mut publisher, Duration::from_secs(15));
+    let pub_args = ["--publish-tone", "440", "--duration", "12"];
+    let mut publisher = Some(d.join_peer(PEER, "late", "late-publisher", &pub_args, Duration::from_secs(45)));
+    let ids = d.wait_for_participants("late", 2, &mut [&mut publisher], JOIN);
     let pub_id = ids.into_iter().find(|i| *i != sub_id).unwrap();
 
     // The API shows the slot now carrying the publisher's track, with no new offer from the subscriber.
