@@ -77,7 +77,10 @@ pub struct RoomsConfig {
 pub struct MixerConfig {
     /// How many of the loudest speakers a mix carries.
     pub speakers: usize,
+    /// Minimum and initial playout delay of each input's adaptive jitter buffer.
     pub jitter_buffer_ms: u32,
+    /// Maximum playout delay the jitter buffers may grow to under jitter.
+    pub jitter_buffer_max_ms: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,7 +124,7 @@ impl Default for RoomsConfig {
 
 impl Default for MixerConfig {
     fn default() -> Self {
-        MixerConfig { speakers: 3, jitter_buffer_ms: 40 }
+        MixerConfig { speakers: 3, jitter_buffer_ms: 20, jitter_buffer_max_ms: 200 }
     }
 }
 
@@ -202,6 +205,12 @@ impl Config {
         if self.mixer.speakers == 0 {
             return bad("mixer.speakers", "must be at least 1");
         }
+        if self.mixer.jitter_buffer_ms == 0 {
+            return bad("mixer.jitter_buffer_ms", "must be at least 1");
+        }
+        if self.mixer.jitter_buffer_max_ms < self.mixer.jitter_buffer_ms || self.mixer.jitter_buffer_max_ms > 1000 {
+            return bad("mixer.jitter_buffer_max_ms", "must be at least mixer.jitter_buffer_ms and at most 1000");
+        }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
@@ -267,6 +276,23 @@ mod tests {
         let f = write("[rtp]\nport_min = 40001\nport_max = 40002\n");
         let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("rtp.port_max") && err.contains("pair"), "{err}");
+    }
+
+    #[test]
+    fn jitter_buffer_bounds_are_checked() {
+        for (toml, key) in [
+            ("[mixer]\njitter_buffer_ms = 0\n", "mixer.jitter_buffer_ms"),
+            ("[mixer]\njitter_buffer_ms = 60\njitter_buffer_max_ms = 40\n", "mixer.jitter_buffer_max_ms"),
+            ("[mixer]\njitter_buffer_max_ms = 0\n", "mixer.jitter_buffer_max_ms"),
+            ("[mixer]\njitter_buffer_max_ms = 1001\n", "mixer.jitter_buffer_max_ms"),
+        ] {
+            let f = write(toml);
+            let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let f = write("[mixer]\njitter_buffer_ms = 40\njitter_buffer_max_ms = 40\n");
+        let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
+        assert_eq!((cfg.mixer.jitter_buffer_ms, cfg.mixer.jitter_buffer_max_ms), (40, 40), "max = min: a fixed delay");
     }
 
     #[test]

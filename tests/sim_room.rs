@@ -159,7 +159,7 @@ fn room(now: Instant) -> Room {
         max_participants: 10,
         inactivity_timeout: Duration::from_secs(30),
         empty_timeout: Duration::from_secs(60),
-        mixer: MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40 },
+        mixer: MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40, jitter_buffer_max_ms: 200 },
     };
     Room::new(RoomId::new("sim").unwrap(), cfg, now)
 }
@@ -444,6 +444,7 @@ fn mixing_room(now: Instant) -> Room {
             factory: Some(std::sync::Arc::new(|_| Box::new(FakeMixer::default()) as Box<dyn Driver>)),
             speakers: 3,
             jitter_buffer_ms: 40,
+            jitter_buffer_max_ms: 200,
         },
     };
     Room::new(RoomId::new("mix").unwrap(), cfg, now)

@@ -17,7 +17,9 @@ pub struct MixerSettings {
     /// `None`: mix and transcode routes are decided and reported, but carry no media.
     pub factory: Option<MixerFactory>,
     pub speakers: usize,
+    /// Minimum (initial) and maximum playout delay of the mixer's adaptive jitter buffers.
     pub jitter_buffer_ms: u32,
+    pub jitter_buffer_max_ms: u32,
 }
 
 impl std::fmt::Debug for MixerSettings {
@@ -26,6 +28,7 @@ impl std::fmt::Debug for MixerSettings {
             .field("factory", &self.factory.is_some())
             .field("speakers", &self.speakers)
             .field("jitter_buffer_ms", &self.jitter_buffer_ms)
+            .field("jitter_buffer_max_ms", &self.jitter_buffer_max_ms)
             .finish()
     }
 }
@@ -119,7 +122,13 @@ pub fn plan(keys: &mut MixKeys, demands: &[Demand], sources: &[Source], settings
     }
     inputs.sort_by_key(|i| i.slot);
     outputs.sort_by_key(|o| o.track);
-    MixPlan { inputs, outputs, speakers: settings.speakers, jitter_buffer_ms: settings.jitter_buffer_ms }
+    MixPlan {
+        inputs,
+        outputs,
+        speakers: settings.speakers,
+        jitter_buffer_ms: settings.jitter_buffer_ms,
+        jitter_buffer_max_ms: settings.jitter_buffer_max_ms,
+    }
 }
 
 #[cfg(test)]
@@ -131,7 +140,7 @@ mod tests {
         CodecSpec { codec: c, pt: Pt(0), clock_rate: c.clock_rate(), channels: 1, fmtp: String::new() }
     }
     fn settings() -> MixerSettings {
-        MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40 }
+        MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40, jitter_buffer_max_ms: 200 }
     }
     fn mix_demand(sub: u64, own: u64) -> Demand {
         Demand {

@@ -408,6 +408,7 @@ impl Worker {
                 factory: drivers::mixer_factory(),
                 speakers: self.cfg.mixer.speakers,
                 jitter_buffer_ms: self.cfg.mixer.jitter_buffer_ms,
+                jitter_buffer_max_ms: self.cfg.mixer.jitter_buffer_max_ms,
             },
         };
         info!(room = %id, "room created");

@@ -13,8 +13,10 @@ pub struct MixPlan {
     pub outputs: Vec<MixOutput>,
     /// How many of the loudest speakers a mix carries.
     pub speakers: usize,
-    /// Playout delay of each input's jitter buffer.
+    /// Minimum (and initial) playout delay of each input's adaptive jitter buffer.
     pub jitter_buffer_ms: u32,
+    /// Maximum playout delay the jitter buffers may grow to (at least `jitter_buffer_ms`).
+    pub jitter_buffer_max_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct MixerStats {
     pub mixes: u64,
     pub encoders: u64,
     pub decoders: u64,
+    /// The largest playout delay the inputs' jitter buffers currently aim for, in ms.
+    pub jitter_target_ms: u64,
 }
 
 /// The room-facing side of the mixer driver, beside its `Driver` side.

@@ -366,7 +366,8 @@ impl MixerControl for MixerDriver {
         if *plan == self.plan {
             return;
         }
-        let jitter = Duration::from_millis(plan.jitter_buffer_ms as u64);
+        let jitter_min = Duration::from_millis(plan.jitter_buffer_ms as u64);
+        let jitter_max = Duration::from_millis(plan.jitter_buffer_max_ms as u64);
         self.inputs.retain(|i| plan.inputs.iter().any(|p| p.slot == i.slot && p.codec == i.codec));
         for p in &plan.inputs {
             if self.inputs.iter().any(|i| i.slot == p.slot) {
@@ -383,7 +384,7 @@ impl MixerControl for MixerDriver {
             self.inputs.push(Input {
                 slot: p.slot,
                 codec: p.codec.clone(),
-                jitter: JitterBuffer::new(jitter),
+                jitter: JitterBuffer::new(jitter_min, jitter_max, TICK),
                 decoder,
                 pcm: Vec::with_capacity(FRAME * 3),
                 frame: [0; FRAME],
@@ -429,6 +430,7 @@ impl MixerControl for MixerDriver {
         s.mixes = self.encoders.keys().filter(|k| !matches!(k.stream, Stream::Transcode(_))).count() as u64;
         s.encoders = self.encoders.len() as u64;
         s.decoders = self.inputs.iter().filter(|i| i.decoder.is_some()).count() as u64;
+        s.jitter_target_ms = self.inputs.iter().map(|i| i.jitter.target().as_millis() as u64).max().unwrap_or(0);
         s
     }
 }

@@ -69,6 +69,7 @@ fn each_output_hears_the_others_and_not_itself() {
             .collect(),
         speakers: 3,
         jitter_buffer_ms: 40,
+        jitter_buffer_max_ms: 200,
     };
     m.as_mixer().unwrap().configure(t0, &plan);
     let mut out = Collect::default();
@@ -124,6 +125,7 @@ fn only_the_k_loudest_are_mixed() {
         }],
         speakers: 3,
         jitter_buffer_ms: 20,
+        jitter_buffer_max_ms: 200,
     };
     m.as_mixer().unwrap().configure(t0, &plan);
     let mut out = Collect::default();
@@ -157,4 +159,74 @@ fn only_the_k_loudest_are_mixed() {
         assert!(weakest_loud > q + 20.0, "loud {loud:?} vs quiet {q}");
     }
     assert_eq!(out.speakers.last().unwrap().len(), 3);
+}
+
+/// The first output packet that carries sound, and when the mixer sent it.
+#[derive(Default)]
+struct FirstSound {
+    now: Option<Instant>,
+    at: Option<Instant>,
+}
+
+impl Output for FirstSound {
+    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn media(&mut self, _: TrackKey, _: &RtpMeta, payload: &[u8]) {
+        let mut pcm = vec![0i16; payload.len()];
+        g711::ulaw_decode(payload, &mut pcm);
+        if self.at.is_none() && pcm.iter().any(|s| s.unsigned_abs() > 1000) {
+            self.at = self.now;
+        }
+    }
+    fn event(&mut self, _: DriverEvent) {}
+}
+
+/// Input to output on a clean network: the jitter buffer's minimum (20 ms) plus the packets'
+/// phase against the mixer's tick, well within the 60 ms the benchmarks ask of the mixer.
+#[test]
+fn a_clean_input_reaches_the_mix_within_60_ms() {
+    for phase_ms in [1u64, 7, 13, 19] {
+        let t0 = Instant::now();
+        let mut m = MixerDriver::new(t0);
+        let plan = MixPlan {
+            inputs: vec![MixInput { slot: SlotKey(0), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(1) }],
+            outputs: vec![MixOutput {
+                track: TrackKey(9),
+                codec: spec(Codec::Pcmu, 0),
+                ptime_ms: 20,
+                kind: MixOutputKind::Mix { minus: None },
+            }],
+            speakers: 3,
+            jitter_buffer_ms: 20,
+            jitter_buffer_max_ms: 200,
+        };
+        m.as_mixer().unwrap().configure(t0, &plan);
+        let mut out = FirstSound::default();
+        // One second of silence, then a loud tone; a packet every 20 ms, `phase_ms` into the tick.
+        let onset = 50u64;
+        for ms in 0..2000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            if ms % 20 == phase_ms {
+                let f = ms / 20;
+                let payload = if f < onset { vec![0xFFu8; 160] } else { tone_frame(440.0, 0.5, f) };
+                let meta = RtpMeta {
+                    pt: Pt(0),
+                    seq: SeqNo(f),
+                    timestamp: 160 * f as u32,
+                    marker: false,
+                    ssrc: Ssrc(1),
+                    audio_level: None,
+                };
+                m.write_media(now, SlotKey(0), &meta, &payload).unwrap();
+            }
+            m.handle_timeout(now);
+            out.now = Some(now);
+            m.poll(now, &mut out);
+        }
+        let sent = t0 + Duration::from_millis(onset * 20 + phase_ms);
+        let delay = out.at.expect("the tone reached the mix").duration_since(sent);
+        assert!(
+            delay >= Duration::from_millis(20) && delay <= Duration::from_millis(45),
+            "phase {phase_ms} ms: the tone came out {delay:?} after it was sent"
+        );
+    }
 }

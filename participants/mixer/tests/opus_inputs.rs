@@ -54,6 +54,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
         }],
         speakers: 3,
         jitter_buffer_ms: 40,
+        jitter_buffer_max_ms: 200,
     };
     m.as_mixer().unwrap().configure(t0, &plan);
 
