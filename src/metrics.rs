@@ -30,6 +30,7 @@ pub struct Metrics {
     pub mixer_ticks: IntCounter,
     pub mixers: IntGauge,
     pub mixer_stages: IntGaugeVec,
+    pub mixer_jitter_target: IntGauge,
     pub transcodes: IntCounterVec,
 }
 
@@ -100,6 +101,10 @@ impl Metrics {
                 opts("mixer_stages", "Mixer stages by kind: distinct mixes, encoders and decoders"),
                 &["stage"],
             )?,
+            mixer_jitter_target: IntGauge::with_opts(opts(
+                "mixer_jitter_target_ms",
+                "Largest playout delay any mixer input's adaptive jitter buffer aims for, over all rooms",
+            ))?,
             transcodes: IntCounterVec::new(
                 opts("transcodes_total", "Subscriptions that started a transcode, by codec pair"),
                 &["from", "to"],
@@ -125,6 +130,7 @@ impl Metrics {
         m.registry.register(Box::new(m.mixer_ticks.clone()))?;
         m.registry.register(Box::new(m.mixers.clone()))?;
         m.registry.register(Box::new(m.mixer_stages.clone()))?;
+        m.registry.register(Box::new(m.mixer_jitter_target.clone()))?;
         m.registry.register(Box::new(m.transcodes.clone()))?;
         for event in ["late", "lost", "concealed"] {
             m.mixer_packets.with_label_values(&[event]);
@@ -191,6 +197,7 @@ impl Metrics {
         self.mixer_stages.with_label_values(&["mixes"]).set(g.mixes as i64);
         self.mixer_stages.with_label_values(&["encoders"]).set(g.encoders as i64);
         self.mixer_stages.with_label_values(&["decoders"]).set(g.decoders as i64);
+        self.mixer_jitter_target.set(g.jitter_target_ms as i64);
         for route in Route::ALL {
             let i = crate::core::stats::route_index(route);
             self.subscriptions.with_label_values(&[route.as_str()]).set(g.subscriptions[i] as i64);
@@ -221,6 +228,7 @@ impl RoomGauges {
         self.mixes += o.mixes;
         self.encoders += o.encoders;
         self.decoders += o.decoders;
+        self.jitter_target_ms = self.jitter_target_ms.max(o.jitter_target_ms);
         for i in 0..4 {
             self.subscriptions[i] += o.subscriptions[i];
         }

@@ -58,6 +58,18 @@ fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
         assert_eq!((&last.data["route"], &last.data["codec"]), (&json!("mix"), &json!("pcmu")), "{id}: {}", last.data);
     }
 
+    // While all three send, the inputs' adaptive jitter buffers report what they aim for: at
+    // least the configured minimum (40 ms in the harness), nowhere near the 200 ms maximum on
+    // loopback. The gauge is set at the worker's 500 ms harvest.
+    let target = poll_until(Duration::from_secs(3), || {
+        let (_, metrics) = d.get_text("/metrics");
+        metric_value(&metrics, "switchboard_mixer_jitter_target_ms", &[]).filter(|t| *t > 0.0)
+    });
+    assert!(
+        target.is_some_and(|t| (40.0..200.0).contains(&t)),
+        "switchboard_mixer_jitter_target_ms = {target:?} while the legs were mixed, expected 40 <= target < 200"
+    );
+
     let outs: Vec<PeerOutput> = legs.iter_mut().map(|l| l.take().unwrap().wait()).collect();
     for o in &outs {
         o.expect_ok();

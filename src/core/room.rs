@@ -73,7 +73,7 @@ pub struct Room {
     mixer: Option<usize>,
     mix_keys: MixKeys,
     /// Mixes, encoders and decoders as of the last `take_stats`.
-    mixer_gauges: [u64; 3],
+    mixer_gauges: [u64; 4],
 }
 
 impl Room {
@@ -93,7 +93,7 @@ impl Room {
             empty_since: Some(now),
             mixer: None,
             mix_keys: MixKeys::default(),
-            mixer_gauges: [0; 3],
+            mixer_gauges: [0; 4],
             cfg,
         }
     }
@@ -348,9 +348,10 @@ impl Room {
             }
         }
         // Gauges outlive the counters they arrive with.
-        self.mixer_gauges = [self.stats.mixer.mixes, self.stats.mixer.encoders, self.stats.mixer.decoders];
+        let m = &self.stats.mixer;
+        self.mixer_gauges = [m.mixes, m.encoders, m.decoders, m.jitter_target_ms];
         if self.mixer.is_none() {
-            self.mixer_gauges = [0; 3];
+            self.mixer_gauges = [0; 4];
         }
         std::mem::take(&mut self.stats)
     }
@@ -361,6 +362,7 @@ impl Room {
             mixes: self.mixer_gauges[0],
             encoders: self.mixer_gauges[1],
             decoders: self.mixer_gauges[2],
+            jitter_target_ms: self.mixer_gauges[3],
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {

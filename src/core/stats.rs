@@ -67,4 +67,6 @@ pub struct RoomGauges {
     pub mixes: u64,
     pub encoders: u64,
     pub decoders: u64,
+    /// The largest jitter-buffer target of the room's mixer inputs, in ms (a maximum, not a sum).
+    pub jitter_target_ms: u64,
 }
