@@ -31,8 +31,11 @@ pub const WAKER: Token = Token(0);
 const WEBRTC: Token = Token(1);
 const FIRST_LEG: usize = 2;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
-/// Datagrams in one turn of the loop from which the worker counts as busy (see `coalesce`).
-const COALESCE_MIN_READS: usize = 4;
+/// How often the worker decides whether it is busy enough to coalesce (see `coalesce`).
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+/// Datagrams expected per coalescing pause from which pausing pays: below two, most pauses
+/// would end in a wake-up for a single datagram anyway.
+const COALESCE_MIN_PER_PAUSE: u128 = 2;
 
 struct RoomEntry {
     room: Room,
@@ -67,8 +70,11 @@ pub struct Worker {
     unknown_source: u64,
     /// Datagrams too large for a receive slot, likewise.
     oversize: u64,
-    /// Datagrams read in the last turn of the loop; see `coalesce`.
-    read_last_turn: usize,
+    /// Datagrams read since `rate_since`; see `coalesce`.
+    read_count: usize,
+    rate_since: Instant,
+    /// Whether the last rate window had enough datagrams for coalescing to pay.
+    busy: bool,
     coalesce: Duration,
     /// The earliest deadline of any room (never later than the truth; see `fire_room_timeouts`).
     next_room_deadline: Instant,
@@ -109,7 +115,9 @@ impl Worker {
             recv: RecvBatch::default(),
             unknown_source: 0,
             oversize: 0,
-            read_last_turn: 0,
+            read_count: 0,
+            rate_since: Instant::now(),
+            busy: false,
             coalesce,
             next_room_deadline: Instant::now(),
             rescan_deadlines: false,
@@ -132,7 +140,6 @@ impl Worker {
                 }
                 continue;
             }
-            self.read_last_turn = 0;
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {
@@ -172,14 +179,27 @@ impl Worker {
 
     /// Under load, waits a little before polling again so that one wake-up serves many datagrams:
     /// a thread woken for every packet spends more on the wake-up than on the packet (the relay
-    /// profile in docs/benchmarks.md). A quiet worker never waits here, so a single call pays
-    /// nothing; a busy one adds at most `coalesce_us` to a datagram's stay, and never past a
-    /// room's deadline.
-    fn coalesce(&self, deadline: Instant) {
-        if self.coalesce.is_zero() || self.read_last_turn < COALESCE_MIN_READS {
+    /// profile in docs/benchmarks.md). Busy means the datagram rate of the last 100 ms would
+    /// bring at least two per pause (4,000 a second at the default 500 µs, some 40 calls). A
+    /// quieter worker never waits here, so a few calls pay nothing; a busy one adds at most
+    /// `coalesce_us` to a datagram's stay, and never past a room's deadline.
+    fn coalesce(&mut self, deadline: Instant) {
+        if self.coalesce.is_zero() {
             return;
         }
-        let pause = self.coalesce.min(deadline.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.rate_since);
+        if elapsed >= RATE_WINDOW {
+            // Busy when a pause would gather at least a couple of datagrams at this rate.
+            self.busy = self.read_count as u128 * self.coalesce.as_nanos()
+                >= COALESCE_MIN_PER_PAUSE * elapsed.as_nanos();
+            self.read_count = 0;
+            self.rate_since = now;
+        }
+        if !self.busy {
+            return;
+        }
+        let pause = self.coalesce.min(deadline.saturating_duration_since(now));
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
@@ -195,7 +215,7 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
-            self.read_last_turn += n;
+            self.read_count += n;
             for i in 0..n {
                 let Some((data, src)) = self.recv.get(i) else {
                     self.oversize += 1;
@@ -238,7 +258,7 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
-            self.read_last_turn += n;
+            self.read_count += n;
             if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
                 for i in 0..n {
                     match self.recv.get(i) {
