@@ -21,7 +21,11 @@ pub enum StageError {
 }
 
 pub enum Decoder {
-    G711 { ulaw: bool, up: resample::Upsampler, tmp: Vec<i16> },
+    /// Decodes at 8 kHz: the mixer measures the level there and upsamples only the frames it
+    /// mixes or transcodes (see `narrowband`).
+    G711 {
+        ulaw: bool,
+    },
     Opus(opus_codec::Decoder),
     Gst(gst_codec::Decoder),
 }
@@ -29,35 +33,36 @@ pub enum Decoder {
 impl Decoder {
     pub fn new(codec: Codec) -> Result<Decoder, StageError> {
         Ok(match codec {
-            Codec::Pcmu | Codec::Pcma => Decoder::G711 {
-                ulaw: codec == Codec::Pcmu,
-                up: resample::Upsampler::new(),
-                tmp: Vec::with_capacity(FRAME),
-            },
+            Codec::Pcmu | Codec::Pcma => Decoder::G711 { ulaw: codec == Codec::Pcmu },
             Codec::Opus => Decoder::Opus(opus_codec::Decoder::new()?),
             Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
             other => return Err(StageError::Unsupported(other)),
         })
     }
 
-    /// Appends one frame of 16 kHz PCM: decoded from `payload`, or concealed when it is `None`.
+    /// Whether `decode` gives 8 kHz rather than 16 kHz PCM.
+    pub fn narrowband(&self) -> bool {
+        matches!(self, Decoder::G711 { .. })
+    }
+
+    /// Appends one frame of PCM at the decoder's rate (16 kHz, or 8 kHz when `narrowband`):
+    /// decoded from `payload`, or concealed when it is `None`.
     pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {
         match self {
-            Decoder::G711 { ulaw, up, tmp } => {
-                tmp.clear();
+            Decoder::G711 { ulaw } => {
+                let start = out.len();
                 match payload {
                     Some(p) => {
-                        tmp.resize(p.len(), 0);
+                        out.resize(start + p.len(), 0);
                         if *ulaw {
-                            g711::ulaw_decode(p, tmp);
+                            g711::ulaw_decode(p, &mut out[start..]);
                         } else {
-                            g711::alaw_decode(p, tmp);
+                            g711::alaw_decode(p, &mut out[start..]);
                         }
                     }
                     // G.711 has no concealment of its own: a lost 20 ms becomes silence.
-                    None => tmp.resize(FRAME / 2, 0),
+                    None => out.resize(start + FRAME / 2, 0),
                 }
-                up.process(tmp, out);
                 Ok(())
             }
             Decoder::Opus(d) => Ok(d.decode(payload, FRAME, out)?),
@@ -139,7 +144,8 @@ mod tests {
             enc.encode(&[1000; FRAME], &mut payload).expect("encode");
             dec.decode(Some(&payload), &mut pcm).expect("decode");
             dec.decode(None, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len(), 2 * FRAME, "{codec:?}");
+            let frame = if dec.narrowband() { FRAME / 2 } else { FRAME };
+            assert_eq!(pcm.len(), 2 * frame, "{codec:?}");
         }
     }
 }

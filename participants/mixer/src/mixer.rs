@@ -8,6 +8,7 @@
 
 use crate::codec::{Decoder, Encoder, FRAME};
 use crate::jitter::{JitterBuffer, Pop};
+use crate::resample::Upsampler;
 use crate::speakers::SpeakerSelector;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,10 +30,16 @@ struct Input {
     codec: CodecSpec,
     jitter: JitterBuffer,
     decoder: Option<Decoder>,
-    /// 16 kHz samples decoded and not yet mixed.
+    /// Samples decoded and not yet played, at the decoder's rate (8 kHz for G.711).
     pcm: Vec<i16>,
-    /// The frame mixed this tick.
+    /// The frame mixed this tick, at 16 kHz.
     frame: [i16; FRAME],
+    /// A narrowband decoder's frame this tick, at 8 kHz. Its level is measured here; it is
+    /// upsampled into `frame` only if this tick mixes or transcodes it (`narrow_pending`).
+    /// With K speakers among N phone legs that skips N - K upsamplings a tick.
+    narrow: [i16; FRAME / 2],
+    narrow_pending: bool,
+    up: Upsampler,
     /// Smoothed level in dBov.
     level_db: f32,
     /// The sender's own RFC 6464 level, when it sends one.
@@ -144,6 +151,20 @@ impl MixerDriver {
             self.inputs.iter().filter(|i| i.active).map(|i| (i.slot, i.level_db)).collect();
         if self.selector.update(now, &levels) {
             self.events.push(DriverEvent::ActiveSpeakers { slots: self.selector.selected().to_vec() });
+        }
+        for input in self.inputs.iter_mut().filter(|i| i.narrow_pending) {
+            input.narrow_pending = false;
+            let used = self.selector.contains(input.slot)
+                || self
+                    .outputs
+                    .iter()
+                    .any(|o| matches!(o.kind, MixOutputKind::Transcode { input: s } if s == input.slot));
+            if used {
+                input.up.process_into(&input.narrow, &mut input.frame);
+            } else {
+                // Not mixed and not transcoded this tick: nothing reads `frame`.
+                input.up.prime(&input.narrow);
+            }
         }
         self.mix = [0; FRAME];
         for input in self.inputs.iter().filter(|i| self.selector.contains(i.slot)) {
@@ -299,10 +320,13 @@ fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
         }
         input.pcm.clear();
         input.frame.fill(0);
+        input.narrow_pending = false;
         input.level_db = -127.0;
         return;
     }
-    while input.pcm.len() < FRAME {
+    let narrow = input.decoder.as_ref().is_some_and(Decoder::narrowband);
+    let frame_len = if narrow { FRAME / 2 } else { FRAME };
+    while input.pcm.len() < frame_len {
         let payload = match input.jitter.pop(now) {
             Pop::Packet(p) => Some(p),
             Pop::Lost => {
@@ -319,16 +343,19 @@ fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
             break;
         }
     }
-    let have = input.pcm.len().min(FRAME);
-    input.frame[..have].copy_from_slice(&input.pcm[..have]);
-    input.frame[have..].fill(0);
+    let have = input.pcm.len().min(frame_len);
+    let frame: &mut [i16] = if narrow { &mut input.narrow } else { &mut input.frame };
+    frame[..have].copy_from_slice(&input.pcm[..have]);
+    frame[have..].fill(0);
+    input.narrow_pending = narrow;
     input.pcm.drain(..have);
     // Decoders that deliver in bursts must not build up delay: keep at most two frames.
-    if input.pcm.len() > FRAME * 2 {
-        let extra = input.pcm.len() - FRAME * 2;
+    if input.pcm.len() > frame_len * 2 {
+        let extra = input.pcm.len() - frame_len * 2;
         input.pcm.drain(..extra);
     }
-    let measured = frame_dbov(&input.frame);
+    // Upsampling keeps a tone's level, so 8 kHz and 16 kHz frames measure alike.
+    let measured = frame_dbov(if narrow { &input.narrow } else { &input.frame });
     let db = match input.reported_db {
         Some((db, at)) if now.saturating_duration_since(at) < Duration::from_millis(200) => db,
         _ => measured,
@@ -388,6 +415,9 @@ impl MixerControl for MixerDriver {
                 decoder,
                 pcm: Vec::with_capacity(FRAME * 3),
                 frame: [0; FRAME],
+                narrow: [0; FRAME / 2],
+                narrow_pending: false,
+                up: Upsampler::new(),
                 level_db: -127.0,
                 reported_db: None,
                 active: true,

@@ -113,16 +113,30 @@ impl Upsampler {
 
     /// Appends two 16 kHz samples per input sample to `out`.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        let start = out.len();
+        out.resize(start + input.len() * 2, 0);
+        self.process_into(input, &mut out[start..]);
+    }
+
+    /// Writes two 16 kHz samples per input sample into `out`, which must hold them.
+    pub fn process_into(&mut self, input: &[i16], out: &mut [i16]) {
         let taps = odd_taps();
-        out.reserve(input.len() * 2);
-        for &s in input {
+        for (&s, pair) in input.iter().zip(out.chunks_exact_mut(2)) {
             let w = self.history.push(s);
             // Zero-stuffing doubles the rate and halves the level; the gain of two restores it,
             // which turns the centre tap into a plain copy of the input sample.
-            let even = w[HALF_SPAN / 2];
-            let odd = dot16(w, taps) * 2.0;
-            out.push(to_i16(even));
-            out.push(to_i16(odd));
+            pair[0] = to_i16(w[HALF_SPAN / 2]);
+            pair[1] = to_i16(dot16(w, taps) * 2.0);
+        }
+    }
+}
+
+impl Upsampler {
+    /// Takes `input` into the filter history without making output, so a stream whose frames
+    /// were not needed can be upsampled again later without a seam.
+    pub fn prime(&mut self, input: &[i16]) {
+        for &s in &input[input.len().saturating_sub(ODD_TAPS)..] {
+            self.history.push(s);
         }
     }
 }
@@ -171,6 +185,26 @@ impl Downsampler {
 mod tests {
     use super::*;
     use std::f64::consts::TAU;
+
+    #[test]
+    fn priming_instead_of_upsampling_leaves_no_seam() {
+        // Frames skipped with `prime` (not mixed that tick) and then upsampled again must come
+        // out exactly as if every frame had been upsampled.
+        let x = tone(1000.0, 8000.0, 8000.0, 160 * 6);
+        let mut full = Upsampler::new();
+        let mut lazy = Upsampler::new();
+        for (k, frame) in x.chunks_exact(160).enumerate() {
+            let mut a = [0i16; 320];
+            full.process_into(frame, &mut a);
+            if k % 3 == 1 {
+                lazy.prime(frame);
+                continue;
+            }
+            let mut b = [0i16; 320];
+            lazy.process_into(frame, &mut b);
+            assert_eq!(a, b, "frame {k}");
+        }
+    }
 
     fn tone(freq: f64, rate: f64, amplitude: f64, len: usize) -> Vec<i16> {
         (0..len).map(|n| (amplitude * (TAU * freq * n as f64 / rate).sin()).round() as i16).collect()
