@@ -191,8 +191,8 @@ impl Worker {
         let elapsed = now.saturating_duration_since(self.rate_since);
         if elapsed >= RATE_WINDOW {
             // Busy when a pause would gather at least a couple of datagrams at this rate.
-            self.busy = self.read_count as u128 * self.coalesce.as_nanos()
-                >= COALESCE_MIN_PER_PAUSE * elapsed.as_nanos();
+            self.busy =
+                self.read_count as u128 * self.coalesce.as_nanos() >= COALESCE_MIN_PER_PAUSE * elapsed.as_nanos();
             self.read_count = 0;
             self.rate_since = now;
         }
