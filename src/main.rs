@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchboard::config::{Config, HttpOverride, LogOverride, Overrides, WebrtcOverride};
 use switchboard::{api, metrics::Metrics, runtime};
-use tracing::info;
+use tracing::{error, info};
 
 /// Hybrid SFU/MCU media bridge: WebRTC, SDES-SRTP and plain RTP participants in rooms.
 #[derive(Debug, Parser)]
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let (worker, media_thread) = runtime::start(cfg.clone(), metrics.clone())
+    let (worker, media) = runtime::start(cfg.clone(), metrics.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
     let state = api::AppState { worker: worker.clone(), metrics, draining: draining.clone() };
@@ -54,15 +54,32 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding http.listen = {}", cfg.http.listen))?;
     info!(http = %cfg.http.listen, "switchboard ready");
+    let media_failed = Arc::new(AtomicBool::new(false));
+    let failed = media_failed.clone();
+    let ended = media.ended;
     axum::serve(listener, api::router(state, cfg.http.max_body_bytes))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            info!("shutting down: refusing joins, closing participants");
-            draining.store(true, Ordering::Relaxed);
-            worker.shutdown().await;
+            tokio::select! {
+                _ = shutdown_signal() => {
+                    info!("shutting down: refusing joins, closing participants");
+                    draining.store(true, Ordering::Relaxed);
+                    worker.shutdown().await;
+                }
+                // Only a panic outside any participant's code ends the media thread unasked.
+                // Serving an API with no media plane behind it helps nobody: stop, and exit
+                // non-zero so a supervisor restarts the daemon.
+                _ = ended => {
+                    error!("the media thread stopped unexpectedly; exiting");
+                    draining.store(true, Ordering::Relaxed);
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
         })
         .await?;
-    let _ = media_thread.join();
+    let _ = media.thread.join();
+    if media_failed.load(Ordering::Relaxed) {
+        anyhow::bail!("media thread failed");
+    }
     info!("stopped");
     Ok(())
 }
