@@ -152,6 +152,8 @@ impl Metrics {
         for reason in DropReason::ALL {
             m.dropped.with_label_values(&[reason.as_str()]);
         }
+        // Counted by the worker itself, not by a driver: no `DropReason` of its own.
+        m.dropped.with_label_values(&["oversize"]);
         Ok(m)
     }
 
