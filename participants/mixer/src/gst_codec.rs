@@ -360,30 +360,13 @@ impl Encoder {
 mod tests {
     use super::*;
     use crate::test_util::*;
-    use std::time::{Duration, Instant};
 
-    /// Encodes a 440 Hz tone, decodes it back, and returns the payload sizes and the PCM.
-    fn round_trip(ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
-        let mut enc = Encoder::new(Codec::G722, ptime_ms).expect("encoder");
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let frame = enc.frame_samples();
-        let mut sizes = Vec::new();
-        let mut pcm = Vec::new();
-        let mut payload = Vec::new();
-        for input in tone_frames(440.0, 8000.0, frame, frames) {
-            enc.encode(&input, &mut payload).expect("encode");
-            sizes.push(payload.len());
-            let before = pcm.len();
-            dec.decode(Some(&payload), frame, &mut pcm).expect("decode");
-            assert_eq!(pcm.len() - before, frame, "one frame out per payload in");
-        }
-        (sizes, pcm)
-    }
+    test_codec!(G722, "G722", |ptime_ms| Encoder::new(Codec::G722, ptime_ms), Decoder::new(Codec::G722));
 
     #[test]
     fn g722_round_trip_keeps_the_tone() {
         let _g = serial();
-        let (sizes, pcm) = round_trip(20, 50);
+        let (sizes, pcm) = round_trip::<G722>(20, 50);
         // 64 kbit/s: one byte per two 16 kHz samples.
         assert!(sizes.iter().all(|&s| s == 160), "{sizes:?}");
         check_tone(&pcm);
@@ -392,7 +375,7 @@ mod tests {
     #[test]
     fn other_ptimes_packetise_accordingly() {
         let _g = serial();
-        let (sizes, pcm) = round_trip(30, 10);
+        let (sizes, pcm) = round_trip::<G722>(30, 10);
         assert!(sizes.iter().all(|&s| s == 240), "{sizes:?}");
         assert_eq!(pcm.len(), 10 * 30 * 16);
         assert!(matches!(Encoder::new(Codec::G722, 0), Err(CodecError::Ptime { .. })));
@@ -421,124 +404,26 @@ mod tests {
     #[test]
     fn loss_is_concealed_with_exactly_one_frame() {
         let _g = serial();
-        // Before any packet there is nothing to go on, but the frame must still come out.
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let mut pcm = Vec::new();
-        dec.decode(None, 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len(), 320);
-
-        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-        let mut payload = Vec::new();
-        for input in tone_frames(440.0, 8000.0, 320, 10) {
-            enc.encode(&input, &mut payload).expect("encode");
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        }
-        let before = pcm.len();
-        dec.decode(None, 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len() - before, 320);
-        // Concealment carries the signal on rather than dropping to silence at once.
-        assert!(rms(&pcm[before..]) > 500.0, "concealment rms {}", rms(&pcm[before..]));
-        for _ in 0..5 {
-            let before = pcm.len();
-            dec.decode(None, 320, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len() - before, 320);
-        }
-        // An empty payload is a loss too.
-        let before = pcm.len();
-        dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len() - before, 320);
-        // And the stream resumes afterwards.
-        let before = pcm.len();
-        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-        dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        assert_eq!(pcm.len() - before, 320);
+        check_loss_concealment::<G722>(&[]);
     }
 
     #[test]
     fn garbage_is_survived() {
         let _g = serial();
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-        let mut pcm = Vec::new();
-        for p in &garbage_payloads() {
-            pcm.clear();
-            match dec.decode(Some(p), 320, &mut pcm) {
-                // G.722 makes two samples per byte.
-                Ok(()) => assert!(pcm.len() <= 320usize.max(p.len() * 2), "{}", pcm.len()),
-                Err(e) => {
-                    eprintln!("G722: {e}");
-                    dec = Decoder::new(Codec::G722).expect("decoder");
-                }
-            }
-        }
-        // Whatever it went through, the decoder still decodes real payloads.
-        let mut payload = Vec::new();
-        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-        pcm.clear();
-        dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
-        assert_eq!(pcm.len(), 320);
+        // G.722 makes two samples per byte.
+        check_garbage_survived::<G722>(|payload, samples| samples <= 320usize.max(payload.len() * 2));
     }
 
     #[test]
     fn long_runs_hold_steady_and_keep_up() {
         let _g = serial();
-        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let frames = tone_frames(440.0, 8000.0, 320, 50);
-        let mut payload = Vec::new();
-        let mut pcm = Vec::with_capacity(320);
-        let mut run = |n: usize| {
-            for i in 0..n {
-                enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
-                pcm.clear();
-                // Every tenth packet lost, so concealment is exercised too.
-                let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
-                dec.decode(p, 320, &mut pcm).expect("decode");
-                assert_eq!(pcm.len(), 320);
-            }
-        };
-        run(500);
-        // Growth in several windows: a leak shows in every one, while other tests in this
-        // process allocating at the same moment can only spoil some.
-        let mut growth = Vec::new();
-        for _ in 0..3 {
-            let before = resident_kib();
-            let started = Instant::now();
-            run(1000);
-            let elapsed = started.elapsed();
-            // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
-            assert!(elapsed < Duration::from_secs(5), "1000 frames took {elapsed:?}");
-            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
-        }
-        // A leaked buffer per frame would be hundreds of KiB per 1000 frames.
-        assert!(growth.iter().min().is_none_or(|&g| g < 128), "RSS growth {growth:?} KiB");
+        check_long_runs::<G722>();
     }
 
     #[test]
     fn streams_can_be_created_and_dropped_repeatedly() {
         let _g = serial();
-        let mut payload = Vec::new();
-        let mut pcm = Vec::new();
-        let mut cycle = || {
-            let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-            let mut dec = Decoder::new(Codec::G722).expect("decoder");
-            enc.encode(&[0; 320], &mut payload).expect("encode");
-            pcm.clear();
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        };
-        for _ in 0..50 {
-            cycle();
-        }
-        let mut growth = Vec::new();
-        for _ in 0..3 {
-            let before = resident_kib();
-            for _ in 0..100 {
-                cycle();
-            }
-            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
-        }
-        // Leaked elements (each holds codec state of several KiB) would show in every window.
-        assert!(growth.iter().min().is_none_or(|&g| g < 256), "RSS growth {growth:?} KiB");
+        check_create_and_drop::<G722>();
     }
 
     /// `cargo test -p switchboard-mixer --release -- --ignored --nocapture bench`
@@ -546,30 +431,6 @@ mod tests {
     #[ignore]
     fn bench_g722_per_frame_cost() {
         let _g = serial();
-        const N: usize = 5000;
-        let frames = tone_frames(440.0, 8000.0, 320, 50);
-        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let mut payloads = vec![Vec::new(); N];
-        let encode = measure(N, |i| enc.encode(&frames[i % frames.len()], &mut payloads[i]).expect("encode"));
-        let mut pcm = Vec::with_capacity(320);
-        let decode = measure(N, |i| {
-            pcm.clear();
-            dec.decode(Some(&payloads[i]), 320, &mut pcm).expect("decode");
-        });
-        let conceal = measure(N, |_| {
-            pcm.clear();
-            dec.decode(None, 320, &mut pcm).expect("conceal");
-        });
-        println!("G722 per 20 ms frame: encode {encode}, decode {decode}, conceal {conceal}");
-
-        let mut enc = Encoder::new(Codec::G722, 20).expect("encoder");
-        let mut dec = Decoder::new(Codec::G722).expect("decoder");
-        let mut payload = Vec::new();
-        let delay = delay_ms(|input, out| {
-            enc.encode(input, &mut payload).expect("encode");
-            dec.decode(Some(&payload), 320, out).expect("decode");
-        });
-        println!("G722: a tone switched on comes out {delay:?} ms later");
+        bench_per_frame_cost::<G722>();
     }
 }

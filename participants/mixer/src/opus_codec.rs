@@ -173,30 +173,13 @@ mod tests {
     use super::*;
     use crate::test_util::*;
     use std::f64::consts::TAU;
-    use std::time::{Duration, Instant};
 
-    /// Encodes a 440 Hz tone, decodes it back, and returns the payload sizes and the PCM.
-    fn round_trip(ptime_ms: u32, frames: usize) -> (Vec<usize>, Vec<i16>) {
-        let mut enc = Encoder::new(ptime_ms).expect("encoder");
-        let mut dec = Decoder::new().expect("decoder");
-        let frame = enc.frame_samples();
-        let mut sizes = Vec::new();
-        let mut pcm = Vec::new();
-        let mut payload = Vec::new();
-        for input in tone_frames(440.0, 8000.0, frame, frames) {
-            enc.encode(&input, &mut payload).expect("encode");
-            sizes.push(payload.len());
-            let before = pcm.len();
-            dec.decode(Some(&payload), frame, &mut pcm).expect("decode");
-            assert_eq!(pcm.len() - before, frame, "one frame out per payload in");
-        }
-        (sizes, pcm)
-    }
+    test_codec!(Opus, "Opus", |ptime_ms| Encoder::new(ptime_ms), Decoder::new());
 
     #[test]
     fn round_trip_keeps_the_tone() {
         let _g = serial();
-        let (sizes, pcm) = round_trip(20, 50);
+        let (sizes, pcm) = round_trip::<Opus>(20, 50);
         // 32 kbit/s at 20 ms is 80 bytes a packet on average; a pure tone needs less.
         assert!(sizes.iter().all(|&s| s > 0 && s <= 200), "{sizes:?}");
         check_tone(&pcm);
@@ -223,7 +206,7 @@ mod tests {
     fn other_ptimes_packetise_accordingly() {
         let _g = serial();
         for ptime in [5, 10, 40, 60] {
-            let (_, pcm) = round_trip(ptime, 10);
+            let (_, pcm) = round_trip::<Opus>(ptime, 10);
             assert_eq!(pcm.len(), 10 * ptime as usize * 16);
         }
         for ptime in [0, 2, 30, 80, 120] {
@@ -245,43 +228,8 @@ mod tests {
     #[test]
     fn loss_is_concealed_with_exactly_one_frame() {
         let _g = serial();
-        // Before any packet there is nothing to go on, but the frame must still come out.
-        let mut dec = Decoder::new().expect("decoder");
-        let mut pcm = Vec::new();
-        dec.decode(None, 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len(), 320);
-
-        let mut enc = Encoder::new(20).expect("encoder");
-        let mut payload = Vec::new();
-        for input in tone_frames(440.0, 8000.0, 320, 10) {
-            enc.encode(&input, &mut payload).expect("encode");
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        }
-        let before = pcm.len();
-        dec.decode(None, 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len() - before, 320);
-        // PLC carries the signal on rather than dropping to silence at once.
-        assert!(rms(&pcm[before..]) > 500.0, "concealment rms {}", rms(&pcm[before..]));
-        for _ in 0..5 {
-            let before = pcm.len();
-            dec.decode(None, 320, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len() - before, 320);
-        }
-        // An empty payload is a loss too.
-        let before = pcm.len();
-        dec.decode(Some(&[]), 320, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len() - before, 320);
         // Frames PLC cannot make whole (not a multiple of 2.5 ms) are topped up by the fallback.
-        for frame in [1, 39, 330, 2000] {
-            let before = pcm.len();
-            dec.decode(None, frame, &mut pcm).expect("conceal");
-            assert_eq!(pcm.len() - before, frame);
-        }
-        // And the stream resumes afterwards.
-        let before = pcm.len();
-        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-        dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        assert_eq!(pcm.len() - before, 320);
+        check_loss_concealment::<Opus>(&[1, 39, 330, 2000]);
     }
 
     #[test]
@@ -300,27 +248,9 @@ mod tests {
     #[test]
     fn garbage_is_survived() {
         let _g = serial();
-        let mut dec = Decoder::new().expect("decoder");
-        let mut enc = Encoder::new(20).expect("encoder");
-        let mut pcm = Vec::new();
-        for p in &garbage_payloads() {
-            pcm.clear();
-            match dec.decode(Some(p), 320, &mut pcm) {
-                // A packet libopus takes is decoded whole (120 ms at most), anything else is
-                // concealed as one frame.
-                Ok(()) => assert!(pcm.len() == 320 || (pcm.len() <= 1920 && pcm.len() % 40 == 0), "{}", pcm.len()),
-                Err(e) => {
-                    eprintln!("Opus: {e}");
-                    dec = Decoder::new().expect("decoder");
-                }
-            }
-        }
-        // Whatever it went through, the decoder still decodes real payloads.
-        let mut payload = Vec::new();
-        enc.encode(&tone_frames(440.0, 8000.0, 320, 1)[0], &mut payload).expect("encode");
-        pcm.clear();
-        dec.decode(Some(&payload), 320, &mut pcm).expect("decode after garbage");
-        assert_eq!(pcm.len(), 320);
+        // A packet libopus takes is decoded whole (120 ms at most), anything else is concealed as
+        // one frame.
+        check_garbage_survived::<Opus>(|_, samples| samples == 320 || (samples <= 1920 && samples % 40 == 0));
     }
 
     /// A stereo Opus stream (as some endpoints send) must come out as a mono downmix, not as
@@ -354,36 +284,7 @@ mod tests {
     #[test]
     fn long_runs_hold_steady_and_keep_up() {
         let _g = serial();
-        let mut enc = Encoder::new(20).expect("encoder");
-        let mut dec = Decoder::new().expect("decoder");
-        let frames = tone_frames(440.0, 8000.0, 320, 50);
-        let mut payload = Vec::new();
-        let mut pcm = Vec::with_capacity(320);
-        let mut run = |n: usize| {
-            for i in 0..n {
-                enc.encode(&frames[i % frames.len()], &mut payload).expect("encode");
-                pcm.clear();
-                // Every tenth packet lost, so concealment is exercised too.
-                let p = if i % 10 == 9 { None } else { Some(payload.as_slice()) };
-                dec.decode(p, 320, &mut pcm).expect("decode");
-                assert_eq!(pcm.len(), 320);
-            }
-        };
-        run(500);
-        // Growth in several windows: a leak shows in every one, while other tests in this
-        // process allocating at the same moment can only spoil some.
-        let mut growth = Vec::new();
-        for _ in 0..3 {
-            let before = resident_kib();
-            let started = Instant::now();
-            run(1000);
-            let elapsed = started.elapsed();
-            // 1000 frames are 20 s of audio; even an unoptimised build must be far quicker.
-            assert!(elapsed < Duration::from_secs(5), "1000 frames took {elapsed:?}");
-            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
-        }
-        // A leaked buffer per frame would be hundreds of KiB per 1000 frames.
-        assert!(growth.iter().min().is_none_or(|&g| g < 128), "RSS growth {growth:?} KiB");
+        check_long_runs::<Opus>();
     }
 
     #[test]
@@ -409,28 +310,7 @@ mod tests {
     #[test]
     fn streams_can_be_created_and_dropped_repeatedly() {
         let _g = serial();
-        let mut payload = Vec::new();
-        let mut pcm = Vec::new();
-        let mut cycle = || {
-            let mut enc = Encoder::new(20).expect("encoder");
-            let mut dec = Decoder::new().expect("decoder");
-            enc.encode(&[0; 320], &mut payload).expect("encode");
-            pcm.clear();
-            dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
-        };
-        for _ in 0..50 {
-            cycle();
-        }
-        let mut growth = Vec::new();
-        for _ in 0..3 {
-            let before = resident_kib();
-            for _ in 0..100 {
-                cycle();
-            }
-            growth.extend(before.zip(resident_kib()).map(|(b, a)| a.saturating_sub(b)));
-        }
-        // Leaked states (each holds tens of KiB) would show in every window.
-        assert!(growth.iter().min().is_none_or(|&g| g < 256), "RSS growth {growth:?} KiB");
+        check_create_and_drop::<Opus>();
     }
 
     /// `cargo test -p switchboard-mixer --release -- --ignored --nocapture bench`
@@ -438,30 +318,6 @@ mod tests {
     #[ignore]
     fn bench_opus_per_frame_cost() {
         let _g = serial();
-        const N: usize = 5000;
-        let frames = tone_frames(440.0, 8000.0, 320, 50);
-        let mut enc = Encoder::new(20).expect("encoder");
-        let mut dec = Decoder::new().expect("decoder");
-        let mut payloads = vec![Vec::new(); N];
-        let encode = measure(N, |i| enc.encode(&frames[i % frames.len()], &mut payloads[i]).expect("encode"));
-        let mut pcm = Vec::with_capacity(320);
-        let decode = measure(N, |i| {
-            pcm.clear();
-            dec.decode(Some(&payloads[i]), 320, &mut pcm).expect("decode");
-        });
-        let conceal = measure(N, |_| {
-            pcm.clear();
-            dec.decode(None, 320, &mut pcm).expect("conceal");
-        });
-        println!("Opus per 20 ms frame: encode {encode}, decode {decode}, conceal {conceal}");
-
-        let mut enc = Encoder::new(20).expect("encoder");
-        let mut dec = Decoder::new().expect("decoder");
-        let mut payload = Vec::new();
-        let delay = delay_ms(|input, out| {
-            enc.encode(input, &mut payload).expect("encode");
-            dec.decode(Some(&payload), 320, out).expect("decode");
-        });
-        println!("Opus: a tone switched on comes out {delay:?} ms later");
+        bench_per_frame_cost::<Opus>();
     }
 }

@@ -184,7 +184,7 @@ impl Downsampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::f64::consts::TAU;
+    use crate::test_util::{power_at_rate, rms, strongest, tone};
 
     #[test]
     fn priming_instead_of_upsampling_leaves_no_seam() {
@@ -206,37 +206,9 @@ mod tests {
         }
     }
 
-    fn tone(freq: f64, rate: f64, amplitude: f64, len: usize) -> Vec<i16> {
-        (0..len).map(|n| (amplitude * (TAU * freq * n as f64 / rate).sin()).round() as i16).collect()
-    }
-
-    fn rms(x: &[i16]) -> f64 {
-        (x.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>() / x.len() as f64).sqrt()
-    }
-
-    /// Power of `x` at `freq` by the Goertzel recurrence.
-    fn power_at(x: &[i16], freq: f64, rate: f64) -> f64 {
-        let coeff = 2.0 * (TAU * freq / rate).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s = v as f64 + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    }
-
+    /// Strongest frequency from 100 Hz to below Nyquist, on a 5 Hz grid.
     fn dominant(x: &[i16], rate: f64) -> f64 {
-        let mut best = (0.0, 0.0);
-        let mut f = 100.0;
-        while f < rate / 2.0 {
-            let p = power_at(x, f, rate);
-            if p > best.1 {
-                best = (f, p);
-            }
-            f += 5.0;
-        }
-        best.0
+        strongest(x, rate, 100.0, rate / 2.0 - 5.0, 5.0)
     }
 
     fn db(a: f64, b: f64) -> f64 {
@@ -275,7 +247,7 @@ mod tests {
             let gain = db(rms(steady), rms(&input[160..]));
             assert!(gain.abs() < 1.0, "{freq} Hz: {gain:.2} dB");
             // The image at 8 kHz − f is what the interpolator must remove.
-            let image = power_at(steady, 8000.0 - freq, 16_000.0) / power_at(steady, freq, 16_000.0);
+            let image = power_at_rate(steady, 8000.0 - freq, 16_000.0) / power_at_rate(steady, freq, 16_000.0);
             assert!(10.0 * image.log10() < -30.0, "{freq} Hz image {:.1} dB", 10.0 * image.log10());
         }
     }

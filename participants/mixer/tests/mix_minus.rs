@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
-use switchboard_mixer::{g711, spec, MixerDriver};
+use switchboard_mixer::g711;
+
+mod common;
+use common::{configured_mixer, goertzel, meta, mix_output};
 
 #[derive(Default)]
 struct Collect {
@@ -37,54 +40,36 @@ fn tone_frame(hz: f32, amplitude: f32, frame: u64) -> Vec<u8> {
     out
 }
 
-/// Energy of `hz` in 8 kHz PCM, in dB relative to full scale (Goertzel).
+/// Energy of `hz` in 8 kHz PCM, in dB relative to full scale.
 fn band_db(pcm: &[i16], hz: f32) -> f32 {
-    let w = 2.0 * std::f32::consts::PI * hz / 8000.0;
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for x in pcm {
-        let s = *x as f32 / 32768.0 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
+    let power = goertzel(pcm, hz as f64, 8000.0) / (32768.0 * 32768.0);
+    let n = pcm.len() as f64;
+    (10.0 * (power / (n * n / 4.0)).max(1e-12).log10()) as f32
+}
+
+/// The PCM of the last 50 packets (1 s) of a PCMU stream.
+fn last_second(packets: &[(u64, u32, Vec<u8>)]) -> Vec<i16> {
+    let mut pcm = Vec::new();
+    for (_, _, p) in &packets[packets.len() - 50..] {
+        let mut frame = vec![0i16; p.len()];
+        g711::ulaw_decode(p, &mut frame);
+        pcm.extend(frame);
     }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    10.0 * (power / (pcm.len() as f32 * pcm.len() as f32 / 4.0)).max(1e-12).log10()
+    pcm
 }
 
 #[test]
 fn each_output_hears_the_others_and_not_itself() {
     let t0 = Instant::now();
-    let mut m = MixerDriver::new(t0);
     let tones = [440.0f32, 660.0, 880.0];
-    let plan = MixPlan {
-        inputs: (0..3)
-            .map(|i| MixInput { slot: SlotKey(i), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(i as u64 + 1) })
-            .collect(),
-        outputs: (0..3)
-            .map(|i| MixOutput {
-                track: TrackKey(10 + i),
-                codec: spec(Codec::Pcmu, 0),
-                ptime_ms: 20,
-                kind: MixOutputKind::Mix { minus: Some(SlotKey(i)) },
-            })
-            .collect(),
-        speakers: 3,
-        jitter_buffer_ms: 40,
-        jitter_buffer_max_ms: 200,
-    };
-    m.as_mixer().unwrap().configure(t0, &plan);
+    let outputs = (0..3).map(|i| mix_output(10 + i, Codec::Pcmu, 0, Some(SlotKey(i)))).collect();
+    let mut m = configured_mixer(t0, Codec::Pcmu, 0, 3, outputs, 40);
     let mut out = Collect::default();
     for f in 0..150u64 {
         let now = t0 + Duration::from_millis(20 * f);
         for (i, hz) in tones.iter().enumerate() {
-            let meta = RtpMeta {
-                pt: Pt(0),
-                seq: SeqNo(100 + f),
-                timestamp: 160 * f as u32,
-                marker: false,
-                ssrc: Ssrc(i as u32),
-                audio_level: None,
-            };
-            m.write_media(now, SlotKey(i as u16), &meta, &tone_frame(*hz, 0.3, f)).unwrap();
+            let rtp = meta(0, 100 + f, 160 * f as u32, i as u32);
+            m.write_media(now, SlotKey(i as u16), &rtp, &tone_frame(*hz, 0.3, f)).unwrap();
         }
         m.handle_timeout(now);
         m.poll(now, &mut out);
@@ -94,12 +79,7 @@ fn each_output_hears_the_others_and_not_itself() {
         let packets = &out.media[&TrackKey(10 + i as u16)];
         assert!(packets.len() >= 140, "one packet per tick: {}", packets.len());
         assert!(packets.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 160), "one continuous stream");
-        let mut pcm = Vec::new();
-        for (_, _, p) in &packets[packets.len() - 50..] {
-            let mut frame = vec![0i16; p.len()];
-            g711::ulaw_decode(p, &mut frame);
-            pcm.extend(frame);
-        }
+        let pcm = last_second(packets);
         let mine = band_db(&pcm, *own);
         for other in tones.iter().filter(|t| *t != own) {
             let theirs = band_db(&pcm, *other);
@@ -111,47 +91,18 @@ fn each_output_hears_the_others_and_not_itself() {
 #[test]
 fn only_the_k_loudest_are_mixed() {
     let t0 = Instant::now();
-    let mut m = MixerDriver::new(t0);
     let legs = [(440.0f32, 0.4f32), (560.0, 0.3), (680.0, 0.2), (800.0, 0.02), (920.0, 0.01)];
-    let plan = MixPlan {
-        inputs: (0..5)
-            .map(|i| MixInput { slot: SlotKey(i), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(i as u64 + 1) })
-            .collect(),
-        outputs: vec![MixOutput {
-            track: TrackKey(99),
-            codec: spec(Codec::Pcmu, 0),
-            ptime_ms: 20,
-            kind: MixOutputKind::Mix { minus: None },
-        }],
-        speakers: 3,
-        jitter_buffer_ms: 20,
-        jitter_buffer_max_ms: 200,
-    };
-    m.as_mixer().unwrap().configure(t0, &plan);
+    let mut m = configured_mixer(t0, Codec::Pcmu, 0, 5, vec![mix_output(99, Codec::Pcmu, 0, None)], 20);
     let mut out = Collect::default();
     for f in 0..150u64 {
         let now = t0 + Duration::from_millis(20 * f);
         for (i, (hz, amp)) in legs.iter().enumerate() {
-            let meta = RtpMeta {
-                pt: Pt(0),
-                seq: SeqNo(f),
-                timestamp: 160 * f as u32,
-                marker: false,
-                ssrc: Ssrc(0),
-                audio_level: None,
-            };
-            m.write_media(now, SlotKey(i as u16), &meta, &tone_frame(*hz, *amp, f)).unwrap();
+            m.write_media(now, SlotKey(i as u16), &meta(0, f, 160 * f as u32, 0), &tone_frame(*hz, *amp, f)).unwrap();
         }
         m.handle_timeout(now);
         m.poll(now, &mut out);
     }
-    let packets = &out.media[&TrackKey(99)];
-    let mut pcm = Vec::new();
-    for (_, _, p) in &packets[packets.len() - 50..] {
-        let mut frame = vec![0i16; p.len()];
-        g711::ulaw_decode(p, &mut frame);
-        pcm.extend(frame);
-    }
+    let pcm = last_second(&out.media[&TrackKey(99)]);
     let loud: Vec<f32> = legs[..3].iter().map(|(hz, _)| band_db(&pcm, *hz)).collect();
     let quiet: Vec<f32> = legs[3..].iter().map(|(hz, _)| band_db(&pcm, *hz)).collect();
     let weakest_loud = loud.iter().cloned().fold(f32::MAX, f32::min);
@@ -186,20 +137,7 @@ impl Output for FirstSound {
 fn a_clean_input_reaches_the_mix_within_60_ms() {
     for phase_ms in [1u64, 7, 13, 19] {
         let t0 = Instant::now();
-        let mut m = MixerDriver::new(t0);
-        let plan = MixPlan {
-            inputs: vec![MixInput { slot: SlotKey(0), codec: spec(Codec::Pcmu, 0), publisher: ParticipantId(1) }],
-            outputs: vec![MixOutput {
-                track: TrackKey(9),
-                codec: spec(Codec::Pcmu, 0),
-                ptime_ms: 20,
-                kind: MixOutputKind::Mix { minus: None },
-            }],
-            speakers: 3,
-            jitter_buffer_ms: 20,
-            jitter_buffer_max_ms: 200,
-        };
-        m.as_mixer().unwrap().configure(t0, &plan);
+        let mut m = configured_mixer(t0, Codec::Pcmu, 0, 1, vec![mix_output(9, Codec::Pcmu, 0, None)], 20);
         let mut out = FirstSound::default();
         // One second of silence, then a loud tone; a packet every 20 ms, `phase_ms` into the tick.
         let onset = 50u64;
@@ -208,15 +146,7 @@ fn a_clean_input_reaches_the_mix_within_60_ms() {
             if ms % 20 == phase_ms {
                 let f = ms / 20;
                 let payload = if f < onset { vec![0xFFu8; 160] } else { tone_frame(440.0, 0.5, f) };
-                let meta = RtpMeta {
-                    pt: Pt(0),
-                    seq: SeqNo(f),
-                    timestamp: 160 * f as u32,
-                    marker: false,
-                    ssrc: Ssrc(1),
-                    audio_level: None,
-                };
-                m.write_media(now, SlotKey(0), &meta, &payload).unwrap();
+                m.write_media(now, SlotKey(0), &meta(0, f, 160 * f as u32, 1), &payload).unwrap();
             }
             m.handle_timeout(now);
             out.now = Some(now);

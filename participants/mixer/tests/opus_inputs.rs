@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
-use switchboard_mixer::{spec, MixerDriver};
+
+mod common;
+use common::{configured_mixer, goertzel, meta, mix_output};
 
 #[derive(Default)]
 struct Collect {
@@ -22,14 +24,7 @@ impl Output for Collect {
 
 /// Share of `pcm`'s energy at `hz` (16 kHz PCM, Goertzel): near 1 for a clean tone on a bin.
 fn tone_share(pcm: &[i16], hz: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / 16_000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for x in pcm {
-        let s = *x as f64 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let power = goertzel(pcm, hz, 16_000.0);
     let energy: f64 = pcm.iter().map(|x| (*x as f64).powi(2)).sum();
     2.0 * power / (pcm.len() as f64 * energy.max(1.0))
 }
@@ -37,26 +32,7 @@ fn tone_share(pcm: &[i16], hz: f64) -> f64 {
 #[test]
 fn real_opus_is_heard_and_garbage_is_muted() {
     let t0 = Instant::now();
-    let mut m = MixerDriver::new(t0);
-    let plan = MixPlan {
-        inputs: (0..2)
-            .map(|i| MixInput {
-                slot: SlotKey(i),
-                codec: spec(Codec::Opus, 111),
-                publisher: ParticipantId(i as u64 + 1),
-            })
-            .collect(),
-        outputs: vec![MixOutput {
-            track: TrackKey(9),
-            codec: spec(Codec::Opus, 111),
-            ptime_ms: 20,
-            kind: MixOutputKind::Mix { minus: None },
-        }],
-        speakers: 3,
-        jitter_buffer_ms: 40,
-        jitter_buffer_max_ms: 200,
-    };
-    m.as_mixer().unwrap().configure(t0, &plan);
+    let mut m = configured_mixer(t0, Codec::Opus, 111, 2, vec![mix_output(9, Codec::Opus, 111, None)], 40);
 
     let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
@@ -64,21 +40,14 @@ fn real_opus_is_heard_and_garbage_is_muted() {
     let mut out = Collect::default();
     for f in 0..250u64 {
         let now = t0 + Duration::from_millis(20 * f);
-        let meta = |slot: u32| RtpMeta {
-            pt: Pt(111),
-            seq: SeqNo(f),
-            timestamp: 960 * f as u32,
-            marker: false,
-            ssrc: Ssrc(slot),
-            audio_level: None,
-        };
+        let rtp = |ssrc: u32| meta(111, f, 960 * f as u32, ssrc);
         let pcm: Vec<i16> = (0..960u64)
             .map(|i| (9000.0 * (2.0 * std::f64::consts::PI * 440.0 * (f * 960 + i) as f64 / 48_000.0).sin()) as i16)
             .collect();
         let n = enc.encode(&pcm, &mut packet).unwrap();
         // Every tenth packet of the real stream is lost on the way: concealed, not a gap.
         if f % 10 != 5 {
-            m.write_media(now, SlotKey(0), &meta(0), &packet[..n]).unwrap();
+            m.write_media(now, SlotKey(0), &rtp(0), &packet[..n]).unwrap();
         }
         let garbage: Vec<u8> = (0..40 + f as usize % 120)
             .map(|_| {
@@ -86,7 +55,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
                 (seed >> 24) as u8
             })
             .collect();
-        m.write_media(now, SlotKey(1), &meta(1), &garbage).unwrap();
+        m.write_media(now, SlotKey(1), &rtp(1), &garbage).unwrap();
         m.handle_timeout(now);
         m.poll(now, &mut out);
     }
