@@ -212,8 +212,10 @@ impl Worker {
         loop {
             let n = match self.recv.recv(fd) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // WouldBlock: drained. Anything else on an unconnected UDP socket would repeat
+                // forever if retried; what is still queued is read at the next readiness.
+                Err(_) => break,
             };
             self.read_count += n;
             for i in 0..n {
@@ -255,8 +257,10 @@ impl Worker {
         while let Some(sock) = self.sockets.legs.get(&local) {
             let n = match self.recv.recv(sock.as_raw_fd()) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // WouldBlock: drained. Anything else on an unconnected UDP socket would repeat
+                // forever if retried; what is still queued is read at the next readiness.
+                Err(_) => break,
             };
             self.read_count += n;
             if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
