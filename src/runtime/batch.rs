@@ -129,10 +129,6 @@ impl SendBatch {
         self.queued += 1;
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queued == 0
-    }
-
     /// Writes every queued datagram: one `sendmmsg` per run of datagrams for the same socket.
     pub fn flush(&mut self) {
         let mut start = 0;
@@ -257,7 +253,7 @@ mod tests {
             batch.push(fd, to, &[i; 100]);
         }
         batch.flush();
-        assert!(batch.is_empty());
+        assert_eq!(batch.queued, 0);
         let mut recv = RecvBatch::default();
         let mut got = Vec::new();
         while got.len() < BATCH + 5 {

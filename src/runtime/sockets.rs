@@ -23,9 +23,7 @@ impl Sockets {
     }
 
     pub fn flush(&mut self) {
-        if !self.out.is_empty() {
-            self.out.flush();
-        }
+        self.out.flush();
     }
 }
 

@@ -40,6 +40,9 @@ struct Input {
     narrow: [i16; FRAME / 2],
     narrow_pending: bool,
     up: Upsampler,
+    /// Some output transcodes this input alone, so its 16 kHz frame is needed every tick. Kept
+    /// by `configure`, so a tick does not search the outputs once per input.
+    transcoded: bool,
     /// Smoothed level in dBov.
     level_db: f32,
     /// The sender's own RFC 6464 level, when it sends one.
@@ -154,12 +157,7 @@ impl MixerDriver {
         }
         for input in self.inputs.iter_mut().filter(|i| i.narrow_pending) {
             input.narrow_pending = false;
-            let used = self.selector.contains(input.slot)
-                || self
-                    .outputs
-                    .iter()
-                    .any(|o| matches!(o.kind, MixOutputKind::Transcode { input: s } if s == input.slot));
-            if used {
+            if input.transcoded || self.selector.contains(input.slot) {
                 input.up.process_into(&input.narrow, &mut input.frame);
             } else {
                 // Not mixed and not transcoded this tick: nothing reads `frame`.
@@ -418,6 +416,7 @@ impl MixerControl for MixerDriver {
                 narrow: [0; FRAME / 2],
                 narrow_pending: false,
                 up: Upsampler::new(),
+                transcoded: false,
                 level_db: -127.0,
                 reported_db: None,
                 active: true,
@@ -443,6 +442,10 @@ impl MixerControl for MixerDriver {
             }
         }
         self.outputs.retain(|x| plan.outputs.iter().any(|o| o.track == x.track));
+        for input in &mut self.inputs {
+            input.transcoded =
+                self.outputs.iter().any(|o| matches!(o.kind, MixOutputKind::Transcode { input: s } if s == input.slot));
+        }
         self.selector.set_k(plan.speakers);
         self.plan = plan.clone();
         self.rebuild_negotiated();
