@@ -31,6 +31,7 @@ pub struct Metrics {
     pub mixers: IntGauge,
     pub mixer_stages: IntGaugeVec,
     pub mixer_jitter_target: IntGauge,
+    pub mixer_paced_legs: IntGauge,
     pub transcodes: IntCounterVec,
 }
 
@@ -105,6 +106,10 @@ impl Metrics {
                 "mixer_jitter_target_ms",
                 "Largest playout delay any mixer input's adaptive jitter buffer aims for, over all rooms",
             ))?,
+            mixer_paced_legs: IntGauge::with_opts(opts(
+                "mixer_paced_legs",
+                "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
+            ))?,
             transcodes: IntCounterVec::new(
                 opts("transcodes_total", "Subscriptions that started a transcode, by codec pair"),
                 &["from", "to"],
@@ -131,6 +136,7 @@ impl Metrics {
         m.registry.register(Box::new(m.mixers.clone()))?;
         m.registry.register(Box::new(m.mixer_stages.clone()))?;
         m.registry.register(Box::new(m.mixer_jitter_target.clone()))?;
+        m.registry.register(Box::new(m.mixer_paced_legs.clone()))?;
         m.registry.register(Box::new(m.transcodes.clone()))?;
         for event in ["late", "lost", "concealed"] {
             m.mixer_packets.with_label_values(&[event]);

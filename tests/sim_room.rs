@@ -473,12 +473,17 @@ fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
     step(&mut r, &mut net, &mut now, 50, None);
     assert_eq!(r.participant_view(a).unwrap().subscriptions[0].route, Some(Route::Forward));
     assert!(net.received[&src(1)].iter().all(|p| p.2 == b"B"), "relay: a hears b's packets as they are");
+    assert!(!r.is_mixer_paced(a) && !r.is_mixer_paced(b), "relayed packets must go out as they arrive");
+    let relay_epoch = r.pacing_epoch();
 
     let c = join(&mut r, now, &mut net, 3, &pcmu, &pcmu, AudioPreference::Auto);
     step(&mut r, &mut net, &mut now, 50, Some(c));
     for who in [a, b, c] {
         assert_eq!(r.participant_view(who).unwrap().subscriptions[0].route, Some(Route::Mix));
+        assert!(r.is_mixer_paced(who), "everything {who} sends goes only to the mixer");
     }
+    let mix_epoch = r.pacing_epoch();
+    assert_ne!(mix_epoch, relay_epoch);
     let mixed_for_a: Vec<_> = net.received[&src(1)].iter().filter(|p| p.2[0] == b'm').collect();
     assert!(mixed_for_a.len() >= 45, "a gets the mixer's output: {}", mixed_for_a.len());
     let minus: std::collections::HashSet<u8> = mixed_for_a.iter().map(|p| p.2[1]).collect();
@@ -488,6 +493,8 @@ fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
     r.leave(now, c, LeaveReason::Requested, &mut net);
     step(&mut r, &mut net, &mut now, 50, None);
     assert_eq!(r.participant_view(a).unwrap().subscriptions[0].route, Some(Route::Forward));
+    assert!(!r.is_mixer_paced(a) && !r.is_mixer_paced(b), "back to the relay, back to reading on arrival");
+    assert_ne!(r.pacing_epoch(), mix_epoch);
     for who in [src(1), src(2)] {
         let got = &net.received[&who];
         assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "seq steps by exactly one through relay, mix, relay");

@@ -69,6 +69,12 @@ fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
         target.is_some_and(|t| (40.0..200.0).contains(&t)),
         "switchboard_mixer_jitter_target_ms = {target:?} while the legs were mixed, expected 40 <= target < 200"
     );
+    // Everything the legs send goes only to the mixer, so the worker reads them at its ticks.
+    let paced = poll_until(Duration::from_secs(3), || {
+        let (_, metrics) = d.get_text("/metrics");
+        metric_value(&metrics, "switchboard_mixer_paced_legs", &[]).filter(|n| *n == 3.0)
+    });
+    assert_eq!(paced, Some(3.0), "switchboard_mixer_paced_legs while three legs were mixed");
 
     let outs: Vec<PeerOutput> = legs.iter_mut().map(|l| l.take().unwrap().wait()).collect();
     for o in &outs {

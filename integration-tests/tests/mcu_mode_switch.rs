@@ -55,6 +55,18 @@ fn route_events(sse: &SseClient, clock: UnixClock, id: &str, until: &[&str]) -> 
 /// The stream a leg received is ONE stream: the SSRC its answer declared, sequence numbers
 /// +1 each, timestamps increasing and never ahead of the wall clock by more than one packet.
 #[track_caller]
+/// The paced-legs gauge once it reads `want` (it is set at the worker's 500 ms harvest), or what
+/// it read last.
+fn paced_legs(d: &Daemon, want: f64) -> Option<f64> {
+    let mut last = None;
+    poll_until(Duration::from_secs(3), || {
+        let (_, metrics) = d.get_text("/metrics");
+        last = metric_value(&metrics, "switchboard_mixer_paced_legs", &[]);
+        (last == Some(want)).then_some(())
+    });
+    last
+}
+
 fn assert_one_continuous_stream(name: &str, out: &PeerOutput) {
     let j = &out.json;
     let declared = Sdp::parse(j["answer_sdp"].as_str().unwrap_or("")).media[0].ssrcs.first().copied();
@@ -135,11 +147,15 @@ fn relay_to_mix_and_back_keeps_each_leg_one_continuous_stream() {
     let ids3 = d.wait_for_participants(ROOM, 3, &mut [&mut c, &mut a, &mut b], JOIN_WAIT);
     let c_id = ids3.iter().find(|i| **i != a_id && **i != b_id).unwrap().clone();
     wait_routes(&d, &[(&a_id, "mix", None), (&b_id, "mix", None), (&c_id, "mix", None)], "phase 2 (A, B and C)");
+    // Mixed only: the worker reads the three legs at the mixer's ticks.
+    assert_eq!(paced_legs(&d, 3.0), Some(3.0), "switchboard_mixer_paced_legs in phase 2");
     let c = c.take().unwrap().wait();
     c.expect_ok();
 
     // Phase 3: C left: A and B relay again, each with the other as its source.
     wait_routes(&d, &[(&a_id, "forward", Some(&b_id)), (&b_id, "forward", Some(&a_id))], "phase 3 (C left)");
+    // Relayed again: read on arrival (the continuity checks below cover the switch itself).
+    assert_eq!(paced_legs(&d, 0.0), Some(0.0), "switchboard_mixer_paced_legs in phase 3");
     let checked_at = clock.unix(Instant::now());
     let a = a.take().unwrap().wait();
     let b = b.take().unwrap().wait();

@@ -61,6 +61,8 @@ pub struct Participant {
     pub slots: Vec<Slot>,
     pub last_received: Instant,
     pub next_timeout: Instant,
+    /// See [`super::Room::is_mixer_paced`]; kept by `rebuild_fanout`.
+    pub mixer_paced: bool,
 }
 
 impl Participant {

@@ -74,6 +74,8 @@ pub struct Room {
     mix_keys: MixKeys,
     /// Mixes, encoders and decoders as of the last `take_stats`.
     mixer_gauges: [u64; 4],
+    /// Bumped whenever some participant's [`Room::is_mixer_paced`] answer changes.
+    pacing_epoch: u64,
 }
 
 impl Room {
@@ -94,6 +96,7 @@ impl Room {
             mixer: None,
             mix_keys: MixKeys::default(),
             mixer_gauges: [0; 4],
+            pacing_epoch: 0,
             cfg,
         }
     }
@@ -158,6 +161,7 @@ impl Room {
             slots: Vec::new(),
             last_received: now,
             next_timeout: now,
+            mixer_paced: false,
         };
         let idx = self.place(p);
         self.index.insert(id, idx);
@@ -283,6 +287,21 @@ impl Room {
 
     pub fn poll_timeout(&self) -> Instant {
         self.earliest
+    }
+
+    /// Whether everything participant `id` publishes goes to the room's mixer and nowhere else.
+    /// The mixer takes its input only at its tick, and the tick is among the room's deadlines,
+    /// so the runtime may hold such a participant's datagrams until the room's next deadline and
+    /// hand them over then, each with its own arrival time: the mix is the same, and the worker
+    /// is woken once per tick instead of once per packet.
+    pub fn is_mixer_paced(&self, id: ParticipantId) -> bool {
+        self.slot_of(id).and_then(|i| self.slab[i].as_ref()).is_some_and(|p| p.mixer_paced)
+    }
+
+    /// Changes whenever some participant's [`Room::is_mixer_paced`] answer does, so the runtime
+    /// asks again only then.
+    pub fn pacing_epoch(&self) -> u64 {
+        self.pacing_epoch
     }
 
     pub fn handle_timeout(&mut self, now: Instant, net: &mut dyn Network) {
@@ -730,6 +749,7 @@ impl Room {
                     slots: Vec::new(),
                     last_received: now,
                     next_timeout: now,
+                    mixer_paced: false,
                 };
                 let i = self.place(p);
                 self.mixer = Some(i);
@@ -799,6 +819,18 @@ impl Room {
                     t.fanout.push(slot_ref);
                 }
             }
+        }
+        let mixer = self.mixer;
+        let mut changed = false;
+        for p in self.slab.iter_mut().flatten() {
+            let mut wires = p.tracks.iter().flat_map(|t| &t.fanout).peekable();
+            let paced =
+                mixer.is_some() && !p.internal && wires.peek().is_some() && wires.all(|w| Some(w.participant) == mixer);
+            changed |= paced != p.mixer_paced;
+            p.mixer_paced = paced;
+        }
+        if changed {
+            self.pacing_epoch += 1;
         }
     }
 }

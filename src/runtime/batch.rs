@@ -10,6 +10,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 /// The largest datagram kept whole. Media and WebRTC datagrams stay under a 1500-byte MTU; a
 /// larger one is truncated by the kernel, flagged, and dropped.
@@ -53,16 +54,52 @@ impl Slots {
     }
 }
 
+/// Control-message room per datagram: one `SCM_TIMESTAMPNS` needs 32 bytes. Words, so that the
+/// `cmsghdr` the kernel writes there is aligned.
+const CTRL_WORDS: usize = 8;
+
 /// Receive buffers for one `recvmmsg`.
 pub struct RecvBatch {
     slots: Slots,
     addrs: [SocketAddr; BATCH],
+    ctrl: Box<[[u64; CTRL_WORDS]; BATCH]>,
 }
+
+// SAFETY: as for `Slots`: the headers' control pointers point into `ctrl`, owned by the value.
+unsafe impl Send for RecvBatch {}
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        RecvBatch { slots: Slots::new(), addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH] }
+        let mut batch = RecvBatch {
+            slots: Slots::new(),
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            ctrl: Box::new([[0; CTRL_WORDS]; BATCH]),
+        };
+        for i in 0..BATCH {
+            batch.slots.hdrs[i].msg_hdr.msg_control = batch.ctrl[i].as_mut_ptr().cast();
+        }
+        batch
     }
+}
+
+/// Asks the kernel to stamp each datagram `fd` receives with its arrival time (wall clock), for
+/// [`RecvBatch::stamp`].
+pub fn stamp_arrivals(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt with a pointer to a live int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl RecvBatch {
@@ -72,6 +109,7 @@ impl RecvBatch {
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for h in self.slots.hdrs.iter_mut() {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = CTRL_WORDS * size_of::<u64>();
         }
         // SAFETY: the headers point at buffers and names owned by `self.slots` (see `Slots`).
         let n = unsafe {
@@ -92,6 +130,25 @@ impl RecvBatch {
         let h = &self.slots.hdrs[i];
         let len = (h.msg_len as usize).min(SLOT);
         (h.msg_hdr.msg_flags & libc::MSG_TRUNC == 0).then(|| (&self.slots.bufs[i][..len], self.addrs[i]))
+    }
+
+    /// When datagram `i` of the last `recv` reached its socket, as wall-clock time since the
+    /// epoch; `None` when the socket does not stamp (see [`stamp_arrivals`]).
+    pub fn stamp(&self, i: usize) -> Option<Duration> {
+        let h = &self.slots.hdrs.get(i)?.msg_hdr;
+        // SAFETY: the kernel filled `msg_control` up to `msg_controllen` with well-formed control
+        // messages; the CMSG macros walk them without leaving that range.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    return Some(Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 }
 
@@ -239,6 +296,32 @@ mod tests {
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         b.set_nonblocking(true).unwrap();
         (a, b)
+    }
+
+    #[test]
+    fn a_stamping_socket_tells_when_each_datagram_arrived_not_when_it_was_read() {
+        let (tx, rx) = pair();
+        let (_, plain) = pair();
+        stamp_arrivals(rx.as_raw_fd()).unwrap();
+        // The kernel turns stamping on for its receive path from a work queue: until then a
+        // datagram is stamped when it is read, which is no worse than no stamp.
+        std::thread::sleep(Duration::from_millis(20));
+        let wall = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let before = wall();
+        tx.send_to(b"first", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        tx.send_to(b"second", rx.local_addr().unwrap()).unwrap();
+        tx.send_to(b"plain", plain.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let read_at = wall();
+        let mut batch = RecvBatch::default();
+        assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 2);
+        let (first, second) = (batch.stamp(0).unwrap(), batch.stamp(1).unwrap());
+        assert!(first >= before && first + Duration::from_millis(25) < second, "{before:?} {first:?} {second:?}");
+        assert!(second + Duration::from_millis(25) < read_at, "stamped on arrival: {second:?}, read {read_at:?}");
+        assert_eq!(batch.recv(plain.as_raw_fd()).unwrap(), 1);
+        assert_eq!(batch.get(0).unwrap().0, b"plain");
+        assert_eq!(batch.stamp(0), None, "a socket that was not asked to stamp gives no time");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! current time, wakes rooms at their deadlines, and carries out the API's commands. Nothing else
 //! touches a room, so the packet path takes no locks.
 
-use super::batch::{RecvBatch, BATCH};
+use super::batch::{stamp_arrivals, RecvBatch, BATCH};
 use super::command::{Command, CommandError, EventFrame, JoinRequest, Joined};
 use super::drivers::{self, LegPorts};
 use super::ports::PortPool;
@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use switchboard_driver::{NegotiationError, ParticipantId, ParticipantKind, RoomId};
 use tokio::sync::broadcast;
 use tracing::{info, info_span, warn};
@@ -40,6 +40,11 @@ const COALESCE_MIN_PER_PAUSE: u128 = 2;
 struct RoomEntry {
     room: Room,
     events: broadcast::Sender<Arc<EventFrame>>,
+    /// The room's `pacing_epoch` when `paced` was last brought in line with it.
+    pacing_seen: u64,
+    /// RTP sockets of the legs whose media only the mixer takes (`Room::is_mixer_paced`): out
+    /// of the poller, read when the room's deadline comes instead of on every arrival.
+    paced: Vec<Token>,
 }
 
 /// The sockets of one rtp/srtp leg.
@@ -47,6 +52,12 @@ struct Leg {
     room: usize,
     participant: ParticipantId,
     local: SocketAddr,
+    /// The leg's RTP socket (the other is its RTCP socket, which is never paced).
+    rtp: bool,
+    paced: bool,
+    /// The latest arrival time handed to the room for this socket, so a paced read never goes
+    /// back in time.
+    last_arrival: Instant,
 }
 
 pub struct Worker {
@@ -171,9 +182,93 @@ impl Worker {
         for idx in 0..self.rooms.len() {
             let Some(entry) = self.rooms[idx].as_mut() else { continue };
             if entry.room.poll_timeout() <= now {
-                entry.room.handle_timeout(now, &mut self.sockets);
+                if !entry.paced.is_empty() {
+                    self.read_paced(idx);
+                }
+                if let Some(entry) = self.rooms[idx].as_mut() {
+                    entry.room.handle_timeout(now, &mut self.sockets);
+                }
             }
             self.after_room_call(idx);
+        }
+    }
+
+    /// Reads a room's paced legs, just before its deadline is handled, and gives each datagram
+    /// the time the kernel stamped on its arrival: the mixer's jitter buffer sees the true
+    /// arrival pattern, and the mix made at this deadline has every packet it would have had if
+    /// each had been read as it came.
+    fn read_paced(&mut self, idx: usize) {
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
+        let tokens = std::mem::take(&mut entry.paced);
+        let now = Instant::now();
+        let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        for &token in &tokens {
+            let Some(leg) = self.legs.get(&token) else { continue };
+            let (pid, local, mut last) = (leg.participant, leg.local, leg.last_arrival);
+            while let Some(sock) = self.sockets.legs.get(&local) {
+                let n = match self.recv.recv(sock.as_raw_fd()) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { break };
+                for i in 0..n {
+                    // A stamp from a wall clock that stepped is held inside what this socket has
+                    // already been told and the present.
+                    let age = self.recv.stamp(i).map_or(Duration::ZERO, |t| wall.saturating_sub(t));
+                    last = now.checked_sub(age).unwrap_or(now).max(last).min(now);
+                    match self.recv.get(i) {
+                        Some((data, src)) => entry.room.handle_receive(last, pid, src, local, data, &mut self.sockets),
+                        None => self.oversize += 1,
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+            if let Some(leg) = self.legs.get_mut(&token) {
+                leg.last_arrival = last;
+            }
+            self.after_room_call(idx);
+        }
+        // Calls above may have re-paced the room (a leave reroutes it): keep what is still paced,
+        // and what was added meanwhile.
+        let legs = &self.legs;
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
+        let added = std::mem::replace(&mut entry.paced, tokens);
+        entry.paced.retain(|t| legs.get(t).is_some_and(|l| l.paced && l.room == idx));
+        for t in added {
+            if !entry.paced.contains(&t) {
+                entry.paced.push(t);
+            }
+        }
+    }
+
+    /// Brings a room's paced legs in line with what the room says: a leg whose media only the
+    /// mixer takes leaves the poller; one that is forwarded anywhere comes back to it. Runs only
+    /// when the room's pacing epoch moved (routes changed), or a leg joined.
+    fn repace(&mut self, idx: usize) {
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
+        entry.pacing_seen = entry.room.pacing_epoch();
+        for (&token, leg) in self.legs.iter_mut().filter(|(_, l)| l.room == idx && l.rtp) {
+            let want = entry.room.is_mixer_paced(leg.participant);
+            if want == leg.paced {
+                continue;
+            }
+            let Some(sock) = self.sockets.legs.get_mut(&leg.local) else { continue };
+            let moved = match want {
+                true => self.poll.registry().deregister(sock),
+                // Edge-triggered, but registering reports what is already queued.
+                false => self.poll.registry().register(sock, token, Interest::READABLE),
+            };
+            if moved.is_err() {
+                continue;
+            }
+            leg.paced = want;
+            match want {
+                true => entry.paced.push(token),
+                false => entry.paced.retain(|t| *t != token),
+            }
         }
     }
 
@@ -284,6 +379,12 @@ impl Worker {
             return;
         };
         self.next_room_deadline = self.next_room_deadline.min(entry.room.poll_timeout());
+        if entry.room.pacing_epoch() != entry.pacing_seen {
+            self.repace(idx);
+        }
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
         if !entry.room.has_news() {
             return;
         }
@@ -319,7 +420,12 @@ impl Worker {
         for token in tokens {
             if let Some(leg) = self.legs.remove(&token) {
                 if let Some(mut sock) = self.sockets.legs.remove(&leg.local) {
-                    let _ = self.poll.registry().deregister(&mut sock);
+                    if !leg.paced {
+                        let _ = self.poll.registry().deregister(&mut sock);
+                    }
+                }
+                if let Some(entry) = self.rooms.get_mut(leg.room).and_then(Option::as_mut) {
+                    entry.paced.retain(|t| *t != token);
                 }
             }
         }
@@ -356,6 +462,7 @@ impl Worker {
             self.oversize = 0;
         }
         self.metrics.set_gauges(self.room_index.len(), &gauges);
+        self.metrics.mixer_paced_legs.set(self.rooms.iter().flatten().map(|e| e.paced.len() as i64).sum());
     }
 
     /// Returns true when the worker should stop.
@@ -445,7 +552,7 @@ impl Worker {
                 self.rooms.len() - 1
             }
         };
-        self.rooms[idx] = Some(RoomEntry { room, events });
+        self.rooms[idx] = Some(RoomEntry { room, events, pacing_seen: 0, paced: Vec::new() });
         self.room_index.insert(id, idx);
         Ok(idx)
     }
@@ -646,11 +753,18 @@ impl Worker {
             if self.poll.registry().register(&mut sock, token, Interest::READABLE).is_err() {
                 continue;
             }
+            // Without stamps a paced read would see every arrival at the room's deadline; the leg
+            // is then never paced.
+            let rtp = i == 0 && stamp_arrivals(sock.as_raw_fd()).is_ok();
             tokens[i] = token;
-            self.legs.insert(token, Leg { room, participant, local });
+            self.legs.insert(token, Leg { room, participant, local, rtp, paced: false, last_arrival: Instant::now() });
             self.sockets.legs.insert(local, sock);
         }
         self.leg_ports.insert(participant, (port, tokens));
+        // The room decided the leg's routes before the leg was adopted: look again.
+        if let Some(entry) = self.rooms.get_mut(room).and_then(Option::as_mut) {
+            entry.pacing_seen = entry.room.pacing_epoch().wrapping_sub(1);
+        }
     }
 }
 
