@@ -183,7 +183,11 @@ impl Worker {
             let Some(entry) = self.rooms[idx].as_mut() else { continue };
             if entry.room.poll_timeout() <= now {
                 if !entry.paced.is_empty() {
+                    // The room's deadline, still due while its paced legs are read, must not count
+                    // as the next one: `after_room_call` below adds the one `handle_timeout` sets.
+                    let next = self.next_room_deadline;
                     self.read_paced(idx);
+                    self.next_room_deadline = next;
                 }
                 if let Some(entry) = self.rooms[idx].as_mut() {
                     entry.room.handle_timeout(now, &mut self.sockets);
