@@ -35,16 +35,23 @@ impl Output for Fanout<'_> {
     }
 
     fn media(&mut self, key: TrackKey, meta: &RtpMeta, payload: &[u8]) {
-        let Some(track) = self.tracks.iter().find(|t| t.key == key) else {
+        // Sorted by key (`Room::sync_negotiated`).
+        let Ok(at) = self.tracks.binary_search_by_key(&key, |t| t.key) else {
             self.stats.drop(DropReason::NoRoute);
             return;
         };
+        let track = &self.tracks[at];
         for r in &track.fanout {
             let Some(sub) = self.others.get_mut(r.participant).and_then(Option::as_mut) else {
                 continue;
             };
             let Participant { driver, slots, kind, next_timeout, .. } = sub;
-            let Some(slot) = slots.iter_mut().find(|s| s.info.key == r.slot) else {
+            // The slot is where it was when the fan-out was built, unless the slots changed since.
+            let at = match slots.get(r.index) {
+                Some(s) if s.info.key == r.slot => Some(r.index),
+                _ => slots.iter().position(|s| s.info.key == r.slot),
+            };
+            let Some(slot) = at.and_then(|i| slots.get_mut(i)) else {
                 continue;
             };
             if !slot.info.active {

@@ -22,6 +22,9 @@ pub enum ParticipantState {
 pub struct SlotRef {
     pub participant: usize,
     pub slot: SlotKey,
+    /// Where the slot was in the participant's `slots` when the fan-out was built: a mixer has
+    /// a slot per input, and a search per packet would grow with the room.
+    pub index: usize,
 }
 
 pub struct PublishedTrack {
@@ -68,6 +71,11 @@ pub struct Participant {
 impl Participant {
     pub fn slot_mut(&mut self, key: SlotKey) -> Option<&mut Slot> {
         self.slots.iter_mut().find(|s| s.info.key == key)
+    }
+
+    /// `tracks` is kept sorted by key (`Room::sync_negotiated`).
+    pub fn track_by_key_mut(&mut self, key: TrackKey) -> Option<&mut PublishedTrack> {
+        self.tracks.binary_search_by_key(&key, |t| t.key).ok().map(|i| &mut self.tracks[i])
     }
 
     pub fn track(&self, id: TrackId) -> Option<&PublishedTrack> {

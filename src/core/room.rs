@@ -575,6 +575,9 @@ impl Room {
                 }
             }
         }
+        // Sorted by key: the packet path finds a track by binary search (a mixer publishes one
+        // output per listener).
+        p.tracks.sort_by_key(|t| t.key);
         p.slots.retain(|s| neg.slots.iter().any(|n| n.key == s.info.key));
         for n in &neg.slots {
             match p.slots.iter_mut().find(|s| s.info.key == n.key) {
@@ -802,9 +805,9 @@ impl Room {
     fn rebuild_fanout(&mut self) {
         let mut wires = Vec::new();
         for (idx, p) in self.slab.iter().enumerate() {
-            for s in p.iter().flat_map(|p| &p.slots) {
+            for (index, s) in p.iter().flat_map(|p| p.slots.iter().enumerate()) {
                 if let Some(track) = s.wired.filter(|_| s.info.active) {
-                    wires.push((track, SlotRef { participant: idx, slot: s.info.key }));
+                    wires.push((track, SlotRef { participant: idx, slot: s.info.key, index }));
                 }
             }
         }
@@ -815,7 +818,7 @@ impl Room {
         }
         for (track, slot_ref) in wires {
             if let Some(&(owner, key)) = self.track_owner.get(&track) {
-                if let Some(t) = self.slab[owner].as_mut().and_then(|p| p.tracks.iter_mut().find(|t| t.key == key)) {
+                if let Some(t) = self.slab[owner].as_mut().and_then(|p| p.track_by_key_mut(key)) {
                     t.fanout.push(slot_ref);
                 }
             }

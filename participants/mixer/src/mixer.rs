@@ -243,11 +243,11 @@ impl MixerDriver {
                 &self.scratch
             }
             Stream::Minus(s) => {
-                let own = self.inputs.iter().find(|i| i.slot == s).map(|i| &i.frame);
+                let own = input_of(&self.inputs, s).map(|i| &i.frame);
                 clamp_into(&self.mix, own, &mut self.scratch);
                 &self.scratch
             }
-            Stream::Transcode(s) => match self.inputs.iter().find(|i| i.slot == s) {
+            Stream::Transcode(s) => match input_of(&self.inputs, s) {
                 Some(i) => &i.frame,
                 None => return false,
             },
@@ -446,6 +446,9 @@ impl MixerControl for MixerDriver {
             input.transcoded =
                 self.outputs.iter().any(|o| matches!(o.kind, MixOutputKind::Transcode { input: s } if s == input.slot));
         }
+        // Sorted by slot, so a packet finds its input by binary search: a linear one per packet
+        // made a big room's input cost grow with the room.
+        self.inputs.sort_by_key(|i| i.slot);
         self.selector.set_k(plan.speakers);
         self.plan = plan.clone();
         self.rebuild_negotiated();
@@ -503,7 +506,8 @@ impl Driver for MixerDriver {
     }
 
     fn write_media(&mut self, now: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
-        let input = self.inputs.iter_mut().find(|i| i.slot == slot).ok_or(WriteError::NoSuchSlot)?;
+        let i = self.inputs.binary_search_by_key(&slot, |i| i.slot).map_err(|_| WriteError::NoSuchSlot)?;
+        let input = &mut self.inputs[i];
         if let Some(level) = meta.audio_level {
             input.reported_db = Some((-(level.unsigned_abs() as f32), now));
         }
@@ -546,4 +550,9 @@ impl Driver for MixerDriver {
 /// Builds a codec spec for tests and plans.
 pub fn spec(codec: Codec, pt: u8) -> CodecSpec {
     CodecSpec { codec, pt: Pt(pt), clock_rate: codec.clock_rate(), channels: 1, fmtp: String::new() }
+}
+
+/// The input for `slot`: `inputs` is kept sorted by slot (see `configure`).
+fn input_of(inputs: &[Input], slot: SlotKey) -> Option<&Input> {
+    inputs.binary_search_by_key(&slot, |i| i.slot).ok().map(|i| &inputs[i])
 }
