@@ -40,6 +40,8 @@ struct FakeDriver {
     closing: bool,
     /// Simulates a driver bug.
     panic_on_write: bool,
+    /// Datagrams it could not decode, reported as drops at the next poll.
+    garbage: u32,
 }
 
 impl FakeDriver {
@@ -85,6 +87,7 @@ impl FakeDriver {
             keyframe_requests: Vec::new(),
             closing: false,
             panic_on_write: false,
+            garbage: 0,
         }
     }
 }
@@ -104,6 +107,8 @@ impl Driver for FakeDriver {
             let meta =
                 RtpMeta { pt: Pt(1), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(1), audio_level: None };
             self.inbox.push((TrackKey(track), meta, payload.to_vec()));
+        } else {
+            self.garbage += 1;
         }
     }
     fn handle_timeout(&mut self, _: Instant) {}
@@ -121,6 +126,9 @@ impl Driver for FakeDriver {
         }
         for d in self.outbox.drain(..) {
             out.transmit(self.local, self.remote, &d);
+        }
+        for _ in 0..std::mem::take(&mut self.garbage) {
+            out.event(DriverEvent::Dropped { reason: DropReason::Malformed });
         }
         // Like str0m, a closing driver reports that its transport went away.
         if std::mem::take(&mut self.closing) {
@@ -267,10 +275,14 @@ fn silent_participant_times_out_and_the_rest_carry_on() {
     let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
     let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
     let mut now = t0;
-    // b talks for 40 simulated seconds; a says nothing at all.
+    // b talks for 40 simulated seconds; a says nothing at all, though a stranger sprays a's port
+    // with datagrams a's driver cannot use: they must not keep a open.
     for i in 0..2000u64 {
         now = t0 + Duration::from_millis(20 * i);
         r.handle_receive(now, b, src(2), dst(2), &encode(0, i, 160 * i as u32, b"x"), &mut net);
+        if i % 10 == 0 {
+            r.handle_receive(now, a, src(9), dst(1), b"junk", &mut net);
+        }
         if now >= r.poll_timeout() {
             r.handle_timeout(now, &mut net);
         }

@@ -2,7 +2,8 @@
 //! counter) and for changing nothing else:
 //! - offers the bridge cannot take (no supported codec, only unsupported SDES suites);
 //! - an exhausted RTP port range;
-//! - packets from a foreign address while latching is off;
+//! - packets from a foreign address while latching is off, and a stranger's packets to a latched
+//!   leg while its peer talks (RTP Bleed);
 //! - SRTP with a bad auth tag, a replayed SRTP packet, a truncated datagram;
 //! - a leg that goes silent for the inactivity timeout.
 //!
@@ -190,6 +191,54 @@ fn foreign_source_is_dropped_and_counted_when_latching_is_off() {
     );
     let after = settle_dropped(&d, "unknown_source", 20.0);
     assert_eq!(after - before, 20.0, "switchboard_packets_dropped_total{{reason=\"unknown_source\"}}");
+}
+
+#[test]
+fn a_stranger_cannot_take_over_a_latched_leg() {
+    let d = Daemon::start();
+    let parts = "/v1/rooms/bleed/participants";
+    let (a, b, stranger) = (phone_socket(), phone_socket(), phone_socket());
+    // A is behind a NAT: its SDP names a port it does not send from, so the leg latches to the
+    // source of A's packets.
+    let (s, ja) = d.post_json(parts, &json!({ "sdp": pcmu_offer(port_of(&phone_socket())) }));
+    assert_eq!(s, 201, "{ja}");
+    let (s, jb) = d.post_json(parts, &json!({ "sdp": pcmu_offer(port_of(&b)) }));
+    assert_eq!(s, 201, "{jb}");
+    let (bridge_a, bridge_b) = (("127.0.0.1", answer_port(&ja)), ("127.0.0.1", answer_port(&jb)));
+    let before = dropped(&d, "unknown_source");
+
+    // A talks, and a stranger sends the same kind of packets to A's port in between (RTP Bleed).
+    let (ssrc_a, ssrc_x) = (0x0a0a_0a0a, 0x0e0e_0e0e);
+    for i in 0..30u16 {
+        a.send_to(&rtp(i, u32::from(i) * 160, ssrc_a, 0x11), bridge_a).unwrap();
+        if i >= 5 {
+            stranger.send_to(&rtp(i, u32::from(i) * 160, ssrc_x, 0x22), bridge_a).unwrap();
+        }
+        b.send_to(&rtp(i, u32::from(i) * 160, 0x0b0b_0b0b, 0x33), bridge_b).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let payloads =
+        |got: &[Vec<u8>], fill: u8| got.iter().filter(|p| p.len() == 172 && p[12..].iter().all(|x| *x == fill)).count();
+    let at_b = drain(&b, Duration::from_millis(300));
+    assert_eq!(payloads(&at_b, 0x22), 0, "the stranger's packets were forwarded to B");
+    assert!(payloads(&at_b, 0x11) >= 25, "B got {} of A's 30 packets", payloads(&at_b, 0x11));
+    let at_stranger = drain(&stranger, Duration::from_millis(100));
+    assert_eq!(payloads(&at_stranger, 0x33), 0, "B's media went to the stranger");
+    let at_a = drain(&a, Duration::from_millis(100));
+    assert!(payloads(&at_a, 0x33) >= 20, "B's media did not follow A's latch ({} of 30)", payloads(&at_a, 0x33));
+    assert_eq!(settle_dropped(&d, "unknown_source", before + 25.0) - before, 25.0, "the stranger's packets, counted");
+
+    // A's NAT rebinds: the old mapping falls silent, and a second later the new one is the peer.
+    std::thread::sleep(Duration::from_millis(1200));
+    for i in 30..45u16 {
+        stranger.send_to(&rtp(i, u32::from(i) * 160, ssrc_a, 0x44), bridge_a).unwrap();
+        b.send_to(&rtp(i, u32::from(i) * 160, 0x0b0b_0b0b, 0x33), bridge_b).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at_b = drain(&b, Duration::from_millis(300));
+    assert!(payloads(&at_b, 0x44) >= 12, "after A's silence its new source was not taken ({})", payloads(&at_b, 0x44));
+    let at_new = drain(&stranger, Duration::from_millis(100));
+    assert!(payloads(&at_new, 0x33) >= 10, "B's media did not move to A's new source ({})", payloads(&at_new, 0x33));
 }
 
 #[test]

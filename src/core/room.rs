@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchboard_driver::{
-    Driver, DriverEvent, KeyframeKind, MediaKind, NegotiationError, ParticipantId, ParticipantKind, RoomId, SdpInput,
-    TrackId, TrackKey, WriteError,
+    Driver, DriverEvent, DropReason, KeyframeKind, MediaKind, NegotiationError, ParticipantId, ParticipantKind, RoomId,
+    SdpInput, TrackId, TrackKey, WriteError,
 };
 
 #[derive(Debug, Clone)]
@@ -76,6 +76,9 @@ pub struct Room {
     mixer_gauges: [u64; 4],
     /// Bumped whenever some participant's [`Room::is_mixer_paced`] answer changes.
     pacing_epoch: u64,
+    /// During `handle_receive`: the receiving participant, and how many of the drops its driver
+    /// reported say the datagram was not its peer's.
+    receiving: Option<(usize, u32)>,
 }
 
 impl Room {
@@ -97,6 +100,7 @@ impl Room {
             mix_keys: MixKeys::default(),
             mixer_gauges: [0; 4],
             pacing_epoch: 0,
+            receiving: None,
             cfg,
         }
     }
@@ -279,10 +283,17 @@ impl Room {
             return;
         };
         if let Some(Some(p)) = self.slab.get_mut(idx) {
-            p.last_received = now;
             self.stats.received[kind_index(p.kind)].add(data.len());
         }
+        self.receiving = Some((idx, 0));
         self.with_driver(idx, now, net, |d| d.handle_receive(now, src, dst, data));
+        // Only a datagram the driver took keeps the participant alive: garbage or a stranger's
+        // packets sent to a dead leg's port must not hold it open.
+        if let Some((_, 0)) = self.receiving.take() {
+            if let Some(Some(p)) = self.slab.get_mut(idx) {
+                p.last_received = now;
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Instant {
@@ -504,7 +515,17 @@ impl Room {
                     self.events.push(RoomEvent::Dtmf { participant_id: id, digit, duration_ms });
                     self.relay_dtmf(now, idx, digit, duration_ms, net);
                 }
-                DriverEvent::Dropped { reason } => self.stats.drop(reason),
+                DriverEvent::Dropped { reason } => {
+                    self.stats.drop(reason);
+                    // A wrong payload type or an unrouted track still came from the peer.
+                    let not_the_peer = matches!(
+                        reason,
+                        DropReason::Malformed | DropReason::UnknownSource | DropReason::SrtpAuth | DropReason::Replay
+                    );
+                    if let Some((at, drops)) = &mut self.receiving {
+                        *drops += u32::from(*at == idx && not_the_peer);
+                    }
+                }
                 DriverEvent::ActiveSpeakers { slots } => self.speakers_changed(now, idx, &slots, net),
             }
         }

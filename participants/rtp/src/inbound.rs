@@ -8,8 +8,14 @@ use crate::rtcp::{parse_rtcp, ReportBlock, RtcpPacket};
 use crate::rtp_header::{looks_like_rtcp, RtpHeader};
 use crate::srtp::{rtp_overhead, SrtpError};
 use std::net::SocketAddr;
-use std::time::Instant;
-use switchboard_driver::{DriverEvent, DropReason, Pt, RtpMeta, SeqNo, Ssrc, TrackKey};
+use std::time::{Duration, Instant};
+use switchboard_driver::{DriverEvent, DropReason, ParticipantKind, Pt, RtpMeta, SeqNo, Ssrc, TrackKey};
+
+/// How long the source a plain-RTP leg latched to must have been silent before a packet from
+/// another address may take the latch. Plain RTP proves nothing about its sender: without this,
+/// anyone who guessed the port could take over the call's media with one packet (RTP Bleed). A
+/// NAT that rebinds mid-call costs at most this long of one-way audio.
+pub(crate) const RELATCH_AFTER: Duration = Duration::from_secs(1);
 
 fn drop_reason(e: &SrtpError) -> DropReason {
     match e {
@@ -48,12 +54,48 @@ impl RtpDriver {
         expected == Some(src)
     }
 
-    fn mark_valid(&mut self, src: SocketAddr, rtcp: bool) {
+    /// With symmetric RTP on, whether a plain-RTP packet from `src` may be taken (and move the
+    /// latch): the latched source, the SDP's address, anyone before the first latch, and anyone
+    /// once the latched source has been silent for `RELATCH_AFTER`. An SRTP packet proves its
+    /// sender by authenticating, so any source may send one.
+    fn rtp_source_ok(&self, now: Instant, src: SocketAddr) -> bool {
+        if !self.cfg.symmetric || self.kind == ParticipantKind::Srtp {
+            return true;
+        }
+        match self.latched_rtp {
+            None => true,
+            Some(l) if l == src => true,
+            Some(_) => {
+                self.plan.as_ref().is_some_and(|p| p.remote_rtp == Some(src))
+                    || now.saturating_duration_since(self.latched_rtp_seen) >= RELATCH_AFTER
+            }
+        }
+    }
+
+    /// The same for plain RTCP, which comes every few seconds, so silence says nothing: it is
+    /// taken from the latched RTCP source, the SDP's RTCP (or, muxed, RTP) address, or the host
+    /// the media is latched to (a NAT keeps the host and moves the port).
+    fn rtcp_source_ok(&self, src: SocketAddr) -> bool {
+        if !self.cfg.symmetric || self.kind == ParticipantKind::Srtp || self.latched_rtcp == Some(src) {
+            return true;
+        }
+        let Some(plan) = &self.plan else { return false };
+        if plan.remote_rtcp == Some(src) || (plan.rtcp_mux && plan.remote_rtp == Some(src)) {
+            return true;
+        }
+        match self.latched_rtp {
+            Some(rtp) => rtp.ip() == src.ip(),
+            None => self.latched_rtcp.is_none(),
+        }
+    }
+
+    fn mark_valid(&mut self, now: Instant, src: SocketAddr, rtcp: bool) {
         if self.cfg.symmetric {
             let mux = self.plan.as_ref().is_some_and(|p| p.rtcp_mux);
             // Only media moves the media latch: RTCP is easier to forge and never carries audio.
             if !rtcp {
                 self.latched_rtp = Some(src);
+                self.latched_rtp_seen = now;
             }
             if rtcp && !mux {
                 self.latched_rtcp = Some(src);
@@ -66,7 +108,7 @@ impl RtpDriver {
     }
 
     fn receive_rtp(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        if !self.source_allowed(src, false) {
+        if !self.source_allowed(src, false) || !self.rtp_source_ok(now, src) {
             return self.dropped(DropReason::UnknownSource);
         }
         let Ok(header) = RtpHeader::parse_header_only(data) else {
@@ -104,7 +146,7 @@ impl RtpDriver {
             return self.dropped(DropReason::UnknownPayloadType);
         }
         let payload = &packet[header.header_len..header.payload_end];
-        self.mark_valid(src, false);
+        self.mark_valid(now, src, false);
         self.stats.packets_received += 1;
         self.stats.bytes_received += payload.len() as u64;
 
@@ -155,6 +197,9 @@ impl RtpDriver {
                 return self.dropped(DropReason::UnknownSource);
             }
         }
+        if !self.rtcp_source_ok(src) {
+            return self.dropped(DropReason::UnknownSource);
+        }
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
         let decrypted = match &mut self.srtp_in {
@@ -170,7 +215,7 @@ impl RtpDriver {
             .and_then(|()| parse_rtcp(&plain).map_err(|_| DropReason::Malformed))
         {
             Ok(packets) => {
-                self.mark_valid(src, true);
+                self.mark_valid(now, src, true);
                 for p in packets {
                     self.take_report(now, p);
                 }

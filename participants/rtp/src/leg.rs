@@ -83,6 +83,9 @@ pub struct RtpDriver {
     pub(crate) srtp_out: Option<SrtpOutbound>,
     /// Where the peer's media is latched (symmetric RTP), if it was.
     pub(crate) latched_rtp: Option<SocketAddr>,
+    /// When the latched source last sent a valid packet: another source may take the latch of a
+    /// plain-RTP leg only after it has been silent a while (`inbound::RELATCH_AFTER`).
+    pub(crate) latched_rtp_seen: Instant,
     pub(crate) latched_rtcp: Option<SocketAddr>,
     pub(crate) connected: bool,
     pub(crate) tx: SendState,
@@ -137,6 +140,7 @@ impl RtpDriver {
             srtp_in: None,
             srtp_out: None,
             latched_rtp: None,
+            latched_rtp_seen: now,
             latched_rtcp: None,
             connected: false,
             tx: SendState {

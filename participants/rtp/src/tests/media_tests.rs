@@ -110,20 +110,56 @@ fn plain_rtp_into_an_srtp_leg_fails_authentication() {
 }
 
 #[test]
-fn latching_follows_the_peer() {
+fn latching_follows_the_peer_but_not_a_stranger() {
+    let t0 = Instant::now();
+    let (mut d, _) = answered(t0, &gateway_offer());
+    let write = |d: &mut RtpDriver, now, seq| send(d, now, seq, &[0; 160]).1;
+    assert_eq!(write(&mut d, t0, 1), addr(PEER_RTP), "before any packet: the SDP address");
+    let nat = addr("198.51.100.7:41000");
+    d.handle_receive(t0, nat, addr(LOCAL_RTP), &rtp(0, 1, 160, PEER_SSRC, false, &[0; 160]));
+    assert_eq!(write(&mut d, t0, 2), nat);
+    // A garbage packet from elsewhere does not move the latch, and neither does a valid one while
+    // the latched source keeps talking (RTP Bleed): it is dropped, not played.
+    let stranger = addr("198.51.100.8:42000");
+    d.handle_receive(t0, stranger, addr(LOCAL_RTP), &[0x80, 0]);
+    let t1 = t0 + Duration::from_millis(20);
+    d.handle_receive(t1, stranger, addr(LOCAL_RTP), &rtp(0, 2, 320, PEER_SSRC, false, &[0; 160]));
+    let sink = drain(&mut d, t1);
+    assert_eq!(sink.drops(), [DropReason::UnknownSource, DropReason::UnknownSource]);
+    assert!(sink.media.is_empty(), "the stranger's packet must not reach the room");
+    assert_eq!(write(&mut d, t1, 3), nat);
+    // The SDP's address is always the peer's.
+    d.handle_receive(t1, addr(PEER_RTP), addr(LOCAL_RTP), &rtp(0, 3, 480, PEER_SSRC, false, &[0; 160]));
+    assert_eq!(write(&mut d, t1, 4), addr(PEER_RTP));
+    // The peer's NAT rebinds: its old mapping falls silent, and after RELATCH_AFTER the new one
+    // takes the latch.
+    let rebound = addr("198.51.100.7:41002");
+    let t2 = t1 + crate::inbound::RELATCH_AFTER - Duration::from_millis(1);
+    d.handle_receive(t2, rebound, addr(LOCAL_RTP), &rtp(0, 4, 640, PEER_SSRC, false, &[0; 160]));
+    assert_eq!(write(&mut d, t2, 5), addr(PEER_RTP), "not yet: the latched source spoke {:?} ago", t2 - t1);
+    let t3 = t1 + crate::inbound::RELATCH_AFTER;
+    d.handle_receive(t3, rebound, addr(LOCAL_RTP), &rtp(0, 5, 800, PEER_SSRC, false, &[0; 160]));
+    assert_eq!(write(&mut d, t3, 6), rebound);
+}
+
+#[test]
+fn plain_rtcp_from_a_stranger_feeds_no_report() {
     let now = Instant::now();
     let (mut d, _) = answered(now, &gateway_offer());
-    let write = |d: &mut RtpDriver, seq| send(d, now, seq, &[0; 160]).1;
-    assert_eq!(write(&mut d, 1), addr(PEER_RTP), "before any packet: the SDP address");
     let nat = addr("198.51.100.7:41000");
     d.handle_receive(now, nat, addr(LOCAL_RTP), &rtp(0, 1, 160, PEER_SSRC, false, &[0; 160]));
-    assert_eq!(write(&mut d, 2), nat);
-    // A garbage packet from elsewhere does not move the latch; a valid one does.
-    let moved = addr("198.51.100.8:42000");
-    d.handle_receive(now, moved, addr(LOCAL_RTP), &[0x80, 0]);
-    assert_eq!(write(&mut d, 3), nat);
-    d.handle_receive(now, moved, addr(LOCAL_RTP), &rtp(0, 2, 320, PEER_SSRC, false, &[0; 160]));
-    assert_eq!(write(&mut d, 4), moved);
+    // A receiver report about our stream claiming everything was lost.
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&PEER_SSRC.to_be_bytes());
+    rr.extend_from_slice(&d.ssrc().0.to_be_bytes());
+    rr.extend_from_slice(&[255, 0, 0, 50, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    d.handle_receive(now, addr("203.0.113.66:5001"), addr(LOCAL_RTCP), &rr);
+    assert_eq!(drain(&mut d, now).drops(), [DropReason::UnknownSource]);
+    assert!(d.remote_report.is_none(), "a stranger's report must not reach the stats");
+    // From the latched host (its RTCP port differs behind the NAT), it is the peer's.
+    d.handle_receive(now, addr("198.51.100.7:41001"), addr(LOCAL_RTCP), &rr);
+    assert!(drain(&mut d, now).drops().is_empty());
+    assert!(d.remote_report.is_some_and(|r| r.fraction_lost > 0.99));
 }
 
 #[test]
