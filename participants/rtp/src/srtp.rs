@@ -95,6 +95,14 @@ impl SrtpInbound {
     }
 
     pub fn unprotect_rtcp(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        // rtc-srtp 0.21 returns an AES-CM SRTCP packet whose E flag is clear without checking its
+        // auth tag, so anyone could feed the leg's reports. Unencrypted SRTCP is never
+        // negotiated here (`UNENCRYPTED_SRTCP` is refused in `sdes.rs`): a clear E flag is forged.
+        let p = profile(self.key.suite);
+        let e_at = packet.len().checked_sub(p.rtcp_auth_tag_len() + 4).ok_or(SrtpError::Malformed)?;
+        if packet.get(e_at).is_none_or(|b| b & 0x80 == 0) {
+            return Err(SrtpError::Auth);
+        }
         let plain = self.ctx.decrypt_rtcp(packet).map_err(classify)?;
         out.clear();
         out.extend_from_slice(&plain);
@@ -179,5 +187,27 @@ mod tests {
         assert_eq!(rx.unprotect_rtp(&buf, &mut out), Err(SrtpError::Replay));
         assert_eq!(rx.unprotect_rtp(&buf[..13], &mut out), Err(SrtpError::Malformed));
         assert_eq!(rx.unprotect_rtcp(&[0x80, 201, 0], &mut out), Err(SrtpError::Malformed));
+    }
+
+    #[test]
+    fn srtcp_with_the_e_flag_cleared_is_refused_not_trusted() {
+        for suite in SrtpSuite::ALL {
+            let (mut tx, mut rx) = pair(suite);
+            let forged_rr = [0x81, 201, 0, 7, 0, 0, 0, 42, 0, 0, 0, 1, 255, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut rtcp = forged_rr.to_vec();
+            tx.protect_rtcp(&mut rtcp).unwrap();
+            // An attacker without the key: the report in clear, a made-up index with E = 0 and a
+            // junk tag, laid out as the suite's packets are (AEAD puts its tag before the index).
+            let p = profile(suite);
+            let mut forged = forged_rr.to_vec();
+            forged.extend(std::iter::repeat_n(0xAB, p.aead_auth_tag_len()));
+            forged.extend_from_slice(&[0, 0, 0, 9]);
+            forged.extend(std::iter::repeat_n(0xAB, p.rtcp_auth_tag_len()));
+            let mut out = Vec::new();
+            assert_eq!(rx.unprotect_rtcp(&forged, &mut out), Err(SrtpError::Auth), "{suite:?}");
+            // The genuine one still passes.
+            rx.unprotect_rtcp(&rtcp, &mut out).unwrap();
+            assert_eq!(out, forged_rr, "{suite:?}");
+        }
     }
 }
