@@ -1335,7 +1335,9 @@ impl Sdp {
 /// Checks a WebRTC answer from the bridge against the offer it answers: same m-lines in the same
 /// order with the same mids, ICE-lite, DTLS role chosen (not `actpass`), a fingerprint, a host
 /// candidate on the bridge's WebRTC port at 127.0.0.1, and for each offered `recvonly` m-line a
-/// `sendonly` answer declaring its SSRC (a pre-negotiated slot).
+/// `sendonly` answer declaring its SSRC (a pre-negotiated slot) without the bandwidth-estimation
+/// header extensions (TWCC, abs-send-time: the bridge runs no send-side estimation), which an
+/// m-line where the client sends keeps when offered.
 #[track_caller]
 pub fn assert_webrtc_answer(offer: &str, answer: &str, webrtc_port: u16) {
     assert!(answer.starts_with("v=0"), "answer does not start with v=0:\n{answer}");
@@ -1368,9 +1370,31 @@ pub fn assert_webrtc_answer(offer: &str, answer: &str, webrtc_port: u16) {
         if am.port == 0 {
             continue; // rejected m-line; checked by callers that care
         }
+        let bwe = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| {
+                    l.starts_with("a=extmap:") && (l.contains("transport-wide-cc") || l.contains("abs-send-time"))
+                })
+                .count()
+        };
         if om.direction == "recvonly" {
             assert_eq!(am.direction, "sendonly", "offered recvonly m-line {:?} must be answered sendonly", om.mid);
             assert!(!am.ssrcs.is_empty(), "slot {:?} answer declares no a=ssrc:\n{}", om.mid, am.lines.join("\n"));
+            assert_eq!(
+                bwe(&am.lines),
+                0,
+                "slot {:?} answer negotiates TWCC or abs-send-time:\n{}",
+                om.mid,
+                am.lines.join("\n")
+            );
+        } else if om.direction != "inactive" {
+            assert_eq!(
+                bwe(&am.lines),
+                bwe(&om.lines),
+                "m-line {:?}: the client's own estimation lost its extensions",
+                om.mid
+            );
         }
         let common: Vec<&String> = am.codecs.iter().filter(|c| om.codecs.contains(c)).collect();
         assert!(

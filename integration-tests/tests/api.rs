@@ -142,6 +142,18 @@ fn participant_join_get_patch_leave() {
     assert_eq!(s, 200, "patch: {pa}");
     let answer2 = pa["sdp"].as_str().expect("PATCH with an offer answers with sdp");
     assert_webrtc_answer(&reoffer, answer2, d.webrtc_port());
+
+    // The same browser as a pure viewer: its recvonly m-lines are answered without TWCC or
+    // abs-send-time (the bridge estimates no bandwidth), which assert_webrtc_answer checks.
+    let viewer = offer.replace("a=sendrecv", "a=recvonly");
+    assert!(viewer.contains("transport-wide-cc"), "the fixture offers TWCC");
+    let (s, v) = d.post_json("/v1/rooms/r1/participants", &json!({"sdp": viewer}));
+    assert_eq!(s, 201, "viewer join: {v}");
+    let viewer_answer = v["sdp"].as_str().expect("answer sdp");
+    assert_webrtc_answer(&viewer, viewer_answer, d.webrtc_port());
+    assert!(!viewer_answer.contains("transport-wide-cc"), "{viewer_answer}");
+    let (s, _) = d.delete(&format!("/v1/rooms/r1/participants/{}", v["id"].as_str().unwrap()));
+    assert_eq!(s, 204);
     assert_eq!(room_participants(&d, "r1"), vec![pid.clone()], "a re-offer is not a new participant");
 
     // Leave.
