@@ -12,6 +12,7 @@ use super::participant::{Participant, ParticipantState, PublishedTrack, Slot, Sl
 use super::routing::{self, AudioPreference, PolicySlot, PolicySubscriber, PolicyTrack, Route, VideoPreference};
 use super::stats::{kind_index, route_index, RoomGauges, RoomStats};
 use super::view::{ParticipantView, RoomView};
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +59,8 @@ pub struct Room {
     id: RoomId,
     cfg: RoomConfig,
     slab: Vec<Option<Participant>>,
-    index: HashMap<ParticipantId, usize>,
+    /// Participant ids are random numbers the bridge draws, so no sender can aim at collisions.
+    index: FxHashMap<ParticipantId, usize>,
     /// Which participant publishes a track, for keyframe requests and routing.
     track_owner: HashMap<TrackId, (usize, TrackKey)>,
     awaiting_answer: HashMap<ParticipantId, bool>,
@@ -86,7 +88,7 @@ impl Room {
         Room {
             id,
             slab: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             track_owner: HashMap::new(),
             awaiting_answer: HashMap::new(),
             speakers: Vec::new(),

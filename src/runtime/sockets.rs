@@ -3,7 +3,7 @@
 use super::batch::SendBatch;
 use crate::core::Network;
 use mio::net::UdpSocket;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -11,7 +11,7 @@ pub struct Sockets {
     /// The one socket every WebRTC participant shares.
     pub webrtc: UdpSocket,
     /// One RTP and one RTCP socket per rtp/srtp leg, by local address.
-    pub legs: HashMap<SocketAddr, UdpSocket>,
+    pub legs: FxHashMap<SocketAddr, UdpSocket>,
     /// Datagrams written by the rooms since the last flush. The worker flushes before it waits
     /// for IO again, so nothing waits longer than the current turn of the loop.
     pub out: SendBatch,
@@ -19,7 +19,7 @@ pub struct Sockets {
 
 impl Sockets {
     pub fn new(webrtc: UdpSocket) -> Sockets {
-        Sockets { webrtc, legs: HashMap::new(), out: SendBatch::default() }
+        Sockets { webrtc, legs: FxHashMap::default(), out: SendBatch::default() }
     }
 
     pub fn flush(&mut self) {

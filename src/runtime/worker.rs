@@ -16,6 +16,7 @@ use crate::core::{Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomErr
 use crate::metrics::Metrics;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -69,7 +70,7 @@ pub struct Worker {
     room_index: HashMap<RoomId, usize>,
     /// Shared-socket demux: remote address to the participant that accepted it.
     peers: HashMap<SocketAddr, (usize, ParticipantId)>,
-    legs: HashMap<Token, Leg>,
+    legs: FxHashMap<Token, Leg>,
     leg_ports: HashMap<ParticipantId, (u16, [Token; 2])>,
     next_token: usize,
     ports: PortPool,
@@ -117,7 +118,7 @@ impl Worker {
             rooms: Vec::new(),
             room_index: HashMap::new(),
             peers: HashMap::new(),
-            legs: HashMap::new(),
+            legs: FxHashMap::default(),
             leg_ports: HashMap::new(),
             next_token: FIRST_LEG,
             commands,
