@@ -82,10 +82,11 @@ impl Default for RecvBatch {
     }
 }
 
-/// Asks the kernel to stamp each datagram `fd` receives with its arrival time (wall clock), for
-/// [`RecvBatch::stamp`].
-pub fn stamp_arrivals(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
+/// Asks the kernel to stamp (or no longer stamp) each datagram `fd` receives with its arrival
+/// time (wall clock), for [`RecvBatch::stamp`]. A stamp costs a control message per datagram, so
+/// only sockets that need one have it.
+pub fn stamp_arrivals(fd: RawFd, on: bool) -> io::Result<()> {
+    let on = libc::c_int::from(on);
     // SAFETY: a plain setsockopt with a pointer to a live int of the size given.
     let r = unsafe {
         libc::setsockopt(
@@ -302,7 +303,7 @@ mod tests {
     fn a_stamping_socket_tells_when_each_datagram_arrived_not_when_it_was_read() {
         let (tx, rx) = pair();
         let (_, plain) = pair();
-        stamp_arrivals(rx.as_raw_fd()).unwrap();
+        stamp_arrivals(rx.as_raw_fd(), true).unwrap();
         // The kernel turns stamping on for its receive path from a work queue: until then a
         // datagram is stamped when it is read, which is no worse than no stamp.
         std::thread::sleep(Duration::from_millis(20));

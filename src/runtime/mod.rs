@@ -6,6 +6,7 @@ mod drivers;
 mod ports;
 pub mod sdp_kind;
 mod sockets;
+mod timer;
 mod worker;
 
 pub use command::{Command, CommandError, EventFrame, JoinRequest, Joined};

@@ -10,6 +10,7 @@ use super::drivers::{self, LegPorts};
 use super::ports::PortPool;
 use super::sdp_kind::kind_of_offer;
 use super::sockets::Sockets;
+use super::timer::DeadlineTimer;
 use crate::config::Config;
 use crate::core::stats::RoomGauges;
 use crate::core::{Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomError, RoomEvent};
@@ -30,8 +31,11 @@ use tracing::{info, info_span, warn};
 
 pub const WAKER: Token = Token(0);
 const WEBRTC: Token = Token(1);
-const FIRST_LEG: usize = 2;
+const TIMER: Token = Token(2);
+const FIRST_LEG: usize = 3;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// How far past a deadline mio's own timeout would wake the worker if the timerfd did not.
+const TIMER_BACKSTOP: Duration = Duration::from_millis(5);
 /// How often the worker decides whether it is busy enough to coalesce (see `coalesce`).
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// Datagrams expected per coalescing pause from which pausing pays: below two, most pauses
@@ -92,6 +96,9 @@ pub struct Worker {
     next_room_deadline: Instant,
     /// Set by commands, which can add rooms or move their deadlines.
     rescan_deadlines: bool,
+    /// Wakes the poller at the next deadline to the microsecond; without it (no timerfd), mio's
+    /// millisecond timeout does, late by up to a millisecond.
+    timer: Option<DeadlineTimer>,
 }
 
 impl Worker {
@@ -109,6 +116,9 @@ impl Worker {
         };
         info!(webrtc = %bound, "media worker listening");
         let coalesce = Duration::from_micros(cfg.media.coalesce_us);
+        let timer = DeadlineTimer::new(poll.registry(), TIMER)
+            .inspect_err(|e| warn!(error = %e, "no timerfd: deadlines fire up to 1 ms late"))
+            .ok();
         Ok(Worker {
             ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max),
             cfg,
@@ -133,6 +143,7 @@ impl Worker {
             coalesce,
             next_room_deadline: Instant::now(),
             rescan_deadlines: false,
+            timer,
         })
     }
 
@@ -145,7 +156,17 @@ impl Worker {
             let deadline = self.next_room_deadline.min(next_housekeeping);
             self.sockets.flush();
             self.coalesce(deadline);
-            let wait = deadline.saturating_duration_since(now);
+            let mut wait = deadline.saturating_duration_since(now);
+            if let Some(timer) = self.timer.as_mut() {
+                match timer.arm(deadline, now) {
+                    // The timer wakes the poller; the timeout only backs it up.
+                    Ok(()) => wait += TIMER_BACKSTOP,
+                    Err(e) => {
+                        warn!(error = %e, "timerfd failed: deadlines fire up to 1 ms late");
+                        self.timer = None;
+                    }
+                }
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
                     warn!(error = %e, "poll failed");
@@ -161,6 +182,11 @@ impl Worker {
                         }
                     }
                     WEBRTC => self.read_webrtc(),
+                    TIMER => {
+                        if let Some(t) = self.timer.as_mut() {
+                            t.fired();
+                        }
+                    }
                     token => self.read_leg(token),
                 }
             }
@@ -261,6 +287,11 @@ impl Worker {
                 continue;
             }
             let Some(sock) = self.sockets.legs.get_mut(&leg.local) else { continue };
+            // Without stamps a paced read would see every arrival at the room's deadline: a leg
+            // whose socket cannot stamp stays in the poller.
+            if want && stamp_arrivals(sock.as_raw_fd(), true).is_err() {
+                continue;
+            }
             let moved = match want {
                 true => self.poll.registry().deregister(sock),
                 // Edge-triggered, but registering reports what is already queued.
@@ -268,6 +299,9 @@ impl Worker {
             };
             if moved.is_err() {
                 continue;
+            }
+            if !want {
+                let _ = stamp_arrivals(sock.as_raw_fd(), false);
             }
             leg.paced = want;
             match want {
@@ -758,9 +792,7 @@ impl Worker {
             if self.poll.registry().register(&mut sock, token, Interest::READABLE).is_err() {
                 continue;
             }
-            // Without stamps a paced read would see every arrival at the room's deadline; the leg
-            // is then never paced.
-            let rtp = i == 0 && stamp_arrivals(sock.as_raw_fd()).is_ok();
+            let rtp = i == 0;
             tokens[i] = token;
             self.legs.insert(token, Leg { room, participant, local, rtp, paced: false, last_arrival: Instant::now() });
             self.sockets.legs.insert(local, sock);
