@@ -99,6 +99,8 @@ pub struct Worker {
     /// Wakes the poller at the next deadline to the microsecond; without it (no timerfd), mio's
     /// millisecond timeout does, late by up to a millisecond.
     timer: Option<DeadlineTimer>,
+    /// Reused by `read_paced` for its copy of a room's paced tokens.
+    paced_scratch: Vec<Token>,
 }
 
 impl Worker {
@@ -144,6 +146,7 @@ impl Worker {
             next_room_deadline: Instant::now(),
             rescan_deadlines: false,
             timer,
+            paced_scratch: Vec::new(),
         })
     }
 
@@ -187,7 +190,7 @@ impl Worker {
                             t.fired();
                         }
                     }
-                    token => self.read_leg(token),
+                    token => self.read_leg(token, false),
                 }
             }
             let now = Instant::now();
@@ -224,55 +227,20 @@ impl Worker {
         }
     }
 
-    /// Reads a room's paced legs, just before its deadline is handled, and gives each datagram
-    /// the time the kernel stamped on its arrival: the mixer's jitter buffer sees the true
-    /// arrival pattern, and the mix made at this deadline has every packet it would have had if
-    /// each had been read as it came.
+    /// Reads a room's paced legs, just before its deadline is handled. Each datagram carries the
+    /// time the kernel stamped on its arrival, so the mixer's jitter buffer sees the true arrival
+    /// pattern, and the mix made at this deadline has every packet it would have had if each had
+    /// been read as it came.
     fn read_paced(&mut self, idx: usize) {
         let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
-        let tokens = std::mem::take(&mut entry.paced);
-        let now = Instant::now();
-        let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        // A copy: a call below may re-pace the room (a leave reroutes it) or free a leg.
+        let mut tokens = std::mem::take(&mut self.paced_scratch);
+        tokens.clear();
+        tokens.extend_from_slice(&entry.paced);
         for &token in &tokens {
-            let Some(leg) = self.legs.get(&token) else { continue };
-            let (pid, local, mut last) = (leg.participant, leg.local, leg.last_arrival);
-            while let Some(sock) = self.sockets.legs.get(&local) {
-                let n = match self.recv.recv(sock.as_raw_fd()) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { break };
-                for i in 0..n {
-                    // A stamp from a wall clock that stepped is held inside what this socket has
-                    // already been told and the present.
-                    let age = self.recv.stamp(i).map_or(Duration::ZERO, |t| wall.saturating_sub(t));
-                    last = now.checked_sub(age).unwrap_or(now).max(last).min(now);
-                    match self.recv.get(i) {
-                        Some((data, src)) => entry.room.handle_receive(last, pid, src, local, data, &mut self.sockets),
-                        None => self.oversize += 1,
-                    }
-                }
-                if n < BATCH {
-                    break;
-                }
-            }
-            if let Some(leg) = self.legs.get_mut(&token) {
-                leg.last_arrival = last;
-            }
-            self.after_room_call(idx);
+            self.read_leg(token, true);
         }
-        // Calls above may have re-paced the room (a leave reroutes it): keep what is still paced,
-        // and what was added meanwhile.
-        let legs = &self.legs;
-        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
-        let added = std::mem::replace(&mut entry.paced, tokens);
-        entry.paced.retain(|t| legs.get(t).is_some_and(|l| l.paced && l.room == idx));
-        for t in added {
-            if !entry.paced.contains(&t) {
-                entry.paced.push(t);
-            }
-        }
+        self.paced_scratch = tokens;
     }
 
     /// Brings a room's paced legs in line with what the room says: a leg whose media only the
@@ -382,12 +350,19 @@ impl Worker {
         }
     }
 
-    fn read_leg(&mut self, token: Token) {
+    /// Drains one leg's socket. On arrival (`paced` false) every datagram is handed over at the
+    /// time of the read; a paced leg's carry their kernel arrival stamps, kept from going back in
+    /// time and from running ahead of the read (a wall clock can step).
+    fn read_leg(&mut self, token: Token, paced: bool) {
         let Some(leg) = self.legs.get(&token) else {
             return;
         };
-        let (idx, pid, local) = (leg.room, leg.participant, leg.local);
+        let (idx, pid, local, mut last) = (leg.room, leg.participant, leg.local, leg.last_arrival);
         let now = Instant::now();
+        let wall = match paced {
+            true => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
+            false => Duration::ZERO,
+        };
         while let Some(sock) = self.sockets.legs.get(&local) {
             let n = match self.recv.recv(sock.as_raw_fd()) {
                 Ok(n) => n,
@@ -396,11 +371,22 @@ impl Worker {
                 // forever if retried; what is still queued is read at the next readiness.
                 Err(_) => break,
             };
-            self.read_count += n;
+            if !paced {
+                // Coalescing is about wake-ups, and a paced read causes none.
+                self.read_count += n;
+            }
             if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
                 for i in 0..n {
+                    let at = match paced {
+                        true => {
+                            let age = self.recv.stamp(i).map_or(Duration::ZERO, |t| wall.saturating_sub(t));
+                            last = now.checked_sub(age).unwrap_or(now).max(last).min(now);
+                            last
+                        }
+                        false => now,
+                    };
                     match self.recv.get(i) {
-                        Some((data, src)) => entry.room.handle_receive(now, pid, src, local, data, &mut self.sockets),
+                        Some((data, src)) => entry.room.handle_receive(at, pid, src, local, data, &mut self.sockets),
                         None => self.oversize += 1,
                     }
                 }
@@ -408,6 +394,9 @@ impl Worker {
             if n < BATCH {
                 break;
             }
+        }
+        if let Some(leg) = self.legs.get_mut(&token).filter(|_| paced) {
+            leg.last_arrival = last;
         }
         self.after_room_call(idx);
     }
