@@ -47,9 +47,12 @@ impl Output for Fanout<'_> {
             };
             let Participant { driver, slots, kind, next_timeout, .. } = sub;
             // The slot is where it was when the fan-out was built, unless the slots changed since.
-            let at = match slots.get(r.index) {
-                Some(s) if s.info.key == r.slot => Some(r.index),
-                _ => slots.iter().position(|s| s.info.key == r.slot),
+            let (at, pt) = match slots.get(r.index) {
+                Some(s) if s.info.key == r.slot => (Some(r.index), r.pt),
+                _ => {
+                    let at = slots.iter().position(|s| s.info.key == r.slot);
+                    (at, at.and_then(|i| slots[i].info.pt_for(track.codec)))
+                }
             };
             let Some(slot) = at.and_then(|i| slots.get_mut(i)) else {
                 continue;
@@ -57,7 +60,7 @@ impl Output for Fanout<'_> {
             if !slot.info.active {
                 continue;
             }
-            let Some(pt) = slot.info.pt_for(track.codec) else {
+            let Some(pt) = pt else {
                 self.stats.drop(DropReason::UnknownPayloadType);
                 continue;
             };

@@ -5,7 +5,7 @@ use super::routing::{AudioPreference, Route, VideoPreference};
 use serde::Serialize;
 use std::time::Instant;
 use switchboard_driver::{
-    Codec, CodecSpec, Driver, MediaKind, ParticipantId, ParticipantKind, SlotInfo, SlotKey, TrackId, TrackKey,
+    Codec, CodecSpec, Driver, MediaKind, ParticipantId, ParticipantKind, Pt, SlotInfo, SlotKey, TrackId, TrackKey,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +25,9 @@ pub struct SlotRef {
     /// Where the slot was in the participant's `slots` when the fan-out was built: a mixer has
     /// a slot per input, and a search per packet would grow with the room.
     pub index: usize,
+    /// The subscriber's payload type for the track's codec, resolved when the fan-out was built:
+    /// looking it up per packet cost a cache miss per subscriber (the slot's codec list).
+    pub pt: Option<Pt>,
 }
 
 pub struct PublishedTrack {
@@ -74,6 +77,10 @@ impl Participant {
     }
 
     /// `tracks` is kept sorted by key (`Room::sync_negotiated`).
+    pub fn track_by_key(&self, key: TrackKey) -> Option<&PublishedTrack> {
+        self.tracks.binary_search_by_key(&key, |t| t.key).ok().map(|i| &self.tracks[i])
+    }
+
     pub fn track_by_key_mut(&mut self, key: TrackKey) -> Option<&mut PublishedTrack> {
         self.tracks.binary_search_by_key(&key, |t| t.key).ok().map(|i| &mut self.tracks[i])
     }

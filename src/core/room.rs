@@ -830,7 +830,13 @@ impl Room {
         for (idx, p) in self.slab.iter().enumerate() {
             for (index, s) in p.iter().flat_map(|p| p.slots.iter().enumerate()) {
                 if let Some(track) = s.wired.filter(|_| s.info.active) {
-                    wires.push((track, SlotRef { participant: idx, slot: s.info.key, index }));
+                    let codec = self
+                        .track_owner
+                        .get(&track)
+                        .and_then(|&(owner, key)| self.slab[owner].as_ref()?.track_by_key(key))
+                        .map(|t| t.codec);
+                    let pt = codec.and_then(|c| s.info.pt_for(c));
+                    wires.push((track, SlotRef { participant: idx, slot: s.info.key, index, pt }));
                 }
             }
         }
