@@ -13,6 +13,8 @@
 //
 // Options: --api URL --room NAME --duration S [--audio-codec pcmu|opus] [--no-video] [--recvonly]
 //          [--sendonly] [--display-name NAME] [--no-leave] [--timeout S]
+//          [--dtmf DIGITS [--dtmf-at S]]   press DIGITS with RTCDTMFSender S seconds after the answer
+//                                          (120 ms each, 80 ms apart); reported as "dtmf"
 //          [--dump-offer]   build an offer and print {"offer": sdp}; no bridge needed
 
 import http from 'node:http';
@@ -53,6 +55,8 @@ function parseArgs(argv) {
     leave: true,
     timeout: null,
     dumpOffer: false,
+    dtmf: null,
+    dtmfAt: 2,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -72,6 +76,8 @@ function parseArgs(argv) {
       case '--no-leave': o.leave = false; break;
       case '--timeout': o.timeout = Number(next()); break;
       case '--dump-offer': o.dumpOffer = true; break;
+      case '--dtmf': o.dtmf = next(); break;
+      case '--dtmf-at': o.dtmfAt = Number(next()); break;
       case '-h': case '--help':
         process.stdout.write('see the header of chromium_peer.mjs\n'); process.exit(0);
       default: throw new Error(`unknown argument ${a}`);
@@ -119,10 +125,13 @@ window.peer = {
       }
       if (kind === 'audio' && opts.audioCodec) {
         const want = 'audio/' + opts.audioCodec.toUpperCase();
-        const codecs = RTCRtpReceiver.getCapabilities('audio').codecs
-          .filter((c) => c.mimeType.toUpperCase() === want.toUpperCase());
+        const all = RTCRtpReceiver.getCapabilities('audio').codecs;
+        const codecs = all.filter((c) => c.mimeType.toUpperCase() === want.toUpperCase());
         if (codecs.length === 0) throw new Error('Chromium has no ' + want);
-        t.setCodecPreferences(codecs);
+        // Digits need telephone-event at the codec's clock, which the preference list must name.
+        const events = opts.dtmf ? all.filter((c) => c.mimeType.toLowerCase() === 'audio/telephone-event'
+          && codecs.some((x) => x.clockRate === c.clockRate)) : [];
+        t.setCodecPreferences(codecs.concat(events));
       }
     }
     const offer = await pc.createOffer();
@@ -138,6 +147,21 @@ window.peer = {
   },
   async answer(sdp) {
     await this.pc.setRemoteDescription({ type: 'answer', sdp });
+  },
+  // Resolves with the tones Chromium reports playing, once the last one is over.
+  async dtmf(digits) {
+    const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+    if (!sender || !sender.dtmf) throw new Error('no audio sender with an RTCDTMFSender');
+    if (!sender.dtmf.canInsertDTMF) throw new Error('canInsertDTMF is false: telephone-event not negotiated');
+    const tones = [];
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, 15000);
+      sender.dtmf.ontonechange = (ev) => {
+        if (ev.tone === '') { clearTimeout(timer); resolve(); } else tones.push(ev.tone);
+      };
+      sender.dtmf.insertDTMF(digits, 120, 80);
+    });
+    return tones.join('');
   },
   async stats() {
     const pc = this.pc;
@@ -275,7 +299,7 @@ async function main() {
     page.on('pageerror', (e) => log('page error:', e.message));
     await page.goto(pageUrl);
     const offer = await page.evaluate((o) => window.peer.offer(o), {
-      direction: opts.direction, video: opts.video, audioCodec: opts.audioCodec,
+      direction: opts.direction, video: opts.video, audioCodec: opts.audioCodec, dtmf: opts.dtmf,
     });
     if (!offer.gatheringComplete) log('warning: ICE gathering did not complete in 8 s; sending what we have');
     if (opts.dumpOffer) {
@@ -298,7 +322,13 @@ async function main() {
     out.answer_sdp = answerSdp;
     log('joined as', out.participant_id);
     await page.evaluate((sdp) => window.peer.answer(sdp), answerSdp);
-    await new Promise((r) => setTimeout(r, opts.duration * 1000));
+    const started = Date.now();
+    if (opts.dtmf) {
+      await new Promise((r) => setTimeout(r, opts.dtmfAt * 1000));
+      out.dtmf = { sent: opts.dtmf, tones: await page.evaluate((d) => window.peer.dtmf(d), opts.dtmf) };
+    }
+    const left = opts.duration * 1000 - (Date.now() - started);
+    await new Promise((r) => setTimeout(r, Math.max(0, left)));
     const st = await page.evaluate(() => window.peer.stats());
     out.connection_state = st.connectionState;
     out.ice_connection_state = st.iceConnectionState;

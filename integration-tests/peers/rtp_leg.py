@@ -495,7 +495,7 @@ class Leg:
         self.send_errors = 0
 
         # receive state
-        self.rx_log = []  # (t, pt, seq, ts, ssrc, marker, len)
+        self.rx_log = []  # (t, pt, seq, ts, ssrc, marker, payload_len)
         self.raw_dump = [] if a.dump_packets else None
         self.early = []
         self.key_lock = threading.Lock()
@@ -941,8 +941,8 @@ class Leg:
             if h is None:
                 self.rx_malformed += 1
                 continue
-            marker, pt, seq, ts, ssrc, _hl = h
-            self.rx_log.append((round(t, 4), pt, seq, ts, ssrc, int(marker), len(data)))
+            marker, pt, seq, ts, ssrc, hl = h
+            self.rx_log.append((round(t, 4), pt, seq, ts, ssrc, int(marker), len(data) - hl))
             if self.raw_dump is not None:
                 self.raw_dump.append(data)
             if self.suite:
@@ -1163,6 +1163,8 @@ class Leg:
             "rtcp_bye": self.rx_bye,
             "malformed": self.rx_malformed,
             "by_pt": by_pt,
+            # audio-PT packets too short for 10 ms of audio: a telephone-event passed off as audio
+            "short_audio": sum(1 for e in rtp if e[1] == self.audio_pt and e[6] < 40),
             "ssrcs": ssrcs,
             "seq_steps_not_1": len(bad_steps),
             "seq_step_examples": bad_steps[:20],

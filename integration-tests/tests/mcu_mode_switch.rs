@@ -72,7 +72,7 @@ fn assert_one_continuous_stream(name: &str, out: &PeerOutput) {
     let declared = Sdp::parse(j["answer_sdp"].as_str().unwrap_or("")).media[0].ssrcs.first().copied();
     let log = j["packet_log"].as_array().cloned().unwrap_or_default();
     assert!(log.len() > 500, "{name}: only {} packets logged: {}", log.len(), out.describe());
-    // (t, pt, seq, ts, ssrc, marker, len)
+    // (t, pt, seq, ts, ssrc, marker, payload_len)
     let p: Vec<(f64, u64, u64, u64)> = log
         .iter()
         .map(|e| (e[0].as_f64().unwrap(), e[2].as_u64().unwrap(), e[3].as_u64().unwrap(), e[4].as_u64().unwrap()))

@@ -234,3 +234,52 @@ fn dtmf_posted_to_a_leg_is_played_as_rfc4733_events() {
         "only {audio_after} audio packets in the {left:.1} s after the last digit: {r}"
     );
 }
+
+/// A browser user keys digits into an IVR on a phone leg: Chromium's `RTCDTMFSender` sends
+/// telephone-event in its SRTP, the room reports each digit once and regenerates it as RFC 4733
+/// on the phone leg. Nothing of the digits reaches the phone as audio.
+#[test]
+fn digits_pressed_in_chromium_are_reported_once_each_and_relayed_to_the_phone() {
+    require_rtp_leg();
+    require_chromium();
+    let d = Daemon::start();
+    let sse = d.create_and_follow("webivr");
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().unwrap();
+    let mut ivr = spawn_leg(
+        &d,
+        "webivr",
+        "ivr",
+        &["--tone", "660", "--duration", "90", "--stop-file", stop_arg, "--dtmf-listen"],
+    );
+    d.wait_for_participants("webivr", 1, &mut [&mut ivr], JOIN_WAIT);
+    let browser_args = ["--audio-codec", "pcmu", "--no-video", "--duration", "6", "--dtmf", "159#", "--dtmf-at", "2"];
+    let browser = d.join_peer("chromium_peer.mjs", "webivr", "browser", &browser_args, Duration::from_secs(60)).wait();
+    let bj = browser.expect_ok();
+    let browser_id = bj["participant_id"].as_str().unwrap().to_string();
+    let events = settle_dtmf(&sse, &browser_id, 4);
+    std::fs::write(&stop, b"").unwrap();
+    let ivr = ivr.take().unwrap().wait();
+    let ij = ivr.expect_ok();
+
+    assert_eq!(bj["dtmf"]["tones"], "159#", "Chromium did not play all the digits: {}", bj["dtmf"]);
+    let digits: String = events.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(digits, "159#", "dtmf events of the browser on SSE (each once, in order): {events:?}");
+    for (digit, ms) in &events {
+        // 120 ms tones; Chromium counts the duration in whole packets.
+        assert!((100..=200).contains(ms), "digit {digit}: {ms} ms, Chromium played 120 ms");
+    }
+    let metric = metric_value(&d.get_text("/metrics").1, "switchboard_dtmf_events_total", &[]);
+    assert_eq!(metric, Some(4.0), "switchboard_dtmf_events_total");
+
+    // The phone decoded the same digits from the bridge's own telephone-event packets.
+    let got = received_events(&ivr);
+    let relayed: String = got.iter().map(|e| e["digit"].as_str().unwrap_or("?")).collect();
+    assert_eq!(relayed, "159#", "the phone decoded {got:?}");
+    // And heard the browser as audio, on PCMU only: a digit forwarded as media would arrive
+    // under the audio payload type with a 4-byte payload.
+    let r = &ij["received"];
+    assert!(r["by_pt"]["0"].as_u64().unwrap_or(0) >= 150, "the phone got little audio from the browser: {r}");
+    assert_eq!(r["short_audio"].as_u64(), Some(0), "telephone-event leaked into the audio: {r}");
+}

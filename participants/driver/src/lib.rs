@@ -10,6 +10,7 @@
 //! the next deadline. `close` ends it; `poll` still drains what closing produced.
 
 mod codec;
+pub mod dtmf;
 mod ids;
 mod mix;
 mod packet;

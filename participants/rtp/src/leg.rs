@@ -4,7 +4,6 @@
 //! packet paths.
 
 use crate::config::{LegStats, RemoteReport, RtpLegConfig};
-use crate::dtmf::{DtmfReceiver, DtmfSender};
 use crate::negotiation::{self, offer_codecs, offer_suites, LocalOffer, MediaPlan};
 use crate::queue::OutputQueue;
 use crate::reception::Reception;
@@ -14,6 +13,7 @@ use crate::sdp_write::{self, AudioLine, Section};
 use crate::srtp::{SrtpInbound, SrtpOutbound};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_driver::dtmf::{DtmfReceiver, DtmfSender};
 use switchboard_driver::{
     CodecSpec, Driver, KeyframeKind, MediaKind, Negotiated, NegotiationError, Output, ParticipantKind, RtpMeta,
     SdpInput, SlotInfo, SlotKey, Ssrc, TrackInfo, TrackKey, WriteError,

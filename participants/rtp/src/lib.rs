@@ -16,7 +16,6 @@
 //! Fuzzing entry points: [`parse_remote_description`], [`RtpHeader::parse`], [`parse_rtcp`].
 
 mod config;
-mod dtmf;
 mod inbound;
 mod leg;
 mod negotiation;

@@ -7,16 +7,18 @@ use std::time::Instant;
 
 use str0m::change::SdpOffer;
 use str0m::error::SdpError;
-use str0m::media::{KeyframeRequestKind, MediaKind as S0Kind};
+use str0m::format::{Codec as S0Codec, FormatParams};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as S0Kind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as S0Output, Rtc, RtcError};
+use switchboard_driver::dtmf::DtmfReceiver;
 use switchboard_driver::{
     DisconnectReason, Driver, DriverEvent, DropReason, KeyframeKind, Negotiated, NegotiationError, Output,
     ParticipantKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
 };
 
-use crate::negotiated;
+use crate::negotiated::{self, TeleFormat};
 use crate::offer::{OfferScan, SUPPORTED};
 
 /// One WebRTC participant: ICE-lite, DTLS-SRTP and raw RTP in and out, on str0m.
@@ -28,6 +30,10 @@ pub struct WebrtcDriver {
     /// The last accepted offer's layout: m-line index to mid, raw fmtp strings.
     scan: OfferScan,
     negotiated: Negotiated,
+    /// Telephone-event formats of the client's tracks, and a digit receiver per track that has
+    /// sent one (a browser's `RTCDTMFSender`).
+    tele: Vec<TeleFormat>,
+    dtmf_rx: Vec<(TrackKey, DtmfReceiver)>,
     /// Events raised outside `poll` (which alone has an [`Output`]), handed out by the next `poll`.
     pending: VecDeque<DriverEvent>,
     /// The last SSRC seen per track, for keyframe requests on streams str0m keys by rid.
@@ -47,7 +53,7 @@ impl WebrtcDriver {
     /// addresses). Addresses str0m refuses as candidates (unspecified, multicast) are skipped.
     pub fn new(now: Instant, candidates: &[SocketAddr]) -> Self {
         crate::init();
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
@@ -57,8 +63,13 @@ impl WebrtcDriver {
             .enable_vp8(true)
             .enable_h264(true)
             // Stats events cost a walk over every stream each interval; the room keeps its own.
-            .set_stats_interval(None)
-            .build(now);
+            .set_stats_interval(None);
+        // telephone-event at both audio clocks a browser pairs it with (Opus 48 kHz, G.711 8 kHz),
+        // numbered as Chromium numbers them; an answer takes the offer's numbers anyway.
+        for (pt, clock) in [(110u8, Frequency::FORTY_EIGHT_KHZ), (126, Frequency::EIGHT_KHZ)] {
+            config.codec_config().add_config(pt.into(), None, S0Codec::Tele, clock, Some(1), FormatParams::default());
+        }
+        let mut rtc = config.build(now);
         for addr in candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
@@ -73,6 +84,8 @@ impl WebrtcDriver {
             rtc,
             scan: OfferScan::default(),
             negotiated: Negotiated { tracks: Vec::new(), slots: Vec::new() },
+            tele: Vec::new(),
+            dtmf_rx: Vec::new(),
             pending: VecDeque::new(),
             rx_ssrc: Vec::new(),
             last_now: now,
@@ -103,7 +116,7 @@ impl WebrtcDriver {
             RtcError::RemoteSdp(msg) => NegotiationError::BadSdp(msg),
             other => NegotiationError::BadSdp(other.to_string()),
         })?;
-        self.negotiated = negotiated::build(&mut self.rtc, &scan, &self.negotiated);
+        (self.negotiated, self.tele) = negotiated::build(&mut self.rtc, &scan, &self.negotiated);
         self.scan = scan;
         if !negotiated::any_media_enabled(&self.rtc, &self.scan) {
             // Names matched but str0m took no format (e.g. an H.264 profile it lacks).
@@ -128,8 +141,13 @@ impl WebrtcDriver {
             Some(entry) => entry.1 = ssrc,
             None => self.rx_ssrc.push((track, ssrc)),
         }
+        let pt = Pt(*p.header.payload_type);
+        if let Some(f) = self.tele.iter().find(|f| f.track == track && f.pt == pt).copied() {
+            self.on_telephone_event(&p, f, out);
+            return;
+        }
         let meta = RtpMeta {
-            pt: Pt(*p.header.payload_type),
+            pt,
             seq: SeqNo(*p.seq_no),
             timestamp: p.header.timestamp,
             marker: p.header.marker,
@@ -138,6 +156,20 @@ impl WebrtcDriver {
             audio_level: p.header.ext_vals.audio_level.map(|l| l.saturating_neg()),
         };
         out.media(track, &meta, &p.payload);
+    }
+
+    /// RFC 4733 digits become `Dtmf` events, reported once each; they are never media (the
+    /// room would forward them under the audio codec's payload type).
+    fn on_telephone_event(&mut self, p: &RtpPacket, f: TeleFormat, out: &mut dyn Output) {
+        let i = self.dtmf_rx.iter().position(|(t, _)| *t == f.track).unwrap_or_else(|| {
+            self.dtmf_rx.push((f.track, DtmfReceiver::default()));
+            self.dtmf_rx.len() - 1
+        });
+        let rx = &mut self.dtmf_rx[i].1;
+        let emit = |(digit, duration_ms)| out.event(DriverEvent::Dtmf { digit, duration_ms });
+        if rx.on_packet(p.timestamp, p.header.timestamp, &p.payload, f.clock_rate, emit).is_err() {
+            out.event(DriverEvent::Dropped { reason: DropReason::Malformed });
+        }
     }
 
     fn on_event(&mut self, e: Event, out: &mut dyn Output) {
@@ -160,7 +192,7 @@ impl WebrtcDriver {
                 out.event(DriverEvent::KeyframeRequest { slot: SlotKey(index), kind });
             }
             Event::MediaAdded(_) | Event::MediaChanged(_) => {
-                self.negotiated = negotiated::build(&mut self.rtc, &self.scan, &self.negotiated);
+                (self.negotiated, self.tele) = negotiated::build(&mut self.rtc, &self.scan, &self.negotiated);
             }
             _ => {}
         }
@@ -217,6 +249,10 @@ impl Driver for WebrtcDriver {
     fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.needs_tick = false;
+        for (_, rx) in &mut self.dtmf_rx {
+            // A digit whose end packets were all lost is over after a second without news.
+            rx.on_timeout(now, |(digit, duration_ms)| self.pending.push_back(DriverEvent::Dtmf { digit, duration_ms }));
+        }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::warn!(error = %e, "timeout handling failed; closing");
             self.rtc.disconnect();
@@ -315,7 +351,7 @@ impl Driver for WebrtcDriver {
             self.ended_reported = true;
             out.event(DriverEvent::Disconnected { reason });
         }
-        next
+        self.dtmf_rx.iter().filter_map(|(_, rx)| rx.deadline()).fold(next, Instant::min)
     }
 
     fn close(&mut self, _now: Instant) {

@@ -10,10 +10,20 @@ use switchboard_driver::{Codec, CodecSpec, MediaKind, Negotiated, Pt, SlotInfo, 
 
 use crate::offer::{MLine, OfferScan};
 
+/// A telephone-event format the client may send digits with on one of its tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TeleFormat {
+    pub track: TrackKey,
+    pub pt: Pt,
+    pub clock_rate: u32,
+}
+
 /// Rebuilds the view from the session after an offer was accepted or str0m reported a media
-/// change. `prev` carries slots across a hold, so their keys and SSRCs stay put.
-pub(crate) fn build(rtc: &mut Rtc, scan: &OfferScan, prev: &Negotiated) -> Negotiated {
+/// change. `prev` carries slots across a hold, so their keys and SSRCs stay put. Also returns the
+/// telephone-event formats of the client's tracks: those packets are digits, never media.
+pub(crate) fn build(rtc: &mut Rtc, scan: &OfferScan, prev: &Negotiated) -> (Negotiated, Vec<TeleFormat>) {
     let mut view = Negotiated { tracks: Vec::new(), slots: Vec::new() };
+    let mut tele = Vec::new();
 
     for (index, line) in scan.lines.iter().enumerate() {
         let (Some(mid), true) = (line.mid, line.is_media()) else {
@@ -33,17 +43,19 @@ pub(crate) fn build(rtc: &mut Rtc, scan: &OfferScan, prev: &Negotiated) -> Negot
             S0Kind::Video => MediaKind::Video,
         };
         let dir = media.direction();
-        let codecs: Vec<CodecSpec> = media
+        let (events, codecs): (Vec<CodecSpec>, Vec<CodecSpec>) = media
             .remote_pts()
             .iter()
             .filter_map(|pt| rtc.codec_config().params().iter().find(|p| p.pt() == *pt))
             .filter_map(|p| codec_spec(p, line))
-            .collect();
+            .partition(|c| c.codec == Codec::TelephoneEvent);
         let label = mid.to_string();
 
         if dir.is_receiving() {
             if let Some(first) = codecs.first() {
-                view.tracks.push(TrackInfo { key: TrackKey(index), kind, codec: first.clone(), label: label.clone() });
+                let key = TrackKey(index);
+                view.tracks.push(TrackInfo { key, kind, codec: first.clone(), label: label.clone() });
+                tele.extend(events.iter().map(|e| TeleFormat { track: key, pt: e.pt, clock_rate: e.clock_rate }));
             }
         }
 
@@ -64,13 +76,14 @@ pub(crate) fn build(rtc: &mut Rtc, scan: &OfferScan, prev: &Negotiated) -> Negot
             label,
             codecs,
             ssrc: Ssrc(ssrc),
-            // str0m 0.24 has no telephone-event in RTP mode unless configured; we do not.
+            // Digits are received, never sent: a browser has no API to hear them, so the room
+            // passes a phone's digits to WebRTC participants as nothing but the `dtmf` event.
             telephone_event: None,
             active: dir.is_sending(),
             ptime_ms: None,
         });
     }
-    view
+    (view, tele)
 }
 
 /// Whether str0m kept any audio or video m-line of the offer (it disables those whose formats it

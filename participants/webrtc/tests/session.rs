@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{add, sdp_ssrcs, Pair};
 use str0m::change::SdpAnswer;
-use str0m::format::Codec as S0Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind as S0Kind, Mid};
+use str0m::format::{Codec as S0Codec, FormatParams};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind as S0Kind, Mid};
 use str0m::rtp::RtpWrite;
 use switchboard_driver::{
     Codec, DisconnectReason, Driver, DriverEvent, KeyframeKind, MediaKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc,
@@ -284,4 +284,77 @@ fn a_silent_peer_is_reported_once_as_ice_failure() {
     pair.step(Duration::from_secs(5));
     let ends: Vec<_> = pair.sink.events.iter().filter(|e| matches!(e, DriverEvent::Disconnected { .. })).collect();
     assert_eq!(ends, [&DriverEvent::Disconnected { reason: DisconnectReason::IceFailed }]);
+}
+
+/// A client that offers telephone-event beside Opus, as a browser does, connected with audio only.
+fn connected_with_telephone_event() -> (Pair, String, Mid) {
+    let mut pair = Pair::with_client(|mut c| {
+        c.codec_config().add_config(
+            110.into(),
+            None,
+            S0Codec::Tele,
+            Frequency::FORTY_EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        );
+        c
+    });
+    let (answer, mid) = pair.negotiate(|api| add(api, S0Kind::Audio, Direction::SendRecv));
+    pair.connect();
+    (pair, answer, mid)
+}
+
+/// One RFC 4733 packet: event `code`, `duration` ticks, end bit.
+fn tele(pt: str0m::media::Pt, seq: u64, ts: u32, code: u8, end: bool, duration: u16) -> RtpWrite {
+    let d = duration.to_be_bytes();
+    let payload = vec![code, if end { 0x80 | 10 } else { 10 }, d[0], d[1]];
+    RtpWrite::new(pt, seq.into(), ts, std::time::Instant::now(), payload).marker(seq == 1)
+}
+
+fn digits(events: &[DriverEvent]) -> Vec<(char, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            DriverEvent::Dtmf { digit, duration_ms } => Some((*digit, *duration_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn telephone_events_from_the_client_become_digits_and_never_media() {
+    let (mut pair, answer, mid) = connected_with_telephone_event();
+    assert!(answer.contains("telephone-event/48000"), "the answer takes telephone-event: {answer}");
+    let n = pair.driver.negotiated();
+    assert_eq!(n.tracks[0].codec.codec, Codec::Opus, "telephone-event is not the track's codec");
+    assert!(n.slots[0].codecs.iter().all(|c| c.codec != Codec::TelephoneEvent), "{:?}", n.slots[0].codecs);
+    assert_eq!(n.slots[0].telephone_event, None, "digits are received, not sent");
+    let pt = pair.client_pt(S0Codec::Tele);
+
+    // Digit 5 for 120 ms at 48 kHz: three updates, then the end packet three times.
+    for (i, (end, dur)) in
+        [(false, 1920), (false, 3840), (false, 5760), (true, 5760), (true, 5760), (true, 5760)].into_iter().enumerate()
+    {
+        pair.client_write(mid, tele(pt, 1 + i as u64, 48_000, 5, end, dur));
+        pair.step(Duration::from_millis(20));
+    }
+    pair.run_until(Duration::from_millis(200), |p| !digits(&p.sink.events).is_empty());
+    // Long enough for a duplicate report (the receiver gives up on an event after 1 s).
+    pair.run_until(Duration::from_millis(1500), |_| false);
+
+    assert_eq!(digits(&pair.sink.events), [('5', 120)], "events: {:?}", pair.sink.events);
+    assert!(pair.sink.media.is_empty(), "telephone-event handed on as media: {:?}", pair.sink.media);
+}
+
+#[test]
+fn a_digit_whose_end_packets_are_lost_is_reported_after_a_second() {
+    let (mut pair, _, mid) = connected_with_telephone_event();
+    let pt = pair.client_pt(S0Codec::Tele);
+    pair.client_write(mid, tele(pt, 1, 96_000, 11, false, 960));
+    pair.client_write(mid, tele(pt, 2, 96_000, 11, false, 2880));
+    pair.step(Duration::from_millis(20));
+    pair.run_until(Duration::from_millis(800), |_| false);
+    assert!(digits(&pair.sink.events).is_empty(), "reported before its timeout: {:?}", pair.sink.events);
+    pair.run_until(Duration::from_millis(500), |p| !digits(&p.sink.events).is_empty());
+    assert_eq!(digits(&pair.sink.events), [('#', 60)], "events: {:?}", pair.sink.events);
 }

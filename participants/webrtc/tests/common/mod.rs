@@ -11,7 +11,7 @@ use str0m::format::Codec as S0Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt as S0Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, Input, Output as S0Output, Rtc};
+use str0m::{Candidate, Event, Input, Output as S0Output, Rtc, RtcConfig};
 use switchboard_driver::{Driver, DriverEvent, Output, RtpMeta, SdpInput, TrackKey};
 use switchboard_webrtc::WebrtcDriver;
 
@@ -63,9 +63,14 @@ pub struct Pair {
 
 impl Pair {
     pub fn new() -> Pair {
+        Pair::with_client(|c| c)
+    }
+
+    /// A pair whose client `Rtc` is configured further by `config` (codecs it offers, say).
+    pub fn with_client(config: impl FnOnce(RtcConfig) -> RtcConfig) -> Pair {
         switchboard_webrtc::init();
         let now = Instant::now();
-        let mut client = Rtc::builder().set_rtp_mode(true).build(now);
+        let mut client = config(Rtc::builder().set_rtp_mode(true)).build(now);
         let cand = Candidate::host(addr(CLIENT), "udp").expect("valid candidate");
         client.add_local_candidate(cand);
         let driver = WebrtcDriver::new(now, &[addr(BRIDGE)]);
