@@ -1736,7 +1736,8 @@ pub mod phone_legs {
                 end = Some(pos);
                 break;
             }
-            pos += (e[6].as_u64().unwrap_or(12) as usize).saturating_sub(12) * per_byte;
+            // The log's last field is the payload length; G.711 and G.722 carry 8,000 bytes a second.
+            pos += e[6].as_u64().unwrap_or(0) as usize * per_byte;
         }
         let a = start.unwrap_or(pos).min(all.len());
         let b = end.unwrap_or(pos).min(all.len());
