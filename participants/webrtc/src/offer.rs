@@ -235,30 +235,29 @@ pub fn normalize(sdp: &str) -> std::borrow::Cow<'_, str> {
         l.starts_with("a=extmap:") && l.split_whitespace().nth(1).is_some_and(|uri| BWE_EXTENSIONS.contains(&uri))
     };
     let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
-    let bare = |l: &str| l.trim_end_matches(['\r', '\n']).to_string();
-    // Each m-section's direction, by the index of its first line; a section without one takes
-    // the session's, which defaults to sendrecv.
-    let direction_of = |range: &[&str]| {
-        range
-            .iter()
-            .map(|l| bare(l))
-            .find(|l| matches!(l.as_str(), "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"))
-    };
+    fn bare(l: &str) -> &str {
+        l.trim_end_matches(['\r', '\n'])
+    }
+    // The direction attribute among `range`'s lines. An m-section without one takes the
+    // session's, which defaults to sendrecv.
+    fn direction_of<'a>(range: &[&'a str]) -> Option<&'a str> {
+        range.iter().map(|l| bare(l)).find(|l| matches!(*l, "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"))
+    }
     let first_m = lines.iter().position(|l| l.starts_with("m=")).unwrap_or(lines.len());
     let session_dir = direction_of(&lines[..first_m]);
     let mut drop = vec![false; lines.len()];
     let mut start = first_m;
     while start < lines.len() {
         let end = lines[start + 1..].iter().position(|l| l.starts_with("m=")).map_or(lines.len(), |p| start + 1 + p);
-        let dir = direction_of(&lines[start..end]).or_else(|| session_dir.clone());
-        if matches!(dir.as_deref(), Some("a=recvonly" | "a=inactive")) {
+        let dir = direction_of(&lines[start..end]).or(session_dir);
+        if matches!(dir, Some("a=recvonly" | "a=inactive")) {
             for i in start..end {
-                drop[i] = is_bwe(&bare(lines[i]));
+                drop[i] = is_bwe(bare(lines[i]));
             }
         }
         start = end;
     }
-    if !drop.contains(&true) && !lines.iter().any(|l| opus_fix(&bare(l))) {
+    if !drop.contains(&true) && !lines.iter().any(|l| opus_fix(bare(l))) {
         return std::borrow::Cow::Borrowed(sdp);
     }
     let mut out = String::with_capacity(sdp.len() + 8);
