@@ -79,7 +79,10 @@ fn arrivals(out: &PeerOutput, from: f64, to: f64) -> String {
 }
 
 /// In every 0.5 s piece of `x`: each `(hz, sent dBFS)` of `hear` arrives within `tol_db` of its
-/// sent level, and each of `not` (the listener's own tone) is at least 30 dB below all of them.
+/// sent level, and each of `not` (the listener's own tone) is at least 20 dB below all of them;
+/// over the whole phase, at least 30 dB below. Per piece, 30 dB failed now and then on a loaded
+/// machine without any of the own tone in the mix: an input concealed for 20 ms gates its tone,
+/// and the gate's sidebands reach the own tone's band within one piece.
 #[track_caller]
 fn assert_tones(who: &str, x: &[i16], rate: u32, seconds: f64, hear: &[(f32, f32)], not: &[f32], tol_db: f32) {
     assert!(
@@ -107,11 +110,21 @@ fn assert_tones(who: &str, x: &[i16], rate: u32, seconds: f64, hear: &[(f32, f32
             for own in not {
                 let o = tone_level_db(piece, rate, *own);
                 assert!(
-                    o <= got - 30.0,
-                    "{who}, 0.5 s piece #{k}: its own {own} Hz at {o:.1} dBFS, not 30 dB below the {hz} Hz it \
+                    o <= got - 20.0,
+                    "{who}, 0.5 s piece #{k}: its own {own} Hz at {o:.1} dBFS, not 20 dB below the {hz} Hz it \
                      hears ({got:.1}): bands {all:?}"
                 );
             }
+        }
+    }
+    for (hz, _) in hear {
+        let got = tone_level_db(x, rate, *hz);
+        for own in not {
+            let o = tone_level_db(x, rate, *own);
+            assert!(
+                o <= got - 30.0,
+                "{who}, over the phase: its own {own} Hz at {o:.1} dBFS, not 30 dB below the {hz} Hz it hears ({got:.1})"
+            );
         }
     }
     let last = pieces[pieces.len() - 1];
