@@ -4,6 +4,7 @@
 //! per-call `cpuid` in libopus 1.3.1 dominated the mixer's CPU in a VM), and G.722 through
 //! GStreamer elements driven synchronously (`gst_codec`).
 
+use crate::conceal::Concealer;
 use crate::{g711, gst_codec, opus_codec, resample};
 use switchboard_driver::Codec;
 
@@ -25,6 +26,7 @@ pub enum Decoder {
     /// mixes or transcodes (see `narrowband`).
     G711 {
         ulaw: bool,
+        conceal: Concealer,
     },
     Opus(opus_codec::Decoder),
     Gst(gst_codec::Decoder),
@@ -33,7 +35,7 @@ pub enum Decoder {
 impl Decoder {
     pub fn new(codec: Codec) -> Result<Decoder, StageError> {
         Ok(match codec {
-            Codec::Pcmu | Codec::Pcma => Decoder::G711 { ulaw: codec == Codec::Pcmu },
+            Codec::Pcmu | Codec::Pcma => Decoder::G711 { ulaw: codec == Codec::Pcmu, conceal: Concealer::default() },
             Codec::Opus => Decoder::Opus(opus_codec::Decoder::new()?),
             Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
             other => return Err(StageError::Unsupported(other)),
@@ -49,19 +51,22 @@ impl Decoder {
     /// decoded from `payload`, or concealed when it is `None`.
     pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {
         match self {
-            Decoder::G711 { ulaw } => {
+            Decoder::G711 { ulaw, conceal } => {
                 let start = out.len();
                 match payload {
-                    Some(p) => {
+                    Some(p) if !p.is_empty() => {
                         out.resize(start + p.len(), 0);
                         if *ulaw {
                             g711::ulaw_decode(p, &mut out[start..]);
                         } else {
                             g711::alaw_decode(p, &mut out[start..]);
                         }
+                        conceal.good(&out[start..]);
                     }
-                    // G.711 has no concealment of its own: a lost 20 ms becomes silence.
-                    None => out.resize(start + FRAME / 2, 0),
+                    // G.711 has no concealment of its own. Silence would gate the other
+                    // talkers' voices in the mix, a click at each end; the last frame faded out
+                    // is one soft edge.
+                    _ => conceal.conceal(FRAME / 2, out),
                 }
                 Ok(())
             }
@@ -146,6 +151,33 @@ mod tests {
             dec.decode(None, &mut pcm).expect("conceal");
             let frame = if dec.narrowband() { FRAME / 2 } else { FRAME };
             assert_eq!(pcm.len(), 2 * frame, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn g711_conceals_one_loss_with_the_last_frame_faded_not_silence() {
+        use crate::test_util::{rms, tone_frames};
+        let mut enc = Encoder::new(Codec::Pcmu, 20).expect("encoder");
+        let mut dec = Decoder::new(Codec::Pcmu).expect("decoder");
+        let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+        for frame in tone_frames(440.0, 8000.0, FRAME, 3) {
+            enc.encode(&frame, &mut payload).expect("encode");
+            pcm.clear();
+            dec.decode(Some(&payload), &mut pcm).expect("decode");
+        }
+        let heard = rms(&pcm);
+        pcm.clear();
+        dec.decode(None, &mut pcm).expect("conceal");
+        assert_eq!(pcm.len(), FRAME / 2);
+        // A triangle fade keeps a third of the power: -4.8 dB.
+        let concealed = rms(&pcm);
+        assert!(concealed > heard * 0.4 && concealed < heard * 0.8, "rms {concealed} after {heard}");
+        assert!(pcm[FRAME / 2 - 4..].iter().all(|s| s.abs() < 400), "fades to zero: {:?}", &pcm[FRAME / 2 - 4..]);
+        // A second loss in a row is silence; an empty payload is a loss too.
+        for lost in [None, Some(&[][..])] {
+            pcm.clear();
+            dec.decode(lost, &mut pcm).expect("conceal");
+            assert_eq!(pcm, [0; FRAME / 2]);
         }
     }
 }
