@@ -13,8 +13,8 @@
 //
 // Options: --api URL --room NAME --duration S [--audio-codec pcmu|opus] [--no-video] [--recvonly]
 //          [--sendonly] [--display-name NAME] [--no-leave] [--timeout S]
-//          [--dtmf DIGITS [--dtmf-at S]]   press DIGITS with RTCDTMFSender S seconds after the answer
-//                                          (120 ms each, 80 ms apart); reported as "dtmf"
+//          [--dtmf DIGITS [--dtmf-at S]]   press DIGITS with RTCDTMFSender S seconds after the answer,
+//                                          once connected (120 ms each, 80 ms apart); reported as "dtmf"
 //          [--dump-offer]   build an offer and print {"offer": sdp}; no bridge needed
 
 import http from 'node:http';
@@ -153,6 +153,14 @@ window.peer = {
     const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
     if (!sender || !sender.dtmf) throw new Error('no audio sender with an RTCDTMFSender');
     if (!sender.dtmf.canInsertDTMF) throw new Error('canInsertDTMF is false: telephone-event not negotiated');
+    // Tones played before DTLS is up are never sent; on a loaded machine that can take a while.
+    await new Promise((resolve) => {
+      if (this.pc.connectionState === 'connected') return resolve();
+      const timer = setTimeout(resolve, 15000);
+      this.pc.addEventListener('connectionstatechange', () => {
+        if (this.pc.connectionState === 'connected') { clearTimeout(timer); resolve(); }
+      });
+    });
     const tones = [];
     await new Promise((resolve) => {
       const timer = setTimeout(resolve, 15000);
