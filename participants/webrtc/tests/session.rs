@@ -5,7 +5,7 @@ mod common;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{add, sdp_ssrcs, Pair};
 use str0m::change::SdpAnswer;
@@ -304,11 +304,11 @@ fn connected_with_telephone_event() -> (Pair, String, Mid) {
     (pair, answer, mid)
 }
 
-/// One RFC 4733 packet: event `code`, `duration` ticks, end bit.
-fn tele(pt: str0m::media::Pt, seq: u64, ts: u32, code: u8, end: bool, duration: u16) -> RtpWrite {
+/// One RFC 4733 packet written at the pair's simulated `now`: event `code`, `duration` ticks, end bit.
+fn tele(now: Instant, pt: str0m::media::Pt, seq: u64, ts: u32, code: u8, end: bool, duration: u16) -> RtpWrite {
     let d = duration.to_be_bytes();
     let payload = vec![code, if end { 0x80 | 10 } else { 10 }, d[0], d[1]];
-    RtpWrite::new(pt, seq.into(), ts, std::time::Instant::now(), payload).marker(seq == 1)
+    RtpWrite::new(pt, seq.into(), ts, now, payload).marker(seq == 1)
 }
 
 fn digits(events: &[DriverEvent]) -> Vec<(char, u32)> {
@@ -335,7 +335,8 @@ fn telephone_events_from_the_client_become_digits_and_never_media() {
     for (i, (end, dur)) in
         [(false, 1920), (false, 3840), (false, 5760), (true, 5760), (true, 5760), (true, 5760)].into_iter().enumerate()
     {
-        pair.client_write(mid, tele(pt, 1 + i as u64, 48_000, 5, end, dur));
+        let now = pair.now;
+        pair.client_write(mid, tele(now, pt, 1 + i as u64, 48_000, 5, end, dur));
         pair.step(Duration::from_millis(20));
     }
     pair.run_until(Duration::from_millis(200), |p| !digits(&p.sink.events).is_empty());
@@ -350,8 +351,9 @@ fn telephone_events_from_the_client_become_digits_and_never_media() {
 fn a_digit_whose_end_packets_are_lost_is_reported_after_a_second() {
     let (mut pair, _, mid) = connected_with_telephone_event();
     let pt = pair.client_pt(S0Codec::Tele);
-    pair.client_write(mid, tele(pt, 1, 96_000, 11, false, 960));
-    pair.client_write(mid, tele(pt, 2, 96_000, 11, false, 2880));
+    let now = pair.now;
+    pair.client_write(mid, tele(now, pt, 1, 96_000, 11, false, 960));
+    pair.client_write(mid, tele(now, pt, 2, 96_000, 11, false, 2880));
     pair.step(Duration::from_millis(20));
     pair.run_until(Duration::from_millis(800), |_| false);
     assert!(digits(&pair.sink.events).is_empty(), "reported before its timeout: {:?}", pair.sink.events);
