@@ -10,7 +10,7 @@ use crate::codec::{Decoder, Encoder, FRAME};
 use crate::jitter::{JitterBuffer, Pop};
 use crate::resample::Upsampler;
 use crate::speakers::SpeakerSelector;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::{
@@ -110,8 +110,10 @@ pub struct MixerDriver {
     negotiated: Negotiated,
     inputs: Vec<Input>,
     outputs: Vec<OutputState>,
-    encoders: HashMap<EncoderKey, EncoderState>,
+    encoders: FxHashMap<EncoderKey, EncoderState>,
     selector: SpeakerSelector,
+    /// Each active input's level, gathered every tick for the selector; its buffer is reused.
+    levels: Vec<(SlotKey, f32)>,
     next_tick: Instant,
     tick: u64,
     pending: Vec<Pending>,
@@ -130,8 +132,9 @@ impl MixerDriver {
             negotiated: Negotiated { tracks: Vec::new(), slots: Vec::new() },
             inputs: Vec::new(),
             outputs: Vec::new(),
-            encoders: HashMap::new(),
+            encoders: FxHashMap::default(),
             selector: SpeakerSelector::new(3),
+            levels: Vec::new(),
             next_tick: now + TICK,
             tick: 0,
             pending: Vec::new(),
@@ -150,9 +153,9 @@ impl MixerDriver {
         for input in &mut self.inputs {
             play_frame(input, now, &mut self.stats);
         }
-        let levels: Vec<(SlotKey, f32)> =
-            self.inputs.iter().filter(|i| i.active).map(|i| (i.slot, i.level_db)).collect();
-        if self.selector.update(now, &levels) {
+        self.levels.clear();
+        self.levels.extend(self.inputs.iter().filter(|i| i.active).map(|i| (i.slot, i.level_db)));
+        if self.selector.update(now, &self.levels) {
             self.events.push(DriverEvent::ActiveSpeakers { slots: self.selector.selected().to_vec() });
         }
         for input in self.inputs.iter_mut().filter(|i| i.narrow_pending) {
@@ -171,14 +174,15 @@ impl MixerDriver {
             }
         }
         for o in 0..self.outputs.len() {
-            let (key, codec, ptime) = {
+            let (key, pt, clock_rate, ptime) = {
                 let out = &self.outputs[o];
                 let stream = match out.kind {
                     MixOutputKind::Mix { minus: Some(s) } if self.selector.contains(s) => Stream::Minus(s),
                     MixOutputKind::Mix { .. } => Stream::Listeners,
                     MixOutputKind::Transcode { input } => Stream::Transcode(input),
                 };
-                (EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms }, out.codec.clone(), out.ptime_ms)
+                let key = EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms };
+                (key, out.codec.pt, out.codec.clock_rate, out.ptime_ms)
             };
             if !self.feed_encoder(key) {
                 continue;
@@ -189,7 +193,7 @@ impl MixerDriver {
             }
             let out = &mut self.outputs[o];
             let meta = RtpMeta {
-                pt: codec.pt,
+                pt,
                 seq: SeqNo(out.seq),
                 timestamp: out.timestamp,
                 marker: false,
@@ -197,7 +201,7 @@ impl MixerDriver {
                 audio_level: None,
             };
             out.seq += 1;
-            out.timestamp = out.timestamp.wrapping_add(codec.clock_rate * ptime as u32 / 1000);
+            out.timestamp = out.timestamp.wrapping_add(clock_rate * ptime as u32 / 1000);
             if self.pending_len == self.pending.len() {
                 self.pending.push(Pending { track: out.track, meta, payload: Vec::with_capacity(256) });
             }
