@@ -25,6 +25,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub mixer_packets: IntCounterVec,
+    pub mixer_undecoded: IntCounter,
     pub mixer_errors: IntCounter,
     pub mixer_processing: prometheus::Counter,
     pub mixer_ticks: IntCounter,
@@ -88,6 +89,10 @@ impl Metrics {
                 opts("mixer_jitter_packets_total", "Mixer jitter-buffer events: late, lost and concealed packets"),
                 &["event"],
             )?,
+            mixer_undecoded: IntCounter::with_opts(opts(
+                "mixer_undecoded_packets_total",
+                "Mixer input packets not decoded: the input was not mixed and its sender reported its level (RFC 6464)",
+            ))?,
             mixer_errors: IntCounter::with_opts(opts(
                 "mixer_errors_total",
                 "Mixer decoder or encoder failures; the failing stage was rebuilt",
@@ -133,6 +138,7 @@ impl Metrics {
         m.registry.register(Box::new(m.mixer_errors.clone()))?;
         m.registry.register(Box::new(m.mixer_processing.clone()))?;
         m.registry.register(Box::new(m.mixer_ticks.clone()))?;
+        m.registry.register(Box::new(m.mixer_undecoded.clone()))?;
         m.registry.register(Box::new(m.mixers.clone()))?;
         m.registry.register(Box::new(m.mixer_stages.clone()))?;
         m.registry.register(Box::new(m.mixer_jitter_target.clone()))?;
@@ -185,6 +191,7 @@ impl Metrics {
         self.mixer_packets.with_label_values(&["late"]).inc_by(mx.late);
         self.mixer_packets.with_label_values(&["lost"]).inc_by(mx.lost);
         self.mixer_packets.with_label_values(&["concealed"]).inc_by(mx.concealed);
+        self.mixer_undecoded.inc_by(mx.undecoded);
         self.mixer_errors.inc_by(mx.errors);
         self.mixer_processing.inc_by(mx.processing_ns as f64 / 1e9);
         self.mixer_ticks.inc_by(mx.ticks);

@@ -376,7 +376,8 @@ impl Room {
     pub fn take_stats(&mut self) -> RoomStats {
         if let Some(m) = self.mixer.and_then(|i| self.slab.get_mut(i)).and_then(Option::as_mut) {
             if let Some(ctl) = m.driver.as_mixer() {
-                self.stats.mixer = ctl.take_stats();
+                // Added to, not replaced: a mixer removed since the last take left its counts.
+                self.stats.mixer.absorb(ctl.take_stats());
             }
         }
         // Gauges outlive the counters they arrive with.
@@ -740,13 +741,7 @@ impl Room {
         if plan.outputs.is_empty() {
             if let Some(mut p) = self.mixer.take().and_then(|i| self.slab[i].take()) {
                 if let Some(ctl) = p.driver.as_mixer() {
-                    let last = ctl.take_stats();
-                    self.stats.mixer.late += last.late;
-                    self.stats.mixer.lost += last.lost;
-                    self.stats.mixer.concealed += last.concealed;
-                    self.stats.mixer.errors += last.errors;
-                    self.stats.mixer.processing_ns += last.processing_ns;
-                    self.stats.mixer.ticks += last.ticks;
+                    self.stats.mixer.absorb(ctl.take_stats());
                 }
                 for t in &p.tracks {
                     self.track_owner.remove(&t.id);

@@ -52,6 +52,9 @@ pub struct MixerStats {
     pub lost: u64,
     /// Frames the decoder concealed.
     pub concealed: u64,
+    /// Packets taken from an input's jitter buffer without decoding: the input was not mixed
+    /// and its sender reported its level (RFC 6464).
+    pub undecoded: u64,
     /// Decoder or encoder failures; the failing stage is rebuilt.
     pub errors: u64,
     /// Time spent mixing and coding, in nanoseconds.
@@ -66,8 +69,42 @@ pub struct MixerStats {
     pub jitter_target_ms: u64,
 }
 
+impl MixerStats {
+    /// Adds `newer`'s counters to these and takes its gauges.
+    pub fn absorb(&mut self, newer: MixerStats) {
+        self.late += newer.late;
+        self.lost += newer.lost;
+        self.concealed += newer.concealed;
+        self.undecoded += newer.undecoded;
+        self.errors += newer.errors;
+        self.processing_ns += newer.processing_ns;
+        self.ticks += newer.ticks;
+        self.mixes = newer.mixes;
+        self.encoders = newer.encoders;
+        self.decoders = newer.decoders;
+        self.jitter_target_ms = newer.jitter_target_ms;
+    }
+}
+
 /// The room-facing side of the mixer driver, beside its `Driver` side.
 pub trait MixerControl {
     fn configure(&mut self, now: Instant, plan: &MixPlan);
     fn take_stats(&mut self) -> MixerStats;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_adds_counters_and_takes_gauges() {
+        let removed =
+            MixerStats { late: 2, lost: 3, concealed: 4, undecoded: 5, ticks: 50, mixes: 1, ..Default::default() };
+        let mut total = MixerStats::default();
+        total.absorb(removed);
+        let current = MixerStats { late: 1, undecoded: 7, ticks: 10, mixes: 2, encoders: 3, ..Default::default() };
+        total.absorb(current);
+        assert_eq!((total.late, total.lost, total.concealed, total.undecoded, total.ticks), (3, 3, 4, 12, 60));
+        assert_eq!((total.mixes, total.encoders), (2, 3), "gauges are the latest mixer's");
+    }
 }

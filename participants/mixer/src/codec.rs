@@ -47,6 +47,29 @@ impl Decoder {
         matches!(self, Decoder::G711 { .. })
     }
 
+    /// How many samples `decode` would append for `payload`, without decoding it: so an input
+    /// that is not decoded still takes packets from its jitter buffer at their pace.
+    pub fn samples(&self, payload: Option<&[u8]>) -> usize {
+        let payload = payload.filter(|p| !p.is_empty());
+        match self {
+            Decoder::G711 { .. } => payload.map_or(FRAME / 2, <[u8]>::len),
+            Decoder::Opus(_) => opus_codec::Decoder::samples(payload, FRAME),
+            // G.722 at 64 kbit/s: two 16 kHz samples per byte.
+            Decoder::Gst(_) => payload.map_or(FRAME, |p| p.len() * 2),
+        }
+    }
+
+    /// Forgets the stream so far, before decoding resumes after a gap.
+    pub fn reset(&mut self) -> Result<(), StageError> {
+        match self {
+            Decoder::G711 { conceal, .. } => conceal.forget(),
+            Decoder::Opus(d) => d.reset()?,
+            // ADPCM re-adapts within a few milliseconds; the element has no cheap reset.
+            Decoder::Gst(_) => {}
+        }
+        Ok(())
+    }
+
     /// Appends one frame of PCM at the decoder's rate (16 kHz, or 8 kHz when `narrowband`):
     /// decoded from `payload`, or concealed when it is `None`.
     pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {

@@ -17,6 +17,12 @@ impl Concealer {
         self.lost_in_a_row = 0;
     }
 
+    /// Forgets the last good frame: after a gap in decoding it is not the stream's last sound.
+    pub(crate) fn forget(&mut self) {
+        self.last.clear();
+        self.lost_in_a_row = 0;
+    }
+
     /// Appends `samples` samples of concealment to `out`.
     pub(crate) fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
         self.lost_in_a_row = self.lost_in_a_row.saturating_add(1);

@@ -47,6 +47,9 @@ struct Input {
     level_db: f32,
     /// The sender's own RFC 6464 level, when it sends one.
     reported_db: Option<(f32, Instant)>,
+    /// Packets were taken without decoding since the last decode (see `run_tick`): the
+    /// decoder's state is from before the gap.
+    skipped_decoding: bool,
     active: bool,
     /// Opus only: how often the packet's TOC configuration changes, smoothed. An encoder keeps
     /// its mode, bandwidth and frame size for long runs; random bytes change them nearly every
@@ -62,7 +65,15 @@ impl Input {
     fn garbled(&self) -> bool {
         self.toc_churn > GARBLED_CHURN
     }
+
+    fn reports_level(&self, now: Instant) -> bool {
+        self.reported_db.is_some_and(|(_, at)| now.saturating_duration_since(at) < REPORTED_LEVEL_FRESH)
+    }
 }
+
+/// How long a sender's RFC 6464 level stands for its input's level; older, the decoded signal
+/// is measured instead.
+const REPORTED_LEVEL_FRESH: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Stream {
@@ -151,7 +162,12 @@ impl MixerDriver {
         let started = Instant::now();
         self.tick += 1;
         for input in &mut self.inputs {
-            play_frame(input, now, &mut self.stats);
+            // An input the mix leaves out, whose sender tells its level (RFC 6464, as browsers
+            // do), has no use for its PCM this tick: the level alone decides whether it joins
+            // the speakers. Not decoding it saves most of an Opus room's cost, since only K of N
+            // inputs are heard. It joins the mix a tick after its level wins, as it would anyway.
+            let decode = input.transcoded || self.selector.contains(input.slot) || !input.reports_level(now);
+            play_frame(input, now, decode, &mut self.stats);
         }
         self.levels.clear();
         self.levels.extend(self.inputs.iter().filter(|i| i.active).map(|i| (i.slot, i.level_db)));
@@ -314,7 +330,9 @@ impl MixerDriver {
 }
 
 /// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence.
-fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
+/// Plays one frame of `input`: decoded, or with `decode` false only taken from the jitter
+/// buffer at its pace and played as silence.
+fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &mut MixerStats) {
     if input.garbled() {
         // Keep the buffer moving, one packet a tick, but neither decode nor mix what is in it.
         if !matches!(input.jitter.pop(now), Pop::Empty) {
@@ -338,6 +356,18 @@ fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
             Pop::Empty => break,
         };
         let Some(decoder) = input.decoder.as_mut() else { break };
+        if !decode {
+            let samples = decoder.samples(payload);
+            input.pcm.resize(input.pcm.len() + samples, 0);
+            input.skipped_decoding = true;
+            stats.undecoded += 1;
+            continue;
+        }
+        if std::mem::take(&mut input.skipped_decoding) && decoder.reset().is_err() {
+            stats.errors += 1;
+            input.decoder = Decoder::new(input.codec.codec).ok();
+            break;
+        }
         if decoder.decode(payload, &mut input.pcm).is_err() {
             // A corrupt stream costs only this input: its decoder starts afresh.
             stats.errors += 1;
@@ -359,7 +389,7 @@ fn play_frame(input: &mut Input, now: Instant, stats: &mut MixerStats) {
     // Upsampling keeps a tone's level, so 8 kHz and 16 kHz frames measure alike.
     let measured = frame_dbov(if narrow { &input.narrow } else { &input.frame });
     let db = match input.reported_db {
-        Some((db, at)) if now.saturating_duration_since(at) < Duration::from_millis(200) => db,
+        Some((db, _)) if input.reports_level(now) => db,
         _ => measured,
     };
     // Fast attack, slow release: a talker is noticed at once and not dropped between words.
@@ -423,6 +453,7 @@ impl MixerControl for MixerDriver {
                 transcoded: false,
                 level_db: -127.0,
                 reported_db: None,
+                skipped_decoding: false,
                 active: true,
                 toc_churn: 0.0,
                 last_toc: None,

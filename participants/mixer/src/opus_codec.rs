@@ -76,6 +76,21 @@ impl Decoder {
         Ok(Decoder { state, pcm: vec![0; MAX_PACKET_SAMPLES].into_boxed_slice(), conceal: Concealer::default() })
     }
 
+    /// How many 16 kHz samples `decode` would append for this payload, read from its TOC.
+    pub fn samples(payload: Option<&[u8]>, frame_samples: usize) -> usize {
+        match payload.filter(|d| !d.is_empty()).map(|d| opus::packet::get_nb_samples(d, RATE)) {
+            Some(Ok(n)) if n > 0 => n.min(MAX_PACKET_SAMPLES),
+            _ => frame_samples,
+        }
+    }
+
+    /// Starts afresh, as for a stream joined in the middle: what the state held is from before
+    /// a gap in decoding and would only colour the first frames after it.
+    pub fn reset(&mut self) -> Result<(), CodecError> {
+        self.conceal.forget();
+        self.state.reset_state().map_err(setup("resetting a decoder"))
+    }
+
     /// Appends the 16 kHz PCM of one RTP payload to `out`, or `frame_samples` samples of
     /// concealment for a lost one (`None` or empty). A payload libopus rejects is concealed the
     /// same way rather than failing, so one bad packet costs one frame, not the stream; an error

@@ -77,3 +77,91 @@ fn real_opus_is_heard_and_garbage_is_muted() {
     let share = tone_share(tail, 440.0);
     assert!(share > 0.8, "440 Hz is {:.0} % of the mix", share * 100.0);
 }
+
+/// A 20 ms Opus packet (48 kHz) of a tone at `hz`, or of near-silence when `hz` is 0.
+struct ToneSender {
+    enc: opus::Encoder,
+    packet: Vec<u8>,
+}
+
+impl ToneSender {
+    fn new() -> ToneSender {
+        let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        ToneSender { enc, packet: vec![0u8; 1500] }
+    }
+
+    fn frame(&mut self, hz: f64, f: u64) -> &[u8] {
+        let amplitude = if hz > 0.0 { 6000.0 } else { 0.0 };
+        let pcm: Vec<i16> = (0..960u64)
+            .map(|i| (amplitude * (2.0 * std::f64::consts::PI * hz * (f * 960 + i) as f64 / 48_000.0).sin()) as i16)
+            .collect();
+        let n = self.enc.encode(&pcm, &mut self.packet).unwrap();
+        &self.packet[..n]
+    }
+}
+
+/// Browsers tell their level in every packet (RFC 6464). An input the mix leaves out is then not
+/// decoded, yet it still joins the mix as soon as its level wins, and is heard cleanly.
+#[test]
+fn inputs_left_out_of_the_mix_are_not_decoded_when_their_senders_report_levels() {
+    let t0 = Instant::now();
+    let legs = 5usize;
+    let mut m = configured_mixer(t0, Codec::Opus, 111, legs as u16, vec![mix_output(9, Codec::Opus, 111, None)], 40);
+    let mut senders: Vec<ToneSender> = (0..legs).map(|_| ToneSender::new()).collect();
+    let mut out = Collect::default();
+    // (tone, reported level in -dBov) per leg and phase. Phase 0 reports no levels at all.
+    let phases: [[(f64, Option<i8>); 5]; 3] = [
+        [(440.0, None), (660.0, None), (880.0, None), (0.0, None), (0.0, None)],
+        [(440.0, Some(20)), (660.0, Some(20)), (880.0, Some(20)), (0.0, Some(127)), (0.0, Some(127))],
+        // Leg 0 falls silent and leg 3 starts talking: 1,200 Hz must take 440 Hz's place.
+        [(0.0, Some(127)), (660.0, Some(20)), (880.0, Some(20)), (1200.0, Some(15)), (0.0, Some(127))],
+    ];
+    let mut undecoded = Vec::new();
+    let mut heard = Vec::new();
+    for (phase, legs_now) in phases.iter().enumerate() {
+        for f in (phase as u64 * 100)..(phase as u64 * 100 + 100) {
+            let now = t0 + Duration::from_millis(20 * f);
+            for (i, (hz, level)) in legs_now.iter().enumerate() {
+                let rtp = RtpMeta { audio_level: *level, ..meta(111, f, 960 * f as u32, i as u32) };
+                m.write_media(now, SlotKey(i as u16), &rtp, senders[i].frame(*hz, f)).unwrap();
+            }
+            m.handle_timeout(now);
+            m.poll(now, &mut out);
+        }
+        undecoded.push(m.as_mixer().unwrap().take_stats().undecoded);
+        heard.push(std::mem::take(&mut out.media));
+    }
+    assert_eq!(undecoded[0], 0, "without levels, every input is decoded to be measured");
+    // Legs 3 and 4 are left out for the whole phase; the first ticks are the selector's.
+    assert!(undecoded[1] >= 2 * 90, "two silent legs not decoded: {undecoded:?}");
+    assert!(undecoded[2] >= 2 * 80, "leg 0 and leg 4 not decoded once the set changed: {undecoded:?}");
+
+    let decode = |packets: &[Vec<u8>]| {
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut frame = vec![0i16; 1920];
+        let mut pcm = Vec::new();
+        for p in packets {
+            let n = dec.decode(p, &mut frame, false).unwrap();
+            pcm.extend_from_slice(&frame[..n]);
+        }
+        pcm
+    };
+    let band_db =
+        |pcm: &[i16], hz: f64| 10.0 * (goertzel(pcm, hz, 16_000.0) / (pcm.len() as f64).powi(2)).max(1e-9).log10();
+    // The last second of each phase.
+    let last = |pcm: &[i16]| pcm[pcm.len() - 16_000..].to_vec();
+    let talking = last(&decode(&heard[1]));
+    for hz in [440.0, 660.0, 880.0] {
+        assert!(band_db(&talking, hz) > band_db(&talking, 1200.0) + 30.0, "{hz} Hz is mixed in phase 1");
+    }
+    let switched = last(&decode(&heard[2]));
+    let new_talker = band_db(&switched, 1200.0);
+    assert!(new_talker > band_db(&switched, 440.0) + 30.0, "the new talker replaced the silent one");
+    assert!(
+        (new_talker - band_db(&switched, 660.0)).abs() < 6.0,
+        "the new talker is heard at its level once decoding resumed: {new_talker:.1} dB against {:.1} dB",
+        band_db(&switched, 660.0)
+    );
+    let share: f64 = [660.0, 880.0, 1200.0].iter().map(|hz| tone_share(&switched, *hz)).sum();
+    assert!(share > 0.8, "the mix is the three tones and little else: {:.0} %", share * 100.0);
+}
