@@ -9,6 +9,8 @@
 //! `handle_receive` / `handle_timeout` / `write_media`, each followed by `poll` until it returns
 //! the next deadline. `close` ends it; `poll` still drains what closing produced.
 
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 mod codec;
 pub mod dtmf;
 mod ids;

@@ -6,38 +6,10 @@ use std::time::{Duration, Instant};
 use switchboard_driver::*;
 use switchboard_mixer::{g711, spec, MixerDriver};
 
-/// Counts this thread's heap allocations.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
+use switchboard_driver::alloc_count::{self as counting, Counting};
 
-    thread_local!(pub static ALLOCS: Cell<usize> = const { Cell::new(0) });
-
-    pub struct Counting;
-
-    // SAFETY: defers to `System`; the counter is a const-initialised thread-local `Cell`, which
-    // needs no allocation and no destructor.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static GLOBAL: Counting = Counting;
-
-    pub fn count() -> usize {
-        ALLOCS.with(Cell::get)
-    }
-}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// Counts what the mixer sends, keeping nothing, so it allocates nothing.
 #[derive(Default)]

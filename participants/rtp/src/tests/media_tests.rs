@@ -200,34 +200,11 @@ fn write_media_sets_ssrc_and_respects_hold_and_slot() {
     assert_eq!((h2.ssrc, h2.seq), (h.ssrc, h.seq.wrapping_add(2)), "same SSRC, room seq gap kept");
 }
 
+use switchboard_driver::alloc_count::{self as counting, Counting};
+
 /// Counts this thread's heap allocations, to check the plain RTP path makes none.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local!(pub static ALLOCS: Cell<usize> = const { Cell::new(0) });
-
-    pub struct Counting;
-
-    // SAFETY: defers to `System`; the counter is a const-initialised thread-local `Cell`, which
-    // needs no allocation and no destructor.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    #[global_allocator]
-    static GLOBAL: Counting = Counting;
-
-    pub fn count() -> usize {
-        ALLOCS.with(Cell::get)
-    }
-}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// An `Output` that keeps nothing, so it allocates nothing.
 #[derive(Default)]
