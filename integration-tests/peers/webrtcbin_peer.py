@@ -81,6 +81,7 @@ class Peer:
         self.sent_rtp_packets = 0
         self.incoming_pads = 0
         self.first_rtp_at = None
+        self.first_rtp_unix = None
         self.samples = []
         self.samples_lock = threading.Lock()
         self.offer_sdp = None
@@ -161,6 +162,8 @@ class Peer:
         self.received_rtp_packets += 1
         if self.first_rtp_at is None:
             self.first_rtp_at = time.monotonic() - self.start
+            # Wall clock, for tests that compare it with when they started another peer.
+            self.first_rtp_unix = time.time()
         return Gst.PadProbeReturn.OK
 
     def on_pad_added(self, element, pad):
@@ -370,6 +373,7 @@ class Peer:
             "sent_rtp_packets": self.sent_rtp_packets,
             "incoming_streams": self.incoming_pads,
             "first_rtp_after_s": self.first_rtp_at,
+            "first_rtp_unix_s": self.first_rtp_unix,
             "decoded_seconds": round(len(pcm) / RATE, 3),
             "dominant_hz": None,
             "rms": None,

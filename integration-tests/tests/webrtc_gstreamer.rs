@@ -71,6 +71,10 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
     assert_eq!(slots.len(), 1, "the recvonly m-line is one slot: {before}");
     assert!(slots[0]["publisher_id"].is_null(), "no publisher yet, slot should be empty: {before}");
 
+    // A second with the slot empty and the subscriber connected: whatever the bridge sent into
+    // the slot before a publisher existed would arrive now.
+    std::thread::sleep(Duration::from_secs(1));
+    let publisher_started = unix_now();
     let pub_args = ["--publish-tone", "440", "--duration", "12"];
     let mut publisher = Some(d.join_peer(PEER, "late", "late-publisher", &pub_args, Duration::from_secs(45)));
     let ids = d.wait_for_participants("late", 2, &mut [&mut publisher], JOIN);
@@ -93,7 +97,16 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
     assert_heard_440(&sub);
     assert_eq!(sub.json["renegotiations"], 0);
     assert_eq!(sub.json["incoming_streams"], 1, "one slot, one incoming stream: {}", sub.describe());
-    // Media started only after the publisher joined, i.e. well after the subscriber's answer.
-    let first = sub.json["first_rtp_after_s"].as_f64().unwrap_or(0.0);
-    assert!(first > 1.0, "first RTP after {first} s: before any publisher existed? {}", sub.describe());
+    // Media started only once the publisher existed. Both clocks are the same host's wall clock.
+    let first = sub.json["first_rtp_unix_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        first > publisher_started,
+        "first RTP {:.3} s before the publisher was started: {}",
+        publisher_started - first,
+        sub.describe()
+    );
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
