@@ -329,9 +329,8 @@ impl MixerDriver {
     }
 }
 
-/// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence.
-/// Plays one frame of `input`: decoded, or with `decode` false only taken from the jitter
-/// buffer at its pace and played as silence.
+/// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence. With
+/// `decode` false, its packets only leave the jitter buffer at their pace and it plays silence.
 fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &mut MixerStats) {
     if input.garbled() {
         // Keep the buffer moving, one packet a tick, but neither decode nor mix what is in it.
