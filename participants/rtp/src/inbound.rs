@@ -56,18 +56,22 @@ impl RtpDriver {
 
     /// With symmetric RTP on, whether a plain-RTP packet from `src` may be taken (and move the
     /// latch): the latched source, the SDP's address, anyone before the first latch, and anyone
-    /// once the latched source has been silent for `RELATCH_AFTER`. An SRTP packet proves its
-    /// sender by authenticating, so any source may send one.
+    /// once the latched source has been silent for `RELATCH_AFTER` while the peer said it sends.
+    /// A peer on hold (`recvonly` or `inactive`) is silent by its own word, which says nothing of
+    /// its NAT, so then the latch stays. An SRTP packet proves its sender by authenticating, so
+    /// any source may send one.
     fn rtp_source_ok(&self, now: Instant, src: SocketAddr) -> bool {
         if !self.cfg.symmetric || self.kind == ParticipantKind::Srtp {
             return true;
         }
+        let Some(plan) = &self.plan else { return false };
         match self.latched_rtp {
             None => true,
             Some(l) if l == src => true,
             Some(_) => {
-                self.plan.as_ref().is_some_and(|p| p.remote_rtp == Some(src))
-                    || now.saturating_duration_since(self.latched_rtp_seen) >= RELATCH_AFTER
+                plan.remote_rtp == Some(src)
+                    || (plan.remote_direction.sends()
+                        && now.saturating_duration_since(self.latched_rtp_seen) >= RELATCH_AFTER)
             }
         }
     }

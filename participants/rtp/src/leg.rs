@@ -213,7 +213,7 @@ impl RtpDriver {
         to.map(|to| (self.cfg.rtcp_local, to))
     }
 
-    fn offer(&mut self, text: &str) -> Result<String, NegotiationError> {
+    fn offer(&mut self, now: Instant, text: &str) -> Result<String, NegotiationError> {
         let desc = parse_remote_description(text).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         let established = self.plan.as_ref().map(|p| p.kind);
         let plan =
@@ -240,7 +240,7 @@ impl RtpDriver {
             None => vec![],
         };
         let answer = self.write_sdp(&plan, &desc, crypto);
-        self.apply(plan);
+        self.apply(plan, now);
         Ok(answer)
     }
 
@@ -293,7 +293,7 @@ impl RtpDriver {
         text
     }
 
-    fn answer(&mut self, text: &str) -> Result<(), NegotiationError> {
+    fn answer(&mut self, now: Instant, text: &str) -> Result<(), NegotiationError> {
         let Phase::OfferSent(offer) = &self.phase else {
             return Err(unexpected("an answer arrived, but the bridge made no offer"));
         };
@@ -308,7 +308,7 @@ impl RtpDriver {
             }
             self.set_inbound(remote_key)?;
         }
-        self.apply(plan);
+        self.apply(plan, now);
         Ok(())
     }
 
@@ -346,12 +346,18 @@ impl RtpDriver {
     }
 
     /// Makes `plan` the leg's state: addresses, latches, the negotiated view, timers.
-    fn apply(&mut self, plan: MediaPlan) {
+    fn apply(&mut self, plan: MediaPlan, now: Instant) {
         let moved = self.plan.as_ref().is_none_or(|p| p.remote_rtp != plan.remote_rtp);
         if moved {
             // The peer announced a new media address: send there until its packets say otherwise.
             self.latched_rtp = None;
             self.latched_rtcp = None;
+        }
+        let resumed = self.plan.as_ref().is_some_and(|p| !p.remote_direction.sends()) && plan.remote_direction.sends();
+        if resumed {
+            // Its silence on hold was no sign of a rebound NAT: the latch holds for the peer's
+            // first packets after it resumes as for any other talk.
+            self.latched_rtp_seen = now;
         }
         let label = plan.mline.to_string();
         let tracks = plan
@@ -401,8 +407,8 @@ impl Driver for RtpDriver {
             return Err(unexpected("the participant is closed"));
         }
         let result = match sdp {
-            SdpInput::Offer(text) => self.offer(text).map(Some),
-            SdpInput::Answer(text) => self.answer(text).map(|()| None),
+            SdpInput::Offer(text) => self.offer(now, text).map(Some),
+            SdpInput::Answer(text) => self.answer(now, text).map(|()| None),
         };
         if result.is_ok() && self.rtcp_next.is_none() {
             // RFC 3550 §6.2: the first report after half an interval.

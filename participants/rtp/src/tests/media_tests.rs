@@ -142,6 +142,38 @@ fn latching_follows_the_peer_but_not_a_stranger() {
     assert_eq!(write(&mut d, t3, 6), rebound);
 }
 
+/// A peer on hold is silent because it said so, not because its NAT moved: a stranger cannot
+/// take the latch by waiting, during the hold or in the first moments after the resume.
+#[test]
+fn on_hold_the_latch_stays_with_the_peer() {
+    let t0 = Instant::now();
+    let (mut d, _) = answered(t0, &gateway_offer());
+    let nat = addr("198.51.100.7:41000");
+    let stranger = addr("198.51.100.8:42000");
+    d.handle_receive(t0, nat, addr(LOCAL_RTP), &rtp(0, 1, 160, PEER_SSRC, false, &[0; 160]));
+    drain(&mut d, t0);
+    let hold = gateway_offer().replace("a=sendrecv", "a=inactive");
+    d.negotiate(t0, SdpInput::Offer(&hold)).unwrap();
+
+    let on_hold = t0 + crate::inbound::RELATCH_AFTER * 10;
+    d.handle_receive(on_hold, stranger, addr(LOCAL_RTP), &rtp(0, 7, 1120, PEER_SSRC, false, &[0; 160]));
+    let sink = drain(&mut d, on_hold);
+    assert_eq!(sink.drops(), [DropReason::UnknownSource], "the stranger is refused during the hold");
+    assert!(sink.media.is_empty());
+
+    let resumed = on_hold + Duration::from_millis(10);
+    d.negotiate(resumed, SdpInput::Offer(&gateway_offer())).unwrap();
+    d.handle_receive(resumed, stranger, addr(LOCAL_RTP), &rtp(0, 8, 1280, PEER_SSRC, false, &[0; 160]));
+    assert_eq!(drain(&mut d, resumed).drops(), [DropReason::UnknownSource], "and right after the resume");
+    assert_eq!(send(&mut d, resumed, 1, &[0; 160]).1, nat, "the room's audio still goes to the peer");
+
+    // Once the peer sends again, nothing changed; had it gone for good, its silence now counts.
+    let later = resumed + crate::inbound::RELATCH_AFTER;
+    d.handle_receive(later, stranger, addr(LOCAL_RTP), &rtp(0, 9, 1440, PEER_SSRC, false, &[0; 160]));
+    assert!(drain(&mut d, later).drops().is_empty(), "a silent sending peer's latch moves as before");
+    assert_eq!(send(&mut d, later, 2, &[0; 160]).1, stranger);
+}
+
 #[test]
 fn plain_rtcp_from_a_stranger_feeds_no_report() {
     let now = Instant::now();
