@@ -35,7 +35,7 @@ pub enum Decoder {
 impl Decoder {
     pub fn new(codec: Codec) -> Result<Decoder, StageError> {
         Ok(match codec {
-            Codec::Pcmu | Codec::Pcma => Decoder::G711 { ulaw: codec == Codec::Pcmu, conceal: Concealer::default() },
+            Codec::Pcmu | Codec::Pcma => Decoder::G711 { ulaw: codec == Codec::Pcmu, conceal: Concealer::new(8000) },
             Codec::Opus => Decoder::Opus(opus_codec::Decoder::new()?),
             Codec::G722 => Decoder::Gst(gst_codec::Decoder::new(codec)?),
             other => return Err(StageError::Unsupported(other)),
@@ -84,11 +84,11 @@ impl Decoder {
                         } else {
                             g711::alaw_decode(p, &mut out[start..]);
                         }
-                        conceal.good(&out[start..]);
+                        conceal.good(&mut out[start..]);
                     }
                     // G.711 has no concealment of its own. Silence would gate the other
-                    // talkers' voices in the mix, a click at each end; the last frame faded out
-                    // is one soft edge.
+                    // talkers' voices in the mix, a click at each end; Appendix I's continued
+                    // pitch period keeps the voice going and fades it.
                     _ => conceal.conceal(FRAME / 2, out),
                 }
                 Ok(())
@@ -178,29 +178,39 @@ mod tests {
     }
 
     #[test]
-    fn g711_conceals_one_loss_with_the_last_frame_faded_not_silence() {
+    fn g711_conceals_a_loss_by_continuing_the_voice_then_fading_it() {
         use crate::test_util::{rms, tone_frames};
         let mut enc = Encoder::new(Codec::Pcmu, 20).expect("encoder");
         let mut dec = Decoder::new(Codec::Pcmu).expect("decoder");
-        let (mut payload, mut pcm) = (Vec::new(), Vec::new());
-        for frame in tone_frames(440.0, 8000.0, FRAME, 3) {
-            enc.encode(&frame, &mut payload).expect("encode");
-            pcm.clear();
-            dec.decode(Some(&payload), &mut pcm).expect("decode");
+        // A decoder that hears the fourth frame too tells what the lost one sounded like.
+        let mut heard_all = Decoder::new(Codec::Pcmu).expect("decoder");
+        let (mut payload, mut pcm, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+        for (n, frame) in tone_frames(440.0, 8000.0, FRAME, 4).iter().enumerate() {
+            enc.encode(frame, &mut payload).expect("encode");
+            truth.clear();
+            heard_all.decode(Some(&payload), &mut truth).expect("decode");
+            if n < 3 {
+                pcm.clear();
+                dec.decode(Some(&payload), &mut pcm).expect("decode");
+            }
         }
         let heard = rms(&pcm);
-        pcm.clear();
-        dec.decode(None, &mut pcm).expect("conceal");
-        assert_eq!(pcm.len(), FRAME / 2);
-        // A triangle fade keeps a third of the power: -4.8 dB.
-        let concealed = rms(&pcm);
-        assert!(concealed > heard * 0.4 && concealed < heard * 0.8, "rms {concealed} after {heard}");
-        assert!(pcm[FRAME / 2 - 4..].iter().all(|s| s.abs() < 400), "fades to zero: {:?}", &pcm[FRAME / 2 - 4..]);
-        // A second loss in a row is silence; an empty payload is a loss too.
-        for lost in [None, Some(&[][..])] {
+        // Four frames in a row lost (the last one as an empty payload, which is a loss too):
+        // full level for 10 ms, then fading to silence at 60 ms.
+        let mut levels = Vec::new();
+        for (n, lost) in [None, None, None, Some(&[][..])].into_iter().enumerate() {
             pcm.clear();
             dec.decode(lost, &mut pcm).expect("conceal");
-            assert_eq!(pcm, [0; FRAME / 2]);
+            assert_eq!(pcm.len(), FRAME / 2);
+            if n == 0 {
+                // Its first 10 ms, at full level, are the tone carried on in phase.
+                let error: Vec<i16> = pcm[..80].iter().zip(&truth[..80]).map(|(a, b)| a - b).collect();
+                assert!(rms(&error) < 0.2 * heard, "off the tone by {:.0} rms (tone {heard:.0})", rms(&error));
+            }
+            levels.push(rms(&pcm) / heard);
         }
+        assert!(levels[0] > 0.85, "the first lost frame keeps the voice: {levels:?}");
+        assert!(levels[0] > levels[1] && levels[1] > levels[2] && levels[2] > 0.0, "then fades: {levels:?}");
+        assert_eq!(levels[3], 0.0, "silent after 60 ms: {levels:?}");
     }
 }

@@ -266,7 +266,7 @@ impl Decoder {
             other => return Err(CodecError::Unsupported(other)),
         };
         let stage = Stage::new(factory, element, &caps, &raw_caps())?;
-        Ok(Decoder { codec, stage, conceal: Concealer::default() })
+        Ok(Decoder { codec, stage, conceal: Concealer::new(16_000) })
     }
 
     /// Appends the 16 kHz PCM of one RTP payload to `out`, or `frame_samples_16k` samples of
@@ -288,7 +288,7 @@ impl Decoder {
             })?;
             if out.len() > start {
                 self.stage.pts += samples_to_time(out.len() - start);
-                self.conceal.good(&out[start..]);
+                self.conceal.good(&mut out[start..]);
                 return Ok(());
             }
             let message = lock(&self.stage.store).message.take();

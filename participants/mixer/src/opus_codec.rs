@@ -73,7 +73,7 @@ pub struct Decoder {
 impl Decoder {
     pub fn new() -> Result<Decoder, CodecError> {
         let state = opus::Decoder::new(RATE, opus::Channels::Mono).map_err(setup("creating a decoder"))?;
-        Ok(Decoder { state, pcm: vec![0; MAX_PACKET_SAMPLES].into_boxed_slice(), conceal: Concealer::default() })
+        Ok(Decoder { state, pcm: vec![0; MAX_PACKET_SAMPLES].into_boxed_slice(), conceal: Concealer::new(RATE) })
     }
 
     /// How many 16 kHz samples `decode` would append for this payload, read from its TOC.
@@ -104,9 +104,9 @@ impl Decoder {
         if let Some(data) = payload.filter(|d| !d.is_empty()) {
             match self.state.decode(data, &mut self.pcm, false) {
                 Ok(n) if n > 0 => {
-                    let decoded = &self.pcm[..n.min(self.pcm.len())];
-                    out.extend_from_slice(decoded);
-                    self.conceal.good(decoded);
+                    let start = out.len();
+                    out.extend_from_slice(&self.pcm[..n.min(self.pcm.len())]);
+                    self.conceal.good(&mut out[start..]);
                     return Ok(());
                 }
                 Ok(_) => tracing::debug!(len = data.len(), "Opus payload decoded to nothing; concealed"),
