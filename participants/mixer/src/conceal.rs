@@ -171,8 +171,8 @@ mod tests {
         assert_eq!(out, [0; 160]);
     }
 
-    #[test]
-    fn a_lost_frame_carries_the_voice_on_in_phase() {
+    /// 100 ms of the voice heard, then one 20 ms frame lost: the concealer and what it played.
+    fn voice_then_a_loss() -> (Concealer, Vec<i16>) {
         let mut c = Concealer::new(8000);
         for f in 0..5 {
             let mut frame: Vec<i16> = (f * 160..(f + 1) * 160).map(voice).collect();
@@ -180,6 +180,12 @@ mod tests {
         }
         let mut out = Vec::new();
         c.conceal(160, &mut out);
+        (c, out)
+    }
+
+    #[test]
+    fn a_lost_frame_carries_the_voice_on_in_phase() {
+        let (_, out) = voice_then_a_loss();
         // The first 10 ms are at full level: compare them with what the voice went on to be.
         let error: Vec<f32> = (0..80).map(|i| out[i] as f32 - voice(800 + i) as f32).collect();
         let signal: Vec<f32> = (0..80).map(|i| voice(800 + i) as f32).collect();
@@ -189,13 +195,7 @@ mod tests {
 
     #[test]
     fn the_frame_after_a_loss_is_cross_faded_not_cut_in() {
-        let mut c = Concealer::new(8000);
-        for f in 0..5 {
-            let mut frame: Vec<i16> = (f * 160..(f + 1) * 160).map(voice).collect();
-            c.good(&mut frame);
-        }
-        let mut out = Vec::new();
-        c.conceal(160, &mut out);
+        let (mut c, _) = voice_then_a_loss();
         // The next frame arrives 8,000 above where the concealment was heading: cut in, that
         // is a step of 8,000 at the seam.
         let heading: Vec<f32> = (0..160).map(|i| c.continuation(160 + i)).collect();
