@@ -70,6 +70,15 @@ impl Decoder {
         Ok(())
     }
 
+    /// Appends one frame standing in for a lost packet: for Opus rebuilt from the in-band FEC of
+    /// `following` (the packet after the lost one, when it is here), else concealed.
+    pub fn decode_lost(&mut self, following: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {
+        match (self, following) {
+            (Decoder::Opus(d), Some(next)) => Ok(d.decode_fec(next, FRAME, out)?),
+            (decoder, _) => decoder.decode(None, out),
+        }
+    }
+
     /// Appends one frame of PCM at the decoder's rate (16 kHz, or 8 kHz when `narrowband`):
     /// decoded from `payload`, or concealed when it is `None`.
     pub fn decode(&mut self, payload: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {

@@ -89,8 +89,10 @@ pub enum Pop<'a> {
     /// The next packet in order.
     Packet(&'a [u8]),
     /// Conceal one frame: the next packet is missing but later ones are here, or the buffer is
-    /// holding playout for a frame to grow its delay.
-    Lost,
+    /// holding playout for a frame to grow its delay. For a missing packet, `following` is the
+    /// packet after it when that is already here: a codec with in-band redundancy (Opus FEC)
+    /// can rebuild the lost one from it. A hold has none: nothing was lost.
+    Lost { following: Option<&'a [u8]> },
     /// Nothing to play yet (start-up or the sender paused).
     Empty,
 }
@@ -430,7 +432,7 @@ impl JitterBuffer {
         };
         if self.holds > 0 {
             self.holds -= 1;
-            return Pop::Lost;
+            return Pop::Lost { following: None };
         }
         let next = self.trim(now, next);
         let next = self.shrink(now, next);
@@ -465,9 +467,14 @@ impl JitterBuffer {
             self.window = Window::NEW;
             return Pop::Empty;
         }
-        self.next = Some(next.saturating_add(1));
+        let after = next.saturating_add(1);
+        self.next = Some(after);
         self.stats.lost += 1;
-        Pop::Lost
+        let following = match &self.slots[slot(after)] {
+            Some(e) if e.seq == after => Some(&e.data[..e.len]),
+            _ => None,
+        };
+        Pop::Lost { following }
     }
 }
 
@@ -587,7 +594,7 @@ mod tests {
                         have += ptime;
                         Played::Packet { seq, delay: now - sent(seq) }
                     }
-                    Pop::Lost => {
+                    Pop::Lost { .. } => {
                         have += 20;
                         Played::Lost
                     }
@@ -627,7 +634,7 @@ mod tests {
         jb.push(t0, 1, b"1");
         jb.push(t0, 3, b"3");
         assert_eq!(jb.pop(t0), Pop::Packet(b"1"));
-        assert_eq!(jb.pop(t0), Pop::Lost);
+        assert_eq!(jb.pop(t0), Pop::Lost { following: Some(&b"3"[..]) }, "the packet after the lost one, for FEC");
         jb.push(t0, 2, b"2");
         assert_eq!(jb.pop(t0), Pop::Packet(b"3"));
         assert_eq!(jb.stats, JitterStats { late: 1, lost: 1 });
@@ -645,13 +652,13 @@ mod tests {
         // Packet 2 is held up; 3 is on time, so at 2's turn it is a loss.
         assert_eq!(jb.pop(at(40)), Pop::Packet(b"1"));
         jb.push(at(60), 3, b"3");
-        assert_eq!(jb.pop(at(60)), Pop::Lost);
+        assert_eq!(jb.pop(at(60)), Pop::Lost { following: Some(&b"3"[..]) });
         // 2 arrives 30 ms after it was sent, 10 ms after its turn.
         jb.push(at(70), 2, b"2");
         assert_eq!(jb.stats, JitterStats { late: 1, lost: 1 });
         assert_eq!(jb.target(), ms(40));
         // The hold: one concealed frame, not counted lost, and 3 waits for the next tick.
-        assert_eq!(jb.pop(at(80)), Pop::Lost);
+        assert_eq!(jb.pop(at(80)), Pop::Lost { following: None }, "a hold loses nothing to rebuild");
         assert_eq!(jb.pop(at(100)), Pop::Packet(b"3"));
         // Now a packet as late as 2 was is on time: 4, sent at 80, arrives 30 ms later.
         jb.push(at(105), 5, b"5");
@@ -861,7 +868,7 @@ mod tests {
         jb.push(at(0), 1, b"1");
         jb.push(at(0), 3, b"3");
         assert_eq!(jb.pop(at(20)), Pop::Packet(b"1"));
-        assert_eq!(jb.pop(at(40)), Pop::Lost);
+        assert_eq!(jb.pop(at(40)), Pop::Lost { following: Some(&b"3"[..]) });
         assert_eq!(jb.pop(at(60)), Pop::Packet(b"3"));
         assert_eq!(jb.pop(at(80)), Pop::Empty);
         jb.push(at(90), 2, b"2");

@@ -346,11 +346,11 @@ fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &mut MixerSt
     let narrow = input.decoder.as_ref().is_some_and(Decoder::narrowband);
     let frame_len = if narrow { FRAME / 2 } else { FRAME };
     while input.pcm.len() < frame_len {
-        let payload = match input.jitter.pop(now) {
-            Pop::Packet(p) => Some(p),
-            Pop::Lost => {
+        let (payload, following) = match input.jitter.pop(now) {
+            Pop::Packet(p) => (Some(p), None),
+            Pop::Lost { following } => {
                 stats.concealed += 1;
-                None
+                (None, following)
             }
             Pop::Empty => break,
         };
@@ -367,7 +367,11 @@ fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &mut MixerSt
             input.decoder = Decoder::new(input.codec.codec).ok();
             break;
         }
-        if decoder.decode(payload, &mut input.pcm).is_err() {
+        let decoded = match payload {
+            Some(p) => decoder.decode(Some(p), &mut input.pcm),
+            None => decoder.decode_lost(following, &mut input.pcm),
+        };
+        if decoded.is_err() {
             // A corrupt stream costs only this input: its decoder starts afresh.
             stats.errors += 1;
             input.decoder = Decoder::new(input.codec.codec).ok();

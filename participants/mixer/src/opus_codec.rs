@@ -91,6 +91,30 @@ impl Decoder {
         self.state.reset_state().map_err(setup("resetting a decoder"))
     }
 
+    /// Appends `frame_samples` samples standing in for a lost packet, rebuilt from the in-band
+    /// FEC of `following`, the packet after it (senders that see loss add a low-rate copy of the
+    /// previous frame). libopus falls back to its PLC when `following` carries none.
+    pub fn decode_fec(&mut self, following: &[u8], frame_samples: usize, out: &mut Vec<i16>) -> Result<(), CodecError> {
+        let n = (frame_samples - frame_samples % PLC_STEP).min(self.pcm.len());
+        if n > 0 && !following.is_empty() {
+            match self.state.decode(following, &mut self.pcm[..n], true) {
+                Ok(got) if got > 0 => {
+                    let start = out.len();
+                    out.extend_from_slice(&self.pcm[..got.min(n)]);
+                    self.conceal.good(&mut out[start..]);
+                    let have = out.len() - start;
+                    if have < frame_samples {
+                        self.conceal.conceal(frame_samples - have, out);
+                    }
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(len = following.len(), %error, "Opus FEC failed; concealed"),
+            }
+        }
+        self.decode(None, frame_samples, out)
+    }
+
     /// Appends the 16 kHz PCM of one RTP payload to `out`, or `frame_samples` samples of
     /// concealment for a lost one (`None` or empty). A payload libopus rejects is concealed the
     /// same way rather than failing, so one bad packet costs one frame, not the stream; an error
@@ -245,6 +269,60 @@ mod tests {
         let _g = serial();
         // Frames PLC cannot make whole (not a multiple of 2.5 ms) are topped up by the fallback.
         check_loss_concealment::<Opus>(&[1, 39, 330, 2000]);
+    }
+
+    #[test]
+    fn a_lost_packet_is_rebuilt_from_the_next_ones_fec() {
+        let _g = serial();
+        // A sender that has seen loss, as a browser does: in-band FEC on, 48 kHz, 20 ms.
+        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).expect("encoder");
+        enc.set_bitrate(opus::Bitrate::Bits(32_000)).expect("bitrate");
+        enc.set_inband_fec(true).expect("fec");
+        enc.set_packet_loss_perc(20).expect("loss");
+        // A voice-like signal whose pitch jumps in the packet that is lost: concealment that
+        // only carries the old pitch on cannot guess it.
+        const LOST: usize = 30;
+        let packets: Vec<Vec<u8>> = (0..40)
+            .map(|k| {
+                let hz = if k < LOST { 180.0 } else { 290.0 };
+                let pcm: Vec<i16> = (0..960)
+                    .map(|i| {
+                        let w = TAU * hz * (k * 960 + i) as f64 / 48_000.0;
+                        (6000.0 * w.sin() + 3000.0 * (2.0 * w).sin() + 1500.0 * (3.0 * w).sin()) as i16
+                    })
+                    .collect();
+                let mut out = vec![0u8; 1500];
+                let n = enc.encode(&pcm, &mut out).expect("encode");
+                out.truncate(n);
+                out
+            })
+            .collect();
+        let lost_frame = |conceal: &dyn Fn(&mut Decoder, &mut Vec<i16>)| {
+            let mut dec = Decoder::new().expect("decoder");
+            let mut pcm = Vec::new();
+            for p in &packets[..LOST] {
+                pcm.clear();
+                dec.decode(Some(p), 320, &mut pcm).expect("decode");
+            }
+            pcm.clear();
+            conceal(&mut dec, &mut pcm);
+            pcm
+        };
+        let heard = lost_frame(&|d, pcm| d.decode(Some(&packets[LOST]), 320, pcm).expect("decode"));
+        let fec = lost_frame(&|d, pcm| d.decode_fec(&packets[LOST + 1], 320, pcm).expect("fec"));
+        let plc = lost_frame(&|d, pcm| d.decode(None, 320, pcm).expect("plc"));
+        assert_eq!((fec.len(), plc.len()), (320, 320));
+        let off = |x: &[i16]| {
+            let e: Vec<i16> = x.iter().zip(&heard).map(|(a, b)| a.saturating_sub(*b)).collect();
+            rms(&e)
+        };
+        assert!(
+            off(&fec) < 0.2 * rms(&heard) && off(&fec) < 0.2 * off(&plc),
+            "FEC is {:.0} rms off what was sent, PLC {:.0} (signal {:.0})",
+            off(&fec),
+            off(&plc),
+            rms(&heard)
+        );
     }
 
     #[test]
