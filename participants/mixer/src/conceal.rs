@@ -1,20 +1,25 @@
 //! Loss concealment for codecs without their own (G.711, G.722) and for the rare frame Opus PLC
-//! cannot make, after ITU-T G.711 Appendix I in outline: a lost frame continues the last pitch
-//! period of what was heard, at full level for 10 ms and then fading to silence at 60 ms, and the
-//! first frame after the loss is cross-faded into that continuation.
+//! cannot make, after ITU-T G.711 Appendix I: a lost frame continues the last pitch period of
+//! what was heard, widened to the last two periods after 10 ms and three after 20 ms (one period
+//! looped for long buzzes), at full level for 10 ms and then fading to silence at 60 ms. Each
+//! loop's end is faded into what came before its start, each widening is cross-faded over a
+//! quarter period, and so is the first frame after the loss.
 //!
-//! Simpler than the Appendix: one period is repeated throughout (the Appendix widens it to two
-//! and three after 10 and 20 ms, against buzz), and the cross-fades are a quarter period long.
+//! Where it differs from the Appendix: the Appendix delays its output by 3.75 ms so it can also
+//! smooth the seam between the last sample heard and the first one made up. A mixer input is
+//! not worth 3.75 ms more delay for every talker, so that one seam relies on the pitch match.
 
-/// What `Concealer` keeps of the signal: enough for the longest period twice over, plus the
-/// window the period is matched on.
-const HISTORY_MS: usize = 40;
+/// What `Concealer` keeps of the signal: three of the longest periods and a quarter of one (the
+/// Appendix's 48.75 ms), so the widest loop can fade into what came before it.
+const HISTORY_MS: usize = 50;
 /// The pitch periods tried, as in the Appendix: 5 to 15 ms (200 to 66 Hz; a higher voice repeats
 /// as two of its periods).
 const PERIOD_MIN_MS: f32 = 5.0;
 const PERIOD_MAX_MS: f32 = 15.0;
 /// The stretch at the end of the history that the period is matched on.
 const MATCH_MS: f32 = 10.0;
+/// When the loop widens to two periods, then to three.
+const WIDEN_MS: [usize; 2] = [10, 20];
 /// Full level this long into a loss, then a linear fade to silence at `SILENT_AFTER_MS`.
 const FULL_MS: usize = 10;
 const SILENT_AFTER_MS: usize = 60;
@@ -23,10 +28,13 @@ pub(crate) struct Concealer {
     rate: usize,
     /// The last `HISTORY_MS` of output, concealment included, oldest first.
     history: Vec<i16>,
-    /// The period being repeated: the last one heard before the loss.
-    cycle: Vec<i16>,
-    /// Its length in samples; 0 when not concealing.
+    /// The end of the history when the loss began: the periods looped, and the quarter period
+    /// before them.
+    past: Vec<i16>,
+    /// The pitch period in samples; 0 when not concealing.
     period: usize,
+    /// How many periods `past` holds (1 to 3: fewer when little was heard before the loss).
+    periods: usize,
     /// Samples concealed since the last good frame.
     concealed: usize,
 }
@@ -36,8 +44,8 @@ impl Concealer {
     pub(crate) fn new(rate: u32) -> Concealer {
         let rate = rate as usize;
         let history = Vec::with_capacity(rate * HISTORY_MS / 1000);
-        let cycle = Vec::with_capacity((rate as f32 * PERIOD_MAX_MS / 1000.0) as usize + 1);
-        Concealer { rate, history, cycle, period: 0, concealed: 0 }
+        let past = Vec::with_capacity(history.capacity());
+        Concealer { rate, history, past, period: 0, periods: 0, concealed: 0 }
     }
 
     fn ms(&self, ms: f32) -> usize {
@@ -72,9 +80,14 @@ impl Concealer {
     pub(crate) fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
         if self.concealed == 0 {
             self.period = self.find_period();
-            self.cycle.clear();
-            let from = self.history.len() - self.period;
-            self.cycle.extend_from_slice(&self.history[from..]);
+            self.past.clear();
+            if self.period > 0 {
+                // `find_period` asks for more than a period and a quarter of history.
+                let quarter = self.period / 4;
+                self.periods = ((self.history.len() - quarter) / self.period).min(3);
+                let from = self.history.len() - self.periods * self.period - quarter;
+                self.past.extend_from_slice(&self.history[from..]);
+            }
         }
         let start = out.len();
         let first = self.concealed;
@@ -84,7 +97,7 @@ impl Concealer {
         self.remember(&out[start..]);
     }
 
-    /// Sample `n` of the concealment: the last period repeated, faded.
+    /// Sample `n` of the concealment, faded.
     fn continuation(&self, n: usize) -> f32 {
         if self.period == 0 {
             return 0.0;
@@ -96,7 +109,41 @@ impl Concealer {
             n if n >= silent => return 0.0,
             n => (silent - n) as f32 / (silent - full) as f32,
         };
-        self.cycle.get(n % self.period).map_or(0.0, |s| *s as f32 * gain)
+        self.unfaded(n) * gain
+    }
+
+    /// Sample `n` of the concealment before the fade: the widest loop begun by then, cross-faded
+    /// from the narrower one for a quarter period after it begins.
+    fn unfaded(&self, n: usize) -> f32 {
+        let starts = [0, self.rate * WIDEN_MS[0] / 1000, self.rate * WIDEN_MS[1] / 1000];
+        let k = (1..=self.periods).rev().find(|&k| n >= starts[k - 1]).unwrap_or(1);
+        // Each loop is entered at the phase the narrower one had reached: its start lies whole
+        // periods back from the end, so the offset into it is `n` less whole periods.
+        let at = |k: usize| self.looped(k, n - starts[k - 1] / self.period * self.period);
+        let fade = self.period / 4;
+        let since = n - starts[k - 1];
+        if k > 1 && since < fade {
+            let w = (since + 1) as f32 / (fade + 1) as f32;
+            return at(k - 1) * (1.0 - w) + at(k) * w;
+        }
+        at(k)
+    }
+
+    /// Sample `j` of the last `k` periods heard, looped. The loop's last quarter period fades
+    /// into the quarter period before its start, so going round does not click.
+    fn looped(&self, k: usize, j: usize) -> f32 {
+        let len = k * self.period;
+        let fade = self.period / 4;
+        let start = self.past.len() - len;
+        let j = j % len;
+        let s = self.past[start + j] as f32;
+        match j.checked_sub(len - fade) {
+            Some(i) => {
+                let w = (i + 1) as f32 / (fade + 1) as f32;
+                s * (1.0 - w) + self.past[start - fade + i] as f32 * w
+            }
+            None => s,
+        }
     }
 
     /// The pitch period of the history's end, by normalised correlation; 0 when the history is
@@ -191,6 +238,57 @@ mod tests {
         let signal: Vec<f32> = (0..80).map(|i| voice(800 + i) as f32).collect();
         let snr = 20.0 * (rms(&signal) / rms(&error).max(1.0)).log10();
         assert!(snr > 20.0, "the continuation is {snr:.1} dB from the voice");
+    }
+
+    /// The voice with its level swelling and ebbing at 7 Hz, so no two periods are the same.
+    fn swelling_voice(n: usize) -> i16 {
+        let t = n as f32 / 8000.0;
+        (voice(n) as f32 * (1.0 + 0.5 * (std::f32::consts::TAU * 7.0 * t).sin()) * 0.6) as i16
+    }
+
+    /// 100 ms of the swelling voice heard, then 60 ms lost.
+    fn a_long_loss() -> (Concealer, Vec<i16>) {
+        let mut c = Concealer::new(8000);
+        for f in 0..5 {
+            let mut frame: Vec<i16> = (f * 160..(f + 1) * 160).map(swelling_voice).collect();
+            c.good(&mut frame);
+        }
+        let mut out = Vec::new();
+        c.conceal(480, &mut out);
+        (c, out)
+    }
+
+    #[test]
+    fn a_long_loss_loops_three_periods_not_one() {
+        let (c, _) = a_long_loss();
+        let p = c.period;
+        assert_eq!(c.periods, 3, "period {p}");
+        // Past the second widening and its cross-fade, the loop is three periods long...
+        // (Looked at over one loop's length, past the 60 ms that are heard when the period is
+        // long: the fade to silence would hide what is compared.)
+        let late = 160 + p / 4 + 3 * p..160 + p / 4 + 6 * p;
+        let level: Vec<f32> = late.clone().map(|n| c.unfaded(n)).collect();
+        let three_back: Vec<f32> = late.clone().map(|n| c.unfaded(n) - c.unfaded(n - 3 * p)).collect();
+        assert!(rms(&three_back) < 1.0, "not a loop of three periods: {}", rms(&three_back));
+        // ...so it is not one period repeated, which would buzz.
+        let one_back: Vec<f32> = late.map(|n| c.unfaded(n) - c.unfaded(n - p)).collect();
+        let ratio = rms(&one_back) / rms(&level);
+        assert!(ratio > 0.05, "a period apart the loop differs by only {ratio:.3} of its level");
+    }
+
+    #[test]
+    fn a_long_loss_bends_no_sharper_than_the_voice() {
+        let (c, _) = a_long_loss();
+        let heard: Vec<f32> = (0..800).map(|n| swelling_voice(n) as f32).collect();
+        // A click is a bend sharper than the signal makes: a large second difference. Going
+        // round a loop without its fade bends at 4x the voice's sharpest, and so does a
+        // widening without its cross-fade.
+        let sharpest = |x: &[f32]| x.windows(3).map(|w| (w[2] - 2.0 * w[1] + w[0]).abs()).fold(0.0, f32::max);
+        // The first samples made follow the last ones heard as well as the pitch match allows.
+        let mut made = heard[798..].to_vec();
+        made.extend((0..480).map(|n| c.unfaded(n)));
+        let (voice, concealment) = (sharpest(&heard), sharpest(&made));
+        assert!(concealment < 1.2 * voice, "a bend of {concealment:.0} where the voice's sharpest is {voice:.0}");
     }
 
     #[test]
