@@ -1,5 +1,6 @@
 //! Arbitrary datagrams into a negotiated rtp leg (RTP port and RTCP port), then a timeout:
-//! every input is dropped or delivered, never a panic.
+//! every input is dropped or delivered, never a panic. The leg took RFC 6464 levels, so each
+//! RTP packet's header extension is read too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +10,8 @@ use switchboard_driver::{Driver, DriverEvent, Output, RtpMeta, SdpInput, TrackKe
 use switchboard_rtp::{RtpDriver, RtpLegConfig};
 
 const OFFER: &str = "v=0\r\no=gw 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
-    m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n";
+    m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n\
+    a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
 
 struct Null;
 

@@ -20,6 +20,9 @@ Joining (through the bridge's HTTP API, urllib):
 
 Main options (all in --help):
   --codec pcmu|pcma|g722|opus, --tone HZ (0: send no audio), --srtp SUITE, --direction
+  --audio-level-ext ID                offer RFC 6464 levels under extmap ID; once the answer
+                                      takes them, GStreamer's `level` measures each frame and
+                                      its rtphdrextclientaudiolevel writes the extension
   --hold-after S / --resume-after S   re-offer a=inactive (or a=sendonly with --hold-direction
                                       sendonly), then a=sendrecv, on the same port
   --dtmf-listen                       decode received RFC 4733 events into digits
@@ -45,7 +48,8 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
-from gi.repository import Gst  # noqa: E402
+gi.require_version("GstRtp", "1.0")
+from gi.repository import Gst, GstRtp  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -161,6 +165,8 @@ def find_pt(audio, name, clock=None):
             return pt
     return None
 
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 # ------------------------------------------------------------------------------------------
 # RTP helpers
@@ -457,6 +463,8 @@ class Leg:
         self.offer_sdp = None
         self.answer_sdp = None
         self.bridge_offer_sdp = None
+        # The extmap id the bridge's answer took our audio levels under (None: not sending them).
+        self.level_ext = None
         self.dest = None
         self.audio_pt = None
         self.te_pt = None
@@ -537,6 +545,8 @@ class Leg:
         if self.suite:
             lines.append("a=crypto:%d %s inline:%s" % (crypto_tag, self.suite,
                                                        base64.b64encode(self.local_key).decode()))
+        if self.a.audio_level_ext:
+            lines.append("a=extmap:%d %s" % (self.a.audio_level_ext, AUDIO_LEVEL_URI))
         lines.append("a=ssrc:%d cname:rtp-leg-%d" % (self.ssrc, self.local_port))
         lines.append("a=%s" % direction)
         return lines
@@ -571,6 +581,12 @@ class Leg:
             self.te_clock = audio["rtpmap"][te][1]
         self.audio_pt, self.te_pt = pt, te
         self.dest = (audio["ip"], audio["port"])
+        if is_answer and self.a.audio_level_ext:
+            # RFC 8285: send the extension only if the answer kept it, under the offered id.
+            taken = "a=extmap:%d/recvonly %s" % (self.a.audio_level_ext, AUDIO_LEVEL_URI)
+            taken_any = "a=extmap:%d %s" % (self.a.audio_level_ext, AUDIO_LEVEL_URI)
+            lines = [x.strip() for x in text.splitlines()]
+            self.level_ext = self.a.audio_level_ext if (taken in lines or taken_any in lines) else None
         if self.suite:
             if is_answer:
                 chosen = [x for x in audio["crypto"] if x[0] == self.crypto_tag]
@@ -719,6 +735,8 @@ class Leg:
         if h is None:
             return Gst.FlowReturn.OK
         _marker, _pt, _seq, pts, _ssrc, hl = h
+        # The payloader's header extension block (the audio level), kept as GStreamer wrote it.
+        ext = data[12 + 4 * (data[0] & 0x0F):hl] if data[0] & 0x10 else b""
         if self.pay_ts0 is None:
             # The leg's audio timestamps start at its wall-clock timestamp of the first packet
             # and then follow the payloader's (sample-exact) timestamps.
@@ -734,8 +752,8 @@ class Leg:
                 return Gst.FlowReturn.OK
             m = not self.first_audio_sent
             self.first_audio_sent = True
-            pkt = struct.pack("!BBHII", 0x80, (0x80 if m else 0) | self.audio_pt, self.next_seq(), ts,
-                              self.ssrc) + payload
+            pkt = struct.pack("!BBHII", 0x90 if ext else 0x80, (0x80 if m else 0) | self.audio_pt, self.next_seq(),
+                              ts, self.ssrc) + ext + payload
             self.transmit(pkt, "audio")
             self.sent_audio += 1
         return Gst.FlowReturn.OK
@@ -746,10 +764,18 @@ class Leg:
         c = self.codec
         spb = c["rate"] // 50
         desc = ("audiotestsrc is-live=true wave=sine freq=%f volume=%f samplesperbuffer=%d ! "
-                "audio/x-raw,format=S16LE,rate=%d,channels=1 ! %s ! %s pt=%d min-ptime=20000000 "
+                "audio/x-raw,format=S16LE,rate=%d,channels=1 ! %s%s ! %s name=pay pt=%d min-ptime=20000000 "
                 "max-ptime=20000000 ! appsink name=sink emit-signals=true sync=false"
-                % (self.a.tone, self.a.amplitude, spb, c["rate"], c["enc"], c["pay"], self.audio_pt or 96))
+                % (self.a.tone, self.a.amplitude, spb, c["rate"],
+                   "level audio-level-meta=true ! " if self.level_ext else "", c["enc"], c["pay"],
+                   self.audio_pt or 96))
         self.sender = Gst.parse_launch(desc)
+        if self.level_ext:
+            ext = Gst.ElementFactory.make("rtphdrextclientaudiolevel")
+            if ext is None:
+                raise Fail("GStreamer has no rtphdrextclientaudiolevel (gstreamer1.0-plugins-good)")
+            GstRtp.RTPHeaderExtension.set_id(ext, self.level_ext)
+            self.sender.get_by_name("pay").emit("add-extension", ext)
         self.sender.get_by_name("sink").connect("new-sample", self.on_encoded)
         self.sender.set_state(Gst.State.PLAYING)
 
@@ -1219,6 +1245,7 @@ class Leg:
             "ssrc": self.ssrc,
             "bridge_addr": "%s:%d" % self.dest if self.dest else None,
             "audio_pt": self.audio_pt,
+            "audio_level_ext": self.level_ext,
             "te_pt": self.te_pt,
             "join": self.join_view,
             "offer_sdp": self.offer_sdp,
@@ -1262,6 +1289,8 @@ def main():
     p.add_argument("--te-pt", type=int, default=101, help="telephone-event PT to offer")
     p.add_argument("--tone", type=float, default=0.0, help="send a sine of HZ (0: send no audio)")
     p.add_argument("--amplitude", type=float, default=0.5)
+    p.add_argument("--audio-level-ext", type=int, default=None,
+                   help="offer RFC 6464 audio levels under this extmap id and send them if taken")
     p.add_argument("--srtp", choices=sorted(SUITES), default=None)
     p.add_argument("--srtp-key", default=None, help="the leg's own base64 key||salt (default: random)")
     p.add_argument("--late-offer", action="store_true")

@@ -5,7 +5,7 @@ use crate::config::RemoteReport;
 use crate::leg::RtpDriver;
 use crate::reception::Reception;
 use crate::rtcp::{parse_rtcp, ReportBlock, RtcpPacket};
-use crate::rtp_header::{looks_like_rtcp, RtpHeader};
+use crate::rtp_header::{audio_level, looks_like_rtcp, RtpHeader};
 use crate::srtp::{rtp_overhead, SrtpError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -149,6 +149,8 @@ impl RtpDriver {
         if te.is_none() && audio_clock.is_none() {
             return self.dropped(DropReason::UnknownPayloadType);
         }
+        // 0 to 127 fits an i8; the mixer skips decoding an input whose level keeps it out.
+        let level = plan.audio_level_ext.and_then(|id| audio_level(packet, &header, id)).map(|l| l as i8);
         let payload = &packet[header.header_len..header.payload_end];
         self.mark_valid(now, src, false);
         self.stats.packets_received += 1;
@@ -187,7 +189,7 @@ impl RtpDriver {
             timestamp: header.timestamp,
             marker: header.marker,
             ssrc: Ssrc(header.ssrc),
-            audio_level: None,
+            audio_level: level,
         };
         let mut buf = self.queue.buffer();
         buf.extend_from_slice(payload);

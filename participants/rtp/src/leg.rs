@@ -265,6 +265,7 @@ impl RtpDriver {
             crypto,
             ssrc: self.ssrc,
             cname: &self.cname,
+            audio_level_ext: plan.audio_level_ext,
         });
         let sections: Vec<Section<'_>> = desc
             .sections
@@ -338,6 +339,8 @@ impl RtpDriver {
             crypto: keys.iter().map(|(tag, k)| k.attribute_value(*tag)).collect(),
             ssrc: self.ssrc,
             cname: &self.cname,
+            // A peer that can send levels is told it may, under the id an offer picks freely.
+            audio_level_ext: Some(1),
         };
         let body = sdp_write::body(self.cfg.advertised_ip, &[Section::Audio(audio)]);
         let text = self.finish_sdp(body);

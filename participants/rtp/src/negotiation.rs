@@ -59,6 +59,8 @@ pub struct MediaPlan {
     pub ptime: Option<u16>,
     /// For srtp: the chosen `a=crypto` tag and the peer's key (the bridge's inbound key).
     pub remote_crypto: Option<(u32, KeyMaterial)>,
+    /// The header extension id of the peer's RFC 6464 audio levels, when it sends them.
+    pub audio_level_ext: Option<u8>,
 }
 
 impl MediaPlan {
@@ -193,6 +195,7 @@ pub fn plan_offer(desc: &RemoteDescription, hint: Option<ParticipantKind>) -> Re
         rtcp_mux: audio.rtcp_mux,
         ptime: audio.ptime,
         remote_crypto,
+        audio_level_ext: audio.audio_level_ext,
     })
 }
 
@@ -248,6 +251,7 @@ pub fn plan_answer(desc: &RemoteDescription, offer: &LocalOffer) -> Result<Media
         rtcp_mux: audio.rtcp_mux,
         ptime: audio.ptime,
         remote_crypto,
+        audio_level_ext: audio.audio_level_ext,
     })
 }
 

@@ -85,6 +85,46 @@ impl RtpHeader {
     }
 }
 
+/// The RFC 6464 audio level in `packet`'s header extension element `id` (RFC 8285, one-byte or
+/// two-byte form): 0 to 127, in -dBov. `None` when the packet has no such element or it is
+/// malformed; the packet is still good media then.
+pub fn audio_level(packet: &[u8], header: &RtpHeader, id: u8) -> Option<u8> {
+    if packet.first()? & 0x10 == 0 {
+        return None;
+    }
+    // The extension block ends the header: `parse_header_only` checked it lies in the packet.
+    let words = packet.get(..header.header_len)?;
+    let start = FIXED_HEADER_LEN + 4 * usize::from(packet[0] & 0x0f);
+    let profile = u16::from_be_bytes([*words.get(start)?, *words.get(start + 1)?]);
+    let mut elements = words.get(start + 4..)?;
+    let two_byte = match profile {
+        0xbede => false,
+        p if p & 0xfff0 == 0x1000 => true,
+        _ => return None,
+    };
+    while let Some((&first, rest)) = elements.split_first() {
+        // A zero byte is padding in both forms; in the one-byte form, 15 ends the block.
+        let (element, len, rest) = match (two_byte, first) {
+            (_, 0) => {
+                elements = rest;
+                continue;
+            }
+            (true, element) => {
+                let (&len, rest) = rest.split_first()?;
+                (element, usize::from(len), rest)
+            }
+            (false, first) if first >> 4 == 15 => return None,
+            (false, first) => (first >> 4, usize::from(first & 0x0f) + 1, rest),
+        };
+        let data = rest.get(..len)?;
+        if element == id {
+            return data.first().map(|b| b & 0x7f);
+        }
+        elements = &rest[len..];
+    }
+    None
+}
+
 /// Appends a 12-byte RTP header (no CSRC, no extension, no padding) and the payload to `buf`,
 /// which the caller cleared. Reusing `buf` keeps the send path free of allocations.
 pub fn write_packet(buf: &mut Vec<u8>, marker: bool, pt: u8, seq: u16, timestamp: u32, ssrc: u32, payload: &[u8]) {
@@ -132,6 +172,48 @@ mod tests {
         let h = RtpHeader::parse(&p).unwrap();
         assert_eq!(h.header_len, 12 + 8 + 8);
         assert_eq!(&p[h.header_len..h.payload_end], &[1, 2, 3]);
+    }
+
+    /// A PCMU packet whose header extension block (profile `profile`) holds `elements`.
+    fn with_extension(profile: [u8; 2], elements: &[u8]) -> Vec<u8> {
+        let mut p = packet(0x80 | 0x10 | 1, 0);
+        p.extend_from_slice(&[0; 4]); // one CSRC
+        let words = elements.len().div_ceil(4);
+        p.extend_from_slice(&profile);
+        p.extend_from_slice(&(words as u16).to_be_bytes());
+        p.extend_from_slice(elements);
+        p.extend(std::iter::repeat_n(0, words * 4 - elements.len()));
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    }
+
+    #[test]
+    fn reads_the_audio_level_in_either_extension_form() {
+        let level = |p: &[u8], id| audio_level(p, &RtpHeader::parse(p).unwrap(), id);
+        // One-byte form: a 2-byte element 2, padding, then the level (V set) as element 1.
+        let one = with_extension([0xbe, 0xde], &[0x21, 0xaa, 0xbb, 0, 0x10, 0x80 | 42]);
+        assert_eq!(level(&one, 1), Some(42));
+        assert_eq!(level(&one, 3), None);
+        // Two-byte form: element 5 with 3 bytes, padding, then element 1.
+        let two = with_extension([0x10, 0x00], &[5, 3, 1, 2, 3, 0, 1, 1, 127]);
+        assert_eq!(level(&two, 1), Some(127));
+        // No extension at all, an unknown profile, a stop mark, elements running past the block.
+        assert_eq!(level(&packet(0x80, 160), 1), None);
+        assert_eq!(level(&with_extension([0x12, 0x34], &[0x10, 30]), 1), None);
+        assert_eq!(level(&with_extension([0xbe, 0xde], &[0xf0, 0x10, 30]), 1), None);
+        assert_eq!(level(&with_extension([0xbe, 0xde], &[0x2f, 1, 2, 3]), 2), None);
+        assert_eq!(level(&with_extension([0x10, 0x00], &[1, 9, 1]), 1), None);
+    }
+
+    #[test]
+    fn a_truncated_extension_never_panics() {
+        let full = with_extension([0xbe, 0xde], &[0x21, 0xaa, 0xbb, 0x10, 0x80 | 42]);
+        let header = RtpHeader::parse(&full).unwrap();
+        for cut in 0..full.len() {
+            // The header as parsed from the whole packet, applied to a shorter one: a caller's
+            // mistake must still not panic.
+            let _ = audio_level(&full[..cut], &header, 1);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use crate::sdes::{parse_crypto, CryptoOffer};
 use std::net::IpAddr;
 use webrtc_sdp::address::ExplicitlyTypedAddress;
-use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeType};
+use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeDirection, SdpAttributeType};
 use webrtc_sdp::error::SdpParserError;
 use webrtc_sdp::media_type::{SdpFormatList, SdpMedia, SdpMediaValue, SdpProtocolValue};
 use webrtc_sdp::SdpConnection;
@@ -97,7 +97,12 @@ pub struct AudioSection {
     pub crypto: Vec<CryptoOffer>,
     /// `a=fingerprint` at media or session level: the mark of DTLS-SRTP.
     pub dtls_fingerprint: bool,
+    /// The `a=extmap` id of RFC 6464 audio levels, when the peer says it sends them.
+    pub audio_level_ext: Option<u8>,
 }
+
+/// RFC 6464: the sender's audio level in each packet's header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// One m-line as written, whether or not webrtc-sdp understood it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +279,25 @@ fn audio_section(m: &SdpMedia, raw: &RawSection, session: SessionDefaults) -> Re
         ptime,
         crypto: raw.crypto.clone(),
         dtls_fingerprint: session.fingerprint || m.get_attribute(SdpAttributeType::Fingerprint).is_some(),
+        audio_level_ext: audio_level_ext(m),
     }))
+}
+
+/// The id the peer sends RFC 6464 levels under: an `a=extmap` for the URI whose direction lets the
+/// peer send, and whose id fits the one-byte or two-byte header form (1 to 255).
+fn audio_level_ext(m: &SdpMedia) -> Option<u8> {
+    m.get_attributes().iter().find_map(|a| match a {
+        SdpAttribute::Extmap(e)
+            if e.url == AUDIO_LEVEL_URI
+                && matches!(
+                    e.direction,
+                    None | Some(SdpAttributeDirection::Sendrecv | SdpAttributeDirection::Sendonly)
+                ) =>
+        {
+            u8::try_from(e.id).ok().filter(|id| *id > 0)
+        }
+        _ => None,
+    })
 }
 
 fn format_of(m: &SdpMedia, raw: &RawSection, pt: u8) -> Format {

@@ -1,6 +1,6 @@
 //! Writing the bridge's SDP offers and answers: plain text, CRLF line ends, nothing fancy.
 
-use crate::sdp::Direction;
+use crate::sdp::{Direction, AUDIO_LEVEL_URI};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use switchboard_driver::{Codec, CodecSpec};
@@ -20,6 +20,8 @@ pub struct AudioLine<'a> {
     pub crypto: Vec<String>,
     pub ssrc: u32,
     pub cname: &'a str,
+    /// The id under which the bridge takes RFC 6464 audio levels (it sends none).
+    pub audio_level_ext: Option<u8>,
 }
 
 /// One m-line of the SDP being written.
@@ -92,6 +94,9 @@ fn write_audio(s: &mut String, a: &AudioLine<'_>) {
     for c in &a.crypto {
         let _ = write!(s, "a=crypto:{c}\r\n");
     }
+    if let Some(id) = a.audio_level_ext {
+        let _ = write!(s, "a=extmap:{id}/recvonly {AUDIO_LEVEL_URI}\r\n");
+    }
     let _ = write!(s, "a=ssrc:{} cname:{}\r\n", a.ssrc, a.cname);
     let _ = write!(s, "a={}\r\n", a.direction.attribute());
 }
@@ -121,6 +126,7 @@ mod tests {
             crypto: vec![],
             ssrc: 7,
             cname: "abc",
+            audio_level_ext: Some(3),
         };
         let ip: IpAddr = "203.0.113.5".parse().unwrap();
         let rejected = Section::Rejected { media: "video", proto: "RTP/AVP", fmts: "96 97" };
@@ -134,6 +140,9 @@ mod tests {
         assert_eq!((a.rtcp_port, a.ptime), (Some(20001), Some(20)));
         assert_eq!(d.sections[1].port, 0);
         assert!(text.contains("m=video 0 RTP/AVP 96 97\r\n"));
+        // The bridge takes levels and sends none: read back, the SDP's writer sends no levels.
+        assert!(text.contains("a=extmap:3/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"));
+        assert_eq!(a.audio_level_ext, None);
     }
 
     #[test]

@@ -49,6 +49,46 @@ fn plain_rtp_reaches_the_room_and_connects_once() {
     assert_eq!(payload, &vec![3u8; 160]);
 }
 
+/// A packet whose one-byte header extension carries `level` as element `id`.
+fn rtp_with_level(seq: u16, id: u8, level: u8) -> Vec<u8> {
+    let mut p = rtp(0, seq, u32::from(seq) * 160, PEER_SSRC, false, &[]);
+    p[0] |= 0x10;
+    p.extend_from_slice(&[0xbe, 0xde, 0, 1, id << 4, 0x80 | level, 0, 0]);
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+#[test]
+fn audio_levels_a_gateway_offers_are_taken_into_the_room() {
+    let now = Instant::now();
+    let offer_levels = |direction: &str| {
+        offer(
+            "RTP/AVP 0 101",
+            &format!(
+                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+                 a=extmap:4{direction} urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\n"
+            ),
+        )
+    };
+    let (mut d, answer) = answered(now, &offer_levels(""));
+    assert!(answer.contains("a=extmap:4/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"), "{answer}");
+    d.handle_receive(now, addr(PEER_RTP), addr(LOCAL_RTP), &rtp_with_level(1, 4, 33));
+    // An element under another id is not the level.
+    d.handle_receive(now, addr(PEER_RTP), addr(LOCAL_RTP), &rtp_with_level(2, 5, 33));
+    let sink = drain(&mut d, now);
+    let levels: Vec<Option<i8>> = sink.media.iter().map(|(_, m, _)| m.audio_level).collect();
+    assert_eq!(levels, [Some(33), None]);
+    assert_eq!(sink.media[0].2, vec![0xff; 160], "the extension is not payload");
+
+    // A peer that only receives levels sends none, and one that never offered them is not told of them.
+    let (mut d, answer) = answered(now, &offer_levels("/recvonly"));
+    assert!(!answer.contains("a=extmap"), "{answer}");
+    d.handle_receive(now, addr(PEER_RTP), addr(LOCAL_RTP), &rtp_with_level(1, 4, 33));
+    assert_eq!(drain(&mut d, now).media[0].1.audio_level, None);
+    let (_, answer) = answered(now, &gateway_offer());
+    assert!(!answer.contains("a=extmap"), "{answer}");
+}
+
 #[test]
 fn bad_packets_are_dropped_with_a_reason() {
     let now = Instant::now();

@@ -91,6 +91,21 @@ fn mutated_datagrams_never_panic() {
     let (mut d, _) = answered(clock.0, &gateway_offer());
     exercise(&mut d, &mut rng, &mut clock, &plain, 20_000);
 
+    // A leg that takes RFC 6464 levels reads each packet's header extension too.
+    let levels_offer = gateway_offer()
+        .replace("a=sendrecv\r\n", "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\n");
+    let (mut d, answer) = answered(clock.0, &levels_offer);
+    assert!(answer.contains("a=extmap:1/recvonly"), "{answer}");
+    let mut with_levels = plain.clone();
+    for ext in [&[0xbe, 0xde, 0, 1, 0x10, 0x85, 0, 0][..], &[0x10, 0x00, 0, 1, 1, 1, 0x85, 0]] {
+        let mut p = rtp(0, 9, 1440, 5, false, &[]);
+        p[0] |= 0x10;
+        p.extend_from_slice(ext);
+        p.extend_from_slice(&[0xff; 160]);
+        with_levels.push(p);
+    }
+    exercise(&mut d, &mut rng, &mut clock, &with_levels, 20_000);
+
     // An srtp leg, seeded with genuinely protected packets so mutations get past the header.
     let mut a = RtpDriver::new(config(Some(ParticipantKind::Srtp), true), clock.0);
     let offer_sdp = a.create_offer(clock.0).unwrap();
