@@ -32,6 +32,7 @@ pub struct Metrics {
     pub mixers: IntGauge,
     pub mixer_stages: IntGaugeVec,
     pub mixer_jitter_target: IntGauge,
+    pub mixer_fec_encoders: IntGauge,
     pub mixer_paced_legs: IntGauge,
     pub transcodes: IntCounterVec,
 }
@@ -111,6 +112,10 @@ impl Metrics {
                 "mixer_jitter_target_ms",
                 "Largest playout delay any mixer input's adaptive jitter buffer aims for, over all rooms",
             ))?,
+            mixer_fec_encoders: IntGauge::with_opts(opts(
+                "mixer_fec_encoders",
+                "Mixer Opus encoders adding in-band FEC because their receivers report loss",
+            ))?,
             mixer_paced_legs: IntGauge::with_opts(opts(
                 "mixer_paced_legs",
                 "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
@@ -142,6 +147,7 @@ impl Metrics {
         m.registry.register(Box::new(m.mixers.clone()))?;
         m.registry.register(Box::new(m.mixer_stages.clone()))?;
         m.registry.register(Box::new(m.mixer_jitter_target.clone()))?;
+        m.registry.register(Box::new(m.mixer_fec_encoders.clone()))?;
         m.registry.register(Box::new(m.mixer_paced_legs.clone()))?;
         m.registry.register(Box::new(m.transcodes.clone()))?;
         for event in ["late", "lost", "concealed"] {
@@ -213,6 +219,7 @@ impl Metrics {
         self.mixer_stages.with_label_values(&["encoders"]).set(g.encoders as i64);
         self.mixer_stages.with_label_values(&["decoders"]).set(g.decoders as i64);
         self.mixer_jitter_target.set(g.jitter_target_ms as i64);
+        self.mixer_fec_encoders.set(g.fec_encoders as i64);
         for route in Route::ALL {
             let i = crate::core::stats::route_index(route);
             self.subscriptions.with_label_values(&[route.as_str()]).set(g.subscriptions[i] as i64);
@@ -244,6 +251,7 @@ impl RoomGauges {
         self.encoders += o.encoders;
         self.decoders += o.decoders;
         self.jitter_target_ms = self.jitter_target_ms.max(o.jitter_target_ms);
+        self.fec_encoders += o.fec_encoders;
         for i in 0..4 {
             self.subscriptions[i] += o.subscriptions[i];
         }

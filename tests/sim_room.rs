@@ -42,6 +42,8 @@ struct FakeDriver {
     panic_on_write: bool,
     /// Datagrams it could not decode, reported as drops at the next poll.
     garbage: u32,
+    /// A receiver report's loss on slot 0, reported at the next poll (a datagram `LOSS<percent>`).
+    loss: Option<f32>,
 }
 
 impl FakeDriver {
@@ -88,6 +90,7 @@ impl FakeDriver {
             closing: false,
             panic_on_write: false,
             garbage: 0,
+            loss: None,
         }
     }
 }
@@ -103,7 +106,9 @@ impl Driver for FakeDriver {
         &self.negotiated
     }
     fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, data: &[u8]) {
-        if let Some((track, seq, ts, payload)) = decode(data) {
+        if let Some(percent) = data.strip_prefix(b"LOSS") {
+            self.loss = Some(f32::from(percent[0]) / 100.0);
+        } else if let Some((track, seq, ts, payload)) = decode(data) {
             let meta =
                 RtpMeta { pt: Pt(1), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(1), audio_level: None };
             self.inbox.push((TrackKey(track), meta, payload.to_vec()));
@@ -129,6 +134,9 @@ impl Driver for FakeDriver {
         }
         for _ in 0..std::mem::take(&mut self.garbage) {
             out.event(DriverEvent::Dropped { reason: DropReason::Malformed });
+        }
+        if let Some(fraction) = self.loss.take() {
+            out.event(DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction });
         }
         // Like str0m, a closing driver reports that its transport went away.
         if std::mem::take(&mut self.closing) {
@@ -363,6 +371,8 @@ struct FakeMixer {
     due: bool,
     /// Absolute, like a real driver's deadline: polls between ticks must not push it back.
     next_tick: Option<Instant>,
+    /// The receivers' loss reports the room passed on, by output.
+    loss: HashMap<TrackKey, f32>,
 }
 
 impl MixerControl for FakeMixer {
@@ -396,7 +406,12 @@ impl MixerControl for FakeMixer {
         };
     }
     fn take_stats(&mut self) -> MixerStats {
-        MixerStats::default()
+        // As the real mixer would: an output whose receiver loses packets gets an FEC encoder.
+        MixerStats { fec_encoders: self.loss.values().filter(|f| **f > 0.0).count() as u64, ..Default::default() }
+    }
+    fn receiver_loss(&mut self, _: Instant, track: TrackKey, fraction: f32) {
+        assert!(self.plan.outputs.iter().any(|o| o.track == track), "loss passed on for a track that is no output");
+        self.loss.insert(track, fraction);
     }
 }
 
@@ -485,6 +500,10 @@ fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
     step(&mut r, &mut net, &mut now, 50, None);
     assert_eq!(r.participant_view(a).unwrap().subscriptions[0].route, Some(Route::Forward));
     assert!(net.received[&src(1)].iter().all(|p| p.2 == b"B"), "relay: a hears b's packets as they are");
+    // A relayed stream's loss is its sender's business (its own receiver reports), not a mixer's.
+    r.handle_receive(now, a, src(1), dst(1), b"LOSS\x0a", &mut net);
+    r.take_stats();
+    assert_eq!(r.gauges().fec_encoders, 0);
     assert!(!r.is_mixer_paced(a) && !r.is_mixer_paced(b), "relayed packets must go out as they arrive");
     let relay_epoch = r.pacing_epoch();
 
@@ -501,6 +520,10 @@ fn relay_to_mix_and_back_keeps_each_leg_one_stream() {
     let minus: std::collections::HashSet<u8> = mixed_for_a.iter().map(|p| p.2[1]).collect();
     assert_eq!(minus.len(), 1, "a's mix always leaves out the same input (its own)");
     assert_ne!(mixed_for_a[0].2[1], 0, "a's mix is a mix-minus");
+    // Mixed, a's loss reaches the mixer, on a's own output.
+    r.handle_receive(now, a, src(1), dst(1), b"LOSS\x0a", &mut net);
+    r.take_stats();
+    assert_eq!(r.gauges().fec_encoders, 1, "a's loss report reached the mixer");
 
     r.leave(now, c, LeaveReason::Requested, &mut net);
     step(&mut r, &mut net, &mut now, 50, None);

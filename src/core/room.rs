@@ -75,7 +75,7 @@ pub struct Room {
     mixer: Option<usize>,
     mix_keys: MixKeys,
     /// Mixes, encoders and decoders as of the last `take_stats`.
-    mixer_gauges: [u64; 4],
+    mixer_gauges: [u64; 5],
     /// Bumped whenever some participant's [`Room::is_mixer_paced`] answer changes.
     pacing_epoch: u64,
     /// During `handle_receive`: the receiving participant, and how many of the drops its driver
@@ -100,7 +100,7 @@ impl Room {
             empty_since: Some(now),
             mixer: None,
             mix_keys: MixKeys::default(),
-            mixer_gauges: [0; 4],
+            mixer_gauges: [0; 5],
             pacing_epoch: 0,
             receiving: None,
             cfg,
@@ -382,9 +382,9 @@ impl Room {
         }
         // Gauges outlive the counters they arrive with.
         let m = &self.stats.mixer;
-        self.mixer_gauges = [m.mixes, m.encoders, m.decoders, m.jitter_target_ms];
+        self.mixer_gauges = [m.mixes, m.encoders, m.decoders, m.jitter_target_ms, m.fec_encoders];
         if self.mixer.is_none() {
-            self.mixer_gauges = [0; 4];
+            self.mixer_gauges = [0; 5];
         }
         std::mem::take(&mut self.stats)
     }
@@ -396,6 +396,7 @@ impl Room {
             encoders: self.mixer_gauges[1],
             decoders: self.mixer_gauges[2],
             jitter_target_ms: self.mixer_gauges[3],
+            fec_encoders: self.mixer_gauges[4],
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
@@ -530,6 +531,17 @@ impl Room {
                     }
                 }
                 DriverEvent::ActiveSpeakers { slots } => self.speakers_changed(now, idx, &slots, net),
+                DriverEvent::ReceiverLoss { slot, fraction } => {
+                    // Only a mix or transcode can do something about it (Opus FEC); a forwarded
+                    // stream's sender hears of loss from its own receivers' reports.
+                    let wired = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.wired);
+                    let output = wired.and_then(|t| self.track_owner.get(&t)).filter(|(o, _)| Some(*o) == self.mixer);
+                    if let Some(&(mixer, track)) = output {
+                        if let Some(ctl) = self.slab[mixer].as_mut().and_then(|m| m.driver.as_mixer()) {
+                            ctl.receiver_loss(now, track, fraction);
+                        }
+                    }
+                }
             }
         }
     }

@@ -69,4 +69,6 @@ pub struct RoomGauges {
     pub decoders: u64,
     /// The largest jitter-buffer target of the room's mixer inputs, in ms (a maximum, not a sum).
     pub jitter_target_ms: u64,
+    /// Mixer encoders adding in-band FEC for receivers that report loss.
+    pub fec_encoders: u64,
 }

@@ -96,6 +96,9 @@ pub enum DriverEvent {
     Dropped { reason: DropReason },
     /// The mixer's current loudest speakers changed: its input slots, loudest first.
     ActiveSpeakers { slots: Vec<SlotKey> },
+    /// The peer reports losing `fraction` (0 to 1) of what the bridge sends on `slot` (RTCP
+    /// receiver reports).
+    ReceiverLoss { slot: SlotKey, fraction: f32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -67,6 +67,8 @@ pub struct MixerStats {
     pub decoders: u64,
     /// The largest playout delay the inputs' jitter buffers currently aim for, in ms.
     pub jitter_target_ms: u64,
+    /// Encoders adding in-band FEC because their receivers report loss.
+    pub fec_encoders: u64,
 }
 
 impl MixerStats {
@@ -83,6 +85,7 @@ impl MixerStats {
         self.encoders = newer.encoders;
         self.decoders = newer.decoders;
         self.jitter_target_ms = newer.jitter_target_ms;
+        self.fec_encoders = newer.fec_encoders;
     }
 }
 
@@ -90,6 +93,9 @@ impl MixerStats {
 pub trait MixerControl {
     fn configure(&mut self, now: Instant, plan: &MixPlan);
     fn take_stats(&mut self) -> MixerStats;
+    /// The receiver of output `track` reports losing `fraction` (0 to 1) of what it is sent
+    /// (RTCP receiver reports). The mixer may protect that output's stream against it.
+    fn receiver_loss(&mut self, now: Instant, track: TrackKey, fraction: f32);
 }
 
 #[cfg(test)]

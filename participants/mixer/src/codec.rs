@@ -128,6 +128,15 @@ impl Encoder {
         })
     }
 
+    /// The share of packets (percent) the encoder's receivers report losing. Only Opus can do
+    /// something with it (in-band FEC); the others carry on as they are.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), StageError> {
+        match self {
+            Encoder::Opus(e) => Ok(e.set_expected_loss(percent)?),
+            Encoder::G711 { .. } | Encoder::Gst(_) => Ok(()),
+        }
+    }
+
     /// Encodes one packet's worth of 16 kHz PCM into `out` (cleared first).
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), StageError> {
         out.clear();

@@ -98,6 +98,11 @@ struct EncoderState {
     ready: bool,
     last_used: u64,
     fed_at: u64,
+    /// The worst loss (percent) the receivers of this encoder's outputs report, gathered this
+    /// tick and last tick, and what the encoder was last told.
+    loss_gathering: u8,
+    loss_gathered: u8,
+    loss_applied: u8,
 }
 
 struct OutputState {
@@ -107,6 +112,26 @@ struct OutputState {
     kind: MixOutputKind,
     seq: u64,
     timestamp: u32,
+    /// The share of packets the receiver reports losing, and when it said so.
+    loss: Option<(f32, Instant)>,
+}
+
+/// How long a receiver's loss report stands. Receivers report every few seconds (RTCP); one
+/// that stops, or leaves, stops costing its encoder FEC after this.
+const LOSS_REPORT_FRESH: Duration = Duration::from_secs(10);
+/// The most loss an encoder is told of: beyond it, FEC's share of the bitrate starves the
+/// frames it protects.
+const MAX_EXPECTED_LOSS: u8 = 25;
+
+impl OutputState {
+    fn loss_percent(&self, now: Instant) -> u8 {
+        match self.loss {
+            Some((fraction, at)) if now.saturating_duration_since(at) < LOSS_REPORT_FRESH => {
+                (fraction * 100.0).round().clamp(0.0, f32::from(MAX_EXPECTED_LOSS)) as u8
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// One packet waiting for `poll`; its buffer is reused.
@@ -190,7 +215,7 @@ impl MixerDriver {
             }
         }
         for o in 0..self.outputs.len() {
-            let (key, pt, clock_rate, ptime) = {
+            let (key, pt, clock_rate, ptime, loss) = {
                 let out = &self.outputs[o];
                 let stream = match out.kind {
                     MixOutputKind::Mix { minus: Some(s) } if self.selector.contains(s) => Stream::Minus(s),
@@ -198,9 +223,9 @@ impl MixerDriver {
                     MixOutputKind::Transcode { input } => Stream::Transcode(input),
                 };
                 let key = EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms };
-                (key, out.codec.pt, out.codec.clock_rate, out.ptime_ms)
+                (key, out.codec.pt, out.codec.clock_rate, out.ptime_ms, out.loss_percent(now))
             };
-            if !self.feed_encoder(key) {
+            if !self.feed_encoder(key, loss) {
                 continue;
             }
             let Some(enc) = self.encoders.get(&key) else { continue };
@@ -234,10 +259,13 @@ impl MixerDriver {
         self.stats.processing_ns += started.elapsed().as_nanos() as u64;
     }
 
-    /// Gives the encoder of `key` this tick's PCM, once per tick however many outputs share it.
-    /// Returns false when the encoder cannot be had.
-    fn feed_encoder(&mut self, key: EncoderKey) -> bool {
+    /// Gives the encoder of `key` this tick's PCM, once per tick however many outputs share it,
+    /// and gathers the worst loss their receivers report (`loss`, percent), which the encoder is
+    /// told of from the next tick on. Returns false when the encoder cannot be had.
+    fn feed_encoder(&mut self, key: EncoderKey, loss: u8) -> bool {
         let tick = self.tick;
+        // Only Opus carries FEC; the other codecs' encoders are never told, nor counted.
+        let loss = if key.codec == Codec::Opus { loss } else { 0 };
         if let std::collections::hash_map::Entry::Vacant(slot) = self.encoders.entry(key) {
             match Encoder::new(key.codec, key.ptime_ms as u32) {
                 Ok(encoder) => {
@@ -248,6 +276,9 @@ impl MixerDriver {
                         ready: false,
                         last_used: tick,
                         fed_at: 0,
+                        loss_gathering: 0,
+                        loss_gathered: 0,
+                        loss_applied: 0,
                     });
                 }
                 Err(e) => {
@@ -275,10 +306,19 @@ impl MixerDriver {
         let Some(enc) = self.encoders.get_mut(&key) else { return false };
         enc.last_used = tick;
         if enc.fed_at == tick {
+            enc.loss_gathering = enc.loss_gathering.max(loss);
             return true;
         }
         enc.fed_at = tick;
         enc.ready = false;
+        enc.loss_gathered = std::mem::replace(&mut enc.loss_gathering, loss);
+        if enc.loss_gathered != enc.loss_applied {
+            enc.loss_applied = enc.loss_gathered;
+            if let Err(e) = enc.encoder.set_expected_loss(enc.loss_applied) {
+                tracing::warn!(error = %e, "mixer encoder refused its expected loss");
+                self.stats.errors += 1;
+            }
+        }
         enc.pending.extend_from_slice(pcm);
         let want = FRAME * (key.ptime_ms as usize / 20).max(1);
         if enc.pending.len() >= want {
@@ -476,6 +516,7 @@ impl MixerControl for MixerDriver {
                     kind: o.kind,
                     seq: 1,
                     timestamp: 0,
+                    loss: None,
                 }),
             }
         }
@@ -505,7 +546,14 @@ impl MixerControl for MixerDriver {
         s.encoders = self.encoders.len() as u64;
         s.decoders = self.inputs.iter().filter(|i| i.decoder.is_some()).count() as u64;
         s.jitter_target_ms = self.inputs.iter().map(|i| i.jitter.target().as_millis() as u64).max().unwrap_or(0);
+        s.fec_encoders = self.encoders.values().filter(|e| e.loss_applied > 0).count() as u64;
         s
+    }
+
+    fn receiver_loss(&mut self, now: Instant, track: TrackKey, fraction: f32) {
+        if let Some(out) = self.outputs.iter_mut().find(|o| o.track == track) {
+            out.loss = Some((if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 }, now));
+        }
     }
 }
 

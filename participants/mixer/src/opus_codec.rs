@@ -194,6 +194,15 @@ impl Encoder {
         self.frame_samples
     }
 
+    /// Tells the encoder what share of its packets (percent) its receivers lose. Above zero it
+    /// adds in-band FEC: each packet carries a low-rate copy of the frame before it, which a
+    /// receiver decodes when that frame's packet is lost. libopus sizes the copy to the loss.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), CodecError> {
+        self.state.set_inband_fec(percent > 0).map_err(setup("switching FEC"))?;
+        self.state.set_packet_loss_perc(i32::from(percent)).map_err(setup("setting the expected loss"))?;
+        Ok(())
+    }
+
     /// Replaces `out` with the Opus packet for `pcm`, which must be exactly one ptime of 16 kHz
     /// mono samples.
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {

@@ -9,7 +9,7 @@ use crate::rtp_header::{audio_level, looks_like_rtcp, RtpHeader};
 use crate::srtp::{rtp_overhead, SrtpError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard_driver::{DriverEvent, DropReason, ParticipantKind, Pt, RtpMeta, SeqNo, Ssrc, TrackKey};
+use switchboard_driver::{DriverEvent, DropReason, ParticipantKind, Pt, RtpMeta, SeqNo, SlotKey, Ssrc, TrackKey};
 
 /// How long the source a plain-RTP leg latched to must have been silent before a packet from
 /// another address may take the latch. Plain RTP proves nothing about its sender: without this,
@@ -241,7 +241,11 @@ impl RtpDriver {
             RtcpPacket::Bye { .. } | RtcpPacket::Other { .. } => return,
         };
         if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
-            self.remote_report = Some(self.remote_report_from(now, b));
+            let report = self.remote_report_from(now, b);
+            // The room passes it on to the mixer when the leg hears a mix (Opus FEC).
+            let fraction = report.fraction_lost as f32;
+            self.queue.event(DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction });
+            self.remote_report = Some(report);
         }
     }
 

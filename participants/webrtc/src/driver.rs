@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::error::SdpError;
@@ -20,6 +20,9 @@ use switchboard_driver::{
 
 use crate::negotiated::{self, TeleFormat};
 use crate::offer::{OfferScan, SUPPORTED};
+
+/// How often str0m sums up each stream, for the viewers' loss.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One WebRTC participant: ICE-lite, DTLS-SRTP and raw RTP in and out, on str0m.
 ///
@@ -62,8 +65,10 @@ impl WebrtcDriver {
             .enable_pcma(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            // Stats events cost a walk over every stream each interval; the room keeps its own.
-            .set_stats_interval(None);
+            // The viewers' loss (from their receiver reports) reaches the mixer, whose Opus mixes
+            // add FEC for it. A stats event walks every stream, so not often; the room keeps its
+            // own counters.
+            .set_stats_interval(Some(STATS_INTERVAL));
         // telephone-event at both audio clocks a browser pairs it with (Opus 48 kHz, G.711 8 kHz),
         // numbered as Chromium numbers them; an answer takes the offer's numbers anyway.
         for (pt, clock) in [(110u8, Frequency::FORTY_EIGHT_KHZ), (126, Frequency::EIGHT_KHZ)] {
@@ -181,6 +186,12 @@ impl WebrtcDriver {
             // The peer closed DTLS; str0m drains its own close and then goes dead.
             Event::Closed => self.end(DisconnectReason::Closed),
             Event::RtpPacket(p) => self.on_rtp(p, out),
+            Event::MediaEgressStats(stats) => {
+                // `None` when fewer than two receiver reports arrived in the interval.
+                if let (Some(index), Some(fraction)) = (self.scan.index_of(stats.mid), stats.loss) {
+                    out.event(DriverEvent::ReceiverLoss { slot: SlotKey(index), fraction });
+                }
+            }
             Event::KeyframeRequest(req) => {
                 let Some(index) = self.scan.index_of(req.mid) else {
                     return;

@@ -84,6 +84,9 @@ fn sender_report_after_media_and_rtt_from_the_peer() {
     assert_eq!((remote.fraction_lost, remote.cumulative_lost, remote.jitter_ms), (0.25, 5, 10.0));
     let rtt = remote.rtt_ms.unwrap();
     assert!((199.0..=201.0).contains(&rtt), "{rtt}");
+    // The room hears of the loss too: a mix sent to this leg may add FEC for it.
+    let events = drain(&mut d, now).events;
+    assert!(events.contains(&DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction: 0.25 }), "{events:?}");
 }
 
 #[test]
