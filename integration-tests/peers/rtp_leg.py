@@ -20,6 +20,8 @@ Joining (through the bridge's HTTP API, urllib):
 
 Main options (all in --help):
   --codec pcmu|pcma|g722|opus, --tone HZ (0: send no audio), --srtp SUITE, --direction
+  --report-loss PERCENT               send an RTCP receiver report every second claiming that
+                                      share of the bridge's packets lost (plain RTP only)
   --audio-level-ext ID                offer RFC 6464 levels under extmap ID; once the answer
                                       takes them, GStreamer's `level` measures each frame and
                                       its rtphdrextclientaudiolevel writes the extension
@@ -465,6 +467,7 @@ class Leg:
         self.bridge_offer_sdp = None
         # The extmap id the bridge's answer took our audio levels under (None: not sending them).
         self.level_ext = None
+        self.sent_loss_reports = 0
         self.dest = None
         self.audio_pt = None
         self.te_pt = None
@@ -1094,6 +1097,10 @@ class Leg:
             actions.append((float(t), "inject", (what, int(n or 1))))
         actions.sort(key=lambda x: x[0])
         threads = []
+        if a.report_loss is not None:
+            th = threading.Thread(target=self.loss_report_thread, daemon=True)
+            th.start()
+            threads.append(th)
         for at, what, arg in actions:
             if not self.sleep_until(at):
                 break
@@ -1131,6 +1138,23 @@ class Leg:
                 return False
             time.sleep(min(0.05, max(0.0, t - self.now())))
         return not self.stopped_by_file
+
+    def loss_report_thread(self):
+        """Every second, an RTCP RR (muxed) claiming --report-loss percent of the bridge's latest
+        stream lost, as a receiver behind a lossy link would send."""
+        fraction = max(0, min(255, round(self.a.report_loss * 256 / 100)))
+        while not self.stop_flag.wait(1.0):
+            if not self.rx_log or self.dest is None or self.suite:
+                continue
+            _t, _pt, seq, _ts, ssrc, _m, _n = self.rx_log[-1]
+            block = struct.pack("!IIIIII", ssrc, (fraction << 24) | 0, seq, 0, 0, 0)
+            rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc) + block
+            with self.send_lock:
+                try:
+                    self.sock.sendto(rr, self.dest)
+                    self.sent_loss_reports += 1
+                except OSError as e:
+                    log("RR send failed:", e)
 
     def dtmf_thread(self):
         try:
@@ -1246,6 +1270,7 @@ class Leg:
             "bridge_addr": "%s:%d" % self.dest if self.dest else None,
             "audio_pt": self.audio_pt,
             "audio_level_ext": self.level_ext,
+            "sent_loss_reports": self.sent_loss_reports,
             "te_pt": self.te_pt,
             "join": self.join_view,
             "offer_sdp": self.offer_sdp,
@@ -1289,6 +1314,8 @@ def main():
     p.add_argument("--te-pt", type=int, default=101, help="telephone-event PT to offer")
     p.add_argument("--tone", type=float, default=0.0, help="send a sine of HZ (0: send no audio)")
     p.add_argument("--amplitude", type=float, default=0.5)
+    p.add_argument("--report-loss", type=float, default=None,
+                   help="send an RTCP RR every second claiming this percent of the bridge's packets lost")
     p.add_argument("--audio-level-ext", type=int, default=None,
                    help="offer RFC 6464 audio levels under this extmap id and send them if taken")
     p.add_argument("--srtp", choices=sorted(SUITES), default=None)

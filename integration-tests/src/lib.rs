@@ -1709,12 +1709,14 @@ pub mod phone_legs {
 
     /// What a leg (run with --packet-log and --save-audio) heard between two unix times, and its
     /// sample rate. The saved file is the decoded audio of its audio packets in arrival order, each
-    /// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz),
+    /// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz;
+    /// Opus: 20 ms whatever its length),
     /// so the packet log places the times in the file exactly, whatever the decoder's lag.
     pub fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32) {
         let j = &out.json;
         let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
         let per_byte = (rate / 8000) as usize;
+        let opus = j["codec"] == "opus";
         let t0 = j["t0_unix"].as_f64().unwrap_or_else(|| panic!("no t0_unix: {}", out.describe()));
         let log = j["packet_log"]
             .as_array()
@@ -1737,7 +1739,8 @@ pub mod phone_legs {
                 break;
             }
             // The log's last field is the payload length; G.711 and G.722 carry 8,000 bytes a second.
-            pos += e[6].as_u64().unwrap_or(0) as usize * per_byte;
+            // An Opus packet's length says nothing of its duration: the bridge sends 20 ms each.
+            pos += if opus { rate as usize / 50 } else { e[6].as_u64().unwrap_or(0) as usize * per_byte };
         }
         let a = start.unwrap_or(pos).min(all.len());
         let b = end.unwrap_or(pos).min(all.len());
