@@ -1591,8 +1591,8 @@ mod tests {
 // ------------------------------------------------------------------------------------------
 
 pub use phone_legs::{
-    assert_one_stream, leg_audio_between, leg_joined_at, metric_value, read_s16le, require_rtp_leg, spawn_tone_legs,
-    tone_leg_args, RTP_LEG,
+    assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, metric_value, read_s16le,
+    require_rtp_leg, spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
 
 /// Helpers for tests with phone legs: the plain RTP / SDES-SRTP peer (peers/rtp_leg.py), the raw
@@ -1670,6 +1670,25 @@ pub mod phone_legs {
             .and_then(|e| e[0].as_f64())
             .unwrap_or_else(|| panic!("no join in the leg's timeline: {}", out.describe()));
         t0 + joined
+    }
+
+    /// The stretch (unix seconds) when every leg of `outs`, each sending for `duration_s`, was in
+    /// the room: from 2 s after the last join (the mix settles) to 0.5 s before the first stop.
+    #[track_caller]
+    pub fn legs_together(outs: &[PeerOutput], duration_s: f64) -> (f64, f64) {
+        let from = outs.iter().map(leg_joined_at).fold(f64::MIN, f64::max) + 2.0;
+        let to = outs.iter().map(|o| o.json["t0_unix"].as_f64().unwrap() + duration_s).fold(f64::MAX, f64::min) - 0.5;
+        assert!(to - from >= 4.0, "the legs were together for only {:.1} s (load?); from {from} to {to}", to - from);
+        (from, to)
+    }
+
+    /// What the leg `out` heard from `from` to `to`, as [`leg_audio_between`] gives it, asserting
+    /// it heard all of it.
+    #[track_caller]
+    pub fn leg_heard_all(out: &PeerOutput, path: &Path, (from, to): (f64, f64)) -> (Vec<i16>, u32) {
+        let (heard, rate) = leg_audio_between(out, path, from, to);
+        assert!(heard.len() as f64 >= (to - from - 0.2) * rate as f64, "the leg heard too little: {}", out.describe());
+        (heard, rate)
     }
 
     /// The leg received one stream from the bridge (one SSRC) without sequence gaps.

@@ -2,25 +2,11 @@
 //! endpoints send, with some loss) is heard in the Opus mix, while random bytes sent as Opus are
 //! recognised by their TOC churn, muted and counted.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
 
 mod common;
-use common::{configured_mixer, goertzel, meta, mix_output};
-
-#[derive(Default)]
-struct Collect {
-    media: Vec<Vec<u8>>,
-}
-
-impl Output for Collect {
-    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
-    fn media(&mut self, _: TrackKey, _: &RtpMeta, payload: &[u8]) {
-        self.media.push(payload.to_vec());
-    }
-    fn event(&mut self, _: DriverEvent) {}
-}
+use common::{configured_mixer, goertzel, meta, mix_output, Payloads};
 
 /// Share of `pcm`'s energy at `hz` (16 kHz PCM, Goertzel): near 1 for a clean tone on a bin.
 fn tone_share(pcm: &[i16], hz: f64) -> f64 {
@@ -37,7 +23,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
     let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
     let mut seed = 0x9E37_79B9u32;
-    let mut out = Collect::default();
+    let mut out = Payloads::default();
     for f in 0..250u64 {
         let now = t0 + Duration::from_millis(20 * f);
         let rtp = |ssrc: u32| meta(111, f, 960 * f as u32, ssrc);
@@ -108,7 +94,7 @@ fn inputs_left_out_of_the_mix_are_not_decoded_when_their_senders_report_levels()
     let legs = 5usize;
     let mut m = configured_mixer(t0, Codec::Opus, 111, legs as u16, vec![mix_output(9, Codec::Opus, 111, None)], 40);
     let mut senders: Vec<ToneSender> = (0..legs).map(|_| ToneSender::new()).collect();
-    let mut out = Collect::default();
+    let mut out = Payloads::default();
     // (tone, reported level in -dBov) per leg and phase. Phase 0 reports no levels at all.
     let phases: [[(f64, Option<i8>); 5]; 3] = [
         [(440.0, None), (660.0, None), (880.0, None), (0.0, None), (0.0, None)],
@@ -181,7 +167,7 @@ fn a_lost_opus_packet_is_heard_from_the_next_ones_fec_in_the_mix() {
         enc.set_inband_fec(fec).unwrap();
         enc.set_packet_loss_perc(if fec { 20 } else { 0 }).unwrap();
         let mut packet = vec![0u8; 1500];
-        let mut out = Collect::default();
+        let mut out = Payloads::default();
         for f in 0..200u64 {
             let now = t0 + Duration::from_millis(20 * f);
             let lost = f % 10 == 5;

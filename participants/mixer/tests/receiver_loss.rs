@@ -2,27 +2,11 @@
 //! low-rate copy of the frame before it, which the receiver decodes when that frame's packet was
 //! lost. Without reports the mix carries none, as before (FEC costs bitrate).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
 
-// Shared by the mixer's test binaries; this one uses part of it.
-#[allow(dead_code)]
 mod common;
-use common::{configured_mixer, meta, mix_output};
-
-#[derive(Default)]
-struct Collect {
-    media: Vec<Vec<u8>>,
-}
-
-impl Output for Collect {
-    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
-    fn media(&mut self, _: TrackKey, _: &RtpMeta, payload: &[u8]) {
-        self.media.push(payload.to_vec());
-    }
-    fn event(&mut self, _: DriverEvent) {}
-}
+use common::{configured_mixer, meta, mix_output, Payloads};
 
 /// How far (rms) frame `lost` of `packets`, recovered from the next packet's FEC, is from the
 /// frame as decoded from its own packet.
@@ -49,7 +33,7 @@ fn a_receiver_reporting_loss_gets_its_mix_with_fec() {
     let mut m = configured_mixer(t0, Codec::Opus, 111, 1, vec![mix_output(9, Codec::Opus, 111, None)], 40);
     let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
-    let mut out = Collect::default();
+    let mut out = Payloads::default();
     let mut phases = Vec::new();
     for f in 0..400u64 {
         let now = t0 + Duration::from_millis(20 * f);
@@ -96,7 +80,7 @@ fn a_receiver_reporting_loss_gets_its_mix_with_fec() {
 fn loss_on_a_g711_output_changes_nothing() {
     let t0 = Instant::now();
     let mut m = configured_mixer(t0, Codec::Pcmu, 0, 1, vec![mix_output(9, Codec::Pcmu, 0, None)], 40);
-    let mut out = Collect::default();
+    let mut out = Payloads::default();
     m.as_mixer().unwrap().receiver_loss(t0, TrackKey(9), 0.2);
     for f in 0..50u64 {
         let now = t0 + Duration::from_millis(20 * f);

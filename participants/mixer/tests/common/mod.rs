@@ -1,5 +1,8 @@
 //! Plans, packet metadata and measurements shared by the mixer's integration tests.
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_driver::*;
 use switchboard_mixer::{spec, MixerDriver};
@@ -48,4 +51,18 @@ pub fn goertzel(pcm: &[i16], hz: f64, rate: f64) -> f64 {
         s1 = s;
     }
     s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+}
+
+/// The payloads of every packet the mixer puts out, in order, whatever their track.
+#[derive(Default)]
+pub struct Payloads {
+    pub media: Vec<Vec<u8>>,
+}
+
+impl Output for Payloads {
+    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn media(&mut self, _: TrackKey, _: &RtpMeta, payload: &[u8]) {
+        self.media.push(payload.to_vec());
+    }
+    fn event(&mut self, _: DriverEvent) {}
 }
