@@ -11,7 +11,7 @@ use str0m::format::{Codec as S0Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as S0Kind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output as S0Output, Rtc, RtcError};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as S0Output, PacerReason, Reason, Rtc, RtcError};
 use switchboard_driver::dtmf::DtmfReceiver;
 use switchboard_driver::{
     DisconnectReason, Driver, DriverEvent, DropReason, KeyframeKind, Negotiated, NegotiationError, Output,
@@ -23,6 +23,12 @@ use crate::offer::{OfferScan, SUPPORTED};
 
 /// How often str0m sums up each stream, for the viewers' loss.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long the pacer's queue refresh may wait for the session's next write or receive (see
+/// `poll`). Longer than a 20 ms audio packet's or a 30 fps frame's interval, so a steady stream
+/// always gets there first; short enough that anything else str0m had due in the meantime (an
+/// RTCP report, a stats round) is barely late when the session goes quiet.
+const PACER_SLACK: Duration = Duration::from_millis(50);
 
 /// One WebRTC participant: ICE-lite, DTLS-SRTP and raw RTP in and out, on str0m.
 ///
@@ -43,7 +49,8 @@ pub struct WebrtcDriver {
     rx_ssrc: Vec<(TrackKey, str0m::rtp::Ssrc)>,
     /// Latest time seen, for `accepts`, which the trait gives no clock.
     last_now: Instant,
-    /// `write_media` queued packets that str0m only releases once time is fed in.
+    /// str0m must see time before its next output: `write_media` queued packets it only releases
+    /// then, or its pacer asked to refresh its view of the send queues.
     needs_tick: bool,
     closing: bool,
     /// Why the session ended, once known; reported once.
@@ -327,6 +334,9 @@ impl Driver for WebrtcDriver {
         } else if let Some(rx) = last_ssrc.and_then(|s| api.stream_rx(&s)) {
             rx.request_keyframe(kind);
         }
+        // str0m writes the request at its next timeout, which may be a second away; the poll
+        // that follows this call is sooner, and a viewer waits on the keyframe.
+        self.needs_tick = true;
     }
 
     fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
@@ -339,6 +349,19 @@ impl Driver for WebrtcDriver {
         }
         let next = loop {
             match self.rtc.poll_output() {
+                // str0m's null pacer (no bandwidth estimation) asks for a timeout the moment it has
+                // sent anything, only to refresh its view of the send queues. Those fill only by
+                // our writes and by the resends a received NACK queues, and a poll follows every
+                // write and receive, so the refresh runs there. Taken as asked, it was a second
+                // full `Input::Timeout` per forwarded packet for every subscriber (12 % of the
+                // fan-out profile, docs/benchmarks.md). `Reason` is not stable API: str0m is
+                // pinned, and a rename fails the build here.
+                Ok(S0Output::Timeout(t))
+                    if t <= now && self.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Handle) =>
+                {
+                    self.needs_tick = true;
+                    break now + PACER_SLACK;
+                }
                 Ok(S0Output::Timeout(t)) => break t,
                 Ok(S0Output::Transmit(t)) => out.transmit(t.source, t.destination, &t.contents),
                 Ok(S0Output::Event(e)) => self.on_event(e, out),

@@ -111,14 +111,14 @@ fn written_media_reaches_the_client_with_the_slot_ssrc() {
     assert_eq!(pair.driver.write_media(now, slot.key, &meta(Pt(13), 1, 1), &[0]), Err(WriteError::PayloadType(13)));
 }
 
-#[test]
-fn lost_video_is_resent_on_nack() {
+/// Loses the first copy of the 3rd of ten video packets on the way to the client, moving time
+/// with `step`, and returns the order in which sequence numbers reached it (within 2 s).
+fn video_with_a_loss(step: fn(&mut Pair, Duration)) -> (Vec<u16>, Rc<Cell<u32>>) {
     let (mut pair, _, _) = connected_av();
     let slot = pair.driver.negotiated().slots[1].clone();
     let pt = slot.pt_for(Codec::Vp8).expect("vp8 on the video slot");
 
-    // Lose the first copy of the 3rd packet on the way to the client. SRTP leaves the RTP header
-    // in clear, so the PT is readable.
+    // SRTP leaves the RTP header in clear, so the PT is readable.
     let sent = Rc::new(Cell::new(0));
     let counter = sent.clone();
     pair.drop_to_client = Some(Box::new(move |data: &[u8]| {
@@ -131,14 +131,46 @@ fn lost_video_is_resent_on_nack() {
     for i in 0..10u64 {
         let now = pair.now;
         pair.driver.write_media(now, slot.key, &meta(pt, 1 + i, 3000 * i as u32), &[0x10, i as u8]).expect("write");
-        pair.step(Duration::from_millis(33));
+        step(&mut pair, Duration::from_millis(33));
     }
-    let ok = pair.run_until(Duration::from_secs(2), |p| {
-        p.client_rtp.iter().any(|r| *r.header.ssrc == slot.ssrc.0 && r.header.sequence_number == 3)
-    });
-    let order: Vec<u16> = pair.client_rtp.iter().map(|r| r.header.sequence_number).collect();
-    assert!(ok, "seq 3 never arrived; got {order:?}");
+    let end = pair.now + Duration::from_secs(2);
+    while pair.now < end
+        && !pair.client_rtp.iter().any(|r| *r.header.ssrc == slot.ssrc.0 && r.header.sequence_number == 3)
+    {
+        step(&mut pair, Duration::from_millis(5));
+    }
+    (pair.client_rtp.iter().map(|r| r.header.sequence_number).collect(), sent)
+}
+
+#[test]
+fn lost_video_is_resent_on_nack() {
+    let (order, sent) = video_with_a_loss(Pair::step);
+    assert!(order.contains(&3), "seq 3 never arrived; got {order:?}");
     assert!(sent.get() >= 10, "the drop filter saw {} packets", sent.get());
+    let pos = |seq| order.iter().position(|s| *s == seq);
+    assert!(pos(3) > pos(4), "seq 3 should arrive late, as a resend: {order:?}");
+}
+
+/// str0m's pacer asks for a timeout the moment it has sent a packet; the driver folds that into its
+/// next poll instead, so that a fan-out does not run a second timeout for every subscriber and
+/// packet. The session must still be woken soon, and a resend that a NACK asks for must still go
+/// out when the driver gets time only at its deadlines, as in the room.
+#[test]
+fn a_sent_packet_asks_for_no_timeout_at_once_and_resends_still_go_out() {
+    let (mut pair, _, _) = connected_av();
+    let slot = pair.driver.negotiated().slots[0].clone();
+    let pt = slot.pt_for(Codec::Opus).expect("opus on the audio slot");
+    pair.step(Duration::from_millis(5));
+    let now = pair.now;
+    pair.driver.write_media(now, slot.key, &meta(pt, 1, 0), &[0xfc, 1, 2]).expect("write");
+    let mut sink = common::Sink::default();
+    let deadline = pair.driver.poll(now, &mut sink);
+    assert_eq!(sink.transmits.len(), 1, "the packet goes out on the poll after the write");
+    assert!(deadline > now, "the driver asks to be woken at once after a send");
+    assert!(deadline <= now + Duration::from_millis(50), "woken {:?} after a send", deadline - now);
+
+    let (order, _) = video_with_a_loss(Pair::step_to_deadline);
+    assert!(order.contains(&3), "seq 3 never arrived; got {order:?}");
     let pos = |seq| order.iter().position(|s| *s == seq);
     assert!(pos(3) > pos(4), "seq 3 should arrive late, as a resend: {order:?}");
 }
@@ -179,10 +211,12 @@ fn bridge_keyframe_request_reaches_the_publisher() {
 
     pair.driver.request_keyframe(TrackKey(1), KeyframeKind::Pli);
     pair.driver.request_keyframe(TrackKey(7), KeyframeKind::Fir);
-    let ok = pair.run_until(Duration::from_secs(1), |p| {
-        p.client_events.iter().any(|e| matches!(e, str0m::Event::KeyframeRequest(_)))
-    });
-    assert!(ok, "client saw no keyframe request");
+    // Sent on the poll that follows the request, not at the session's next timeout.
+    let asked = pair.now;
+    while !pair.client_events.iter().any(|e| matches!(e, str0m::Event::KeyframeRequest(_))) {
+        assert!(pair.now - asked < Duration::from_millis(5), "client saw no keyframe request");
+        pair.step_to_deadline(Duration::from_millis(1));
+    }
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct Pair {
     pub drop_to_client: Option<DropFilter>,
     /// Cuts the network both ways.
     pub partitioned: bool,
+    /// When the driver's last poll asked to be woken.
+    pub deadline: Instant,
 }
 
 impl Pair {
@@ -84,6 +86,7 @@ impl Pair {
             to_driver: Vec::new(),
             drop_to_client: None,
             partitioned: false,
+            deadline: now,
         }
     }
 
@@ -130,7 +133,7 @@ impl Pair {
             }
         }
         let before = self.sink.transmits.len();
-        self.driver.poll(now, &mut self.sink);
+        self.deadline = self.driver.poll(now, &mut self.sink);
         let to_client: Vec<_> = self.sink.transmits.drain(before..).collect();
         let to_driver = std::mem::take(&mut self.to_driver);
         let moved = !to_client.is_empty() || !to_driver.is_empty();
@@ -154,6 +157,17 @@ impl Pair {
             self.client.handle_input(Input::Receive(now, recv)).expect("client takes datagram");
         }
         moved
+    }
+
+    /// Like [`Pair::step`], but gives the driver its timeout only when the deadline from its
+    /// last poll has come, as the room does.
+    pub fn step_to_deadline(&mut self, step: Duration) {
+        while self.exchange() {}
+        self.now += step;
+        self.client.handle_input(Input::Timeout(self.now)).expect("client timeout");
+        if self.now >= self.deadline {
+            self.driver.handle_timeout(self.now);
+        }
     }
 
     /// Steps in 5 ms rounds until `done` holds, for at most `limit` of simulated time.
