@@ -351,11 +351,12 @@ impl Driver for WebrtcDriver {
             match self.rtc.poll_output() {
                 // str0m's null pacer (no bandwidth estimation) asks for a timeout the moment it has
                 // sent anything, only to refresh its view of the send queues. Those fill only by
-                // our writes and by the resends a received NACK queues, and a poll follows every
-                // write and receive, so the refresh runs there. Taken as asked, it was a second
-                // full `Input::Timeout` per forwarded packet for every subscriber (12 % of the
-                // fan-out profile, docs/benchmarks.md). `Reason` is not stable API: str0m is
-                // pinned, and a rename fails the build here.
+                // our writes (each followed by a poll that feeds time first) and by the resends a
+                // received NACK queues, which wait for the next timeout either way; a poll follows
+                // every receive, so one arriving while the refresh is pending is even answered at
+                // once. Taken as asked, it was a second full `Input::Timeout` per forwarded packet
+                // for every subscriber (12 % of the fan-out profile, docs/benchmarks.md). `Reason`
+                // is not stable API: str0m is pinned, and a rename fails the build here.
                 Ok(S0Output::Timeout(t))
                     if t <= now && self.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Handle) =>
                 {
