@@ -258,9 +258,15 @@ impl Driver for WebrtcDriver {
         };
         // str0m drops bad RTP/RTCP/SRTP silently; what errors here is mostly a DTLS record it
         // could not take. One bad datagram must not end the session, so count it and go on.
-        if let Err(e) = self.rtc.handle_input(Input::Receive(now, recv)) {
-            tracing::debug!(error = %e, "datagram refused");
-            self.pending.push_back(DriverEvent::Dropped { reason: DropReason::Malformed });
+        match self.rtc.handle_input(Input::Receive(now, recv)) {
+            // str0m runs its own timeout after every receive, so whatever waited for time (queued
+            // writes, the pacer's refresh, a NACK's resends) has had it; another on the next poll
+            // would repeat the same work.
+            Ok(()) => self.needs_tick = false,
+            Err(e) => {
+                tracing::debug!(error = %e, "datagram refused");
+                self.pending.push_back(DriverEvent::Dropped { reason: DropReason::Malformed });
+            }
         }
     }
 
@@ -351,12 +357,11 @@ impl Driver for WebrtcDriver {
             match self.rtc.poll_output() {
                 // str0m's null pacer (no bandwidth estimation) asks for a timeout the moment it has
                 // sent anything, only to refresh its view of the send queues. Those fill only by
-                // our writes (each followed by a poll that feeds time first) and by the resends a
-                // received NACK queues, which wait for the next timeout either way; a poll follows
-                // every receive, so one arriving while the refresh is pending is even answered at
-                // once. Taken as asked, it was a second full `Input::Timeout` per forwarded packet
-                // for every subscriber (12 % of the fan-out profile, docs/benchmarks.md). `Reason`
-                // is not stable API: str0m is pinned, and a rename fails the build here.
+                // our writes, each followed by a poll that feeds time first, and by the resends a
+                // received NACK queues, after which str0m runs its timeout itself. Taken as asked,
+                // it was a second full `Input::Timeout` per forwarded packet for every subscriber
+                // (12 % of the fan-out profile, docs/benchmarks.md). `Reason` is not stable API:
+                // str0m is pinned, and a rename fails the build here.
                 Ok(S0Output::Timeout(t))
                     if t <= now && self.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Handle) =>
                 {
