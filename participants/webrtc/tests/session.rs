@@ -142,13 +142,18 @@ fn video_with_a_loss(step: fn(&mut Pair, Duration)) -> (Vec<u16>, Rc<Cell<u32>>)
     (pair.client_rtp.iter().map(|r| r.header.sequence_number).collect(), sent)
 }
 
+/// Seq 3, lost once, reached the client after seq 4: as a resend.
+fn assert_resent_late(order: &[u16]) {
+    assert!(order.contains(&3), "seq 3 never arrived; got {order:?}");
+    let pos = |seq| order.iter().position(|s| *s == seq);
+    assert!(pos(3) > pos(4), "seq 3 should arrive late, as a resend: {order:?}");
+}
+
 #[test]
 fn lost_video_is_resent_on_nack() {
     let (order, sent) = video_with_a_loss(Pair::step);
-    assert!(order.contains(&3), "seq 3 never arrived; got {order:?}");
     assert!(sent.get() >= 10, "the drop filter saw {} packets", sent.get());
-    let pos = |seq| order.iter().position(|s| *s == seq);
-    assert!(pos(3) > pos(4), "seq 3 should arrive late, as a resend: {order:?}");
+    assert_resent_late(&order);
 }
 
 /// str0m's pacer asks for a timeout the moment it has sent a packet; the driver folds that into its
@@ -170,9 +175,7 @@ fn a_sent_packet_asks_for_no_timeout_at_once_and_resends_still_go_out() {
     assert!(deadline <= now + Duration::from_millis(50), "woken {:?} after a send", deadline - now);
 
     let (order, _) = video_with_a_loss(Pair::step_to_deadline);
-    assert!(order.contains(&3), "seq 3 never arrived; got {order:?}");
-    let pos = |seq| order.iter().position(|s| *s == seq);
-    assert!(pos(3) > pos(4), "seq 3 should arrive late, as a resend: {order:?}");
+    assert_resent_late(&order);
 }
 
 #[test]
