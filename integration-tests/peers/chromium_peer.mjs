@@ -4,7 +4,7 @@
 // Drives Debian's /usr/bin/chromium through playwright-core (never downloads a browser). The page
 // is served from a local http server on 127.0.0.1 (navigator.mediaDevices is undefined on
 // about:blank). The page builds the RTCPeerConnection with Chromium's fake microphone and camera,
-// waits for ICE gathering to complete (the bridge is ICE-lite and takes no trickle), and hands the
+// waits for ICE gathering to complete (the bridge takes no trickle), and hands the
 // offer to this script, which POSTs it to the bridge's HTTP API (no CORS involved) and passes the
 // answer back. Remote tracks are played in <audio>/<video> elements. After --duration seconds the
 // script reads getStats() and prints ONE JSON line:

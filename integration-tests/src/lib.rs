@@ -1333,7 +1333,8 @@ impl Sdp {
 }
 
 /// Checks a WebRTC answer from the bridge against the offer it answers: same m-lines in the same
-/// order with the same mids, ICE-lite, DTLS role chosen (not `actpass`), a fingerprint, a host
+/// order with the same mids, full ICE (no `a=ice-lite`: the bridge checks the pair itself, see
+/// `a_webrtcbin_publisher_stays_past_fifteen_seconds`), DTLS role chosen (not `actpass`), a fingerprint, a host
 /// candidate on the bridge's WebRTC port at 127.0.0.1, and for each offered `recvonly` m-line a
 /// `sendonly` answer declaring its SSRC (a pre-negotiated slot) without the bandwidth-estimation
 /// header extensions (TWCC, abs-send-time: the bridge runs no send-side estimation), which an
@@ -1346,7 +1347,7 @@ pub fn assert_webrtc_answer(offer: &str, answer: &str, webrtc_port: u16) {
     let okinds: Vec<(&str, Option<&str>)> = o.media.iter().map(|m| (m.kind.as_str(), m.mid.as_deref())).collect();
     let akinds: Vec<(&str, Option<&str>)> = a.media.iter().map(|m| (m.kind.as_str(), m.mid.as_deref())).collect();
     assert_eq!(akinds, okinds, "answer m-lines (kind, mid) differ from the offer's:\n{answer}");
-    assert!(a.has_line("a=ice-lite"), "answer lacks a=ice-lite (the bridge is ICE-lite):\n{answer}");
+    assert!(!a.has_line("a=ice-lite"), "answer says a=ice-lite (the bridge runs full ICE):\n{answer}");
     let setups = a.lines_starting("a=setup:");
     assert!(!setups.is_empty(), "answer has no a=setup:\n{answer}");
     assert!(
@@ -1493,9 +1494,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "a=ice-lite")]
+    #[should_panic(expected = "a=setup")]
     fn answer_check_rejects_a_plain_echo() {
-        // Echoing the offer back is not an answer: it has no ice-lite and setup:actpass.
+        // Echoing the offer back is not an answer: it leaves the DTLS role open (setup:actpass).
         let o = fixture("chromium_offer.sdp");
         assert_webrtc_answer(&o, &o, 3478);
     }

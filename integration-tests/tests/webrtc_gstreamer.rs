@@ -107,6 +107,29 @@ fn subscriber_first_slot_is_filled_without_renegotiation() {
     );
 }
 
+/// libnice (webrtcbin's ICE agent) keeps a connection up with STUN binding *indications*, sent
+/// rarely, and never sends the consent checks (binding requests) browsers send every few
+/// seconds. An ICE-lite bridge, which only answers checks, took 15 s of silence for a dead peer
+/// and dropped every webrtcbin publisher 15 s after it joined. The bridge now runs full ICE and
+/// checks the pair itself.
+#[test]
+fn a_webrtcbin_publisher_stays_past_fifteen_seconds() {
+    require_gstreamer();
+    let d = Daemon::start();
+    let pub_args = ["--publish-tone", "440", "--duration", "24"];
+    let mut publisher = Some(d.join_peer(PEER, "long", "publisher", &pub_args, Duration::from_secs(60)));
+    let pub_id = d.wait_for_participants("long", 1, &mut [&mut publisher], JOIN).remove(0);
+    std::thread::sleep(Duration::from_secs(17));
+    assert_eq!(d.participants_of("long"), std::slice::from_ref(&pub_id), "the publisher was dropped before 17 s");
+    let sub_args = ["--receive", "3", "--duration", "4"];
+    let sub = d.join_peer(PEER, "long", "subscriber", &sub_args, Duration::from_secs(40)).wait();
+    assert_heard_440(&sub);
+    let p = publisher.unwrap().wait();
+    let pj = p.expect_ok();
+    // 204: the publisher was still in the room when it left on its own, 24 s after joining.
+    assert_eq!(pj["left_status"], 204, "the bridge had dropped the publisher: {}", p.describe());
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

@@ -30,7 +30,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// RTCP report, a stats round) is barely late when the session goes quiet.
 const PACER_SLACK: Duration = Duration::from_millis(50);
 
-/// One WebRTC participant: ICE-lite, DTLS-SRTP and raw RTP in and out, on str0m.
+/// One WebRTC participant: ICE, DTLS-SRTP and raw RTP in and out, on str0m.
 ///
 /// The bridge only answers offers. Track and slot keys are m-line indices, so they stay stable
 /// across renegotiation.
@@ -64,7 +64,9 @@ impl WebrtcDriver {
     pub fn new(now: Instant, candidates: &[SocketAddr]) -> Self {
         crate::init();
         let mut config = Rtc::builder()
-            .set_ice_lite(true)
+            // Full ICE: libnice (GStreamer's webrtcbin) sends no consent checks once connected,
+            // and str0m's ICE-lite agent drops a pair after 15 s without one (docs/interop.md).
+            .set_ice_lite(false)
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)

@@ -1,7 +1,7 @@
 //! WebRTC participants for Switchboard, on str0m.
 //!
-//! Each [`WebrtcDriver`] is one peer connection: ICE-lite (the bridge has public host candidates
-//! and never probes), DTLS-SRTP, and str0m's RTP mode so packets are forwarded as they came rather
+//! Each [`WebrtcDriver`] is one peer connection: ICE as the controlled agent (full ICE, not lite,
+//! so the bridge checks the pair itself: libnice-based clients send no consent checks), DTLS-SRTP, and str0m's RTP mode so packets are forwarded as they came rather
 //! than depacketized and packetized again. Many drivers share one UDP socket; the room finds the
 //! owner of a datagram with [`Driver::accepts`](switchboard_driver::Driver::accepts).
 //!

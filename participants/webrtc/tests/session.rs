@@ -1,4 +1,4 @@
-//! The driver against a str0m client, end to end: offer/answer, ICE-lite + DTLS, RTP both ways,
+//! The driver against a str0m client, end to end: offer/answer, ICE + DTLS, RTP both ways,
 //! keyframe requests, NACK, renegotiation and close.
 
 mod common;
