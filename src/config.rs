@@ -81,6 +81,11 @@ pub struct MixerConfig {
     pub jitter_buffer_ms: u32,
     /// Maximum playout delay the jitter buffers may grow to under jitter.
     pub jitter_buffer_max_ms: u32,
+    /// The video composite's picture: size, frame rate and each encoder's bitrate.
+    pub composite_width: u32,
+    pub composite_height: u32,
+    pub composite_fps: u32,
+    pub composite_kbps: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,7 +129,15 @@ impl Default for RoomsConfig {
 
 impl Default for MixerConfig {
     fn default() -> Self {
-        MixerConfig { speakers: 3, jitter_buffer_ms: 20, jitter_buffer_max_ms: 200 }
+        MixerConfig {
+            speakers: 3,
+            jitter_buffer_ms: 20,
+            jitter_buffer_max_ms: 200,
+            composite_width: 640,
+            composite_height: 360,
+            composite_fps: 15,
+            composite_kbps: 800,
+        }
     }
 }
 
@@ -211,6 +224,17 @@ impl Config {
         if self.mixer.jitter_buffer_max_ms < self.mixer.jitter_buffer_ms || self.mixer.jitter_buffer_max_ms > 1000 {
             return bad("mixer.jitter_buffer_max_ms", "must be at least mixer.jitter_buffer_ms and at most 1000");
         }
+        // Encoders take even sizes only (4:2:0 chroma), and a 4x4 grid must leave each tile pixels.
+        let even = |v: u32| v.is_multiple_of(2) && (64..=3840).contains(&v);
+        if !even(self.mixer.composite_width) || !even(self.mixer.composite_height) {
+            return bad("mixer.composite_width", "composite_width and composite_height must be even, 64 to 3840");
+        }
+        if !(1..=60).contains(&self.mixer.composite_fps) {
+            return bad("mixer.composite_fps", "must be 1 to 60");
+        }
+        if !(50..=20_000).contains(&self.mixer.composite_kbps) {
+            return bad("mixer.composite_kbps", "must be 50 to 20000");
+        }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
@@ -285,6 +309,10 @@ mod tests {
             ("[mixer]\njitter_buffer_ms = 60\njitter_buffer_max_ms = 40\n", "mixer.jitter_buffer_max_ms"),
             ("[mixer]\njitter_buffer_max_ms = 0\n", "mixer.jitter_buffer_max_ms"),
             ("[mixer]\njitter_buffer_max_ms = 1001\n", "mixer.jitter_buffer_max_ms"),
+            ("[mixer]\ncomposite_width = 641\n", "mixer.composite_width"),
+            ("[mixer]\ncomposite_height = 0\n", "mixer.composite_width"),
+            ("[mixer]\ncomposite_fps = 0\n", "mixer.composite_fps"),
+            ("[mixer]\ncomposite_kbps = 10\n", "mixer.composite_kbps"),
         ] {
             let f = write(toml);
             let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();

@@ -105,7 +105,10 @@ impl Metrics {
             mixer_ticks: IntCounter::with_opts(opts("mixer_ticks_total", "20 ms mix cycles run"))?,
             mixers: IntGauge::with_opts(opts("mixers", "Rooms with a running mixer"))?,
             mixer_stages: IntGaugeVec::new(
-                opts("mixer_stages", "Mixer stages by kind: distinct mixes, encoders and decoders"),
+                opts(
+                    "mixer_stages",
+                    "Mixer stages by kind: distinct mixes, audio encoders and decoders, video encoders",
+                ),
                 &["stage"],
             )?,
             mixer_jitter_target: IntGauge::with_opts(opts(
@@ -218,6 +221,7 @@ impl Metrics {
         self.mixer_stages.with_label_values(&["mixes"]).set(g.mixes as i64);
         self.mixer_stages.with_label_values(&["encoders"]).set(g.encoders as i64);
         self.mixer_stages.with_label_values(&["decoders"]).set(g.decoders as i64);
+        self.mixer_stages.with_label_values(&["video_encoders"]).set(g.video_encoders as i64);
         self.mixer_jitter_target.set(g.jitter_target_ms as i64);
         self.mixer_fec_encoders.set(g.fec_encoders as i64);
         for route in Route::ALL {
@@ -252,6 +256,7 @@ impl RoomGauges {
         self.decoders += o.decoders;
         self.jitter_target_ms = self.jitter_target_ms.max(o.jitter_target_ms);
         self.fec_encoders += o.fec_encoders;
+        self.video_encoders += o.video_encoders;
         for i in 0..4 {
             self.subscriptions[i] += o.subscriptions[i];
         }

@@ -44,6 +44,8 @@ struct FakeDriver {
     garbage: u32,
     /// A receiver report's loss on slot 0, reported at the next poll (a datagram `LOSS<percent>`).
     loss: Option<f32>,
+    /// A PLI on slot 0, reported at the next poll (a datagram `PLI`).
+    pli: bool,
 }
 
 impl FakeDriver {
@@ -91,6 +93,7 @@ impl FakeDriver {
             panic_on_write: false,
             garbage: 0,
             loss: None,
+            pli: false,
         }
     }
 }
@@ -106,7 +109,9 @@ impl Driver for FakeDriver {
         &self.negotiated
     }
     fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, data: &[u8]) {
-        if let Some(percent) = data.strip_prefix(b"LOSS") {
+        if data == b"PLI" {
+            self.pli = true;
+        } else if let Some(percent) = data.strip_prefix(b"LOSS") {
             self.loss = Some(f32::from(percent[0]) / 100.0);
         } else if let Some((track, seq, ts, payload)) = decode(data) {
             let meta =
@@ -134,6 +139,9 @@ impl Driver for FakeDriver {
         }
         for _ in 0..std::mem::take(&mut self.garbage) {
             out.event(DriverEvent::Dropped { reason: DropReason::Malformed });
+        }
+        if std::mem::take(&mut self.pli) {
+            out.event(DriverEvent::KeyframeRequest { slot: SlotKey(0), kind: KeyframeKind::Pli });
         }
         if let Some(fraction) = self.loss.take() {
             out.event(DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction });
@@ -175,7 +183,13 @@ fn room(now: Instant) -> Room {
         max_participants: 10,
         inactivity_timeout: Duration::from_secs(30),
         empty_timeout: Duration::from_secs(60),
-        mixer: MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40, jitter_buffer_max_ms: 200 },
+        mixer: MixerSettings {
+            factory: None,
+            speakers: 3,
+            jitter_buffer_ms: 40,
+            jitter_buffer_max_ms: 200,
+            video: VideoSettings::default(),
+        },
     };
     Room::new(RoomId::new("sim").unwrap(), cfg, now)
 }
@@ -373,6 +387,8 @@ struct FakeMixer {
     next_tick: Option<Instant>,
     /// The receivers' loss reports the room passed on, by output.
     loss: HashMap<TrackKey, f32>,
+    /// Outputs asked for a keyframe, answered with a `K` packet on the next tick.
+    keyframes: Vec<TrackKey>,
 }
 
 impl MixerControl for FakeMixer {
@@ -384,7 +400,7 @@ impl MixerControl for FakeMixer {
                 .iter()
                 .map(|o| TrackInfo {
                     key: o.track,
-                    kind: MediaKind::Audio,
+                    kind: o.codec.codec.kind(),
                     codec: o.codec.clone(),
                     label: "mix".into(),
                 })
@@ -394,7 +410,7 @@ impl MixerControl for FakeMixer {
                 .iter()
                 .map(|i| SlotInfo {
                     key: i.slot,
-                    kind: MediaKind::Audio,
+                    kind: i.codec.codec.kind(),
                     label: "in".into(),
                     codecs: vec![i.codec.clone()],
                     ssrc: Ssrc(0),
@@ -433,7 +449,9 @@ impl Driver for FakeMixer {
     fn write_media(&mut self, _: Instant, _: SlotKey, _: &RtpMeta, _: &[u8]) -> Result<(), WriteError> {
         Ok(())
     }
-    fn request_keyframe(&mut self, _: TrackKey, _: KeyframeKind) {}
+    fn request_keyframe(&mut self, track: TrackKey, _: KeyframeKind) {
+        self.keyframes.push(track);
+    }
     fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
         if std::mem::take(&mut self.due) {
             for o in &self.plan.outputs {
@@ -451,8 +469,10 @@ impl Driver for FakeMixer {
                     MixOutputKind::Mix { minus: Some(s) } => s.0 as u8,
                     _ => 0,
                 };
-                out.media(o.track, &meta, &[b'm', minus]);
+                let kind = if self.keyframes.contains(&o.track) { b'K' } else { b'm' };
+                out.media(o.track, &meta, &[kind, minus]);
             }
+            self.keyframes.clear();
         }
         *self.next_tick.get_or_insert(now)
     }
@@ -472,6 +492,7 @@ fn mixing_room(now: Instant) -> Room {
             speakers: 3,
             jitter_buffer_ms: 40,
             jitter_buffer_max_ms: 200,
+            video: VideoSettings::default(),
         },
     };
     Room::new(RoomId::new("mix").unwrap(), cfg, now)
@@ -582,4 +603,42 @@ fn an_empty_room_expires_after_its_timeout_and_not_before() {
     r.leave(left_at, a, LeaveReason::Requested, &mut net);
     assert!(!r.is_expired(left_at + Duration::from_secs(59)));
     assert!(r.is_expired(left_at + Duration::from_secs(60)));
+}
+
+#[test]
+fn a_viewer_without_the_publishers_codec_gets_the_composite_and_its_keyframes() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = mixing_room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Vp8], &[], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Vp8], &[], AudioPreference::Auto);
+    // Only H.264: no publisher's codec, so the composite, in H.264.
+    let viewer = join(&mut r, t0, &mut net, 3, &[], &[Codec::H264], AudioPreference::Auto);
+    let sub = &r.participant_view(viewer).unwrap().subscriptions[0];
+    assert_eq!((sub.route, sub.codec, sub.publisher_id), (Some(Route::Composite), Some(Codec::H264), None));
+    let mut now = t0;
+    let step = |r: &mut Room, net: &mut SimNet, now: &mut Instant, n: u64| {
+        for i in 0..n {
+            *now += Duration::from_millis(20);
+            r.handle_receive(*now, a, src(1), dst(1), &encode(0, 1000 + i, 3000 * i as u32, b"A"), net);
+            r.handle_receive(*now, b, src(2), dst(2), &encode(0, 2000 + i, 3000 * i as u32, b"B"), net);
+            r.handle_timeout(*now, net);
+        }
+    };
+    step(&mut r, &mut net, &mut now, 10);
+    let got = net.received[&src(3)].clone();
+    assert!(got.len() >= 9, "the viewer gets the mixer's picture: {}", got.len());
+    assert!(got.iter().all(|p| p.2[0] == b'K' || p.2[0] == b'm'), "only the composite, never a publisher's packet");
+    assert_eq!(got[0].2[0], b'K', "the composite starts on the keyframe the route change asked for");
+    assert!(got[1..].iter().all(|p| p.2[0] == b'm'), "and asks once");
+    // The viewer's own PLI reaches the compositor's encoder, not a publisher.
+    r.handle_receive(now, viewer, src(3), dst(3), b"PLI", &mut net);
+    step(&mut r, &mut net, &mut now, 3);
+    let got = &net.received[&src(3)];
+    assert_eq!(got.iter().filter(|p| p.2[0] == b'K').count(), 2, "the PLI was answered by the composite's encoder");
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "one stream");
+    assert!(!net.received.contains_key(&src(1)) && !net.received.contains_key(&src(2)), "publishers get nothing");
+    r.take_stats();
+    let g = r.gauges();
+    assert_eq!(g.subscriptions[switchboard::core::stats::route_index(Route::Composite)], 1);
 }

@@ -3,13 +3,18 @@
 
 Run it with Debian's /usr/bin/python3 (it needs python3-gi, gir1.2-gst-plugins-bad-1.0 and
 python3-numpy).  It joins a room through the bridge's HTTP API itself (urllib, no trickle ICE:
-the bridge is ICE-lite, so the offer is POSTed only once ICE gathering is complete), stays in the
+the bridge takes no trickle, so the offer is POSTed only once ICE gathering is complete), stays in the
 room for --duration seconds and prints ONE JSON line on stdout at the end.
 
 Roles (combinable):
   --publish-tone HZ   audiotestsrc sine HZ -> opusenc -> rtpopuspay -> webrtcbin
   --receive SECONDS   recvonly audio transceiver(s); incoming Opus is decoded to S16LE mono 48 kHz
                       and the dominant frequency of the last SECONDS of audio is reported
+  --publish-video ARGB  a sendonly video transceiver: a solid ARGB picture (e.g. 0xffff0000 for red),
+                      320x240 at 15 fps, in --video-codec (vp8 or h264)
+  --receive-video     a recvonly video transceiver in --video-codec; the pictures are decoded, and
+                      their count, the last one's size and its colour at a few points are reported
+  --video-pref P      send "video": P in the join body (auto or composite)
 With both, the single audio transceiver is sendrecv (use --recv-slots for extra recvonly slots).
 
 Other modes:
@@ -39,6 +44,19 @@ from peer_common import add_join_args, exit_with_report, http_json, logger, part
 
 RATE = 48000
 OPUS_CAPS = "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111"
+VIDEO_CAPS = {
+    "vp8": "application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96",
+    "h264": "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=102,"
+            "packetization-mode=(string)1,profile-level-id=(string)42e01f",
+}
+VIDEO_ENCODE = {
+    "vp8": "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 mtu=1200",
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
+            "video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 mtu=1200 config-interval=-1",
+}
+VIDEO_DECODE = {"VP8": "rtpvp8depay ! vp8dec", "H264": "rtph264depay ! avdec_h264"}
+# Where the last received picture's colour is reported, as fractions of its width and height.
+VIDEO_POINTS = [(0.25, 0.5), (0.75, 0.5), (0.5, 0.5), (0.04, 0.5), (0.25, 0.04)]
 
 
 log = logger("webrtcbin_peer")
@@ -91,6 +109,10 @@ class Peer:
         self.negotiation_needed = 0
         self.renegotiations = 0  # this peer never renegotiates; reported so tests can say so
         self.stats = {}
+        self.audio_linked = False
+        self.video_linked = False
+        self.video_frames = 0
+        self.last_picture = None  # (width, height, RGB bytes)
         self.build()
 
     # ---- pipeline -------------------------------------------------------------------------
@@ -147,15 +169,39 @@ class Peer:
             self.webrtc.emit(
                 "add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, caps
             )
-        if a.publish_tone is None and extra == 0:
-            fail("nothing to do: give --publish-tone and/or --receive")
+        if a.publish_video is not None:
+            vcaps = VIDEO_CAPS[a.video_codec]
+            vsrc = Gst.parse_bin_from_description(
+                "videotestsrc is-live=true pattern=solid-color foreground-color=%d ! "
+                "video/x-raw,width=320,height=240,framerate=15/1 ! videoconvert ! %s name=vpay ! "
+                "capsfilter caps=\"%s\"" % (int(a.publish_video, 0), VIDEO_ENCODE[a.video_codec], vcaps),
+                True,
+            )
+            self.pipe.add(vsrc)
+            vsrc.get_by_name("vpay").get_static_pad("src").add_probe(
+                Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST, self.on_sent_buffer)
+            vsink = self.webrtc.request_pad_simple("sink_%u")
+            vsrc.get_static_pad("src").link(vsink)
+            vsink.get_property("transceiver").set_property(
+                "direction", GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
+        if a.receive_video:
+            self.webrtc.emit(
+                "add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
+                Gst.Caps.from_string(VIDEO_CAPS[a.video_codec]),
+            )
+        if a.publish_tone is None and extra == 0 and a.publish_video is None and not a.receive_video:
+            fail("nothing to do: give --publish-tone, --receive, --publish-video and/or --receive-video")
 
         bus = self.pipe.get_bus()
         bus.add_signal_watch()
         bus.connect("message", self.on_bus)
 
     def on_sent_buffer(self, pad, info):
-        self.sent_rtp_packets += 1
+        # Video payloaders push a frame's packets as one buffer list.
+        if info.type & Gst.PadProbeType.BUFFER_LIST:
+            self.sent_rtp_packets += info.get_buffer_list().length()
+        else:
+            self.sent_rtp_packets += 1
         return Gst.PadProbeReturn.OK
 
     def on_recv_buffer(self, pad, info):
@@ -172,8 +218,15 @@ class Peer:
         self.incoming_pads += 1
         log("incoming pad", pad.get_name(), pad.get_current_caps())
         pad.add_probe(Gst.PadProbeType.BUFFER, self.on_recv_buffer)
-        # Only the first incoming stream is analysed (with --receive); others are counted and dropped.
-        if self.args.receive is None or self.incoming_pads > 1:
+        caps = pad.get_current_caps()
+        st = caps.get_structure(0) if caps is not None and caps.get_size() > 0 else None
+        media = st.get_string("media") if st is not None else None
+        if media == "video":
+            self.link_video(pad, st.get_string("encoding-name"))
+            return
+        # Only the first incoming audio stream is analysed (with --receive); others are counted
+        # and dropped.
+        if self.args.receive is None or self.audio_linked:
             sink = Gst.ElementFactory.make("fakesink", None)
             sink.set_property("sync", False)
             self.pipe.add(sink)
@@ -186,11 +239,62 @@ class Peer:
             "appsink name=out emit-signals=true sync=false max-buffers=0 drop=false",
             True,
         )
+        self.audio_linked = True
         self.pipe.add(dec)
         dec.get_by_name("out").connect("new-sample", self.on_sample)
         dec.sync_state_with_parent()
         res = pad.link(dec.get_static_pad("sink"))
         log("linked decoder:", res)
+
+    def link_video(self, pad, encoding):
+        decode = VIDEO_DECODE.get((encoding or "").upper())
+        if not self.args.receive_video or self.video_linked or decode is None:
+            log("video pad not analysed:", encoding)
+            sink = Gst.ElementFactory.make("fakesink", None)
+            sink.set_property("sync", False)
+            self.pipe.add(sink)
+            sink.sync_state_with_parent()
+            pad.link(sink.get_static_pad("sink"))
+            return
+        self.video_linked = True
+        dec = Gst.parse_bin_from_description(
+            "%s ! videoconvert ! video/x-raw,format=RGB ! "
+            "appsink name=vout emit-signals=true sync=false max-buffers=1 drop=true" % decode,
+            True,
+        )
+        self.pipe.add(dec)
+        dec.get_by_name("vout").connect("new-sample", self.on_video_sample)
+        dec.sync_state_with_parent()
+        log("linked video decoder:", pad.link(dec.get_static_pad("sink")))
+
+    def on_video_sample(self, sink):
+        sample = sink.emit("pull-sample")
+        st = sample.get_caps().get_structure(0)
+        w, h = st.get_value("width"), st.get_value("height")
+        buf = sample.get_buffer()
+        ok, info = buf.map(Gst.MapFlags.READ)
+        if ok:
+            data = bytes(info.data)
+            buf.unmap(info)
+            with self.samples_lock:
+                self.video_frames += 1
+                self.last_picture = (w, h, data)
+        return Gst.FlowReturn.OK
+
+    def video_report(self):
+        with self.samples_lock:
+            frames, picture = self.video_frames, self.last_picture
+        out = {"video_frames": frames, "video_width": None, "video_height": None, "video_pixels": {}}
+        if picture is None:
+            return out
+        w, h, data = picture
+        stride = (w * 3 + 3) // 4 * 4  # RGB rows are padded to 4 bytes
+        out["video_width"], out["video_height"] = w, h
+        for fx, fy in VIDEO_POINTS:
+            x, y = min(int(fx * w), w - 1), min(int(fy * h), h - 1)
+            i = y * stride + x * 3
+            out["video_pixels"]["%g,%g" % (fx, fy)] = list(data[i:i + 3])
+        return out
 
     def on_sample(self, sink):
         sample = sink.emit("pull-sample")
@@ -258,6 +362,8 @@ class Peer:
         body = {"sdp": self.offer_sdp, "display_name": a.display_name}
         if a.kind:
             body["kind"] = a.kind
+        if a.video_pref:
+            body["video"] = a.video_pref
         url = participants_url(a.api, a.room)
         try:
             status, resp = http_json("POST", url, body)
@@ -382,6 +488,8 @@ class Peer:
             "renegotiations": self.renegotiations,
             "stats": self.stats,
         }
+        if self.args.receive_video:
+            out.update(self.video_report())
         if self.join_response is not None:
             out["join"] = {k: v for k, v in self.join_response.items() if k != "sdp"}
             out["answer_sdp"] = self.answer_sdp
@@ -404,6 +512,10 @@ def arg_parser(doc, display_name, receive_help):
     p.add_argument("--duration", type=float, default=None, help="seconds to stay in the room after joining")
     p.add_argument("--timeout", type=float, default=None, help="hard timeout (default duration+30)")
     p.add_argument("--kind", default=None, help="send this 'kind' in the join body")
+    p.add_argument("--publish-video", default=None, metavar="ARGB", help="publish a solid picture of this colour")
+    p.add_argument("--receive-video", action="store_true", help="receive video and report its pictures")
+    p.add_argument("--video-codec", default="vp8", choices=sorted(VIDEO_CAPS))
+    p.add_argument("--video-pref", default=None, help="send this 'video' preference in the join body")
     p.add_argument("--local-ip", action="append", default=None,
                    help="local address for ICE (default 127.0.0.1; repeatable)")
     p.add_argument("--no-leave", action="store_true", help="do not DELETE the participant at the end")

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_driver::{
-    CodecSpec, Driver, MixInput, MixOutput, MixOutputKind, MixPlan, ParticipantId, SlotKey, TrackId, TrackKey,
+    CodecSpec, Driver, MediaKind, MixInput, MixOutput, MixOutputKind, MixPlan, ParticipantId, SlotKey, TrackId,
+    TrackKey, VideoSettings,
 };
 
 /// Builds the room's mixer when a route first needs one. The core never names GStreamer.
@@ -20,6 +21,7 @@ pub struct MixerSettings {
     /// Minimum (initial) and maximum playout delay of the mixer's adaptive jitter buffers.
     pub jitter_buffer_ms: u32,
     pub jitter_buffer_max_ms: u32,
+    pub video: VideoSettings,
 }
 
 impl std::fmt::Debug for MixerSettings {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for MixerSettings {
             .field("speakers", &self.speakers)
             .field("jitter_buffer_ms", &self.jitter_buffer_ms)
             .field("jitter_buffer_max_ms", &self.jitter_buffer_max_ms)
+            .field("video", &self.video)
             .finish()
     }
 }
@@ -48,7 +51,7 @@ pub struct Demand {
     pub own_audio: Option<TrackId>,
 }
 
-/// An audio track that may be mixed.
+/// A track that may be mixed (audio) or composited (video).
 #[derive(Debug, Clone)]
 pub struct Source {
     pub track: TrackId,
@@ -79,12 +82,17 @@ impl MixKeys {
 }
 
 /// The plan for `demands`. Every audio source is an input once anything is mixed, since any of
-/// them may become a loudest speaker; transcodes add only their own source.
+/// them may become a loudest speaker, and every video source once anything is composited;
+/// transcodes add only their own source.
 pub fn plan(keys: &mut MixKeys, demands: &[Demand], sources: &[Source], settings: &MixerSettings) -> MixPlan {
     let mixing = demands.iter().any(|d| d.route == Route::Mix);
+    let compositing = demands.iter().any(|d| d.route == Route::Composite);
     let wanted: Vec<&Source> = sources
         .iter()
-        .filter(|s| mixing || demands.iter().any(|d| d.route == Route::Transcode && d.track == Some(s.track)))
+        .filter(|s| match s.codec.codec.kind() {
+            MediaKind::Audio => mixing,
+            MediaKind::Video => compositing,
+        } || demands.iter().any(|d| d.route == Route::Transcode && d.track == Some(s.track)))
         .collect();
     keys.inputs.retain(|t, _| wanted.iter().any(|s| s.track == *t));
     keys.outputs.retain(|k, _| demands.iter().any(|d| (d.subscriber, d.slot) == *k));
@@ -104,6 +112,7 @@ pub fn plan(keys: &mut MixKeys, demands: &[Demand], sources: &[Source], settings
     for d in demands {
         let kind = match (d.route, d.track) {
             (Route::Mix, _) => MixOutputKind::Mix { minus: d.own_audio.and_then(|t| keys.inputs.get(&t).copied()) },
+            (Route::Composite, _) => MixOutputKind::Composite,
             (Route::Transcode, Some(t)) => match keys.inputs.get(&t) {
                 Some(input) => MixOutputKind::Transcode { input: *input },
                 None => continue,
@@ -128,6 +137,7 @@ pub fn plan(keys: &mut MixKeys, demands: &[Demand], sources: &[Source], settings
         speakers: settings.speakers,
         jitter_buffer_ms: settings.jitter_buffer_ms,
         jitter_buffer_max_ms: settings.jitter_buffer_max_ms,
+        video: settings.video,
     }
 }
 
@@ -140,7 +150,13 @@ mod tests {
         CodecSpec { codec: c, pt: Pt(0), clock_rate: c.clock_rate(), channels: 1, fmtp: String::new() }
     }
     fn settings() -> MixerSettings {
-        MixerSettings { factory: None, speakers: 3, jitter_buffer_ms: 40, jitter_buffer_max_ms: 200 }
+        MixerSettings {
+            factory: None,
+            speakers: 3,
+            jitter_buffer_ms: 40,
+            jitter_buffer_max_ms: 200,
+            video: VideoSettings::default(),
+        }
     }
     fn mix_demand(sub: u64, own: u64) -> Demand {
         Demand {

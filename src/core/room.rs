@@ -75,7 +75,7 @@ pub struct Room {
     mixer: Option<usize>,
     mix_keys: MixKeys,
     /// Mixes, encoders and decoders as of the last `take_stats`.
-    mixer_gauges: [u64; 5],
+    mixer_gauges: [u64; 6],
     /// Bumped whenever some participant's [`Room::is_mixer_paced`] answer changes.
     pacing_epoch: u64,
     /// During `handle_receive`: the receiving participant, and how many of the drops its driver
@@ -100,7 +100,7 @@ impl Room {
             empty_since: Some(now),
             mixer: None,
             mix_keys: MixKeys::default(),
-            mixer_gauges: [0; 5],
+            mixer_gauges: [0; 6],
             pacing_epoch: 0,
             receiving: None,
             cfg,
@@ -382,9 +382,9 @@ impl Room {
         }
         // Gauges outlive the counters they arrive with.
         let m = &self.stats.mixer;
-        self.mixer_gauges = [m.mixes, m.encoders, m.decoders, m.jitter_target_ms, m.fec_encoders];
+        self.mixer_gauges = [m.mixes, m.encoders, m.decoders, m.jitter_target_ms, m.fec_encoders, m.video_encoders];
         if self.mixer.is_none() {
-            self.mixer_gauges = [0; 5];
+            self.mixer_gauges = [0; 6];
         }
         std::mem::take(&mut self.stats)
     }
@@ -397,6 +397,7 @@ impl Room {
             decoders: self.mixer_gauges[2],
             jitter_target_ms: self.mixer_gauges[3],
             fec_encoders: self.mixer_gauges[4],
+            video_encoders: self.mixer_gauges[5],
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
@@ -509,7 +510,9 @@ impl Room {
                 DriverEvent::Disconnected { .. } => {}
                 DriverEvent::KeyframeRequest { slot, kind } => {
                     self.stats.keyframe_requests += 1;
-                    let source = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.source);
+                    // What the slot receives: the publisher's track when forwarded, the MCU's
+                    // output (whose encoder makes the keyframe) for a composite or a transcode.
+                    let source = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.wired.or(s.source));
                     if let Some(track) = source {
                         self.request_keyframe(now, track, kind, net);
                     }
@@ -649,9 +652,7 @@ impl Room {
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
             for t in &p.tracks {
                 tracks.push(PolicyTrack { id: t.id, publisher: p.id, kind: t.kind, codec: t.codec });
-                if t.kind == MediaKind::Audio {
-                    sources.push(Source { track: t.id, publisher: p.id, codec: t.spec.clone() });
-                }
+                sources.push(Source { track: t.id, publisher: p.id, codec: t.spec.clone() });
             }
         }
         tracks.sort_by_key(|t| t.id);
@@ -680,7 +681,7 @@ impl Room {
             let own_audio = p.tracks.iter().find(|t| t.kind == MediaKind::Audio).map(|t| t.id);
             for a in &assignments {
                 let Some(slot) = p.slots.iter().find(|s| s.info.key == a.slot) else { continue };
-                let needs_mcu = matches!(a.route, Route::Mix | Route::Transcode) && slot.info.kind == MediaKind::Audio;
+                let needs_mcu = matches!(a.route, Route::Mix | Route::Transcode | Route::Composite);
                 if let (true, Some(codec)) = (needs_mcu, slot.info.codecs.iter().find(|c| c.codec == a.codec)) {
                     demands.push(Demand {
                         subscriber: p.id,
@@ -705,7 +706,7 @@ impl Room {
                 let (route, source, codec) = (a.map(|a| a.route), a.and_then(|a| a.track), a.map(|a| a.codec));
                 slot.wired = match route {
                     Some(Route::Forward) => source,
-                    Some(Route::Mix | Route::Transcode) => self
+                    Some(Route::Mix | Route::Transcode | Route::Composite) => self
                         .mix_keys
                         .output(p.id, slot.info.key)
                         .and_then(|k| mixed_tracks.iter().find(|(key, _)| *key == k))
@@ -721,8 +722,13 @@ impl Room {
                 if let Some(c) = codec {
                     slot.forwarder.set_clock_rate(c.clock_rate());
                 }
-                if slot.info.kind == MediaKind::Video && source.is_some() && source != slot.source {
-                    keyframes.push(source);
+                if slot.info.kind == MediaKind::Video {
+                    // The picture starts on a keyframe: from the publisher of a forwarded track,
+                    // from the MCU's encoder (`wired`) for a composite or a transcode.
+                    let from = if route == Some(Route::Forward) { source } else { slot.wired };
+                    if from.is_some() && (route, source) != (slot.route, slot.source) {
+                        keyframes.push(from);
+                    }
                 }
                 if route == Some(Route::Transcode) && slot.route != Some(Route::Transcode) {
                     if let (Some(from), Some(to)) = (tracks.iter().find(|t| Some(t.id) == source), codec) {

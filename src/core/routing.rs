@@ -47,6 +47,9 @@ pub enum VideoPreference {
     Composite,
 }
 
+/// Video codecs the MCU encodes (a composite or a transcode); others are only forwarded.
+pub const COMPOSITE_CODECS: [Codec; 3] = [Codec::Vp8, Codec::Vp9, Codec::H264];
+
 /// One published track as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyTrack {
@@ -140,7 +143,12 @@ fn assign_video(sub: &PolicySubscriber, tracks: &[PolicyTrack], speakers: &[Part
     }
     let shares_codec = publishers.iter().any(|t| slots.iter().any(|s| s.codecs.contains(&t.codec)));
     if sub.video == VideoPreference::Composite || !shares_codec {
-        out.push(Assignment { slot: slots[0].key, route: Route::Composite, track: None, codec: slots[0].codecs[0] });
+        out.push(Assignment {
+            slot: slots[0].key,
+            route: Route::Composite,
+            track: None,
+            codec: encodable(&slots[0].codecs),
+        });
         return;
     }
     if publishers.len() > slots.len() {
@@ -153,10 +161,16 @@ fn assign_video(sub: &PolicySubscriber, tracks: &[PolicyTrack], speakers: &[Part
         out.push(match slot.codecs.contains(&track.codec) {
             true => Assignment { slot: slot.key, route: Route::Forward, track: Some(track.id), codec: track.codec },
             false => {
-                Assignment { slot: slot.key, route: Route::Transcode, track: Some(track.id), codec: slot.codecs[0] }
+                let codec = encodable(&slot.codecs);
+                Assignment { slot: slot.key, route: Route::Transcode, track: Some(track.id), codec }
             }
         });
     }
+}
+
+/// The subscriber's first choice among the video codecs the MCU encodes, or its first choice.
+fn encodable(codecs: &[Codec]) -> Codec {
+    codecs.iter().copied().find(|c| COMPOSITE_CODECS.contains(c)).unwrap_or(codecs[0])
 }
 
 /// Pairs tracks with slots: a slot keeps its current track if that track is still wanted, and
@@ -287,6 +301,18 @@ mod tests {
                 sub: with_video(sub(1, Webrtc, vec![slot(1, &[Vp8])]), VideoPreference::Composite),
                 tracks: vec![track(11, 2, Vp8)],
                 want: vec![(1, Composite, None, Vp8)],
+            },
+            Case {
+                name: "video: a composite is in the slot's first codec the compositor encodes",
+                sub: sub(1, Webrtc, vec![slot(1, &[Av1, H264, Vp8])]),
+                tracks: vec![track(11, 2, Vp9)],
+                want: vec![(1, Composite, None, H264)],
+            },
+            Case {
+                name: "video: a slot that takes no publisher's codec transcodes into one the MCU encodes",
+                sub: sub(1, Webrtc, vec![slot(1, &[Vp8]), slot(2, &[Av1, H264])]),
+                tracks: vec![track(10, 2, Vp8), track(11, 3, Vp9)],
+                want: vec![(1, Forward, Some(10), Vp8), (2, Transcode, Some(11), H264)],
             },
             Case {
                 name: "no publishers: nothing assigned",

@@ -71,4 +71,6 @@ pub struct RoomGauges {
     pub jitter_target_ms: u64,
     /// Mixer encoders adding in-band FEC for receivers that report loss.
     pub fec_encoders: u64,
+    /// Video encoders of composites and video transcodes.
+    pub video_encoders: u64,
 }

@@ -568,6 +568,12 @@ impl Worker {
                 speakers: self.cfg.mixer.speakers,
                 jitter_buffer_ms: self.cfg.mixer.jitter_buffer_ms,
                 jitter_buffer_max_ms: self.cfg.mixer.jitter_buffer_max_ms,
+                video: switchboard_driver::VideoSettings {
+                    width: self.cfg.mixer.composite_width,
+                    height: self.cfg.mixer.composite_height,
+                    fps: self.cfg.mixer.composite_fps,
+                    kbps: self.cfg.mixer.composite_kbps,
+                },
             },
         };
         info!(room = %id, "room created");

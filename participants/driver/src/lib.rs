@@ -19,7 +19,7 @@ mod packet;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
-pub use mix::{MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats};
+pub use mix::{MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats, VideoSettings};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 
 use std::net::SocketAddr;

@@ -17,6 +17,24 @@ pub struct MixPlan {
     pub jitter_buffer_ms: u32,
     /// Maximum playout delay the jitter buffers may grow to (at least `jitter_buffer_ms`).
     pub jitter_buffer_max_ms: u32,
+    /// The composite picture, when a video output asks for one.
+    pub video: VideoSettings,
+}
+
+/// The composite picture the video outputs carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Target bitrate of each composite encoder.
+    pub kbps: u32,
+}
+
+impl Default for VideoSettings {
+    fn default() -> VideoSettings {
+        VideoSettings { width: 640, height: 360, fps: 15, kbps: 800 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +59,8 @@ pub enum MixOutputKind {
     Mix { minus: Option<SlotKey> },
     /// One input re-encoded. Outputs of the same input and codec share one encoder.
     Transcode { input: SlotKey },
+    /// Every video input tiled into one picture. Outputs of the same codec share one encoder.
+    Composite,
 }
 
 /// Counters the mixer keeps for metrics, taken (and reset) by the room.
@@ -69,6 +89,8 @@ pub struct MixerStats {
     pub jitter_target_ms: u64,
     /// Encoders adding in-band FEC because their receivers report loss.
     pub fec_encoders: u64,
+    /// Video encoders running for composites and video transcodes.
+    pub video_encoders: u64,
 }
 
 impl MixerStats {
@@ -86,6 +108,7 @@ impl MixerStats {
         self.decoders = newer.decoders;
         self.jitter_target_ms = newer.jitter_target_ms;
         self.fec_encoders = newer.fec_encoders;
+        self.video_encoders = newer.video_encoders;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Switchboard's audio MCU: a driver the room treats like a participant. See `mixer.rs`.
 
 mod codec;
+pub mod compositor;
 mod conceal;
 pub mod g711;
 pub mod gst_codec;

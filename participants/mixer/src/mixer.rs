@@ -7,6 +7,7 @@
 //! each (see docs/mixer.md for the measured cost that decided it).
 
 use crate::codec::{Decoder, Encoder, FRAME};
+use crate::compositor::{CanvasKey, Compositor, VideoOutput};
 use crate::jitter::{JitterBuffer, Pop};
 use crate::resample::Upsampler;
 use crate::speakers::SpeakerSelector;
@@ -158,6 +159,11 @@ pub struct MixerDriver {
     stats: MixerStats,
     mix: [i32; FRAME],
     scratch: [i16; FRAME],
+    /// The video inputs and outputs, on GStreamer pipelines of their own.
+    video: Compositor,
+    /// The latest time the room gave; GStreamer's clock drives the video, this only paces
+    /// keyframe requests.
+    now: Instant,
     closed: bool,
 }
 
@@ -179,6 +185,8 @@ impl MixerDriver {
             stats: MixerStats::default(),
             mix: [0; FRAME],
             scratch: [0; FRAME],
+            video: Compositor::new(),
+            now,
             closed: false,
         }
     }
@@ -221,6 +229,8 @@ impl MixerDriver {
                     MixOutputKind::Mix { minus: Some(s) } if self.selector.contains(s) => Stream::Minus(s),
                     MixOutputKind::Mix { .. } => Stream::Listeners,
                     MixOutputKind::Transcode { input } => Stream::Transcode(input),
+                    // Video outputs are the compositor's; `configure` keeps them out of `outputs`.
+                    MixOutputKind::Composite => continue,
                 };
                 let key = EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms };
                 (key, out.codec.pt, out.codec.clock_rate, out.ptime_ms, out.loss_percent(now))
@@ -243,15 +253,7 @@ impl MixerDriver {
             };
             out.seq += 1;
             out.timestamp = out.timestamp.wrapping_add(clock_rate * ptime as u32 / 1000);
-            if self.pending_len == self.pending.len() {
-                self.pending.push(Pending { track: out.track, meta, payload: Vec::with_capacity(256) });
-            }
-            let p = &mut self.pending[self.pending_len];
-            p.track = out.track;
-            p.meta = meta;
-            p.payload.clear();
-            p.payload.extend_from_slice(&enc.packet);
-            self.pending_len += 1;
+            push_pending(&mut self.pending, &mut self.pending_len, out.track, &meta, &enc.packet);
         }
         let tick = self.tick;
         self.encoders.retain(|_, e| tick - e.last_used < ENCODER_IDLE_TICKS);
@@ -345,7 +347,7 @@ impl MixerDriver {
                 .iter()
                 .map(|o| TrackInfo {
                     key: o.track,
-                    kind: MediaKind::Audio,
+                    kind: o.codec.codec.kind(),
                     codec: o.codec.clone(),
                     label: format!("mix{}", o.track.0),
                 })
@@ -356,7 +358,7 @@ impl MixerDriver {
                 .iter()
                 .map(|i| SlotInfo {
                     key: i.slot,
-                    kind: MediaKind::Audio,
+                    kind: i.codec.codec.kind(),
                     label: format!("in{}", i.slot.0),
                     codecs: vec![i.codec.clone()],
                     ssrc: Ssrc(0),
@@ -367,6 +369,19 @@ impl MixerDriver {
                 .collect(),
         };
     }
+}
+
+/// Queues a packet for `poll`, reusing the buffers of packets already polled.
+fn push_pending(pending: &mut Vec<Pending>, len: &mut usize, track: TrackKey, meta: &RtpMeta, payload: &[u8]) {
+    if *len == pending.len() {
+        pending.push(Pending { track, meta: *meta, payload: Vec::with_capacity(256) });
+    }
+    let p = &mut pending[*len];
+    p.track = track;
+    p.meta = *meta;
+    p.payload.clear();
+    p.payload.extend_from_slice(payload);
+    *len += 1;
 }
 
 /// Plays one frame of `input` into `input.frame`, decoding, concealing or filling silence. With
@@ -470,8 +485,10 @@ impl MixerControl for MixerDriver {
         }
         let jitter_min = Duration::from_millis(plan.jitter_buffer_ms as u64);
         let jitter_max = Duration::from_millis(plan.jitter_buffer_max_ms as u64);
-        self.inputs.retain(|i| plan.inputs.iter().any(|p| p.slot == i.slot && p.codec == i.codec));
-        for p in &plan.inputs {
+        let audio_inputs = || plan.inputs.iter().filter(|p| p.codec.codec.kind() == MediaKind::Audio);
+        let audio_outputs = || plan.outputs.iter().filter(|o| o.codec.codec.kind() == MediaKind::Audio);
+        self.inputs.retain(|i| audio_inputs().any(|p| p.slot == i.slot && p.codec == i.codec));
+        for p in audio_inputs() {
             if self.inputs.iter().any(|i| i.slot == p.slot) {
                 continue;
             }
@@ -502,7 +519,7 @@ impl MixerControl for MixerDriver {
                 last_toc: None,
             });
         }
-        for o in &plan.outputs {
+        for o in audio_outputs() {
             match self.outputs.iter_mut().find(|x| x.track == o.track) {
                 Some(x) => {
                     x.kind = o.kind;
@@ -520,7 +537,27 @@ impl MixerControl for MixerDriver {
                 }),
             }
         }
-        self.outputs.retain(|x| plan.outputs.iter().any(|o| o.track == x.track));
+        self.outputs.retain(|x| audio_outputs().any(|o| o.track == x.track));
+        let video_inputs: Vec<(SlotKey, CodecSpec)> = plan
+            .inputs
+            .iter()
+            .filter(|p| p.codec.codec.kind() == MediaKind::Video)
+            .map(|p| (p.slot, p.codec.clone()))
+            .collect();
+        let video_outputs: Vec<VideoOutput> = plan
+            .outputs
+            .iter()
+            .filter(|o| o.codec.codec.kind() == MediaKind::Video)
+            .filter_map(|o| {
+                let canvas = match o.kind {
+                    MixOutputKind::Composite => CanvasKey::Composite,
+                    MixOutputKind::Transcode { input } => CanvasKey::Transcode(input),
+                    MixOutputKind::Mix { .. } => return None,
+                };
+                Some(VideoOutput { track: o.track, codec: o.codec.clone(), canvas })
+            })
+            .collect();
+        self.video.configure(now, &video_inputs, &video_outputs, plan.video);
         for input in &mut self.inputs {
             input.transcoded =
                 self.outputs.iter().any(|o| matches!(o.kind, MixOutputKind::Transcode { input: s } if s == input.slot));
@@ -547,6 +584,9 @@ impl MixerControl for MixerDriver {
         s.decoders = self.inputs.iter().filter(|i| i.decoder.is_some()).count() as u64;
         s.jitter_target_ms = self.inputs.iter().map(|i| i.jitter.target().as_millis() as u64).max().unwrap_or(0);
         s.fec_encoders = self.encoders.values().filter(|e| e.loss_applied > 0).count() as u64;
+        let video = self.video.take_stats();
+        s.errors += video.errors;
+        s.video_encoders = video.encoders;
         s
     }
 
@@ -589,10 +629,21 @@ impl Driver for MixerDriver {
             self.next_tick += TICK;
             ran += 1;
         }
+        self.now = self.now.max(now);
+        let (pending, len) = (&mut self.pending, &mut self.pending_len);
+        self.video.drain(now, |track, meta, payload| push_pending(pending, len, track, meta, payload));
+        for (slot, kind) in self.video.take_keyframe_requests() {
+            self.events.push(DriverEvent::KeyframeRequest { slot, kind });
+        }
     }
 
     fn write_media(&mut self, now: Instant, slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
-        let i = self.inputs.binary_search_by_key(&slot, |i| i.slot).map_err(|_| WriteError::NoSuchSlot)?;
+        let Ok(i) = self.inputs.binary_search_by_key(&slot, |i| i.slot) else {
+            return match self.video.write(slot, meta, payload) {
+                true => Ok(()),
+                false => Err(WriteError::NoSuchSlot),
+            };
+        };
         let input = &mut self.inputs[i];
         if let Some(level) = meta.audio_level {
             input.reported_db = Some((-(level.unsigned_abs() as f32), now));
@@ -608,7 +659,9 @@ impl Driver for MixerDriver {
         Ok(())
     }
 
-    fn request_keyframe(&mut self, _: TrackKey, _: KeyframeKind) {}
+    fn request_keyframe(&mut self, track: TrackKey, _: KeyframeKind) {
+        self.video.force_keyframe(self.now, track);
+    }
 
     fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
         for p in &self.pending[..self.pending_len] {
@@ -618,7 +671,7 @@ impl Driver for MixerDriver {
         for ev in self.events.drain(..) {
             out.event(ev);
         }
-        if self.closed || self.outputs.is_empty() {
+        if self.closed || (self.outputs.is_empty() && self.video.is_idle()) {
             return now + Duration::from_secs(1);
         }
         self.next_tick
@@ -626,6 +679,7 @@ impl Driver for MixerDriver {
 
     fn close(&mut self, _: Instant) {
         self.closed = true;
+        self.video = Compositor::new();
     }
 
     fn as_mixer(&mut self) -> Option<&mut dyn MixerControl> {

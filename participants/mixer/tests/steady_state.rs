@@ -60,6 +60,7 @@ fn a_steady_tick_does_not_allocate() {
         speakers: 3,
         jitter_buffer_ms: 40,
         jitter_buffer_max_ms: 200,
+        video: VideoSettings::default(),
     };
     let mut m = MixerDriver::new(t0);
     m.as_mixer().unwrap().configure(t0, &plan);

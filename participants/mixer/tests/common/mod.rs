@@ -26,6 +26,7 @@ pub fn configured_mixer(
         speakers: 3,
         jitter_buffer_ms,
         jitter_buffer_max_ms: 200,
+        video: VideoSettings::default(),
     };
     m.as_mixer().unwrap().configure(t0, &plan);
     m
