@@ -12,7 +12,7 @@
 // On failure it prints {"error": "..."} (plus what it knows) and exits 1.
 //
 // Options: --api URL --room NAME --duration S [--audio-codec pcmu|opus] [--no-video] [--recvonly]
-//          [--sendonly] [--display-name NAME] [--no-leave] [--timeout S]
+//          [--sendonly] [--display-name NAME] [--no-leave] [--timeout S] [--video-pref auto|composite]
 //          [--dtmf DIGITS [--dtmf-at S]]   press DIGITS with RTCDTMFSender S seconds after the answer,
 //                                          once connected (120 ms each, 80 ms apart); reported as "dtmf"
 //          [--dump-offer]   build an offer and print {"offer": sdp}; no bridge needed
@@ -57,6 +57,7 @@ function parseArgs(argv) {
     dumpOffer: false,
     dtmf: null,
     dtmfAt: 2,
+    videoPref: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -78,6 +79,7 @@ function parseArgs(argv) {
       case '--dump-offer': o.dumpOffer = true; break;
       case '--dtmf': o.dtmf = next(); break;
       case '--dtmf-at': o.dtmfAt = Number(next()); break;
+      case '--video-pref': o.videoPref = next(); break;
       case '-h': case '--help':
         process.stdout.write('see the header of chromium_peer.mjs\n'); process.exit(0);
       default: throw new Error(`unknown argument ${a}`);
@@ -317,7 +319,9 @@ async function main() {
     const url = `${opts.api}/v1/rooms/${encodeURIComponent(opts.room)}/participants`;
     let joined;
     try {
-      joined = await api('POST', url, { sdp: offer.sdp, display_name: opts.displayName });
+      const body = { sdp: offer.sdp, display_name: opts.displayName };
+      if (opts.videoPref) body.video = opts.videoPref;
+      joined = await api('POST', url, body);
     } catch (e) {
       throw new Error(`POST ${url} failed: ${e.cause ? e.cause.message || e.cause.code : e.message}`);
     }

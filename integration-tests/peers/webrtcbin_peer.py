@@ -227,11 +227,7 @@ class Peer:
         # Only the first incoming audio stream is analysed (with --receive); others are counted
         # and dropped.
         if self.args.receive is None or self.audio_linked:
-            sink = Gst.ElementFactory.make("fakesink", None)
-            sink.set_property("sync", False)
-            self.pipe.add(sink)
-            sink.sync_state_with_parent()
-            pad.link(sink.get_static_pad("sink"))
+            self.discard(pad)
             return
         dec = Gst.parse_bin_from_description(
             "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample ! "
@@ -246,15 +242,19 @@ class Peer:
         res = pad.link(dec.get_static_pad("sink"))
         log("linked decoder:", res)
 
+    def discard(self, pad):
+        """Counts a stream's packets (the probe is on the pad) and drops them."""
+        sink = Gst.ElementFactory.make("fakesink", None)
+        sink.set_property("sync", False)
+        self.pipe.add(sink)
+        sink.sync_state_with_parent()
+        pad.link(sink.get_static_pad("sink"))
+
     def link_video(self, pad, encoding):
         decode = VIDEO_DECODE.get((encoding or "").upper())
         if not self.args.receive_video or self.video_linked or decode is None:
             log("video pad not analysed:", encoding)
-            sink = Gst.ElementFactory.make("fakesink", None)
-            sink.set_property("sync", False)
-            self.pipe.add(sink)
-            sink.sync_state_with_parent()
-            pad.link(sink.get_static_pad("sink"))
+            self.discard(pad)
             return
         self.video_linked = True
         dec = Gst.parse_bin_from_description(

@@ -109,3 +109,36 @@ fn a_subscriber_without_the_publishers_codec_gets_the_composite_in_its_own() {
     assert_colour(&sub, "0.04,0.5", "black");
     red.unwrap().wait().expect_ok();
 }
+
+#[test]
+fn a_browser_viewer_decodes_the_composite() {
+    require_gstreamer();
+    require_chromium();
+    let d = Daemon::start();
+    let mut red = Some(d.join_peer(PEER, "web", "red", &["--publish-video", RED, "--duration", "25"], JOIN * 4));
+    d.wait_for_participants("web", 1, &mut [&mut red], JOIN);
+    let mut blue = Some(d.join_peer(PEER, "web", "blue", &["--publish-video", BLUE, "--duration", "24"], JOIN * 4));
+    d.wait_for_participants("web", 2, &mut [&mut red, &mut blue], JOIN);
+
+    let args = ["--recvonly", "--video-pref", "composite", "--duration", "8"];
+    let viewer = d.join_peer("chromium_peer.mjs", "web", "browser", &args, JOIN * 4).wait();
+    let j = viewer.expect_ok();
+    let subs = j["join"]["subscriptions"].as_array().cloned().unwrap_or_default();
+    let video: Vec<&Value> = subs.iter().filter(|s| s["kind"] == "video").collect();
+    assert_eq!(video.len(), 1, "{}", viewer.describe());
+    assert_eq!(video[0]["route"], "composite", "{}", viewer.describe());
+    let v = &j["inbound"]["video"];
+    let frames = v["framesDecoded"].as_u64().unwrap_or(0);
+    // 15 pictures a second for most of 8 s.
+    assert!(frames >= 60, "Chromium decoded only {frames} composite pictures: {}", viewer.describe());
+    let stream = &v["streams"][0];
+    assert_eq!(
+        (stream["frameWidth"].as_u64(), stream["frameHeight"].as_u64()),
+        (Some(640), Some(360)),
+        "the composite's size: {}",
+        viewer.describe()
+    );
+    for p in [red, blue] {
+        p.unwrap().wait().expect_ok();
+    }
+}
