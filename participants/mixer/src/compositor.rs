@@ -39,6 +39,8 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// An encoder makes a forced keyframe at most this often, however many subscribers ask.
 const FORCED_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 const MTU: u32 = 1200;
+/// Between a live branch and the compositor: a picture or two, the oldest dropped when late.
+const QUEUE: &str = "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompositeError {
@@ -530,7 +532,10 @@ fn build(
             ));
         }
         desc.push_str(&format!(" ! {raw} ! tee name=out\n"));
-        desc.push_str(&format!("videotestsrc is-live=true pattern=black ! {raw} ! canvas.sink_0\n"));
+        // The queues give the live branches a maximum latency. Without them the aggregator
+        // cannot configure its latency (max 0 < min one frame), stops timing out, and waits for
+        // every input: one publisher whose video never comes stalls the whole picture.
+        desc.push_str(&format!("videotestsrc is-live=true pattern=black ! {raw} ! {QUEUE} ! canvas.sink_0\n"));
     }
     let mut names = Vec::new();
     for (i, (slot, spec)) in inputs.iter().enumerate() {
@@ -539,7 +544,8 @@ fn build(
         let name = format!("in{}", slot.0);
         let caps =
             format!("application/x-rtp,media=video,clock-rate=90000,encoding-name={encoding},payload={}", spec.pt.0);
-        let sink = if composite { format!("canvas.sink_{}", i + 1) } else { "videoconvert ! tee name=out".into() };
+        let sink =
+            if composite { format!("{QUEUE} ! canvas.sink_{}", i + 1) } else { "videoconvert ! tee name=out".into() };
         desc.push_str(&format!(
             "appsrc name={name} is-live=true do-timestamp=true format=time leaky-type=downstream \
              max-bytes=4000000 caps=\"{caps}\" ! {depay} request-keyframe=true wait-for-keyframe=true ! \

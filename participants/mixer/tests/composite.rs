@@ -262,3 +262,80 @@ fn a_transcode_keeps_its_input_size_in_the_new_codec() {
     let centre = pixel(&rgb, w, 160, 120);
     assert!(centre.0 > 200 && centre.1 < 60 && centre.2 < 60, "the red input: {centre:?}");
 }
+
+/// One input sends `garbage_per_tick` random VP8 payloads every 5 ms (0: it sends nothing,
+/// like a publisher whose video never starts); the other a red picture.
+fn composite_beside_a_bad_input(garbage_per_tick: usize) {
+    switchboard_mixer::gst_codec::init().unwrap();
+    let t0 = Instant::now();
+    let mut mixer = MixerDriver::new(t0);
+    let plan = MixPlan {
+        inputs: vec![
+            MixInput { slot: SlotKey(1), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(1) },
+            MixInput { slot: SlotKey(2), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(2) },
+        ],
+        outputs: vec![MixOutput {
+            track: TrackKey(10),
+            codec: spec(Codec::Vp8, 100),
+            ptime_ms: 20,
+            kind: MixOutputKind::Composite,
+        }],
+        speakers: 3,
+        jitter_buffer_ms: 40,
+        jitter_buffer_max_ms: 200,
+        video: VideoSettings::default(),
+    };
+    mixer.as_mixer().unwrap().configure(t0, &plan);
+    let red = Sender::new(0xffff0000, 320, 240);
+    let mut out = Collected::default();
+    let (mut now, mut seq, mut seed) = (t0, 0u64, 0x2545_F491u32);
+    while now < t0 + Duration::from_secs(3) {
+        for (meta, payload) in red.packets() {
+            mixer.write_media(now, SlotKey(1), &meta, &payload).unwrap();
+        }
+        // Valid RTP headers, random VP8 payloads, a frame's worth every few packets.
+        for _ in 0..garbage_per_tick {
+            seq += 1;
+            let garbage: Vec<u8> = (0..200 + seq as usize % 900)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                })
+                .collect();
+            let meta = RtpMeta {
+                pt: Pt(96),
+                seq: SeqNo(seq),
+                timestamp: (seq / 3 * 6000) as u32,
+                marker: seq % 3 == 0,
+                ssrc: Ssrc(2),
+                audio_level: None,
+            };
+            mixer.write_media(now, SlotKey(2), &meta, &garbage).unwrap();
+        }
+        mixer.handle_timeout(now);
+        mixer.poll(now, &mut out);
+        std::thread::sleep(Duration::from_millis(5));
+        now = Instant::now();
+    }
+    let stats = mixer.as_mixer().unwrap().take_stats();
+    assert_eq!(stats.errors, 0, "no pipeline failed and none was rebuilt: {stats:?}");
+    let packets: Vec<(RtpMeta, Vec<u8>)> = out.media.iter().map(|(_, m, p)| (*m, p.clone())).collect();
+    // 15 pictures a second for 3 s, each one packet (a plain picture compresses well).
+    assert!(packets.len() >= 25, "the composite kept its pace: only {} packets", packets.len());
+    let (w, h, rgb) = last_picture(Codec::Vp8, &packets);
+    assert_eq!((w, h), (640, 360));
+    let left = pixel(&rgb, w, 160, 180);
+    assert!(left.0 > 200 && left.1 < 60 && left.2 < 60, "the good input's tile is intact: {left:?}");
+}
+
+#[test]
+fn a_publisher_whose_video_never_comes_does_not_stall_the_composite() {
+    composite_beside_a_bad_input(0);
+}
+
+#[test]
+fn a_garbage_input_costs_only_its_own_tile() {
+    composite_beside_a_bad_input(3);
+}
