@@ -140,46 +140,69 @@ fn pixel(rgb: &[u8], width: u32, x: u32, y: u32) -> (u8, u8, u8) {
     (rgb[i], rgb[i + 1], rgb[i + 2])
 }
 
-#[test]
-fn two_pictures_are_tiled_side_by_side() {
+/// A mixer configured with `inputs` VP8 inputs (slots 1, 2, ..., publishers alike) and one
+/// video output.
+fn video_mixer(t0: Instant, inputs: u16, output: MixOutput, video: VideoSettings) -> MixerDriver {
     switchboard_mixer::gst_codec::init().unwrap();
-    let t0 = Instant::now();
     let mut mixer = MixerDriver::new(t0);
-    let video = VideoSettings { width: 640, height: 360, fps: 15, kbps: 600 };
     let plan = MixPlan {
-        inputs: vec![
-            MixInput { slot: SlotKey(1), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(1) },
-            MixInput { slot: SlotKey(2), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(2) },
-        ],
-        outputs: vec![MixOutput {
-            track: TrackKey(10),
-            codec: spec(Codec::Vp8, 100),
-            ptime_ms: 20,
-            kind: MixOutputKind::Composite,
-        }],
+        inputs: (1..=inputs)
+            .map(|i| MixInput { slot: SlotKey(i), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(i.into()) })
+            .collect(),
+        outputs: vec![output],
         speakers: 3,
         jitter_buffer_ms: 40,
         jitter_buffer_max_ms: 200,
         video,
     };
     mixer.as_mixer().unwrap().configure(t0, &plan);
+    mixer
+}
+
+fn video_output(track: u16, codec: Codec, pt: u8, kind: MixOutputKind) -> MixOutput {
+    MixOutput { track: TrackKey(track), codec: spec(codec, pt), ptime_ms: 20, kind }
+}
+
+/// Runs `mixer` in real time until `until`, as the room would: every 5 ms `feed` writes what
+/// arrived, then a timeout and a poll into `out`.
+fn run(
+    mixer: &mut MixerDriver,
+    out: &mut Collected,
+    until: Instant,
+    mut feed: impl FnMut(&mut MixerDriver, &mut Collected, Instant),
+) {
+    let mut now = Instant::now();
+    while now < until {
+        feed(mixer, out, now);
+        mixer.handle_timeout(now);
+        mixer.poll(now, out);
+        std::thread::sleep(Duration::from_millis(5));
+        now = Instant::now();
+    }
+}
+
+/// Writes what `sender` made since the last call into `slot`.
+fn forward(mixer: &mut MixerDriver, now: Instant, slot: u16, sender: &Sender) {
+    for (meta, payload) in sender.packets() {
+        mixer.write_media(now, SlotKey(slot), &meta, &payload).unwrap();
+    }
+}
+
+#[test]
+fn two_pictures_are_tiled_side_by_side() {
+    let t0 = Instant::now();
+    let video = VideoSettings { width: 640, height: 360, fps: 15, kbps: 600 };
+    let mut mixer = video_mixer(t0, 2, video_output(10, Codec::Vp8, 100, MixOutputKind::Composite), video);
     assert_eq!(mixer.negotiated().tracks[0].kind, MediaKind::Video);
 
     let red = Sender::new(0xffff0000, 320, 240);
     let blue = Sender::new(0xff0000ff, 320, 240);
     let mut out = Collected::default();
-    let end = t0 + Duration::from_secs(3);
-    let mut now = Instant::now();
     // Packets collected when a subscriber asked for a keyframe, and half a second later.
     let (mut asked_at, mut answered_by) = (None, None);
-    while now < end {
-        for (slot, sender) in [(SlotKey(1), &red), (SlotKey(2), &blue)] {
-            for (meta, payload) in sender.packets() {
-                mixer.write_media(now, slot, &meta, &payload).unwrap();
-            }
-        }
-        mixer.handle_timeout(now);
-        mixer.poll(now, &mut out);
+    run(&mut mixer, &mut out, t0 + Duration::from_secs(3), |mixer, out, now| {
+        forward(mixer, now, 1, &red);
+        forward(mixer, now, 2, &blue);
         if asked_at.is_none() && now > t0 + Duration::from_millis(1500) {
             // A subscriber that lost its picture: a keyframe follows at once, not at the next
             // periodic one (3 s apart).
@@ -189,9 +212,7 @@ fn two_pictures_are_tiled_side_by_side() {
         if answered_by.is_none() && now > t0 + Duration::from_millis(2000) {
             answered_by = Some(out.media.len());
         }
-        std::thread::sleep(Duration::from_millis(5));
-        now = Instant::now();
-    }
+    });
     let stats = mixer.as_mixer().unwrap().take_stats();
     assert_eq!(stats.video_encoders, 1, "{stats:?}");
     assert_eq!(stats.errors, 0, "{stats:?}");
@@ -225,35 +246,12 @@ fn two_pictures_are_tiled_side_by_side() {
 
 #[test]
 fn a_transcode_keeps_its_input_size_in_the_new_codec() {
-    switchboard_mixer::gst_codec::init().unwrap();
     let t0 = Instant::now();
-    let mut mixer = MixerDriver::new(t0);
-    let plan = MixPlan {
-        inputs: vec![MixInput { slot: SlotKey(1), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(1) }],
-        outputs: vec![MixOutput {
-            track: TrackKey(20),
-            codec: spec(Codec::H264, 102),
-            ptime_ms: 20,
-            kind: MixOutputKind::Transcode { input: SlotKey(1) },
-        }],
-        speakers: 3,
-        jitter_buffer_ms: 40,
-        jitter_buffer_max_ms: 200,
-        video: VideoSettings::default(),
-    };
-    mixer.as_mixer().unwrap().configure(t0, &plan);
+    let output = video_output(20, Codec::H264, 102, MixOutputKind::Transcode { input: SlotKey(1) });
+    let mut mixer = video_mixer(t0, 1, output, VideoSettings::default());
     let red = Sender::new(0xffff0000, 320, 240);
     let mut out = Collected::default();
-    let mut now = t0;
-    while now < t0 + Duration::from_secs(2) {
-        for (meta, payload) in red.packets() {
-            mixer.write_media(now, SlotKey(1), &meta, &payload).unwrap();
-        }
-        mixer.handle_timeout(now);
-        mixer.poll(now, &mut out);
-        std::thread::sleep(Duration::from_millis(5));
-        now = Instant::now();
-    }
+    run(&mut mixer, &mut out, t0 + Duration::from_secs(2), |mixer, _, now| forward(mixer, now, 1, &red));
     let packets: Vec<(RtpMeta, Vec<u8>)> = out.media.iter().map(|(_, m, p)| (*m, p.clone())).collect();
     assert!(packets.len() >= 10, "only {} H.264 packets", packets.len());
     assert!(packets.iter().all(|(m, _)| m.pt == Pt(102)), "the subscriber's payload type");
@@ -266,33 +264,14 @@ fn a_transcode_keeps_its_input_size_in_the_new_codec() {
 /// One input sends `garbage_per_tick` random VP8 payloads every 5 ms (0: it sends nothing,
 /// like a publisher whose video never starts); the other a red picture.
 fn composite_beside_a_bad_input(garbage_per_tick: usize) {
-    switchboard_mixer::gst_codec::init().unwrap();
     let t0 = Instant::now();
-    let mut mixer = MixerDriver::new(t0);
-    let plan = MixPlan {
-        inputs: vec![
-            MixInput { slot: SlotKey(1), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(1) },
-            MixInput { slot: SlotKey(2), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(2) },
-        ],
-        outputs: vec![MixOutput {
-            track: TrackKey(10),
-            codec: spec(Codec::Vp8, 100),
-            ptime_ms: 20,
-            kind: MixOutputKind::Composite,
-        }],
-        speakers: 3,
-        jitter_buffer_ms: 40,
-        jitter_buffer_max_ms: 200,
-        video: VideoSettings::default(),
-    };
-    mixer.as_mixer().unwrap().configure(t0, &plan);
+    let output = video_output(10, Codec::Vp8, 100, MixOutputKind::Composite);
+    let mut mixer = video_mixer(t0, 2, output, VideoSettings::default());
     let red = Sender::new(0xffff0000, 320, 240);
     let mut out = Collected::default();
-    let (mut now, mut seq, mut seed) = (t0, 0u64, 0x2545_F491u32);
-    while now < t0 + Duration::from_secs(3) {
-        for (meta, payload) in red.packets() {
-            mixer.write_media(now, SlotKey(1), &meta, &payload).unwrap();
-        }
+    let (mut seq, mut seed) = (0u64, 0x2545_F491u32);
+    run(&mut mixer, &mut out, t0 + Duration::from_secs(3), |mixer, _, now| {
+        forward(mixer, now, 1, &red);
         // Valid RTP headers, random VP8 payloads, a frame's worth every few packets.
         for _ in 0..garbage_per_tick {
             seq += 1;
@@ -314,11 +293,7 @@ fn composite_beside_a_bad_input(garbage_per_tick: usize) {
             };
             mixer.write_media(now, SlotKey(2), &meta, &garbage).unwrap();
         }
-        mixer.handle_timeout(now);
-        mixer.poll(now, &mut out);
-        std::thread::sleep(Duration::from_millis(5));
-        now = Instant::now();
-    }
+    });
     let stats = mixer.as_mixer().unwrap().take_stats();
     assert_eq!(stats.errors, 0, "no pipeline failed and none was rebuilt: {stats:?}");
     let packets: Vec<(RtpMeta, Vec<u8>)> = out.media.iter().map(|(_, m, p)| (*m, p.clone())).collect();
