@@ -29,6 +29,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use switchboard_driver::{Codec, CodecSpec, KeyframeKind, RtpMeta, SeqNo, SlotKey, Ssrc, TrackKey, VideoSettings};
+use switchboard_rtp::{write_packet, RtpHeader};
 
 /// At most this many inputs are tiled (a 4×4 grid); the rest are left out, latest first.
 pub const MAX_TILES: usize = 16;
@@ -261,7 +262,7 @@ impl Compositor {
             return false;
         }
         for input in self.canvases.iter().flat_map(|c| c.inputs.iter()).filter(|i| i.slot == slot) {
-            let Some(buffer) = rtp_buffer(slot, meta, payload) else { continue };
+            let buffer = rtp_buffer(slot, meta, payload);
             // Flushing (the pipeline is starting or stopping) or a full queue: the packet is lost
             // as a network would lose it, and the depayloader asks for a keyframe.
             let _ = input.src.push_buffer(buffer);
@@ -301,12 +302,13 @@ impl Compositor {
                 while let Some(sample) = enc.sink.try_pull_sample(gst::ClockTime::ZERO) {
                     let Some(buffer) = sample.buffer() else { continue };
                     let Ok(map) = buffer.map_readable() else { continue };
-                    let Some(rtp) = parse_rtp(&map) else { continue };
+                    let Ok(rtp) = RtpHeader::parse(&map) else { continue };
+                    let payload = &map[rtp.header_len..rtp.payload_end];
                     for line in
                         self.lines.iter_mut().filter(|l| l.out.canvas == canvas.key && l.out.codec.codec == enc.codec)
                     {
                         let meta = line.next(now, canvas.generation, &rtp);
-                        emit(line.out.track, &meta, rtp.payload);
+                        emit(line.out.track, &meta, payload);
                     }
                 }
             }
@@ -356,7 +358,7 @@ impl Default for Compositor {
 }
 
 impl Line {
-    fn next(&mut self, now: Instant, generation: u64, rtp: &Rtp<'_>) -> RtpMeta {
+    fn next(&mut self, now: Instant, generation: u64, rtp: &RtpHeader) -> RtpMeta {
         let (base_pay, base_out) = match self.anchor {
             Some((g, pay, out)) if g == generation => (pay, out),
             _ => {
@@ -387,47 +389,12 @@ impl Line {
     }
 }
 
-/// The fields of a payloader's RTP packet the compositor passes on.
-struct Rtp<'a> {
-    timestamp: u32,
-    marker: bool,
-    payload: &'a [u8],
-}
-
-fn parse_rtp(data: &[u8]) -> Option<Rtp<'_>> {
-    if data.len() < 12 || data[0] >> 6 != 2 {
-        return None;
-    }
-    let mut offset = 12 + 4 * (data[0] & 0x0f) as usize;
-    if data[0] & 0x10 != 0 {
-        let words = u16::from_be_bytes([*data.get(offset + 2)?, *data.get(offset + 3)?]) as usize;
-        offset += 4 + 4 * words;
-    }
-    let mut end = data.len();
-    if data[0] & 0x20 != 0 {
-        end = end.checked_sub(*data.last()? as usize)?;
-    }
-    Some(Rtp {
-        timestamp: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
-        marker: data[1] & 0x80 != 0,
-        payload: data.get(offset..end)?,
-    })
-}
-
 /// The room hands over the payload and the header fields; the depayloaders want a packet.
-fn rtp_buffer(slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Option<gst::Buffer> {
-    let mut buffer = gst::Buffer::with_size(12 + payload.len()).ok()?;
-    {
-        let b = buffer.get_mut()?;
-        let mut map = b.map_writable().ok()?;
-        map[0] = 0x80;
-        map[1] = (meta.pt.0 & 0x7f) | if meta.marker { 0x80 } else { 0 };
-        map[2..4].copy_from_slice(&meta.seq.wire().to_be_bytes());
-        map[4..8].copy_from_slice(&meta.timestamp.to_be_bytes());
-        map[8..12].copy_from_slice(&(0x5b00_0000 | u32::from(slot.0)).to_be_bytes());
-        map[12..].copy_from_slice(payload);
-    }
-    Some(buffer)
+fn rtp_buffer(slot: SlotKey, meta: &RtpMeta, payload: &[u8]) -> gst::Buffer {
+    let mut packet = Vec::with_capacity(12 + payload.len());
+    let ssrc = 0x5b00_0000 | u32::from(slot.0);
+    write_packet(&mut packet, meta.marker, meta.pt.0, meta.seq.wire(), meta.timestamp, ssrc, payload);
+    gst::Buffer::from_mut_slice(packet)
 }
 
 /// Depayloader and decoder for an input codec.
@@ -630,25 +597,5 @@ mod tests {
         assert_eq!(c.canvases[0].shape.inputs, [(SlotKey(2), Codec::Vp8)]);
         let stats = c.take_stats();
         assert_eq!((stats.errors, stats.encoders), (0, 1));
-    }
-
-    #[test]
-    fn rtp_round_trip() {
-        let meta = RtpMeta {
-            pt: switchboard_driver::Pt(96),
-            seq: SeqNo(70_000),
-            timestamp: 9000,
-            marker: true,
-            ssrc: Ssrc(1),
-            audio_level: None,
-        };
-        gst::init().unwrap();
-        let buffer = rtp_buffer(SlotKey(3), &meta, b"abc").unwrap();
-        let map = buffer.map_readable().unwrap();
-        let rtp = parse_rtp(&map).unwrap();
-        assert_eq!((rtp.timestamp, rtp.marker, rtp.payload), (9000, true, &b"abc"[..]));
-        assert!(parse_rtp(&[0x80; 11]).is_none());
-        assert!(parse_rtp(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 9]).is_none(), "extension overruns");
-        assert!(parse_rtp(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_none(), "padding overruns");
     }
 }

@@ -9,6 +9,7 @@ use gstreamer_app as gst_app;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
 use switchboard_mixer::{spec, MixerDriver};
+use switchboard_rtp::{write_packet, RtpHeader};
 
 /// A live VP8 RTP sender of a solid `argb` picture.
 struct Sender {
@@ -34,16 +35,16 @@ impl Sender {
         let mut out = Vec::new();
         while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
             let map = sample.buffer().unwrap().map_readable().unwrap();
-            let d = &map[..];
+            let h = RtpHeader::parse(&map).unwrap();
             let meta = RtpMeta {
-                pt: Pt(d[1] & 0x7f),
-                seq: SeqNo(u16::from_be_bytes([d[2], d[3]]) as u64),
-                timestamp: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
-                marker: d[1] & 0x80 != 0,
+                pt: Pt(h.pt),
+                seq: SeqNo(h.seq.into()),
+                timestamp: h.timestamp,
+                marker: h.marker,
                 ssrc: Ssrc(1),
                 audio_level: None,
             };
-            out.push((meta, d[12..].to_vec()));
+            out.push((meta, map[h.header_len..h.payload_end].to_vec()));
         }
         out
     }
@@ -92,11 +93,8 @@ fn last_picture(codec: Codec, packets: &[(RtpMeta, Vec<u8>)]) -> (u32, u32, Vec<
     let sink = pipeline.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     for (i, (meta, payload)) in packets.iter().enumerate() {
-        let mut data = vec![0x80, meta.pt.0 | if meta.marker { 0x80 } else { 0 }];
-        data.extend_from_slice(&meta.seq.wire().to_be_bytes());
-        data.extend_from_slice(&meta.timestamp.to_be_bytes());
-        data.extend_from_slice(&7u32.to_be_bytes());
-        data.extend_from_slice(payload);
+        let mut data = Vec::new();
+        write_packet(&mut data, meta.marker, meta.pt.0, meta.seq.wire(), meta.timestamp, 7, payload);
         let mut buffer = gst::Buffer::from_mut_slice(data);
         buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(i as u64));
         src.push_buffer(buffer).unwrap();

@@ -32,7 +32,7 @@ mod srtp;
 pub use config::{LegStats, RemoteReport, RtpLegConfig};
 pub use leg::RtpDriver;
 pub use rtcp::{parse_rtcp, RtcpError, RtcpPacket};
-pub use rtp_header::{audio_level, HeaderError, RtpHeader};
+pub use rtp_header::{audio_level, write_packet, HeaderError, RtpHeader};
 pub use sdes::SrtpSuite;
 pub use sdp::{parse_remote_description, RemoteDescription, SdpError};
 
