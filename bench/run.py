@@ -6,7 +6,8 @@ the other, repeats each scenario, and writes the medians as markdown under bench
   bench/run.py compare            Switchboard and Janus / rtpengine side by side (make bench-compare)
   bench/run.py profile            perf profiles of Switchboard under S1 and S2 (make bench-profile)
 
-Options: --runs N (default 3), --only s1,s2,... , --quick (smaller N, 1 run), --duration S.
+Options: --runs N (default 3), --only s1,s2,... , --targets switchboard,floor,... , --quick (smaller N,
+1 run), --duration S.
 Only processes this script started are ever stopped, by their own PID.
 """
 
@@ -29,6 +30,9 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 RUNDIR = BENCH / "run"
 LOADGEN = BENCH / "loadgen/target/release/loadgen"
+KERNEL_FLOOR = BENCH / "loadgen/target/release/kernel-floor"
+# kernel-floor's legs: below Switchboard's (20000-23999) and the peers' port ranges.
+FLOOR_BASE = 16000
 SWITCHBOARD = ROOT / "target/release/switchboard"
 SB_CONFIG = BENCH / "switchboard-bench.toml"
 JANUS_API = "http://127.0.0.1:18088/janus"
@@ -141,7 +145,7 @@ def port_busy(kind, port):
         s.close()
 
 
-def start(target):
+def start(target, args=()):
     """Starts the process under test. Switchboard gets free ports of its own (another daemon may be
     running on this machine); the peers' fixed ports must be free, or this fails rather than
     measuring someone else's process."""
@@ -157,6 +161,8 @@ def start(target):
         )
         d.args = ["--api", api]
         return d
+    if target == "floor":
+        return start_floor(args)
     busy = {"rtpengine": [(socket.SOCK_DGRAM, NG[1])], "janus": [(socket.SOCK_STREAM, 18088)]}[target]
     for kind, port in busy:
         if port_busy(kind, port):
@@ -174,6 +180,20 @@ def start(target):
             lambda: http_ok(JANUS_API, b'{"janus":"info","transaction":"ready"}'),
         )
     raise ValueError(target)
+
+
+def start_floor(args):
+    """kernel-floor, in the shape of the scenario: S2's rooms relayed, or S3's legs served."""
+    mode, count = {"s1": ("fanout", "--subs"), "s2": ("relay", "--rooms"), "s3": ("mixer", "--legs")}[args[0]]
+    n = int(args[args.index(count) + 1])
+    legs = {"fanout": 2, "relay": n * 2, "mixer": n}[mode]
+    for port in (FLOOR_BASE, FLOOR_BASE + legs - 1):
+        if port_busy(socket.SOCK_DGRAM, port):
+            raise RuntimeError(f"port {port} is already in use: kernel-floor needs {FLOOR_BASE}-{FLOOR_BASE + legs - 1}")
+    d = Daemon("kernel-floor", [str(KERNEL_FLOOR), mode, count, str(n), "--base", str(FLOOR_BASE)],
+               lambda: port_busy(socket.SOCK_DGRAM, FLOOR_BASE + legs - 1))
+    d.args = ["--floor-base", str(FLOOR_BASE)]
+    return d
 
 
 # The daemon under test is a copy of target/release/switchboard taken when the run starts, so a
@@ -202,7 +222,7 @@ def loadgen(target, daemon, tag, args, opts, timeout=600):
 
 def one_run(target, tag, args, opts, profile=None):
     try:
-        d = start(target)
+        d = start(target, args)
     except RuntimeError as e:
         return {"error": str(e)}
     perf = None
@@ -254,14 +274,17 @@ def plan(mode, quick):
         # Plain-RTP subscribers on both sides: Janus's fan-out is VideoRoom rtp_forward.
         for n in ([100, 500] if not quick else [100]):
             cases.append(("s1rtp", f"N={n}", ["s1", "--subs", str(n), "--subs-kind", "rtp", "--janus-ssrc", "__JSSRC__"],
-                          ["switchboard", "janus"]))
+                          ["switchboard", "janus", "floor"]))
     for m in ([100, 500] if not quick else [100]):
+        # "floor": kernel-floor, the same system calls with no server behind them (what the
+        # kernel alone costs; docs/benchmarks.md).
         cases.append(("s2", f"M={m}", ["s2", "--rooms", str(m)],
-                      ["switchboard", "rtpengine"] if mode == "compare" else ["switchboard"]))
+                      ["switchboard", "rtpengine", "floor"] if mode == "compare" else ["switchboard"]))
     for codec in ("s3", "s4"):
         for n in (S3_N if not quick else [25]):
+            peers = ["janus", "floor"] if codec == "s3" else ["janus"]
             cases.append((codec, f"N={n}", [codec, "--legs", str(n)],
-                          ["switchboard", "janus"] if mode == "compare" else ["switchboard"]))
+                          ["switchboard"] + peers if mode == "compare" else ["switchboard"]))
     if mode == "bench":
         cases.append(("s5", "200 joins", ["s5", "--joins", "200", "--webrtc-joins", "200"], ["switchboard"]))
     return cases
@@ -419,14 +442,15 @@ def summary(mode, results, meta):
     L.append("| scenario | figure | switchboard | peer | peer figure | ratio (sb / peer) | target | met |")
     L.append("|---|---|---|---|---|---|---|---|")
 
-    def row(scn, label, fig, key, target_text, ok_fn, peer=None, lower_better=True):
-        if not any(s == scn and l == label for (s, l, _t) in results):
+    def row(scn, label, fig, key, target_text, ok_fn, peer=None, lower_better=True, who="switchboard"):
+        if not any(s == scn and l == label and t == who for (s, l, t) in results):
             return
-        sb = get(scn, label, "switchboard", key)
+        sb = get(scn, label, who, key)
         pv = get(scn, label, peer, key) if peer else None
         r = ratio(sb, pv)
         met = ok_fn(sb, pv, r)
-        L.append(f"| {scn.upper()} {label} | {fig} | {fmt(sb)} | {peer or '–'} | {fmt(pv)} | "
+        name = f"{scn.upper()} {label}" + ("" if who == "switchboard" else f" **{who}**")
+        L.append(f"| {name} | {fig} | {fmt(sb)} | {peer or '–'} | {fmt(pv)} | "
                  f"{fmt(r, 2) if r is not None else '–'} | {target_text} | {met} |")
 
     def yn(x):
@@ -444,11 +468,22 @@ def summary(mode, results, meta):
     if mode == "compare":
         for n in ("N=100", "N=500"):
             row("s1rtp", n, "CPU µs / forwarded pkt", "cpu_us_per_pkt", "–", lambda s, p, r: "–", peer="janus")
+            # One socket for every subscriber, as WebRTC's fan-out has: the least S1 could cost.
+            row("s1rtp", n, "CPU µs / forwarded pkt, the kernel alone (one socket, 32 per sendmmsg)", "cpu_us_per_pkt",
+                "–", lambda s, p, r: "–", peer="janus", who="floor")
+            row("s1rtp", n, "forwarded pkts / CPU-s, the kernel alone", "pkts_per_cpu_s", "S1: ≥ 200,000 (N=500)",
+                lambda s, p, r: "–", who="floor")
+            row("s1rtp", n, "delay p99 ms, the kernel alone", "delay_p99_ms", "S1: < 2 ms", lambda s, p, r: "–",
+                who="floor")
     for m in ("M=100", "M=500"):
         row("s2", m, "CPU µs / relayed pkt", "cpu_us_per_pkt", "≤ 1/3 of rtpengine",
             lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="rtpengine" if mode == "compare" else None)
         row("s2", m, "delay p99 ms", "delay_p99_ms", "–", lambda s, p, r: "–",
             peer="rtpengine" if mode == "compare" else None)
+        # The floor's row: its ratio to rtpengine is the least any relay on the kernel's UDP
+        # path could reach, so a target below it cannot be met that way.
+        row("s2", m, "CPU µs / relayed pkt, the kernel alone", "cpu_us_per_pkt", "–", lambda s, p, r: "–",
+            peer="rtpengine", who="floor")
     for scn, frac, txt in (("s3", 1 / 5, "≤ 1/5 of Janus"), ("s4", 1 / 3, "≤ 1/3 of Janus")):
         for n in S3_N:
             label = f"N={n}"
@@ -464,6 +499,9 @@ def summary(mode, results, meta):
                 return yn(None if r is None else r <= frac)
             row(scn, label, "CPU % / participant" + (" (no mix yet)" if pending else ""), "cpu_pct_per_participant", txt,
                 cpu_ok, peer="janus" if mode == "compare" else None)
+            if scn == "s3":
+                row(scn, label, "CPU % / participant, the kernel alone", "cpu_pct_per_participant", "–",
+                    lambda s, p, r: "–", peer="janus", who="floor")
             row(scn, label, "mix delay p99 ms", "mix_delay_p99_ms", "≤ 60 ms",
                 lambda s, p, r: "pending (no mixed media)" if pending else yn(None if s is None else s <= 60),
                 peer="janus" if mode == "compare" else None)
@@ -503,6 +541,7 @@ def main():
     ap.add_argument("mode", choices=["bench", "compare", "profile"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="")
+    ap.add_argument("--targets", default="", help="run only these targets, e.g. floor,switchboard")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -512,7 +551,7 @@ def main():
         RESULTS = Path(opts.results).resolve()
     if opts.quick:
         opts.runs = 1
-    for exe in (LOADGEN, SWITCHBOARD):
+    for exe in (LOADGEN, KERNEL_FLOOR, SWITCHBOARD):
         if not exe.exists():
             sys.exit(f"{exe} is missing: run `make bench` (it builds it)")
     RUNDIR.mkdir(parents=True, exist_ok=True)
@@ -531,6 +570,10 @@ def main():
 
     only = set(x for x in opts.only.split(",") if x)
     cases = [c for c in plan(opts.mode, opts.quick) if not only or c[0] in only]
+    if opts.targets:
+        keep = set(opts.targets.split(","))
+        cases = [(s, l, a, [t for t in ts if t in keep]) for s, l, a, ts in cases]
+        cases = [c for c in cases if c[3]]
     results = {}
     t_all = time.time()
     for scn, label, args, targets in cases:

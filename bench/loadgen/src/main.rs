@@ -22,7 +22,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", about = "Switchboard load generator")]
 struct Cli {
-    /// switchboard, janus or rtpengine.
+    /// switchboard, janus, rtpengine, or floor (the `kernel-floor` probe: S2 and S3 only).
     #[arg(long, default_value = "switchboard")]
     target: String,
     /// Switchboard's HTTP API.
@@ -34,6 +34,12 @@ struct Cli {
     /// rtpengine's ng control socket.
     #[arg(long, default_value = "127.0.0.1:22222")]
     ng: SocketAddr,
+    /// First port of `kernel-floor` (leg i listens on 127.0.0.1:base+i).
+    #[arg(long, default_value_t = 16000)]
+    floor_base: u16,
+    /// `kernel-floor --shared`: every leg sends to `floor_base`.
+    #[arg(long)]
+    floor_shared: bool,
     /// PID of the process under test, for CPU time and RSS.
     #[arg(long)]
     pid: Option<u32>,
@@ -115,6 +121,8 @@ pub struct Common {
     pub api: String,
     pub janus: String,
     pub ng: SocketAddr,
+    pub floor_base: u16,
+    pub floor_shared: bool,
     pub pid: Option<u32>,
     pub media: PathBuf,
     pub bind_ip: IpAddr,
@@ -139,6 +147,8 @@ fn main() -> Result<()> {
         api: cli.api,
         janus: cli.janus,
         ng: cli.ng,
+        floor_base: cli.floor_base,
+        floor_shared: cli.floor_shared,
         pid: cli.pid,
         media: cli.media,
         bind_ip: cli.bind_ip,

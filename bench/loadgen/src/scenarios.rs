@@ -209,6 +209,38 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
             eng.stop();
             Ok(result(c, "s1", params, setup_s, &m, forwarding_figures(&m), notes))
         }
+        "floor" => {
+            // kernel-floor's fan-out: the publisher sends to its first port; every subscriber
+            // says hello once to the second, whose source it then sends each packet to.
+            if p.subs_kind != "rtp" {
+                bail!("the floor's subscribers are plain RTP (it has no WebRTC stack): pass --subs-kind rtp");
+            }
+            for i in 0..p.subs {
+                let (sock, _) = sb::bind(c.bind_ip)?;
+                let mut hello = [0u8; 12];
+                hello[0] = 0x80;
+                hello[8..12].copy_from_slice(&(0x5000_0000 + i as u32).to_be_bytes());
+                sock.send_to(&hello, floor_addr(c, 1))?;
+                eng.add(LegSpec {
+                    id: 1 + i as u32,
+                    io: IoSpec::Plain { sock, remote: floor_addr(c, 1) },
+                    send: None,
+                    detect: Detect::Off,
+                });
+            }
+            let (sock, _) = sb::bind(c.bind_ip)?;
+            let pt = if p.video { 96 } else { 111 };
+            eng.add(LegSpec {
+                id: 0,
+                io: IoSpec::Plain { sock, remote: floor_addr(c, 0) },
+                send: Some(SendCfg { src, ssrc: 0x6000_0000, pt, start_ns: util::now_ns(), stamp: true, fanout }),
+                detect: Detect::Off,
+            });
+            let setup_s = t_setup.elapsed().as_secs_f64();
+            let m = measure(c, &eng);
+            eng.stop();
+            Ok(result(c, "s1", params, setup_s, &m, forwarding_figures(&m), notes))
+        }
         "janus" => {
             if p.subs_kind != "rtp" {
                 bail!("the Janus comparison uses plain RTP subscribers (rtp_forward): pass --subs-kind rtp");
@@ -303,6 +335,8 @@ pub fn s2(c: &Common, rooms: usize) -> Result<Value> {
                 // A sends to the address in the SDP rtpengine gave A (the answer), B to B's.
                 (sb::media_addr(&to_a)?, sb::media_addr(&to_b)?)
             }
+            // No signalling: room m's legs are the floor's ports 2m and 2m+1.
+            "floor" => (floor_addr(c, 2 * m), floor_addr(c, 2 * m + 1)),
             t => bail!("s2: unsupported target {t}"),
         };
         for (k, (sock, remote)) in [(sa, ra), (sb_, rb)].into_iter().enumerate() {
@@ -328,6 +362,7 @@ pub fn s2(c: &Common, rooms: usize) -> Result<Value> {
     for i in 0..rooms {
         match c.target.as_str() {
             "switchboard" => api.delete_room(&format!("s2-{}-{i}", c.tag)),
+            "floor" => {}
             _ => {
                 if let Some(r) = rtpe.as_mut() {
                     r.delete(&format!("s2-{}-{i}", c.tag));
@@ -344,6 +379,12 @@ pub fn s2(c: &Common, rooms: usize) -> Result<Value> {
         notes.push(format!("only {} of {legs} legs received media", m.report.legs_with_media));
     }
     Ok(result(c, "s2", json!({"rooms": rooms, "legs": legs, "codec": "pcmu"}), setup_s, &m, figs, notes))
+}
+
+/// Where `kernel-floor` listens for leg `i`.
+fn floor_addr(c: &Common, i: usize) -> SocketAddr {
+    let i = if c.floor_shared { 0 } else { i as u16 };
+    SocketAddr::from(([127, 0, 0, 1], c.floor_base + i))
 }
 
 // ------------------------------------------------------------------ S3/S4: audio MCU
@@ -385,13 +426,14 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
                    "audiolevel_event": false, "is_private": true, "record": false}),
         )?;
         janus = Some((jn, h, room_id));
-    } else {
+    } else if c.target != "floor" {
         bail!("{scenario}: unsupported target {}", c.target);
     }
     for i in 0..p.legs {
         let (sock, local) = sb::bind(c.bind_ip)?;
         let talker = i < p.talkers;
         let remote = match janus.as_mut() {
+            None if c.target == "floor" => floor_addr(c, i),
             None => {
                 let offer = sb::plain_offer(local, p.codec, pt, "sendrecv");
                 let j = api.join(&room, &offer, json!({}))?;
@@ -434,7 +476,7 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
     if let Some((mut jn, h, room_id)) = janus.take() {
         let _ = jn.message(h, json!({"request": "destroy", "room": room_id}));
         jn.destroy();
-    } else {
+    } else if c.target == "switchboard" {
         if let Ok(v) = api.room(&room) {
             let mut counts = std::collections::BTreeMap::<String, usize>::new();
             for part in v["participants"].as_array().into_iter().flatten() {
