@@ -9,7 +9,7 @@ use crate::util::{self, CpuUse};
 use crate::Common;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::media::Direction;
@@ -221,21 +221,9 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
                 hello[0] = 0x80;
                 hello[8..12].copy_from_slice(&(0x5000_0000 + i as u32).to_be_bytes());
                 sock.send_to(&hello, floor_addr(c, 1))?;
-                eng.add(LegSpec {
-                    id: 1 + i as u32,
-                    io: IoSpec::Plain { sock, remote: floor_addr(c, 1) },
-                    send: None,
-                    detect: Detect::Off,
-                });
+                add_listener(&eng, 1 + i as u32, sock, floor_addr(c, 1));
             }
-            let (sock, _) = sb::bind(c.bind_ip)?;
-            let pt = if p.video { 96 } else { 111 };
-            eng.add(LegSpec {
-                id: 0,
-                io: IoSpec::Plain { sock, remote: floor_addr(c, 0) },
-                send: Some(SendCfg { src, ssrc: 0x6000_0000, pt, start_ns: util::now_ns(), stamp: true, fanout }),
-                detect: Detect::Off,
-            });
+            add_plain_publisher(c, &eng, src, floor_addr(c, 0), 0x6000_0000, p.video, fanout)?;
             let setup_s = t_setup.elapsed().as_secs_f64();
             let m = measure(c, &eng);
             eng.stop();
@@ -271,21 +259,9 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
                     json!({"request": "rtp_forward", "room": room_id, "publisher_id": pub_id, "host": local.ip().to_string(),
                            "streams": [{"mid": "0", "port": local.port()}]}),
                 )?;
-                eng.add(LegSpec {
-                    id: 1 + i as u32,
-                    io: IoSpec::Plain { sock, remote: local },
-                    send: None,
-                    detect: Detect::Off,
-                });
+                add_listener(&eng, 1 + i as u32, sock, local);
             }
-            let (sock, _) = sb::bind(c.bind_ip)?;
-            let pt = if p.video { 96 } else { 111 };
-            eng.add(LegSpec {
-                id: 0,
-                io: IoSpec::Plain { sock, remote },
-                send: Some(SendCfg { src, ssrc: p.janus_ssrc, pt, start_ns: util::now_ns(), stamp: true, fanout }),
-                detect: Detect::Off,
-            });
+            add_plain_publisher(c, &eng, src, remote, p.janus_ssrc, p.video, fanout)?;
             let setup_s = t_setup.elapsed().as_secs_f64();
             let m = measure(c, &eng);
             let _ = jn.message(h, json!({"request": "destroy", "room": room_id}));
@@ -296,6 +272,28 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
         }
         t => bail!("s1: unsupported target {t}"),
     }
+}
+
+/// A plain-RTP leg that only listens.
+fn add_listener(eng: &engine::Handle, id: u32, sock: UdpSocket, remote: SocketAddr) {
+    eng.add(LegSpec { id, io: IoSpec::Plain { sock, remote }, send: None, detect: Detect::Off });
+}
+
+/// S1's plain-RTP publisher (for Janus and the floor), sending stamped packets from now on.
+fn add_plain_publisher(
+    c: &Common,
+    eng: &engine::Handle,
+    src: Arc<Source>,
+    remote: SocketAddr,
+    ssrc: u32,
+    video: bool,
+    fanout: u32,
+) -> Result<()> {
+    let (sock, _) = sb::bind(c.bind_ip)?;
+    let pt = if video { 96 } else { 111 };
+    let send = SendCfg { src, ssrc, pt, start_ns: util::now_ns(), stamp: true, fanout };
+    eng.add(LegSpec { id: 0, io: IoSpec::Plain { sock, remote }, send: Some(send), detect: Detect::Off });
+    Ok(())
 }
 
 // ------------------------------------------------------------------ S2: 1:1 relay
