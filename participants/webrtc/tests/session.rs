@@ -109,6 +109,20 @@ fn written_media_reaches_the_client_with_the_slot_ssrc() {
 
     assert_eq!(pair.driver.write_media(now, SlotKey(9), &m, &[0]), Err(WriteError::NoSuchSlot));
     assert_eq!(pair.driver.write_media(now, slot.key, &meta(Pt(13), 1, 1), &[0]), Err(WriteError::PayloadType(13)));
+
+    // The driver remembers the last write's slot and type; each write is still checked against
+    // its own slot's codecs, whichever slot came before.
+    let video = pair.driver.negotiated().slots[1].clone();
+    let vp8 = video.pt_for(Codec::Vp8).expect("vp8 on the video slot");
+    pair.driver.write_media(now, slot.key, &meta(pt, 5001, 124_416), &[5]).expect("audio write");
+    assert_eq!(pair.driver.write_media(now, video.key, &meta(pt, 1, 0), &[0]), Err(WriteError::PayloadType(pt.0)));
+    pair.driver.write_media(now, video.key, &meta(vp8, 1, 0), &[0x10]).expect("video write");
+    assert_eq!(pair.driver.write_media(now, slot.key, &meta(vp8, 5002, 0), &[0]), Err(WriteError::PayloadType(vp8.0)));
+    pair.driver.write_media(now, slot.key, &meta(pt, 5002, 125_376), &[6]).expect("audio write again");
+    assert!(pair.run_until(Duration::from_millis(200), |p| p
+        .client_rtp
+        .iter()
+        .any(|r| *r.header.ssrc == slot.ssrc.0 && r.header.sequence_number == 5002)));
 }
 
 /// Loses the first copy of the 3rd of ten video packets on the way to the client, moving time
