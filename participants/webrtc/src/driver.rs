@@ -238,6 +238,20 @@ impl WebrtcDriver {
     fn end(&mut self, reason: DisconnectReason) {
         self.ended.get_or_insert(reason);
     }
+
+    /// Checks a write's slot and payload type against the negotiation, and remembers the answer
+    /// for the writes that follow (`last_write`).
+    fn resolve_write(&mut self, slot: SlotKey, pt: switchboard_driver::Pt) -> Result<LastWrite, WriteError> {
+        let info = self.negotiated.slots.iter().find(|s| s.key == slot).ok_or(WriteError::NoSuchSlot)?;
+        if !info.codecs.iter().any(|c| c.pt == pt) {
+            return Err(WriteError::PayloadType(pt.0));
+        }
+        let nackable = info.kind == switchboard_driver::MediaKind::Video;
+        let mid = negotiated::mid_at(&self.scan, slot.0).ok_or(WriteError::NoSuchSlot)?;
+        let w = LastWrite { slot, pt, mid, nackable };
+        self.last_write = Some(w);
+        Ok(w)
+    }
 }
 
 impl Driver for WebrtcDriver {
@@ -419,22 +433,6 @@ impl Driver for WebrtcDriver {
         if !self.rtc.is_connected() || self.rtc.close().is_err() {
             self.rtc.disconnect();
         }
-    }
-}
-
-impl WebrtcDriver {
-    /// Checks a write's slot and payload type against the negotiation, and remembers the answer
-    /// for the writes that follow (`last_write`).
-    fn resolve_write(&mut self, slot: SlotKey, pt: switchboard_driver::Pt) -> Result<LastWrite, WriteError> {
-        let info = self.negotiated.slots.iter().find(|s| s.key == slot).ok_or(WriteError::NoSuchSlot)?;
-        if !info.codecs.iter().any(|c| c.pt == pt) {
-            return Err(WriteError::PayloadType(pt.0));
-        }
-        let nackable = info.kind == switchboard_driver::MediaKind::Video;
-        let mid = negotiated::mid_at(&self.scan, slot.0).ok_or(WriteError::NoSuchSlot)?;
-        let w = LastWrite { slot, pt, mid, nackable };
-        self.last_write = Some(w);
-        Ok(w)
     }
 }
 

@@ -74,7 +74,8 @@ fn main() {
             opt("--legs", 25) as usize,
             base,
             Duration::from_millis(opt("--tick-ms", 20)),
-            flag("--connect"),
+            // One shared socket has no one peer to connect to.
+            flag("--connect") && !shared,
             shared,
         ),
         (Some("fanout"), _) => fanout(opt("--subs", 100) as usize, base),
