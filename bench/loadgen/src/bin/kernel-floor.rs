@@ -112,6 +112,17 @@ fn bind(port: u16) -> io::Result<RawFd> {
     }
 }
 
+/// Where a batch goes.
+#[derive(Clone, Copy)]
+enum Dest<'a> {
+    /// Each datagram to its own address in `Batch::addrs`.
+    Each,
+    /// Every datagram to one address.
+    All(&'a libc::sockaddr_in),
+    /// To the peer the socket is connected to.
+    Connected,
+}
+
 /// One `recvmmsg` or `sendmmsg` worth of message headers, built once and pointed at buffers that
 /// never move (each `Vec`'s heap block stays put when the struct does).
 struct Batch {
@@ -159,31 +170,15 @@ impl Batch {
         n.max(0) as usize
     }
 
-    /// Sends the first `n` buffers (their lengths from the receive, or set by the caller) from
-    /// `fd` to `to`.
-    /// Sends the first `n` buffers, each to its own address in `addrs` and of its `msg_len`.
-    fn send_named(&mut self, fd: RawFd, n: usize) {
+    /// Sends the first `n` buffers, each of its `msg_len` (from the receive, or set by the
+    /// caller), from `fd` to `to`.
+    fn send(&mut self, fd: RawFd, to: Dest, n: usize) {
         for i in 0..n {
+            if let Dest::All(to) = to {
+                self.addrs[i] = *to;
+            }
             let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as _;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            self.iovs[i].iov_len = self.hdrs[i].msg_len as usize;
-        }
-        unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
-    }
-
-    fn send(&mut self, fd: RawFd, to: Option<&libc::sockaddr_in>, n: usize) {
-        for i in 0..n {
-            let h = &mut self.hdrs[i].msg_hdr;
-            // None: the socket is connected to its peer.
-            h.msg_namelen = match to {
-                Some(to) => {
-                    self.addrs[i] = *to;
-                    size_of::<libc::sockaddr_in>() as _
-                }
-                None => 0,
-            };
+            h.msg_namelen = if matches!(to, Dest::Connected) { 0 } else { size_of::<libc::sockaddr_in>() as _ };
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
             self.iovs[i].iov_len = self.hdrs[i].msg_len as usize;
@@ -220,7 +215,7 @@ fn relay(legs: usize, base: u16, coalesce: Duration, connect: bool) -> io::Resul
                     }
                     peers[i] = Some(from);
                     if let Some(to) = peers[i ^ 1] {
-                        b.send(fds[i ^ 1], (!connect).then_some(&to), got);
+                        b.send(fds[i ^ 1], if connect { Dest::Connected } else { Dest::All(&to) }, got);
                     }
                 }
                 if got < BATCH {
@@ -304,15 +299,15 @@ fn mixer(legs: usize, base: u16, tick: Duration, connect: bool, shared: bool) ->
             out.hdrs[queued].msg_len = 172;
             queued += 1;
             if !shared {
-                out.send(fds[i], (!connect).then_some(to), 1);
+                out.send(fds[i], if connect { Dest::Connected } else { Dest::All(to) }, 1);
                 queued = 0;
             } else if queued == BATCH {
-                out.send_named(fds[0], queued);
+                out.send(fds[0], Dest::Each, queued);
                 queued = 0;
             }
         }
         if queued > 0 {
-            out.send_named(fds[0], queued);
+            out.send(fds[0], Dest::Each, queued);
         }
     }
 }
@@ -363,7 +358,7 @@ fn shared_relay(legs: usize, base: u16, coalesce: Duration) -> io::Result<()> {
                 queued += 1;
             }
             if queued > 0 {
-                out.send_named(fd, queued);
+                out.send(fd, Dest::Each, queued);
             }
             if got < BATCH {
                 break;
@@ -410,12 +405,12 @@ fn fanout(subs: usize, base: u16) -> io::Result<()> {
                         out.hdrs[queued].msg_len = len as u32;
                         queued += 1;
                         if queued == BATCH {
-                            out.send_named(shared, queued);
+                            out.send(shared, Dest::Each, queued);
                             queued = 0;
                         }
                     }
                     if queued > 0 {
-                        out.send_named(shared, queued);
+                        out.send(shared, Dest::Each, queued);
                     }
                 }
                 if got < BATCH {
