@@ -141,6 +141,7 @@ impl WebrtcDriver {
         if !scan.has_supported_codec() {
             return Err(no_common_codec(&scan));
         }
+        self.check_kept_formats(&scan)?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
             RtcError::RemoteSdp(msg) => NegotiationError::BadSdp(msg),
             other => NegotiationError::BadSdp(other.to_string()),
@@ -153,6 +154,31 @@ impl WebrtcDriver {
             return Err(no_common_codec(&self.scan));
         }
         Ok(answer.to_sdp_string())
+    }
+
+    /// str0m fixes an m-line's formats at its first negotiation and answers every reoffer with
+    /// them, so a reoffer that drops one would get an answer naming a format the offer no longer
+    /// has, and the bridge would go on sending it. Refuse it, before the session changes.
+    fn check_kept_formats(&self, scan: &OfferScan) -> Result<(), NegotiationError> {
+        for line in scan.lines.iter().filter(|l| l.is_media() && !l.rejected) {
+            let Some(media) = line.mid.and_then(|mid| self.rtc.media(mid)) else {
+                continue;
+            };
+            if media.disabled() {
+                continue;
+            }
+            let Some(pt) = media.remote_pts().iter().find(|pt| !line.formats.contains(pt)) else {
+                continue;
+            };
+            let name = self.rtc.codec_config().find(|p| p.pt() == *pt).map(|p| p.spec().codec.to_string());
+            return Err(NegotiationError::BadSdp(format!(
+                "m-line {} drops payload type {pt} ({}), negotiated earlier; an m-line's formats cannot change \
+                 in a reoffer here: offer a new m-line, or join again",
+                media.mid(),
+                name.as_deref().unwrap_or("unknown"),
+            )));
+        }
+        Ok(())
     }
 
     fn track_of(&mut self, ssrc: str0m::rtp::Ssrc) -> Option<TrackKey> {

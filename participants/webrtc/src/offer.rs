@@ -58,6 +58,8 @@ pub(crate) struct MLine {
     pub mid: Option<Mid>,
     /// Payload types listed on the `m=` line.
     pub formats: Vec<u8>,
+    /// Port 0: the offerer turns the line off, whatever formats it lists.
+    pub rejected: bool,
     rtpmap: Vec<(u8, String)>,
     fmtp: Vec<(u8, String)>,
 }
@@ -70,9 +72,10 @@ impl OfferScan {
             if let Some(rest) = line.strip_prefix("m=") {
                 let mut parts = rest.split_ascii_whitespace();
                 let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-                // Skip port and proto; what remains are the formats.
-                let formats = parts.skip(2).filter_map(|f| f.parse().ok()).collect();
-                scan.lines.push(MLine { media, formats, ..MLine::default() });
+                let rejected = parts.next() == Some("0");
+                // Skip proto; what remains are the formats.
+                let formats = parts.skip(1).filter_map(|f| f.parse().ok()).collect();
+                scan.lines.push(MLine { media, formats, rejected, ..MLine::default() });
                 continue;
             }
             let Some(attr) = line.strip_prefix("a=") else {

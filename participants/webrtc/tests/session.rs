@@ -13,8 +13,8 @@ use str0m::format::{Codec as S0Codec, FormatParams};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind as S0Kind, Mid};
 use str0m::rtp::RtpWrite;
 use switchboard_driver::{
-    Codec, DisconnectReason, Driver, DriverEvent, KeyframeKind, MediaKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc,
-    TrackKey, WriteError,
+    Codec, DisconnectReason, Driver, DriverEvent, KeyframeKind, MediaKind, NegotiationError, Pt, RtpMeta, SdpInput,
+    SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
 };
 
 /// A client that sends and receives audio (m-line 0) and video (m-line 1), connected.
@@ -410,4 +410,57 @@ fn a_digit_whose_end_packets_are_lost_is_reported_after_a_second() {
     assert!(digits(&pair.sink.events).is_empty(), "reported before its timeout: {:?}", pair.sink.events);
     pair.run_until(Duration::from_millis(500), |p| !digits(&p.sink.events).is_empty());
     assert_eq!(digits(&pair.sink.events), [('#', 60)], "events: {:?}", pair.sink.events);
+}
+
+/// Puts static PCMU (0) in place of every format of the audio m-line.
+fn audio_pcmu_only(offer: &str) -> String {
+    let mut in_audio = false;
+    let mut out = String::new();
+    for line in offer.lines() {
+        if line.starts_with("m=") {
+            in_audio = line.starts_with("m=audio");
+            if in_audio {
+                let head: Vec<&str> = line.split(' ').take(3).collect();
+                out.push_str(&format!("{} 0\r\n", head.join(" ")));
+                continue;
+            }
+        }
+        let pt_attr = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"].iter().find_map(|p| line.strip_prefix(p));
+        if in_audio && pt_attr.is_some() {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+        if in_audio && line.starts_with("a=mid:") {
+            out.push_str("a=rtpmap:0 PCMU/8000\r\n");
+        }
+    }
+    out
+}
+
+#[test]
+fn a_reoffer_that_drops_a_negotiated_codec_is_refused_and_changes_nothing() {
+    let (mut pair, _, mids) = connected_av();
+    let before = pair.driver.negotiated().clone();
+    let mut api = pair.client.sdp_api();
+    api.set_direction(mids[1], Direction::SendOnly);
+    let (offer, _) = api.apply().expect("direction change needs negotiation");
+    let reoffer = audio_pcmu_only(&offer.to_sdp_string());
+    assert!(reoffer.contains("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"), "{reoffer}");
+
+    let now = pair.now;
+    let refused = pair.driver.negotiate(now, SdpInput::Offer(&reoffer));
+    let opus = *pair.client_pt(S0Codec::Opus);
+    match refused {
+        Err(NegotiationError::BadSdp(why)) => {
+            assert!(why.contains(&format!("drops payload type {opus} (opus)")), "{why}");
+        }
+        other => panic!("reoffer taken: {other:?}"),
+    }
+    assert_eq!(pair.driver.negotiated(), &before);
+
+    // The session goes on with what it had: the bridge's Opus still reaches the client.
+    let ssrc = before.slots[0].ssrc;
+    pair.driver.write_media(now, SlotKey(0), &meta(Pt(opus), 1, 0), &[1]).expect("write");
+    assert!(pair.run_until(Duration::from_millis(200), |p| p.client_rtp.iter().any(|r| *r.header.ssrc == ssrc.0)));
 }
