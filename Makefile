@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/switchboard.toml
 
-.PHONY: run test deps test-deps build lint fmt
+.PHONY: run test deps test-deps build lint fmt fuzz
 
 deps:
 	./scripts/install-deps.sh
@@ -32,6 +32,10 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Every fuzz target for FUZZ_SECONDS (default 60) each, on nightly; not part of `make test`.
+fuzz:
+	./scripts/fuzz.sh
 
 # Benchmarks (make bench, make bench-compare) live in bench/bench.mk.
 -include bench/bench.mk

@@ -143,6 +143,19 @@ fn participant_join_get_patch_leave() {
     let answer2 = pa["sdp"].as_str().expect("PATCH with an offer answers with sdp");
     assert_webrtc_answer(&reoffer, answer2, d.webrtc_port());
 
+    // A re-offer that gives payload type 96 a new meaning is refused with the reason, and the
+    // participant is left as it was: str0m would have panicked on it, or answered the old one.
+    let moved =
+        reoffer.replacen(" 3 IN IP4 ", " 4 IN IP4 ", 1).replace("a=rtpmap:96 VP8/90000", "a=rtpmap:96 H264/90000");
+    let (s, e) = d.patch_json(&format!("/v1/rooms/r1/participants/{pid}"), &json!({"sdp": moved}));
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("bad_sdp")), "{e}");
+    let why = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("payload type 96 was VP8/90000"), "{why}");
+    let (s, g2) = d.get_json(&format!("/v1/rooms/r1/participants/{pid}"));
+    assert_eq!(s, 200, "the participant stays: {g2}");
+    assert_eq!(g2["tracks"], g["tracks"], "tracks unchanged");
+    assert_eq!(g2["subscriptions"], g["subscriptions"], "slots unchanged");
+
     // The same browser as a pure viewer: its recvonly m-lines are answered without TWCC or
     // abs-send-time (the bridge estimates no bandwidth), which assert_webrtc_answer checks.
     let viewer = offer.replace("a=sendrecv", "a=recvonly");

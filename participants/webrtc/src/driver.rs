@@ -141,6 +141,9 @@ impl WebrtcDriver {
         if !scan.has_supported_codec() {
             return Err(no_common_codec(&scan));
         }
+        if let Some(why) = scan.payload_type_conflict(&self.scan) {
+            return Err(NegotiationError::BadSdp(why));
+        }
         self.check_kept_formats(&scan)?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
             RtcError::RemoteSdp(msg) => NegotiationError::BadSdp(msg),

@@ -31,6 +31,35 @@ fn audio_offer(fingerprint: bool, formats: &[(u8, &str)]) -> String {
     sdp
 }
 
+/// An offer of one BUNDLE group whose m-lines are `(kind, rtpmap lines)`, each listing its
+/// rtpmaps' payload types; m-line i has mid i.
+fn bundled_offer(lines: &[(&str, &[(u8, &str)])]) -> String {
+    let mids: Vec<String> = (0..lines.len()).map(|i| i.to_string()).collect();
+    let mut sdp = format!(
+        "v=0\r\no=- 42 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE {}\r\n{FINGERPRINT}\r\n",
+        mids.join(" ")
+    );
+    for (i, (kind, formats)) in lines.iter().enumerate() {
+        let pts: Vec<String> = formats.iter().map(|(pt, _)| pt.to_string()).collect();
+        sdp.push_str(&format!(
+            "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na=ice-ufrag:Ab1x\r\n\
+             a=ice-pwd:0123456789abcdefghijklmn\r\na=setup:actpass\r\na=sendrecv\r\na=rtcp-mux\r\n",
+            pts.join(" ")
+        ));
+        for (pt, map) in formats.iter() {
+            sdp.push_str(&format!("a=rtpmap:{pt} {map}\r\n"));
+        }
+    }
+    sdp
+}
+
+fn bad_sdp(result: Result<Option<String>, NegotiationError>) -> String {
+    match result {
+        Err(NegotiationError::BadSdp(why)) => why,
+        other => panic!("expected bad SDP, got {other:?}"),
+    }
+}
+
 fn driver() -> WebrtcDriver {
     WebrtcDriver::new(Instant::now(), &[addr(BRIDGE)])
 }
@@ -166,4 +195,50 @@ fn garbage_datagrams_do_not_panic_or_break_a_live_session() {
     let now = pair.now;
     pair.driver.write_media(now, slot.key, &meta, &[7]).expect("write");
     assert!(pair.run_until(Duration::from_millis(200), |p| !p.client_rtp.is_empty()), "session survived");
+}
+
+/// GStreamer's payloaders all default to 96: an audio and a video m-line both on 96 is one payload
+/// type with two meanings, which str0m 0.24.1 panics on. It must be a 400 that says so.
+#[test]
+fn one_payload_type_for_two_codecs_is_refused_with_the_reason() {
+    let mut d = driver();
+    let now = Instant::now();
+    let offer = bundled_offer(&[("audio", &[(96, "opus/48000/2")]), ("video", &[(96, "VP8/90000")])]);
+    let why = bad_sdp(d.negotiate(now, SdpInput::Offer(&offer)));
+    assert!(
+        why.contains("payload type 96 is opus/48000/2 (no fmtp) on m-line 0 and VP8/90000 (no fmtp) on m-line 1"),
+        "{why}"
+    );
+
+    // The same meaning on two m-lines is fine, and the driver took nothing from the refusal.
+    let offer = bundled_offer(&[("video", &[(96, "VP8/90000")]), ("video", &[(96, "VP8/90000")])]);
+    d.negotiate(now, SdpInput::Offer(&offer)).expect("two m-lines, one meaning");
+    assert_eq!(d.negotiated().slots.len(), 2);
+}
+
+/// A re-offer whose new m-line gives a payload type a new meaning also panicked in str0m; the
+/// participant would have been removed. Now it is refused and the session keeps what it had.
+#[test]
+fn a_reoffer_that_gives_a_payload_type_a_new_meaning_is_refused_and_changes_nothing() {
+    let mut d = driver();
+    let now = Instant::now();
+    let first = bundled_offer(&[("audio", &[(111, "opus/48000/2"), (96, "PCMU/8000")])]);
+    d.negotiate(now, SdpInput::Offer(&first)).expect("first offer");
+    let before = d.negotiated().clone();
+
+    let new_line =
+        bundled_offer(&[("audio", &[(111, "opus/48000/2"), (96, "PCMU/8000")]), ("video", &[(96, "VP8/90000")])]);
+    let why = bad_sdp(d.negotiate(now, SdpInput::Offer(&new_line)));
+    assert!(why.contains("payload type 96 was PCMU/8000 (no fmtp) earlier in this session and is VP8/90000"), "{why}");
+    // On the same m-line str0m would have answered with the old meaning, and sent PCMU to a
+    // client that decodes PCMA.
+    let same_line = bundled_offer(&[("audio", &[(111, "opus/48000/2"), (96, "PCMA/8000")])]);
+    let why = bad_sdp(d.negotiate(now, SdpInput::Offer(&same_line)));
+    assert!(why.contains("payload type 96 was PCMU/8000"), "{why}");
+    assert_eq!(d.negotiated(), &before);
+
+    let fine =
+        bundled_offer(&[("audio", &[(111, "opus/48000/2"), (96, "PCMU/8000")]), ("video", &[(97, "VP8/90000")])]);
+    d.negotiate(now, SdpInput::Offer(&fine)).expect("a new m-line with a new payload type");
+    assert_eq!(d.negotiated().slots.len(), 2);
 }
