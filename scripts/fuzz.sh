@@ -13,16 +13,22 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-# Real offers as seeds: a fuzzer that starts from one gets past the parser in seconds.
+# Seeds: a fuzzer that starts from a real offer or a real call gets past the parsers in seconds.
+for dir in seeds/*/; do
+    target=$(basename "$dir")
+    mkdir -p "corpus/$target"
+    cp -n "$dir"* "corpus/$target/"
+done
 mkdir -p corpus/webrtc_offer
 for f in ../integration-tests/tests/fixtures/*_offer.sdp; do
     cp -n "$f" "corpus/webrtc_offer/$(basename "$f")"
 done
 
 for target in $(cargo +nightly fuzz list); do
-    extra=()
+    leaks=1
     # GStreamer and GLib keep process-lifetime allocations that LeakSanitizer reports at exit.
-    [[ "$target" == mixer_inputs ]] && extra+=(-detect_leaks=0)
+    [[ "$target" == mixer_inputs || "$target" == room_legs ]] && leaks=0
     echo "== $target: ${seconds}s"
-    cargo +nightly fuzz run -O "$target" -- -max_total_time="$seconds" -max_len=16384 "${extra[@]}"
+    ASAN_OPTIONS="detect_leaks=$leaks" cargo +nightly fuzz run -O "$target" -- \
+        -max_total_time="$seconds" -max_len=16384 -detect_leaks="$leaks"
 done
