@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::core::{
-    AudioPreference, Joining, LeaveReason, MixerSettings, Network, Room, RoomConfig, RoomEvent, Route, VideoPreference,
+    AudioPreference, Joining, LeaveReason, MixerSettings, Network, Room, RoomConfig, RoomError, RoomEvent, Route,
+    VideoPreference,
 };
 use switchboard_driver::*;
 
@@ -102,7 +103,9 @@ impl Driver for FakeDriver {
     fn kind(&self) -> ParticipantKind {
         ParticipantKind::Rtp
     }
-    fn negotiate(&mut self, _: Instant, _: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+    fn negotiate(&mut self, _: Instant, sdp: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
+        // Simulates a parser bug in a driver's library.
+        assert!(!matches!(sdp, SdpInput::Offer(s) if s.contains("panic")), "simulated parser bug");
         Ok(Some("v=0 fake answer".into()))
     }
     fn negotiated(&self) -> &Negotiated {
@@ -590,6 +593,43 @@ fn a_panicking_subscriber_is_removed_and_the_others_carry_on() {
     assert_eq!(net.received[&src(2)].len(), 20, "the healthy subscriber got every packet");
     let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
     assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: bad, reason: LeaveReason::TransportFailed }]);
+}
+
+#[test]
+fn sdp_that_panics_a_driver_is_bad_sdp_and_touches_no_one_else() {
+    let t0 = Instant::now();
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    r.take_events().for_each(drop);
+
+    let joining = Joining {
+        id: ParticipantId(3),
+        kind: ParticipantKind::Rtp,
+        display_name: None,
+        audio: AudioPreference::Auto,
+        video: VideoPreference::Auto,
+        driver: Box::new(FakeDriver::new(3, &[Codec::Pcmu], &[])),
+    };
+    match r.join(t0, joining, Some("v=0 panic"), &mut net) {
+        Err(RoomError::Negotiation(NegotiationError::BadSdp(why))) => {
+            assert_eq!(why, "the SDP could not be processed (simulated parser bug)");
+        }
+        other => panic!("join taken: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(r.len(), 2);
+    assert_eq!(r.take_events().count(), 0, "a refused join is no event");
+
+    // On a re-offer the driver's state may be half changed, so the participant goes, and says so.
+    match r.renegotiate(t0, a, "v=0 panic", &mut net) {
+        Err(RoomError::Negotiation(NegotiationError::BadSdp(why))) => assert!(why.contains("removed"), "{why}"),
+        other => panic!("re-offer taken: {other:?}"),
+    }
+    assert!(r.participant_view(a).is_none());
+    assert!(r.participant_view(b).is_some());
+    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
+    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::TransportFailed }]);
 }
 
 #[test]

@@ -152,8 +152,11 @@ impl Room {
             }
             None => Ok((driver.create_offer(now)?, true)),
         }));
-        let (local_sdp, awaiting): (String, bool) =
-            negotiated.map_err(|_| NegotiationError::BadSdp("the SDP could not be processed".into()))??;
+        let (local_sdp, awaiting): (String, bool) = negotiated.map_err(|payload| {
+            let why = panic_message(payload.as_ref());
+            tracing::warn!(room = %self.id, participant = %id, why, "driver panicked on the SDP of a join");
+            NegotiationError::BadSdp(format!("the SDP could not be processed ({why})"))
+        })??;
         let p = Participant {
             id,
             kind,
@@ -192,8 +195,10 @@ impl Room {
         let idx = self.slot_of(id).ok_or(RoomError::ParticipantNotFound)?;
         let awaiting = self.awaiting_answer.get(&id).copied().unwrap_or(false);
         let input = if awaiting { SdpInput::Answer(sdp) } else { SdpInput::Offer(sdp) };
-        let answer =
-            self.with_driver(idx, now, net, |d| d.negotiate(now, input)).ok_or(RoomError::ParticipantNotFound)??;
+        // The participant was found above, so no result means its driver panicked and is gone.
+        let answer = self.with_driver(idx, now, net, |d| d.negotiate(now, input)).ok_or_else(|| {
+            NegotiationError::BadSdp("the SDP could not be processed, and the participant was removed".into())
+        })??;
         self.awaiting_answer.insert(id, false);
         self.sync_negotiated(idx);
         self.reroute(now, net);
@@ -477,8 +482,9 @@ impl Room {
                 self.handle_deferred(now, net);
                 Some(r)
             }
-            Err(_) => {
-                tracing::error!(room = %self.id, participant = %p.id, "driver panicked; participant removed");
+            Err(payload) => {
+                let why = panic_message(payload.as_ref());
+                tracing::error!(room = %self.id, participant = %p.id, why, "driver panicked; participant removed");
                 self.forget(now, p, LeaveReason::TransportFailed, net);
                 self.handle_deferred(now, net);
                 None
@@ -877,5 +883,14 @@ impl Room {
         if changed {
             self.pacing_epoch += 1;
         }
+    }
+}
+
+/// What a caught panic said, for the log and for the error that reports it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (_, Some(s)) => s,
+        _ => "no message",
     }
 }
