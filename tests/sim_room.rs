@@ -206,17 +206,36 @@ fn join(
     slots: &[Codec],
     audio: AudioPreference,
 ) -> ParticipantId {
-    let id = ParticipantId(n as u64);
-    let joining = Joining {
-        id,
+    let joining = joining(n, FakeDriver::new(n, tracks, slots), audio);
+    let id = joining.id;
+    room.join(now, joining, Some("v=0"), net).unwrap();
+    id
+}
+
+fn joining(n: u16, driver: FakeDriver, audio: AudioPreference) -> Joining {
+    Joining {
+        id: ParticipantId(n as u64),
         kind: ParticipantKind::Rtp,
         display_name: None,
         audio,
         video: VideoPreference::Auto,
-        driver: Box::new(FakeDriver::new(n, tracks, slots)),
-    };
-    room.join(now, joining, Some("v=0"), net).unwrap();
-    id
+        driver: Box::new(driver),
+    }
+}
+
+/// A room where participants 1 and 2 each send and receive PCMU, its join events drained.
+fn pcmu_pair(t0: Instant) -> (Room, SimNet, ParticipantId, ParticipantId) {
+    let mut net = SimNet::default();
+    let mut r = room(t0);
+    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
+    r.take_events().for_each(drop);
+    (r, net, a, b)
+}
+
+/// The left events drained from the room.
+fn left(r: &mut Room) -> Vec<RoomEvent> {
+    r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect()
 }
 
 fn src(n: u16) -> SocketAddr {
@@ -365,15 +384,10 @@ fn mix_is_reported_honestly_when_slots_are_short() {
 #[test]
 fn a_requested_leave_is_reported_once_as_requested() {
     let t0 = Instant::now();
-    let mut net = SimNet::default();
-    let mut r = room(t0);
-    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
-    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
-    r.take_events().for_each(drop);
+    let (mut r, mut net, a, b) = pcmu_pair(t0);
     assert!(r.leave(t0, a, LeaveReason::Requested, &mut net));
     assert!(!r.leave(t0, a, LeaveReason::Requested, &mut net), "second leave finds nobody");
-    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
-    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::Requested }]);
+    assert_eq!(left(&mut r), vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::Requested }]);
     let v = r.participant_view(b).unwrap();
     assert_eq!(v.subscriptions[0].route, None, "b's slot is idle once its only publisher left");
 }
@@ -575,15 +589,7 @@ fn a_panicking_subscriber_is_removed_and_the_others_carry_on() {
     let mut broken = FakeDriver::new(3, &[], &[Codec::Pcmu]);
     broken.panic_on_write = true;
     let bad = ParticipantId(3);
-    let joining = Joining {
-        id: bad,
-        kind: ParticipantKind::Rtp,
-        display_name: None,
-        audio: AudioPreference::Auto,
-        video: VideoPreference::Auto,
-        driver: Box::new(broken),
-    };
-    r.join(t0, joining, Some("v=0"), &mut net).unwrap();
+    r.join(t0, joining(3, broken, AudioPreference::Auto), Some("v=0"), &mut net).unwrap();
     for i in 0..20u64 {
         let now = t0 + Duration::from_millis(20 * i);
         r.handle_receive(now, a, src(1), dst(1), &encode(0, i, 160 * i as u32, b"x"), &mut net);
@@ -591,28 +597,19 @@ fn a_panicking_subscriber_is_removed_and_the_others_carry_on() {
     assert!(r.participant_view(bad).is_none(), "the broken subscriber was removed");
     assert!(r.participant_view(a).is_some() && r.participant_view(good).is_some());
     assert_eq!(net.received[&src(2)].len(), 20, "the healthy subscriber got every packet");
-    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
-    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: bad, reason: LeaveReason::TransportFailed }]);
+    assert_eq!(
+        left(&mut r),
+        vec![RoomEvent::ParticipantLeft { participant_id: bad, reason: LeaveReason::TransportFailed }]
+    );
 }
 
 #[test]
 fn sdp_that_panics_a_driver_is_bad_sdp_and_touches_no_one_else() {
     let t0 = Instant::now();
-    let mut net = SimNet::default();
-    let mut r = room(t0);
-    let a = join(&mut r, t0, &mut net, 1, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
-    let b = join(&mut r, t0, &mut net, 2, &[Codec::Pcmu], &[Codec::Pcmu], AudioPreference::Auto);
-    r.take_events().for_each(drop);
+    let (mut r, mut net, a, b) = pcmu_pair(t0);
 
-    let joining = Joining {
-        id: ParticipantId(3),
-        kind: ParticipantKind::Rtp,
-        display_name: None,
-        audio: AudioPreference::Auto,
-        video: VideoPreference::Auto,
-        driver: Box::new(FakeDriver::new(3, &[Codec::Pcmu], &[])),
-    };
-    match r.join(t0, joining, Some("v=0 panic"), &mut net) {
+    let third = joining(3, FakeDriver::new(3, &[Codec::Pcmu], &[]), AudioPreference::Auto);
+    match r.join(t0, third, Some("v=0 panic"), &mut net) {
         Err(RoomError::Negotiation(NegotiationError::BadSdp(why))) => {
             assert_eq!(why, "the SDP could not be processed (simulated parser bug)");
         }
@@ -628,8 +625,10 @@ fn sdp_that_panics_a_driver_is_bad_sdp_and_touches_no_one_else() {
     }
     assert!(r.participant_view(a).is_none());
     assert!(r.participant_view(b).is_some());
-    let left: Vec<RoomEvent> = r.take_events().filter(|e| matches!(e, RoomEvent::ParticipantLeft { .. })).collect();
-    assert_eq!(left, vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::TransportFailed }]);
+    assert_eq!(
+        left(&mut r),
+        vec![RoomEvent::ParticipantLeft { participant_id: a, reason: LeaveReason::TransportFailed }]
+    );
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl WebrtcDriver {
         if !scan.has_supported_codec() {
             return Err(no_common_codec(&scan));
         }
-        if let Some(why) = scan.payload_type_conflict(&self.scan) {
+        if let Some(why) = crate::payload_types::conflict(&scan, &self.scan) {
             return Err(NegotiationError::BadSdp(why));
         }
         self.check_kept_formats(&scan)?;

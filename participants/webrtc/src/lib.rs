@@ -10,6 +10,7 @@
 mod driver;
 mod negotiated;
 mod offer;
+mod payload_types;
 
 pub use driver::WebrtcDriver;
 

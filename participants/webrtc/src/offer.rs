@@ -133,75 +133,6 @@ impl OfferScan {
     }
 }
 
-impl OfferScan {
-    /// The first payload type given two meanings (`a=rtpmap` and `a=fmtp`), said for the offerer.
-    /// The m-lines of one offer share one payload type space (BUNDLE, RFC 8843 section 9.1), and
-    /// a mapping holds for the whole session (RFC 3264 section 8.3.2); `earlier` is the session's
-    /// last accepted offer. str0m 0.24.1 takes neither for granted: two meanings in one offer, or
-    /// a new meaning on a new m-line, panic in its payload type bookkeeping, and a new meaning on
-    /// an old m-line is answered with the old one.
-    pub fn payload_type_conflict(&self, earlier: &OfferScan) -> Option<String> {
-        struct Seen<'a> {
-            pt: u8,
-            meaning: Meaning<'a>,
-            line: usize,
-            earlier: bool,
-        }
-        let mut seen: Vec<Seen<'_>> = Vec::new();
-        let offers = [(earlier, true), (self, false)];
-        for (offer, is_earlier) in offers {
-            for (line_no, line) in offer.lines.iter().enumerate() {
-                for (pt, rtpmap) in &line.rtpmap {
-                    let fmtp = line.fmtp.iter().find(|(p, _)| p == pt).map(|(_, f)| f.as_str());
-                    let meaning = Meaning { rtpmap, fmtp };
-                    let Some(first) = seen.iter().find(|s| s.pt == *pt) else {
-                        seen.push(Seen { pt: *pt, meaning, line: line_no, earlier: is_earlier });
-                        continue;
-                    };
-                    if first.meaning == meaning {
-                        continue;
-                    }
-                    let (old, new) = (&first.meaning, &meaning);
-                    return Some(if first.earlier {
-                        format!(
-                            "payload type {pt} was {old} earlier in this session and is {new} on m-line {line_no}; \
-                             a payload type keeps its meaning for the whole session"
-                        )
-                    } else {
-                        format!(
-                            "payload type {pt} is {old} on m-line {} and {new} on m-line {line_no}; the m-lines of \
-                             one offer must give a payload type one meaning",
-                            first.line
-                        )
-                    });
-                }
-            }
-        }
-        None
-    }
-}
-
-/// What a payload type stands for on one m-line.
-struct Meaning<'a> {
-    rtpmap: &'a str,
-    fmtp: Option<&'a str>,
-}
-
-impl PartialEq for Meaning<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.rtpmap.eq_ignore_ascii_case(other.rtpmap) && self.fmtp == other.fmtp
-    }
-}
-
-impl std::fmt::Display for Meaning<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.fmtp {
-            Some(fmtp) => write!(f, "{} ({fmtp})", self.rtpmap),
-            None => write!(f, "{} (no fmtp)", self.rtpmap),
-        }
-    }
-}
-
 impl MLine {
     pub fn is_media(&self) -> bool {
         self.media == "audio" || self.media == "video"
@@ -222,6 +153,18 @@ impl MLine {
             return None;
         }
         self.fmtp.iter().find(|(p, _)| *p == pt).map(|(_, v)| v.as_str())
+    }
+
+    /// Every payload type this m-line describes, as str0m reads them: each `a=rtpmap` (listed on
+    /// the `m=` line or not), then each listed static type without one, by its static name. With
+    /// the `a=fmtp` text, if any.
+    pub fn descriptions(&self) -> impl Iterator<Item = (u8, &str, Option<&str>)> {
+        let fmtp = |pt: u8| self.fmtp.iter().find(|(p, _)| *p == pt).map(|(_, f)| f.as_str());
+        let mapped = self.rtpmap.iter().map(move |(pt, map)| (*pt, map.as_str(), fmtp(*pt)));
+        let unmapped = self.formats.iter().filter(|pt| !self.rtpmap.iter().any(|(p, _)| p == *pt));
+        let statics = unmapped
+            .filter_map(move |pt| STATIC_PTS.iter().find(|(p, _)| p == pt).map(|(_, name)| (*pt, *name, fmtp(*pt))));
+        mapped.chain(statics)
     }
 
     fn codec_names(&self) -> impl Iterator<Item = &str> {
@@ -268,34 +211,6 @@ mod tests {
         assert_eq!(audio.fmtp_for(111, Codec::Vp8), None);
         assert!(scan.has_supported_codec());
         assert_eq!(scan.offered_codecs(), "g729, opus, pcmu, vp8");
-    }
-
-    #[test]
-    fn a_payload_type_keeps_one_meaning_within_an_offer_and_across_offers() {
-        let scan = OfferScan::parse(OFFER);
-        assert_eq!(scan.payload_type_conflict(&OfferScan::default()), None);
-        // The same meaning twice, and with a different letter case, is one meaning.
-        let again = OFFER.replace("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n", "m=video 9 UDP/TLS/RTP/SAVPF 96 97 111\r\na=rtpmap:111 OPUS/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n");
-        assert_eq!(OfferScan::parse(&again).payload_type_conflict(&scan), None);
-
-        let clash = OFFER.replace("a=rtpmap:96 VP8/90000", "a=rtpmap:111 VP8/90000");
-        let why = OfferScan::parse(&clash).payload_type_conflict(&OfferScan::default()).expect("conflict");
-        assert_eq!(
-            why,
-            "payload type 111 is opus/48000/2 (minptime=10;useinbandfec=1) on m-line 0 and VP8/90000 (no fmtp) on \
-             m-line 2; the m-lines of one offer must give a payload type one meaning"
-        );
-        // An rtpmap the m= line does not list still counts: str0m reads it.
-        let stray = OFFER.replace("a=rtpmap:97 rtx/90000", "a=rtpmap:97 rtx/90000\r\na=rtpmap:111 opus/48000/2");
-        assert!(OfferScan::parse(&stray).payload_type_conflict(&OfferScan::default()).is_some());
-
-        let later = OfferScan::parse(&OFFER.replace("a=rtpmap:97 rtx/90000", "a=rtpmap:97 H264/90000"));
-        let why = later.payload_type_conflict(&scan).expect("conflict");
-        assert_eq!(
-            why,
-            "payload type 97 was rtx/90000 (no fmtp) earlier in this session and is H264/90000 (no fmtp) on m-line 2; \
-             a payload type keeps its meaning for the whole session"
-        );
     }
 
     #[test]
