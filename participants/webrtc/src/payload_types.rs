@@ -173,7 +173,7 @@ mod tests {
         let pcmu = line("audio", "111 96", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:96 PCMU/8000\r\n");
         let pcma = line("audio", "111 96", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:96 PCMA/8000\r\n");
         assert_eq!(
-            check(&[pcma], &[pcmu.clone()]).as_deref(),
+            check(&[pcma], std::slice::from_ref(&pcmu)).as_deref(),
             Some(
                 "payload type 96 was PCMU/8000 (no fmtp) earlier in this session and is PCMA/8000 (no fmtp) on \
                  m-line 0; a payload type keeps its meaning for the whole session"
