@@ -138,6 +138,15 @@ impl WebrtcDriver {
         if !scan.has_fingerprint {
             return Err(NegotiationError::BadSdp("missing a=fingerprint (DTLS is required)".into()));
         }
+        // The bridge's connectivity checks carry `<client ufrag>:<own 16-byte ufrag>` as their STUN
+        // USERNAME, and str0m's ICE agent panics when writing one over 128 bytes, so the session
+        // would fail at its first check. RFC 8839 allows 256; real clients send 4 to 32.
+        if scan.longest_ufrag > MAX_UFRAG {
+            return Err(NegotiationError::BadSdp(format!(
+                "a=ice-ufrag is {} bytes; this bridge takes at most {MAX_UFRAG}",
+                scan.longest_ufrag
+            )));
+        }
         if !scan.has_supported_codec() {
             return Err(no_common_codec(&scan));
         }
@@ -464,6 +473,9 @@ impl Driver for WebrtcDriver {
         }
     }
 }
+
+/// 128 bytes of STUN USERNAME, less the colon and the bridge's own 16-byte ufrag.
+const MAX_UFRAG: usize = 128 - 1 - 16;
 
 fn no_common_codec(scan: &OfferScan) -> NegotiationError {
     let supported: Vec<&str> = SUPPORTED.iter().map(|c| c.as_str()).collect();

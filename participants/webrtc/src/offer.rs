@@ -48,6 +48,8 @@ const NOT_CODECS: [&str; 4] = ["rtx", "red", "ulpfec", "flexfec-03"];
 pub(crate) struct OfferScan {
     pub lines: Vec<MLine>,
     pub has_fingerprint: bool,
+    /// The longest `a=ice-ufrag`, session or media level, in bytes.
+    pub longest_ufrag: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -84,6 +86,8 @@ impl OfferScan {
             };
             if attr.starts_with("fingerprint:") {
                 scan.has_fingerprint = true;
+            } else if let Some(ufrag) = attr.strip_prefix("ice-ufrag:") {
+                scan.longest_ufrag = scan.longest_ufrag.max(ufrag.trim().len());
             }
             let Some(m) = scan.lines.last_mut() else {
                 continue;

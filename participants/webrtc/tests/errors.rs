@@ -242,3 +242,27 @@ fn a_reoffer_that_gives_a_payload_type_a_new_meaning_is_refused_and_changes_noth
     d.negotiate(now, SdpInput::Offer(&fine)).expect("a new m-line with a new payload type");
     assert_eq!(d.negotiated().slots.len(), 2);
 }
+
+/// str0m's ICE agent panicked at its first connectivity check when the client's ufrag made the
+/// STUN USERNAME longer than 128 bytes (found by the webrtc_offer fuzz target).
+#[test]
+fn an_overlong_ice_ufrag_is_refused_with_the_reason() {
+    let mut d = driver();
+    let now = Instant::now();
+    let offer = audio_offer(true, &[(111, "opus/48000/2")])
+        .replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=candidate:1 1 UDP 2015364095 127.0.0.1 35938 typ host\r\n");
+    let long = offer.replace("a=ice-ufrag:Ab1x", &format!("a=ice-ufrag:{}", "u".repeat(112)));
+    let why = bad_sdp(d.negotiate(now, SdpInput::Offer(&long)));
+    assert_eq!(why, "a=ice-ufrag is 112 bytes; this bridge takes at most 111");
+
+    let longest = offer.replace("a=ice-ufrag:Ab1x", &format!("a=ice-ufrag:{}", "u".repeat(111)));
+    d.negotiate(now, SdpInput::Offer(&longest)).expect("111 bytes fit");
+    // The bridge's own checks go out without a panic.
+    let mut sink = Sink::default();
+    for ms in (0..2_000).step_by(50) {
+        let at = now + Duration::from_millis(ms);
+        d.handle_timeout(at);
+        d.poll(at, &mut sink);
+    }
+    assert!(!sink.transmits.is_empty(), "the bridge sent its connectivity checks");
+}
