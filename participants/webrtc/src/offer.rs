@@ -161,9 +161,9 @@ impl MLine {
 
     /// Every payload type this m-line describes, as str0m reads them: each `a=rtpmap` (listed on
     /// the `m=` line or not), then each listed static type without one, by its static name. With
-    /// the `a=fmtp` text, if any.
-    pub fn descriptions(&self) -> impl Iterator<Item = (u8, &str, Option<&str>)> {
-        let fmtp = |pt: u8| self.fmtp.iter().find(|(p, _)| *p == pt).map(|(_, f)| f.as_str());
+    /// every `a=fmtp` text for it, in order: str0m merges them, a later value winning.
+    pub fn descriptions(&self) -> impl Iterator<Item = (u8, &str, Vec<&str>)> {
+        let fmtp = |pt: u8| self.fmtp.iter().filter(|(p, _)| *p == pt).map(|(_, f)| f.as_str()).collect();
         let mapped = self.rtpmap.iter().map(move |(pt, map)| (*pt, map.as_str(), fmtp(*pt)));
         let unmapped = self.formats.iter().filter(|pt| !self.rtpmap.iter().any(|(p, _)| p == *pt));
         let statics = unmapped

@@ -46,10 +46,11 @@ pub(crate) fn conflict(offer: &OfferScan, earlier: &OfferScan) -> Option<String>
     None
 }
 
-/// A payload type's description on one m-line: `opus/48000/2`, or a static type's bare name.
+/// A payload type's description on one m-line: `opus/48000/2`, or a static type's bare name,
+/// and its `a=fmtp` texts.
 struct Format<'a> {
     rtpmap: &'a str,
-    fmtp: Option<&'a str>,
+    fmtp: Vec<&'a str>,
 }
 
 impl Format<'_> {
@@ -64,10 +65,13 @@ impl Format<'_> {
         } else {
             self.name().eq_ignore_ascii_case(other.name())
         };
+        let name = self.name().to_ascii_lowercase();
+        // RED's fmtp is its primary types (`111/111`), which str0m ties the RED type to.
+        if name == "red" {
+            return maps_agree && self.fmtp.concat().trim() == other.fmtp.concat().trim();
+        }
         maps_agree
-            && significant(self.name())
-                .iter()
-                .all(|(key, default)| self.param(key, default) == other.param(key, default))
+            && significant(&name).iter().all(|(key, default)| self.param(key, default) == other.param(key, default))
     }
 
     /// An fmtp parameter as str0m compares it, lower-cased. H.264's `profile-level-id` counts by
@@ -75,12 +79,14 @@ impl Format<'_> {
     /// as negotiable; a little stricter than str0m, which folds a few flag combinations into one
     /// profile.
     fn param(&self, key: &str, default: &str) -> String {
+        // str0m merges every fmtp line of the type, a later value winning.
         let value = self
             .fmtp
-            .into_iter()
+            .iter()
             .flat_map(|f| f.split(';'))
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .last()
             .map_or(default, |(_, v)| v.trim())
             .to_ascii_lowercase();
         if key == "profile-level-id" {
@@ -93,7 +99,7 @@ impl Format<'_> {
 
 /// The fmtp parameters, with their defaults, by which str0m tells two formats of a codec apart.
 fn significant(name: &str) -> &'static [(&'static str, &'static str)] {
-    match name.to_ascii_lowercase().as_str() {
+    match name {
         // Absent: packetization-mode 0 (RFC 6184), and the Baseline profile str0m assumes.
         "h264" => &[("packetization-mode", "0"), ("profile-level-id", "42001f")],
         "vp9" => &[("profile-id", "0")],
@@ -105,9 +111,10 @@ fn significant(name: &str) -> &'static [(&'static str, &'static str)] {
 
 impl std::fmt::Display for Format<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.fmtp {
-            Some(fmtp) => write!(f, "{} ({fmtp})", self.rtpmap),
-            None => write!(f, "{} (no fmtp)", self.rtpmap),
+        if self.fmtp.is_empty() {
+            write!(f, "{} (no fmtp)", self.rtpmap)
+        } else {
+            write!(f, "{} ({})", self.rtpmap, self.fmtp.join("; "))
         }
     }
 }
@@ -164,6 +171,20 @@ mod tests {
             )
         };
         assert!(check(&[rtx(96), rtx(98)], &[]).is_some());
+        // Two fmtp lines merge, the later value winning, as str0m reads them.
+        let merged = line("video", "102", &H264_42.replace("a=fmtp:102", "a=fmtp:102 x=1\r\na=fmtp:102"));
+        let main = format!("{H264_42}a=fmtp:102 profile-level-id=4d001f\r\n");
+        assert_eq!(check(&[merged, line("video", "102", H264_42)], &[]), None);
+        assert!(check(&[line("video", "102", &main), line("video", "102", H264_42)], &[]).is_some());
+        let red = |primary: u8| {
+            line(
+                "audio",
+                "111 63",
+                &format!("a=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 {primary}/{primary}\r\n"),
+            )
+        };
+        assert!(check(&[red(111), red(96)], &[]).is_some());
+        assert_eq!(check(&[red(111), red(111)], &[]), None);
         let static_pt = line("audio", "0", "");
         assert!(check(&[static_pt, line("audio", "0", "a=rtpmap:0 opus/48000/2\r\n")], &[]).is_some());
     }
