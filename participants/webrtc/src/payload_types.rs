@@ -83,10 +83,10 @@ impl Format<'_> {
         let value = self
             .fmtp
             .iter()
-            .flat_map(|f| f.split(';'))
+            .rev()
+            .flat_map(|f| f.split(';').rev())
             .filter_map(|kv| kv.split_once('='))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(key))
-            .last()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
             .map_or(default, |(_, v)| v.trim())
             .to_ascii_lowercase();
         if key == "profile-level-id" {
