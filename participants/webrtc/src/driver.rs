@@ -150,6 +150,9 @@ impl WebrtcDriver {
         if !scan.has_supported_codec() {
             return Err(no_common_codec(&scan));
         }
+        if let Some(mid) = scan.repeated_mid() {
+            return Err(NegotiationError::BadSdp(format!("a=mid:{mid} is on more than one m-line")));
+        }
         if let Some(why) = crate::payload_types::conflict(&scan, &self.scan) {
             return Err(NegotiationError::BadSdp(why));
         }

@@ -109,6 +109,13 @@ impl OfferScan {
         u16::try_from(i).ok()
     }
 
+    /// A mid that names two m-lines (RFC 8843 requires them unique; str0m would take both and
+    /// lose track of its payload types).
+    pub fn repeated_mid(&self) -> Option<Mid> {
+        let mids: Vec<Mid> = self.lines.iter().filter_map(|l| l.mid).collect();
+        mids.iter().enumerate().find(|(i, m)| mids[..*i].contains(m)).map(|(_, m)| *m)
+    }
+
     /// Whether any audio or video m-line offers a codec the driver enables.
     pub fn has_supported_codec(&self) -> bool {
         self.lines

@@ -266,3 +266,16 @@ fn an_overlong_ice_ufrag_is_refused_with_the_reason() {
     }
     assert!(!sink.transmits.is_empty(), "the bridge sent its connectivity checks");
 }
+
+/// Two m-lines under one mid lost str0m its payload type bookkeeping (a panic, found by the
+/// webrtc_offer fuzz target); RFC 8843 wants mids unique.
+#[test]
+fn a_mid_on_two_m_lines_is_refused_with_the_reason() {
+    let mut d = driver();
+    let now = Instant::now();
+    let offer = bundled_offer(&[("audio", &[(111, "opus/48000/2")]), ("video", &[(96, "VP8/90000")])]);
+    let twice = offer.replace("a=mid:1\r\n", "a=mid:0\r\n");
+    assert_ne!(twice, offer);
+    assert_eq!(bad_sdp(d.negotiate(now, SdpInput::Offer(&twice))), "a=mid:0 is on more than one m-line");
+    d.negotiate(now, SdpInput::Offer(&offer)).expect("unique mids");
+}
