@@ -16,10 +16,12 @@ pub mod dtmf;
 mod ids;
 mod mix;
 mod packet;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
-pub use mix::{MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats, VideoSettings};
+pub use mix::{Mcu, MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats, VideoSettings};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 
 use std::net::SocketAddr;
@@ -173,8 +175,11 @@ pub enum WriteError {
     NoSuchSlot,
     #[error("slot does not take payload type {0}")]
     PayloadType(u8),
+    /// The reason is static text, so refusing a packet on the packet path allocates nothing.
     #[error("driver refused the packet: {0}")]
-    Refused(String),
+    Refused(&'static str),
+    #[error(transparent)]
+    Dtmf(#[from] dtmf::DtmfError),
 }
 
 /// One participant's protocol engine. See the crate docs for the call order.
@@ -210,7 +215,7 @@ pub trait Driver: Send {
 
     /// Sends DTMF digits as RFC 4733 events on the participant's audio slot.
     fn send_dtmf(&mut self, _now: Instant, _digits: &str, _duration_ms: u32) -> Result<(), WriteError> {
-        Err(WriteError::Refused("this participant kind does not send DTMF".into()))
+        Err(WriteError::Refused("this participant kind does not send DTMF"))
     }
 
     /// Drains every pending output into `out` and returns when to call `handle_timeout` next.

@@ -1,7 +1,7 @@
 //! What the room asks of its mixer. The room decides which mixes and transcodes exist; the mixer
 //! decides, frame by frame, which speakers are in them.
 
-use crate::{CodecSpec, ParticipantId, SlotKey, TrackKey};
+use crate::{CodecSpec, KeyframeKind, Output, ParticipantId, RtpMeta, SlotKey, TrackKey, WriteError};
 use std::time::Instant;
 
 /// The mixer's whole job, restated by the room whenever routing changes.
@@ -110,6 +110,42 @@ impl MixerStats {
         self.fec_encoders = newer.fec_encoders;
         self.video_encoders = newer.video_encoders;
     }
+}
+
+/// The room's MCU: it takes tracks in on the plan's input slots and publishes the plan's outputs
+/// as tracks. It is not a participant: it has no SDP, no socket, no peer and no kind; its inputs
+/// and outputs are whatever the last [`MixPlan`] said.
+///
+/// Call order: `configure` whenever routing changes, then any number of `write_media` /
+/// `handle_timeout` / `request_keyframe` / `receiver_loss`, each followed by `poll` until it
+/// returns the next deadline. `close` ends it.
+pub trait Mcu: Send {
+    /// Restates the MCU's whole job. Inputs and outputs not in `plan` are dropped.
+    fn configure(&mut self, now: Instant, plan: &MixPlan);
+
+    /// One packet of the track on input `input`, already rewritten to the input's codec numbering.
+    fn write_media(&mut self, now: Instant, input: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError>;
+
+    /// Runs the mix ticks that are due.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// The receiver of `output` asks for a keyframe: the encoder of that output makes one.
+    fn request_keyframe(&mut self, output: TrackKey, kind: KeyframeKind);
+
+    /// The receiver of `output` reports losing `fraction` (0 to 1) of what it is sent (RTCP
+    /// receiver reports). The MCU may protect that output's stream against it.
+    fn receiver_loss(&mut self, now: Instant, output: TrackKey, fraction: f32);
+
+    /// Drains mixed packets (`Output::media`, keyed by output track) and events: `ActiveSpeakers`
+    /// and `KeyframeRequest` name input slots, `Disconnected` says the MCU broke. Returns when to
+    /// call `handle_timeout` next.
+    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant;
+
+    /// Counters since the last take, and gauges as they stand.
+    fn take_stats(&mut self) -> MixerStats;
+
+    /// Stops every pipeline. `poll` still drains what closing produced.
+    fn close(&mut self, now: Instant);
 }
 
 /// The room-facing side of the mixer driver, beside its `Driver` side.

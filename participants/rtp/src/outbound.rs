@@ -16,8 +16,8 @@ use switchboard_driver::{DriverEvent, RtpMeta, SlotKey, WriteError};
 /// DTMF packet spacing when the peer set no ptime.
 const DTMF_INTERVAL: Duration = Duration::from_millis(50);
 
-fn refused(why: &str) -> WriteError {
-    WriteError::Refused(why.into())
+fn refused(why: &'static str) -> WriteError {
+    WriteError::Refused(why)
 }
 
 /// `d` in units of 1/65536 s, as RTCP's DLSR wants.
@@ -82,7 +82,9 @@ impl RtpDriver {
         if let Some(ctx) = &mut self.srtp_out {
             if let Err(e) = ctx.protect_rtp(&mut buf) {
                 self.queue.recycle(buf);
-                return Err(WriteError::Refused(e.to_string()));
+                // The SRTP error's detail is left out: naming it would allocate per packet.
+                tracing::trace!(error = %e, "SRTP protect failed");
+                return Err(WriteError::Refused("SRTP protection failed"));
             }
         }
         self.tx.packets += 1;
@@ -108,7 +110,7 @@ impl RtpDriver {
         if plan.telephone_event.is_none() {
             return Err(refused("the peer did not negotiate telephone-event"));
         }
-        self.dtmf_tx.queue(now, digits, duration_ms).map_err(|e| refused(&e.to_string()))?;
+        self.dtmf_tx.queue(now, digits, duration_ms)?;
         self.pump_dtmf(now);
         Ok(())
     }

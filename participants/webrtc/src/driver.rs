@@ -365,16 +365,16 @@ impl Driver for WebrtcDriver {
             _ => self.resolve_write(slot, meta.pt)?,
         };
         if !self.rtc.is_alive() || self.closing {
-            return Err(WriteError::Refused("session closed".into()));
+            return Err(WriteError::Refused("session closed"));
         }
         // str0m's send queue has no bound and only drains once SRTP is up; queueing before then
         // would grow without limit and burst stale media on connect.
         if !self.rtc.is_connected() {
-            return Err(WriteError::Refused("not connected".into()));
+            return Err(WriteError::Refused("not connected"));
         }
         let mut api = self.rtc.direct_api();
         let stream =
-            api.stream_tx_by_mid(mid, None).ok_or_else(|| WriteError::Refused("no send stream for the slot".into()))?;
+            api.stream_tx_by_mid(mid, None).ok_or_else(|| WriteError::Refused("no send stream for the slot"))?;
         let mut ext = ExtensionValues::default();
         if let Some(level) = meta.audio_level {
             ext.audio_level = Some(-(level.unsigned_abs().min(127) as i8));
