@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_driver::{
-    CodecSpec, Driver, MediaKind, MixInput, MixOutput, MixOutputKind, MixPlan, ParticipantId, SlotKey, TrackId,
-    TrackKey, VideoSettings,
+    CodecSpec, Mcu, MediaKind, MixInput, MixOutput, MixOutputKind, MixPlan, ParticipantId, SlotKey, TrackId, TrackKey,
+    VideoSettings,
 };
 
-/// Builds the room's mixer when a route first needs one. The core never names GStreamer.
-pub type MixerFactory = Arc<dyn Fn(Instant) -> Box<dyn Driver> + Send + Sync>;
+/// Builds the room's MCU when a route first needs one. The core never names GStreamer.
+pub type MixerFactory = Arc<dyn Fn(Instant) -> Box<dyn Mcu> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct MixerSettings {

@@ -4,6 +4,7 @@
 pub mod events;
 mod fanout;
 pub mod forwarder;
+mod mcu;
 pub mod mixing;
 pub mod participant;
 pub mod room;

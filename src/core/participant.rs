@@ -17,13 +17,22 @@ pub enum ParticipantState {
     Closed,
 }
 
-/// A subscriber slot this room forwards into. `SlotRef` in a fan-out list points at one.
+/// Who publishes or receives media in a room: a participant (by its place in the room's slab),
+/// or the room's MCU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Participant(usize),
+    Mcu,
+}
+
+/// A receiving slot this room forwards into: a participant's slot, or one of the MCU's inputs.
+/// `SlotRef` in a fan-out list points at one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotRef {
-    pub participant: usize,
+    pub to: Endpoint,
     pub slot: SlotKey,
-    /// Where the slot was in the participant's `slots` when the fan-out was built: a mixer has
-    /// a slot per input, and a search per packet would grow with the room.
+    /// Where the slot was in its owner's slot list when the fan-out was built: the MCU has a
+    /// slot per input, and a search per packet would grow with the room.
     pub index: usize,
     /// The subscriber's payload type for the track's codec, resolved when the fan-out was built:
     /// looking it up per packet cost a cache miss per subscriber (the slot's codec list).
@@ -60,15 +69,35 @@ pub struct Participant {
     pub audio: AudioPreference,
     pub video: VideoPreference,
     pub state: ParticipantState,
-    /// The room's mixer: in the slab so packets reach it like any subscriber, but never reported.
-    pub internal: bool,
     pub driver: Box<dyn Driver>,
+    /// Every call into the driver runs inside it, so whatever the driver logs names its room
+    /// and participant. Made once at join: entering an existing span allocates nothing.
+    pub span: tracing::Span,
     pub tracks: Vec<PublishedTrack>,
     pub slots: Vec<Slot>,
     pub last_received: Instant,
     pub next_timeout: Instant,
     /// See [`super::Room::is_mixer_paced`]; kept by `rebuild_fanout`.
     pub mixer_paced: bool,
+}
+
+impl Slot {
+    pub fn new(info: SlotInfo) -> Slot {
+        let rate = info.codecs.first().map(|c| c.clock_rate).unwrap_or(90_000);
+        Slot { info, route: None, source: None, codec: None, wired: None, forwarder: Forwarder::new(rate) }
+    }
+}
+
+/// Finds the slot `r` points at in `slots`, and the payload type to send there for `codec`.
+/// The slot is where it was when the fan-out was built, unless the slots changed since.
+pub fn resolve_slot(slots: &[Slot], r: &SlotRef, codec: Codec) -> (Option<usize>, Option<Pt>) {
+    match slots.get(r.index) {
+        Some(s) if s.info.key == r.slot => (Some(r.index), r.pt),
+        _ => {
+            let at = slots.iter().position(|s| s.info.key == r.slot);
+            (at, at.and_then(|i| slots[i].info.pt_for(codec)))
+        }
+    }
 }
 
 impl Participant {

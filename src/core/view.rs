@@ -3,8 +3,7 @@
 use super::participant::{Participant, ParticipantState};
 use super::routing::Route;
 use serde::Serialize;
-use std::collections::HashMap;
-use switchboard_driver::{Codec, MediaKind, ParticipantId, ParticipantKind, RoomId, TrackId, TrackKey};
+use switchboard_driver::{Codec, MediaKind, ParticipantId, ParticipantKind, RoomId, TrackId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomView {
@@ -47,16 +46,12 @@ pub struct SubscriptionView {
 }
 
 impl ParticipantView {
+    /// `publisher` names who publishes a track the participant receives.
     pub(super) fn of(
         room: &RoomId,
         p: &Participant,
-        owners: &HashMap<TrackId, (usize, TrackKey)>,
-        slab: &[Option<Participant>],
+        publisher: impl Fn(TrackId) -> Option<ParticipantId>,
     ) -> ParticipantView {
-        let publisher = |t: TrackId| {
-            let (idx, _) = owners.get(&t)?;
-            slab.get(*idx)?.as_ref().map(|p| p.id)
-        };
         ParticipantView {
             id: p.id,
             room_id: room.clone(),
@@ -75,7 +70,7 @@ impl ParticipantView {
                     slot: s.info.label.clone(),
                     kind: s.info.kind,
                     track_id: s.source,
-                    publisher_id: s.source.and_then(publisher),
+                    publisher_id: s.source.and_then(&publisher),
                     route: s.route,
                     codec: s.codec,
                     ssrc: s.info.ssrc.0,
