@@ -45,25 +45,20 @@ pub fn dominant_frequency(samples: &[i16], rate: u32) -> f32 {
     let w = hann(x.len());
     let r = rate as f32;
     let top = (r / 2.0 - 1.0).min(8000.0);
-    let mut best = (0.0f32, -1.0f64);
-    let mut f = 20.0f32;
-    while f <= top {
-        let p = goertzel_power(&x, r, f, &w);
-        if p > best.1 {
-            best = (f, p);
+    // The strongest of `best` and the frequencies from `f` to `to` in `step`s.
+    let scan = |mut f: f32, to: f32, step: f32, mut best: (f32, f64)| {
+        while f <= to {
+            let p = goertzel_power(&x, r, f, &w);
+            if p > best.1 {
+                best = (f, p);
+            }
+            f += step;
         }
-        f += 5.0;
-    }
-    let centre = best.0;
-    let mut f = (centre - 5.0).max(1.0);
-    while f <= (centre + 5.0).min(top) {
-        let p = goertzel_power(&x, r, f, &w);
-        if p > best.1 {
-            best = (f, p);
-        }
-        f += 0.25;
-    }
-    best.0
+        best
+    };
+    let coarse = scan(20.0, top, 5.0, (0.0, -1.0));
+    let centre = coarse.0;
+    scan((centre - 5.0).max(1.0), (centre + 5.0).min(top), 0.25, coarse).0
 }
 
 /// Level (dBFS, where a full-scale square wave is 0 dB and a full-scale sine about -3 dB) of

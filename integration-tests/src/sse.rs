@@ -151,16 +151,19 @@ impl Drop for SseClient {
     }
 }
 
+/// Changes the shared state and wakes every test waiting on it.
+fn publish(state: &(Mutex<SseState>, Condvar), change: impl FnOnce(&mut SseState)) {
+    let (lock, cv) = state;
+    change(&mut lock.lock().unwrap());
+    cv.notify_all();
+}
+
 /// Reads the body (de-chunking if needed) line by line and dispatches events.
 fn sse_reader(mut reader: BufReader<TcpStream>, chunked: bool, state: Arc<(Mutex<SseState>, Condvar)>) {
     let mut pending = String::new(); // de-chunked bytes not yet split into lines
     let mut event = String::new();
     let mut data: Vec<String> = Vec::new();
-    let close = |why: String| {
-        let (lock, cv) = &*state;
-        lock.lock().unwrap().closed = Some(why);
-        cv.notify_all();
-    };
+    let close = |why: String| publish(&state, |st| st.closed = Some(why));
     loop {
         // Get more body text.
         let piece = if chunked {
@@ -204,9 +207,7 @@ fn sse_reader(mut reader: BufReader<TcpStream>, chunked: bool, state: Arc<(Mutex
                     };
                     event.clear();
                     data.clear();
-                    let (lock, cv) = &*state;
-                    lock.lock().unwrap().events.push(ev);
-                    cv.notify_all();
+                    publish(&state, |st| st.events.push(ev));
                 }
             } else if line.starts_with(':') {
                 // comment / keep-alive
