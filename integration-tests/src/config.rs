@@ -1,0 +1,86 @@
+//! The daemon's config as a test writes it: the defaults for a port block, changed key by key.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::ports::PortBlock;
+
+/// The daemon's TOML config as `section -> key -> value`. Values are JSON values rendered as
+/// TOML (strings, numbers, booleans and arrays of those render the same in both).
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub sections: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Config {
+    /// The default test config for a reserved port block.
+    pub fn for_ports(p: &PortBlock) -> Config {
+        let mut c = Config::default();
+        c.set("http", "listen", format!("127.0.0.1:{}", p.http));
+        c.set("webrtc", "listen", format!("127.0.0.1:{}", p.webrtc));
+        c.set("webrtc", "advertised_ips", json!(["127.0.0.1"]));
+        c.set("rtp", "bind_ip", "127.0.0.1");
+        c.set("rtp", "advertised_ip", "127.0.0.1");
+        c.set("rtp", "port_min", p.rtp_min);
+        c.set("rtp", "port_max", p.rtp_max);
+        c.set("rtp", "symmetric", true);
+        c.set("media", "inactivity_timeout_secs", 30);
+        c.set("rooms", "auto_create", true);
+        c.set("rooms", "max_participants", 100);
+        c.set("rooms", "empty_timeout_secs", 60);
+        c.set("mixer", "speakers", 3);
+        c.set("mixer", "jitter_buffer_ms", 40);
+        c.set("log", "filter", "info");
+        c
+    }
+
+    /// Set (or override) one key.
+    pub fn set(&mut self, section: &str, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.sections.entry(section.to_string()).or_default().insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Remove one key (to test the daemon's default).
+    pub fn remove(&mut self, section: &str, key: &str) -> &mut Self {
+        if let Some(s) = self.sections.get_mut(section) {
+            s.remove(key);
+        }
+        self
+    }
+
+    pub fn get(&self, section: &str, key: &str) -> Option<&Value> {
+        self.sections.get(section).and_then(|s| s.get(key))
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for (name, keys) in &self.sections {
+            out.push_str(&format!("[{name}]\n"));
+            for (k, v) in keys {
+                assert!(!matches!(v, Value::Object(_) | Value::Null), "config {name}.{k}: tables/null not supported");
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::reserve_ports;
+
+    #[test]
+    fn config_renders_toml() {
+        let p = reserve_ports();
+        let mut c = Config::for_ports(&p);
+        c.set("rooms", "auto_create", false).set("log", "filter", "debug,str0m=info");
+        let t = c.to_toml();
+        assert!(t.contains("[rooms]\nauto_create = false\n"), "{t}");
+        assert!(t.contains(&format!("listen = \"127.0.0.1:{}\"", p.http)), "{t}");
+        assert!(t.contains("advertised_ips = [\"127.0.0.1\"]"), "{t}");
+        assert!(t.contains(&format!("port_min = {}", p.rtp_min)), "{t}");
+    }
+}
