@@ -2,11 +2,11 @@
 //! allocates nothing, locks nothing and logs nothing; it bumps plain counters instead.
 
 use super::participant::{Participant, PublishedTrack};
-use super::stats::{kind_index, RoomStats};
+use super::stats::RoomStats;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
-use switchboard_driver::{DisconnectReason, DriverEvent, DropReason, Output, RtpMeta, TrackKey};
+use switchboard_driver::{DisconnectReason, DriverEvent, DropReason, Output, ParticipantKind, RtpMeta, TrackKey};
 
 /// Where datagrams leave the core. The runtime sends them on sockets; tests hand them to a
 /// simulated network.
@@ -19,7 +19,7 @@ pub trait Network {
 pub(super) struct Fanout<'a> {
     pub now: Instant,
     pub me: usize,
-    pub kind: usize,
+    pub kind: ParticipantKind,
     pub tracks: &'a [PublishedTrack],
     pub others: &'a mut [Option<Participant>],
     pub net: &'a mut dyn Network,
@@ -69,7 +69,7 @@ impl Output for Fanout<'_> {
             };
             let mut flush = Flush {
                 who: r.participant,
-                kind: kind_index(*kind),
+                kind: *kind,
                 net: &mut *self.net,
                 stats: &mut *self.stats,
                 deferred: &mut *self.deferred,
@@ -105,7 +105,7 @@ impl Output for Fanout<'_> {
 /// need not: a subscriber's own received media is always drained by the call that received it.
 struct Flush<'a> {
     who: usize,
-    kind: usize,
+    kind: ParticipantKind,
     net: &'a mut dyn Network,
     stats: &'a mut RoomStats,
     deferred: &'a mut VecDeque<(usize, DriverEvent)>,

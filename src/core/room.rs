@@ -10,7 +10,7 @@ use super::forwarder::Forwarder;
 use super::mixing::{self, Demand, MixKeys, MixerSettings, Source};
 use super::participant::{Participant, ParticipantState, PublishedTrack, Slot, SlotRef};
 use super::routing::{self, AudioPreference, PolicySlot, PolicySubscriber, PolicyTrack, Route, VideoPreference};
-use super::stats::{kind_index, route_index, RoomGauges, RoomStats};
+use super::stats::{RoomGauges, RoomStats};
 use super::view::{ParticipantView, RoomView};
 use rustc_hash::FxHashMap;
 use std::collections::{HashMap, VecDeque};
@@ -290,7 +290,7 @@ impl Room {
             return;
         };
         if let Some(Some(p)) = self.slab.get_mut(idx) {
-            self.stats.received[kind_index(p.kind)].add(data.len());
+            self.stats.received[p.kind].add(data.len());
         }
         self.receiving = Some((idx, 0));
         self.with_driver(idx, now, net, |d| d.handle_receive(now, src, dst, data));
@@ -406,11 +406,11 @@ impl Room {
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten().filter(|p| !p.internal) {
-            g.participants[kind_index(p.kind)] += 1;
+            g.participants[p.kind] += 1;
             g.tracks += p.tracks.len() as u64;
             for s in &p.slots {
                 if let Some(r) = s.route {
-                    g.subscriptions[route_index(r)] += 1;
+                    g.subscriptions[r] += 1;
                 }
             }
         }
@@ -463,7 +463,7 @@ impl Room {
             let mut out = Fanout {
                 now,
                 me: idx,
-                kind: kind_index(p.kind),
+                kind: p.kind,
                 tracks: &p.tracks,
                 others: &mut self.slab,
                 net: &mut *net,
