@@ -105,5 +105,5 @@ fn a_viewer_without_the_publishers_codec_gets_the_composite_and_its_keyframes() 
     assert!(!net.received.contains_key(&src(1)) && !net.received.contains_key(&src(2)), "publishers get nothing");
     r.take_stats();
     let g = r.gauges();
-    assert_eq!(g.subscriptions[switchboard::core::stats::route_index(Route::Composite)], 1);
+    assert_eq!(g.subscriptions[Route::Composite], 1);
 }

@@ -63,11 +63,11 @@ fn three_pcmu_legs_each_hear_the_other_two_and_not_themselves() {
     // loopback. The gauge is set at the worker's 500 ms harvest.
     let target = poll_until(Duration::from_secs(3), || {
         let (_, metrics) = d.get_text("/metrics");
-        metric_value(&metrics, "switchboard_mixer_jitter_target_ms", &[]).filter(|t| *t > 0.0)
+        metric_value(&metrics, "switchboard_mixer_jitter_target_seconds", &[]).filter(|t| *t > 0.0)
     });
     assert!(
-        target.is_some_and(|t| (40.0..200.0).contains(&t)),
-        "switchboard_mixer_jitter_target_ms = {target:?} while the legs were mixed, expected 40 <= target < 200"
+        target.is_some_and(|t| (0.040..0.200).contains(&t)),
+        "switchboard_mixer_jitter_target_seconds = {target:?} while the legs were mixed, expected 0.040 <= target < 0.200"
     );
     // Everything the legs send goes only to the mixer, so the worker reads them at its ticks.
     let paced = poll_until(Duration::from_secs(3), || {

@@ -8,7 +8,7 @@ mod rooms;
 
 pub use error::ApiError;
 
-use crate::metrics::Metrics;
+use crate::metrics::{HttpMethod, Metrics};
 use crate::runtime::Handle;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -63,11 +63,10 @@ async fn not_found() -> ApiError {
 /// Counts every request by method, path template (never the concrete path: it holds ids) and status.
 async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
-    let method = req.method().as_str().to_owned();
+    let method = HttpMethod::from(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
-    st.metrics.http_requests.with_label_values(&[&method, &path, resp.status().as_str()]).inc();
-    st.metrics.http_duration.with_label_values(&[&path]).observe(start.elapsed().as_secs_f64());
+    st.metrics.http.record(method, &path, resp.status(), start.elapsed());
     resp
 }
 

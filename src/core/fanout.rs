@@ -3,7 +3,7 @@
 
 use super::mcu::RoomMcu;
 use super::participant::{resolve_slot, Endpoint, Participant, PublishedTrack};
-use super::stats::{kind_index, RoomStats};
+use super::stats::RoomStats;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -65,7 +65,7 @@ impl Receiver<'_> {
 impl Output for Fanout<'_> {
     fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         if let Some(kind) = self.kind {
-            self.stats.sent[kind_index(kind)].add(data.len());
+            self.stats.sent[kind].add(data.len());
         }
         self.net.send(from, to, data);
     }
@@ -147,7 +147,7 @@ struct Flush<'a> {
 impl Output for Flush<'_> {
     fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         if let Some(kind) = self.kind {
-            self.stats.sent[kind_index(kind)].add(data.len());
+            self.stats.sent[kind].add(data.len());
         }
         self.net.send(from, to, data);
     }

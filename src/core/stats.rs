@@ -1,8 +1,81 @@
 //! Plain counters the core bumps on the packet path. No atomics, no labels: the runtime takes them
 //! now and then and `metrics.rs` turns them into Prometheus records.
+//!
+//! Per-label counts live in small structs with one field per label value (`ByKind`, `ByRoute`,
+//! `ByDrop`), indexed by the label's own enum. Bumping one is a field access, and a new variant of
+//! the enum fails to compile here until it has a counter, where an array and an index function
+//! would have counted it under a neighbour's slot.
 
 use super::routing::Route;
+use std::ops::{AddAssign, Index, IndexMut};
 use switchboard_driver::{Codec, DropReason, MixerStats, ParticipantKind};
+
+/// Defines a struct holding one `T` per value of a label enum, indexed by that enum.
+macro_rules! by_label {
+    ($(#[$doc:meta])* $name:ident, $label:ident { $($variant:ident => $field:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct $name<T> {
+            $(pub $field: T,)+
+        }
+
+        impl<T> Index<$label> for $name<T> {
+            type Output = T;
+            fn index(&self, at: $label) -> &T {
+                match at {
+                    $($label::$variant => &self.$field,)+
+                }
+            }
+        }
+
+        impl<T> IndexMut<$label> for $name<T> {
+            fn index_mut(&mut self, at: $label) -> &mut T {
+                match at {
+                    $($label::$variant => &mut self.$field,)+
+                }
+            }
+        }
+
+        impl<T> $name<T> {
+            /// Every label value with its entry.
+            pub fn iter(&self) -> impl Iterator<Item = ($label, &T)> {
+                [$(($label::$variant, &self.$field)),+].into_iter()
+            }
+        }
+
+        impl<T: AddAssign + Copy> AddAssign<&$name<T>> for $name<T> {
+            fn add_assign(&mut self, o: &$name<T>) {
+                $(self.$field += o.$field;)+
+            }
+        }
+    };
+}
+
+by_label!(
+    /// One entry per participant kind.
+    ByKind,
+    ParticipantKind { Webrtc => webrtc, Rtp => rtp, Srtp => srtp }
+);
+
+by_label!(
+    /// One entry per subscription route.
+    ByRoute,
+    Route { Forward => forward, Transcode => transcode, Mix => mix, Composite => composite }
+);
+
+by_label!(
+    /// One entry per reason a driver or the core drops a packet.
+    ByDrop,
+    DropReason {
+        Malformed => malformed,
+        UnknownSource => unknown_source,
+        SrtpAuth => srtp_auth,
+        Replay => replay,
+        UnknownPayloadType => unknown_payload_type,
+        NoRoute => no_route,
+        Send => send,
+    }
+);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
@@ -19,11 +92,9 @@ impl Flow {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RoomStats {
-    /// Indexed by `kind_index`.
-    pub received: [Flow; 3],
-    pub sent: [Flow; 3],
-    /// Indexed by the position in `DropReason::ALL`.
-    pub dropped: [u64; DropReason::ALL.len()],
+    pub received: ByKind<Flow>,
+    pub sent: ByKind<Flow>,
+    pub dropped: ByDrop<u64>,
     pub route_switches: u64,
     pub keyframe_requests: u64,
     pub dtmf_events: u64,
@@ -34,35 +105,16 @@ pub struct RoomStats {
 
 impl RoomStats {
     pub fn drop(&mut self, reason: DropReason) {
-        // DropReason::ALL lists every variant, so the position always exists.
-        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
-        self.dropped[i] += 1;
-    }
-}
-
-pub fn kind_index(kind: ParticipantKind) -> usize {
-    match kind {
-        ParticipantKind::Webrtc => 0,
-        ParticipantKind::Rtp => 1,
-        ParticipantKind::Srtp => 2,
-    }
-}
-
-pub fn route_index(route: Route) -> usize {
-    match route {
-        Route::Forward => 0,
-        Route::Transcode => 1,
-        Route::Mix => 2,
-        Route::Composite => 3,
+        self.dropped[reason] += 1;
     }
 }
 
 /// Gauges a room reports about itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoomGauges {
-    pub participants: [u64; 3],
+    pub participants: ByKind<u64>,
     pub tracks: u64,
-    pub subscriptions: [u64; 4],
+    pub subscriptions: ByRoute<u64>,
     pub mixers: u64,
     pub mixes: u64,
     pub encoders: u64,
@@ -73,4 +125,68 @@ pub struct RoomGauges {
     pub fec_encoders: u64,
     /// Video encoders of composites and video transcodes.
     pub video_encoders: u64,
+}
+
+impl RoomGauges {
+    /// Folds another room's gauges into these, for the totals over all rooms.
+    pub fn add(&mut self, o: &RoomGauges) {
+        self.participants += &o.participants;
+        self.tracks += o.tracks;
+        self.mixers += o.mixers;
+        self.mixes += o.mixes;
+        self.encoders += o.encoders;
+        self.decoders += o.decoders;
+        self.jitter_target_ms = self.jitter_target_ms.max(o.jitter_target_ms);
+        self.fec_encoders += o.fec_encoders;
+        self.video_encoders += o.video_encoders;
+        self.subscriptions += &o.subscriptions;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_label_value_has_its_own_entry() {
+        let mut s = RoomStats::default();
+        for (n, reason) in DropReason::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                s.drop(reason);
+            }
+        }
+        for (n, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(s.dropped[reason], n as u64 + 1, "{reason:?}");
+        }
+        assert_eq!(s.dropped.iter().count(), DropReason::ALL.len());
+
+        let mut g = RoomGauges::default();
+        for (n, kind) in ParticipantKind::ALL.into_iter().enumerate() {
+            g.participants[kind] = 10 + n as u64;
+        }
+        for (n, route) in Route::ALL.into_iter().enumerate() {
+            g.subscriptions[route] = 20 + n as u64;
+        }
+        let got: Vec<_> = g.participants.iter().map(|(k, n)| (k, *n)).collect();
+        assert_eq!(got, vec![(ParticipantKind::Webrtc, 10), (ParticipantKind::Rtp, 11), (ParticipantKind::Srtp, 12)]);
+        let got: Vec<_> = g.subscriptions.iter().map(|(r, n)| (r, *n)).collect();
+        assert_eq!(got, Route::ALL.into_iter().zip(20..).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gauges_sum_over_rooms_but_the_jitter_target_is_a_maximum() {
+        let mut a = RoomGauges { jitter_target_ms: 60, tracks: 2, ..RoomGauges::default() };
+        a.participants[ParticipantKind::Rtp] = 1;
+        a.subscriptions[Route::Mix] = 3;
+        let mut b = RoomGauges { jitter_target_ms: 40, tracks: 5, ..RoomGauges::default() };
+        b.participants[ParticipantKind::Rtp] = 2;
+        b.subscriptions[Route::Mix] = 4;
+        b.subscriptions[Route::Forward] = 1;
+        a.add(&b);
+        assert_eq!(a.jitter_target_ms, 60);
+        assert_eq!(a.tracks, 7);
+        assert_eq!(a.participants[ParticipantKind::Rtp], 3);
+        assert_eq!(a.subscriptions[Route::Mix], 7);
+        assert_eq!(a.subscriptions[Route::Forward], 1);
+    }
 }

@@ -14,7 +14,7 @@ use super::timer::DeadlineTimer;
 use crate::config::Config;
 use crate::core::stats::RoomGauges;
 use crate::core::{Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomError, RoomEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{DropLabel, Metrics};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustc_hash::FxHashMap;
@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use switchboard_driver::{NegotiationError, ParticipantId, ParticipantKind, RoomId};
+use switchboard_driver::{DropReason, NegotiationError, ParticipantId, ParticipantKind, RoomId};
 use tokio::sync::broadcast;
 use tracing::{info, info_span, warn};
 
@@ -420,10 +420,10 @@ impl Worker {
         let room_id = entry.room.id().clone();
         for ev in entry.room.take_events() {
             if let RoomEvent::ParticipantLeft { reason, participant_id } = &ev {
+                self.metrics.participants_left.with(*reason).inc();
                 let reason = serde_json::to_value(reason).ok();
                 let reason = reason.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
                 info!(room = %room_id, participant = %participant_id, reason, "participant left");
-                self.metrics.participants_left.with_label_values(&[reason]).inc();
             }
             if listening {
                 // RoomEvent is plain data; serializing it cannot fail.
@@ -478,15 +478,15 @@ impl Worker {
             }
         }
         if self.unknown_source > 0 {
-            self.metrics.dropped.with_label_values(&["unknown_source"]).inc_by(self.unknown_source);
+            self.metrics.dropped.with(DropReason::UnknownSource).inc_by(self.unknown_source);
             self.unknown_source = 0;
         }
         if self.sockets.out.errors > 0 {
-            self.metrics.dropped.with_label_values(&["send"]).inc_by(self.sockets.out.errors);
+            self.metrics.dropped.with(DropReason::Send).inc_by(self.sockets.out.errors);
             self.sockets.out.errors = 0;
         }
         if self.oversize > 0 {
-            self.metrics.dropped.with_label_values(&["oversize"]).inc_by(self.oversize);
+            self.metrics.dropped.with(DropLabel::Oversize).inc_by(self.oversize);
             self.oversize = 0;
         }
         self.metrics.set_gauges(self.room_index.len(), &gauges);

@@ -15,7 +15,7 @@ use super::mcu::RoomMcu;
 use super::mixing::{MixKeys, MixerSettings};
 use super::participant::{Endpoint, Participant, ParticipantState};
 use super::routing::{AudioPreference, VideoPreference};
-use super::stats::{kind_index, route_index, RoomGauges, RoomStats};
+use super::stats::{RoomGauges, RoomStats};
 use super::view::{ParticipantView, RoomView};
 use drive::panic_message;
 use rustc_hash::FxHashMap;
@@ -287,7 +287,7 @@ impl Room {
             return;
         };
         if let Some(Some(p)) = self.slab.get_mut(idx) {
-            self.stats.received[kind_index(p.kind)].add(data.len());
+            self.stats.received[p.kind].add(data.len());
         }
         self.receiving = Some((idx, 0));
         self.with_driver(idx, now, net, |d| d.handle_receive(now, src, dst, data));
@@ -401,11 +401,11 @@ impl Room {
             ..RoomGauges::default()
         };
         for p in self.slab.iter().flatten() {
-            g.participants[kind_index(p.kind)] += 1;
+            g.participants[p.kind] += 1;
             g.tracks += p.tracks.len() as u64;
             for s in &p.slots {
                 if let Some(r) = s.route {
-                    g.subscriptions[route_index(r)] += 1;
+                    g.subscriptions[r] += 1;
                 }
             }
         }

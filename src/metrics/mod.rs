@@ -1,0 +1,238 @@
+//! Named Prometheus records. The core counts in plain integers; this module turns those counts
+//! into metrics. Labels are small fixed sets, each an enum (`labels.rs`): never a room or a
+//! participant id, and never a string a client chose.
+//!
+//! Every metric is declared once, in `Metrics::build`; adding one touches that declaration and
+//! the place that counts. docs/metrics.md lists them all, and a test here holds the two together.
+
+mod family;
+mod labels;
+
+pub use family::{Counters, Gauges};
+pub use labels::{Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage};
+
+use crate::core::events::LeaveReason;
+use crate::core::stats::{RoomGauges, RoomStats};
+use crate::core::Route;
+use axum::http::StatusCode;
+use family::Declare;
+use prometheus::{Encoder, Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use std::time::Duration;
+use switchboard_driver::{Codec, ParticipantKind};
+
+pub struct Metrics {
+    registry: Registry,
+    pub rooms: IntGauge,
+    pub participants: Gauges<ParticipantKind>,
+    pub tracks: IntGauge,
+    pub subscriptions: Gauges<Route>,
+    pub packets: Counters<(ParticipantKind, Direction)>,
+    pub bytes: Counters<(ParticipantKind, Direction)>,
+    pub dropped: Counters<DropLabel>,
+    pub route_switches: IntCounter,
+    pub keyframe_requests: IntCounter,
+    pub dtmf_events: IntCounter,
+    pub participants_left: Counters<LeaveReason>,
+    pub http: Http,
+    pub mixer_packets: Counters<JitterEvent>,
+    pub mixer_undecoded: IntCounter,
+    pub mixer_errors: IntCounter,
+    pub mixer_processing: prometheus::Counter,
+    pub mixer_ticks: IntCounter,
+    pub mixers: IntGauge,
+    pub mixer_stages: Gauges<MixerStage>,
+    pub mixer_jitter_target: Gauge,
+    pub mixer_fec_encoders: IntGauge,
+    pub mixer_paced_legs: IntGauge,
+    pub transcodes: Counters<(Codec, Codec)>,
+}
+
+/// The HTTP API's records. The path is the route template, a fixed set the router holds.
+pub struct Http {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Http {
+    pub fn record(&self, method: HttpMethod, path: &str, status: StatusCode, took: Duration) {
+        self.requests.with_label_values(&[method.value(), path, status.as_str()]).inc();
+        self.duration.with_label_values(&[path]).observe(took.as_secs_f64());
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        // Names and label sets are fixed at compile time, so registration cannot fail.
+        Self::build().expect("metric definitions are static and valid")
+    }
+
+    fn build() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let d = Declare { registry: &registry };
+        let m = Metrics {
+            registry: registry.clone(),
+            rooms: d.gauge("rooms", "Rooms that exist")?,
+            participants: d.gauges("participants", "Participants by kind", &["kind"])?,
+            tracks: d.gauge("tracks", "Published tracks")?,
+            subscriptions: d.gauges("subscriptions", "Served subscriber slots by route", &["route"])?,
+            packets: d.counters(
+                "packets_total",
+                "Datagrams by participant kind and direction",
+                &["kind", "direction"],
+            )?,
+            bytes: d.counters(
+                "bytes_total",
+                "Datagram bytes by participant kind and direction",
+                &["kind", "direction"],
+            )?,
+            dropped: d.counters("packets_dropped_total", "Packets dropped, by reason", &["reason"])?,
+            route_switches: d.counter(
+                "route_switches_total",
+                "Times a slot's route or source changed after it was first assigned",
+            )?,
+            keyframe_requests: d
+                .counter("keyframe_requests_total", "Keyframe requests relayed from subscribers to publishers")?,
+            dtmf_events: d.counter("dtmf_events_total", "DTMF digits received")?,
+            participants_left: d.counters(
+                "participants_left_total",
+                "Participants that left, by reason",
+                &["reason"],
+            )?,
+            http: Http {
+                requests: d.raw_counters(
+                    "http_requests_total",
+                    "HTTP requests by method, path template and status",
+                    &["method", "path", "status"],
+                )?,
+                duration: d.raw_histograms(
+                    "http_request_duration_seconds",
+                    "HTTP request duration by path template",
+                    vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+                    &["path"],
+                )?,
+            },
+            mixer_packets: d.counters(
+                "mixer_jitter_packets_total",
+                "Mixer jitter-buffer events: late, lost and concealed packets",
+                &["event"],
+            )?,
+            mixer_undecoded: d.counter(
+                "mixer_undecoded_packets_total",
+                "Mixer input packets not decoded: the input was not mixed and its sender reported its level (RFC 6464)",
+            )?,
+            mixer_errors: d
+                .counter("mixer_errors_total", "Mixer decoder or encoder failures; the failing stage was rebuilt")?,
+            mixer_processing: d
+                .seconds("mixer_processing_seconds_total", "Time the mixers spent decoding, mixing and encoding")?,
+            mixer_ticks: d.counter("mixer_ticks_total", "20 ms mix cycles run")?,
+            mixers: d.gauge("mixers", "Rooms with a running mixer")?,
+            mixer_stages: d.gauges(
+                "mixer_stages",
+                "Mixer stages by kind: distinct mixes, audio encoders and decoders, video encoders",
+                &["stage"],
+            )?,
+            mixer_jitter_target: d.float_gauge(
+                "mixer_jitter_target_seconds",
+                "Largest playout delay any mixer input's adaptive jitter buffer aims for, over all rooms",
+            )?,
+            mixer_fec_encoders: d.gauge(
+                "mixer_fec_encoders",
+                "Mixer Opus encoders adding in-band FEC because their receivers report loss",
+            )?,
+            mixer_paced_legs: d.gauge(
+                "mixer_paced_legs",
+                "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
+            )?,
+            transcodes: d.counters(
+                "transcodes_total",
+                "Subscriptions that started a transcode, by codec pair",
+                &["from", "to"],
+            )?,
+        };
+        d.info(
+            "build_info",
+            "The running build: its version and whether it is a debug or a release build",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("profile", if cfg!(debug_assertions) { "debug" } else { "release" }),
+            ],
+        )?;
+        // CPU, memory and file descriptors of this process, read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        // Label values known in advance exist from the start, so a scrape shows zeros instead of
+        // gaps. Departures, transcodes and HTTP requests appear on first use (docs/metrics.md).
+        m.participants.init_all();
+        m.subscriptions.init_all();
+        m.packets.init_all();
+        m.bytes.init_all();
+        m.dropped.init_all();
+        m.mixer_packets.init_all();
+        m.mixer_stages.init_all();
+        Ok(m)
+    }
+
+    /// Adds one room's counters since its last harvest.
+    pub fn add_room_stats(&self, s: &RoomStats) {
+        for (dir, flows) in [(Direction::In, &s.received), (Direction::Out, &s.sent)] {
+            for (kind, flow) in flows.iter() {
+                self.packets.with((kind, dir)).inc_by(flow.packets);
+                self.bytes.with((kind, dir)).inc_by(flow.bytes);
+            }
+        }
+        for (reason, n) in s.dropped.iter() {
+            if *n > 0 {
+                self.dropped.with(reason).inc_by(*n);
+            }
+        }
+        self.route_switches.inc_by(s.route_switches);
+        self.keyframe_requests.inc_by(s.keyframe_requests);
+        self.dtmf_events.inc_by(s.dtmf_events);
+        let mx = &s.mixer;
+        self.mixer_packets.with(JitterEvent::Late).inc_by(mx.late);
+        self.mixer_packets.with(JitterEvent::Lost).inc_by(mx.lost);
+        self.mixer_packets.with(JitterEvent::Concealed).inc_by(mx.concealed);
+        self.mixer_undecoded.inc_by(mx.undecoded);
+        self.mixer_errors.inc_by(mx.errors);
+        self.mixer_processing.inc_by(mx.processing_ns as f64 / 1e9);
+        self.mixer_ticks.inc_by(mx.ticks);
+        for pair in &s.transcodes {
+            self.transcodes.with(*pair).inc();
+        }
+    }
+
+    /// Sets the gauges from the sum over all rooms.
+    pub fn set_gauges(&self, rooms: usize, g: &RoomGauges) {
+        self.rooms.set(rooms as i64);
+        for (kind, n) in g.participants.iter() {
+            self.participants.with(kind).set(*n as i64);
+        }
+        self.tracks.set(g.tracks as i64);
+        self.mixers.set(g.mixers as i64);
+        self.mixer_stages.with(MixerStage::Mixes).set(g.mixes as i64);
+        self.mixer_stages.with(MixerStage::Encoders).set(g.encoders as i64);
+        self.mixer_stages.with(MixerStage::Decoders).set(g.decoders as i64);
+        self.mixer_stages.with(MixerStage::VideoEncoders).set(g.video_encoders as i64);
+        self.mixer_jitter_target.set(g.jitter_target_ms as f64 / 1e3);
+        self.mixer_fec_encoders.set(g.fec_encoders as i64);
+        for (route, n) in g.subscriptions.iter() {
+            self.subscriptions.with(route).set(*n as i64);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests;
