@@ -12,6 +12,8 @@
 //!   Debian's, which has `gi` and `numpy`).
 //! - `SWITCHBOARD_IT_KEEP=1`: keep each daemon's temp dir (config + log) and print its path.
 
+#![allow(unsafe_code, reason = "flock and kill through libc, on our own lock files and children")]
+
 use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

@@ -373,8 +373,7 @@ impl Driver for WebrtcDriver {
             return Err(WriteError::Refused("not connected"));
         }
         let mut api = self.rtc.direct_api();
-        let stream =
-            api.stream_tx_by_mid(mid, None).ok_or_else(|| WriteError::Refused("no send stream for the slot"))?;
+        let stream = api.stream_tx_by_mid(mid, None).ok_or(WriteError::Refused("no send stream for the slot"))?;
         let mut ext = ExtensionValues::default();
         if let Some(level) = meta.audio_level {
             ext.audio_level = Some(-(level.unsigned_abs().min(127) as i8));
