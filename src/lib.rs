@@ -1,5 +1,8 @@
 //! Switchboard: a hybrid SFU/MCU media bridge. See docs/architecture.md.
 
+// `unsafe` is denied workspace-wide; only `runtime::batch` and `runtime::timer` allow it, for
+// their libc calls, each block with its SAFETY comment.
+
 pub mod api;
 pub mod config;
 pub mod core;

@@ -1,5 +1,7 @@
 //! Composition root: CLI, then config, then the media worker and the HTTP API.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;

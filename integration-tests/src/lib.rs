@@ -15,6 +15,8 @@
 //! Each module holds one idea; everything a test uses is re-exported here, so a test file needs
 //! only `use switchboard_integration_tests::*;`.
 
+#![allow(unsafe_code, reason = "flock and kill through libc, on our own lock files and children")]
+
 mod audio;
 mod clock;
 mod config;

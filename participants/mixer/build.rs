@@ -5,6 +5,8 @@
 //! library, shared with GStreamer and kept up to date by the distribution, so a missing
 //! `libopus-dev` fails the build here with a clear message rather than changing what is linked.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");

@@ -5,9 +5,9 @@ use super::{room_id, AppState};
 use crate::runtime::Command;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::{Stream, StreamExt};
 use std::convert::Infallible;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
 
 pub async fn stream(
     State(st): State<AppState>,

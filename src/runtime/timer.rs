@@ -5,6 +5,8 @@
 //! timerfd in the poller wakes the worker at the deadline itself. It is re-armed only when the
 //! deadline moves, so a busy worker pays nothing per turn.
 
+#![allow(unsafe_code, reason = "timerfd through libc; each block says why it is sound")]
+
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::io;

@@ -9,7 +9,11 @@
 //! `handle_receive` / `handle_timeout` / `write_media`, each followed by `poll` until it returns
 //! the next deadline. `close` ends it; `poll` still drains what closing produced.
 
+// The one `unsafe` here is the counting allocator, a test aid behind its feature.
+#![cfg_attr(not(feature = "alloc-count"), forbid(unsafe_code))]
+
 #[cfg(feature = "alloc-count")]
+#[allow(unsafe_code, reason = "a GlobalAlloc is an unsafe trait")]
 pub mod alloc_count;
 mod codec;
 pub mod dtmf;

@@ -1,5 +1,7 @@
 //! Switchboard's audio MCU: a driver the room treats like a participant. See `mixer.rs`.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 pub mod compositor;
 mod conceal;

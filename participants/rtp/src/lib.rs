@@ -15,6 +15,8 @@
 //!
 //! Fuzzing entry points: [`parse_remote_description`], [`RtpHeader::parse`], [`parse_rtcp`].
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod inbound;
 mod leg;

@@ -7,6 +7,8 @@
 //!
 //! The driver only answers offers. Its track and slot keys are m-line indices.
 
+#![forbid(unsafe_code)]
+
 mod driver;
 mod negotiated;
 mod offer;
