@@ -5,13 +5,15 @@
 #                         against kernel-floor (the system calls alone, no server)
 #   make bench-profile    perf profiles of the daemon under S1 and S2 -> bench/results/profile.md
 #   make bench-quick      one short run of each scenario (smoke test of the harness)
+#   make bench-ab BASE=<commit>   A/B probe: that commit's daemon against this tree's, alternating
+#                         run by run (default S1 N=300 and S3 N=200, 5 runs each)
 #
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--only s2,s5 --runs 5".
 
 BENCH_LOADGEN := bench/loadgen/target/release/loadgen
 BENCH_ARGS ?=
 
-.PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers
+.PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers bench-ab
 
 bench-deps:
 	@missing=""; \
@@ -52,3 +54,12 @@ bench-profile: bench-build
 	@perf --version >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y linux-perf; else sudo apt-get install -y linux-perf; fi; }
 	python3 bench/run.py profile $(BENCH_ARGS)
+
+# The baseline is built in a detached worktree of BASE under bench/run/, with its own target dir.
+BASE ?= HEAD~1
+AB_ARGS ?= --only s1,s3 --case N=300,N=200 --runs 5
+bench-ab: bench-build
+	rm -rf bench/run/base-src && git worktree prune && git worktree add --detach bench/run/base-src $(BASE)
+	cd bench/run/base-src && CARGO_TARGET_DIR=$(CURDIR)/bench/run/base-target $(CARGO) build --release --bin switchboard
+	BENCH_BASELINE=bench/run/base-target/release/switchboard python3 bench/run.py ab $(AB_ARGS)
+	git worktree remove --force bench/run/base-src

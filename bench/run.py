@@ -34,6 +34,10 @@ KERNEL_FLOOR = BENCH / "loadgen/target/release/kernel-floor"
 # kernel-floor's legs: below Switchboard's (20000-23999) and the peers' port ranges.
 FLOOR_BASE = 16000
 SWITCHBOARD = ROOT / "target/release/switchboard"
+# An A/B probe: BENCH_BASELINE names another build of the daemon (an earlier commit's). It runs as
+# target "baseline" beside "switchboard", alternating run by run, so both see the same background
+# load; `mode ab` prints the two medians and their ratio.
+BASELINE = os.environ.get("BENCH_BASELINE")
 SB_CONFIG = BENCH / "switchboard-bench.toml"
 JANUS_API = "http://127.0.0.1:18088/janus"
 NG = ("127.0.0.1", 22222)
@@ -149,13 +153,13 @@ def start(target, args=()):
     """Starts the process under test. Switchboard gets free ports of its own (another daemon may be
     running on this machine); the peers' fixed ports must be free, or this fails rather than
     measuring someone else's process."""
-    if target == "switchboard":
+    if target in ("switchboard", "baseline"):
         http = free_port(socket.SOCK_STREAM)
         udp = free_port(socket.SOCK_DGRAM)
         api = f"http://127.0.0.1:{http}"
         d = Daemon(
             "switchboard",
-            [str(SUT), "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}",
+            [str(SUT if target == "switchboard" else BASE_SUT), "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}",
              "--webrtc-listen", f"127.0.0.1:{udp}"],
             lambda: http_ok(api + "/healthz"),
         )
@@ -199,13 +203,15 @@ def start_floor(args):
 # The daemon under test is a copy of target/release/switchboard taken when the run starts, so a
 # rebuild by someone else during the run does not mix two versions in one set of medians.
 SUT = RUNDIR / "switchboard-under-test"
+BASE_SUT = RUNDIR / "switchboard-baseline"
 
 
 # ----------------------------------------------------------------------------- one run
 
 
 def loadgen(target, daemon, tag, args, opts, timeout=600):
-    cmd = pinned(GEN_CPU) + [str(LOADGEN), "--target", target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
+    # The baseline is a Switchboard too: the load generator drives it the same way.
+    cmd = pinned(GEN_CPU) + [str(LOADGEN), "--target", "switchboard" if target == "baseline" else target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
     log("  $", " ".join(cmd[6:]))
     try:
@@ -538,9 +544,10 @@ def janus_ssrc_probe():
 def main():
     global RESULTS
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["bench", "compare", "profile"])
+    ap.add_argument("mode", choices=["bench", "compare", "profile", "ab"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="")
+    ap.add_argument("--case", default="", help="run only the cases with these labels, e.g. N=300,N=200")
     ap.add_argument("--targets", default="", help="run only these targets, e.g. floor,switchboard")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--duration", type=float, default=10.0)
@@ -557,6 +564,10 @@ def main():
     RUNDIR.mkdir(parents=True, exist_ok=True)
     import shutil
     shutil.copy2(SWITCHBOARD, SUT)
+    if opts.mode == "ab":
+        if not BASELINE or not Path(BASELINE).exists():
+            sys.exit("mode ab needs BENCH_BASELINE=<another switchboard binary>")
+        shutil.copy2(BASELINE, BASE_SUT)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = RESULTS / "raw" / f"{opts.mode}-{stamp}"
     raw.mkdir(parents=True, exist_ok=True)
@@ -569,7 +580,11 @@ def main():
         return profile(opts, raw)
 
     only = set(x for x in opts.only.split(",") if x)
-    cases = [c for c in plan(opts.mode, opts.quick) if not only or c[0] in only]
+    cases = [c for c in plan("bench" if opts.mode == "ab" else opts.mode, opts.quick) if not only or c[0] in only]
+    if opts.case:
+        cases = [c for c in cases if c[1] in opts.case.split(",")]
+    if opts.mode == "ab":
+        cases = [(s, l, a, ["baseline", "switchboard"]) for s, l, a, _ in cases]
     if opts.targets:
         keep = set(opts.targets.split(","))
         cases = [(s, l, a, [t for t in ts if t in keep]) for s, l, a, ts in cases]
@@ -590,6 +605,8 @@ def main():
             results[(scn, label, t)] = median_figures(runs[t])
     log(f"all cases took {time.time() - t_all:.0f} s")
 
+    if opts.mode == "ab":
+        return ab_report(results, meta, raw)
     prefix = "" if opts.mode == "bench" else "compare-"
     by_scn = {}
     for (scn, label, t), med in results.items():
@@ -610,6 +627,26 @@ def main():
     (raw / "medians.json").write_text(json.dumps({"meta": meta, "results": [
         {"scenario": s, "case": l, "target": t, "median": m} for (s, l, t), m in results.items()]}, indent=1))
     log("wrote", RESULTS)
+
+
+def ab_report(results, meta, raw):
+    """Baseline against this build, per case: the medians of each scenario's headline figures."""
+    lines = [f"# A/B: {meta['git']} against BENCH_BASELINE={BASELINE}", "",
+             f"{meta['date']}, median of {meta['runs']} alternating runs each", "",
+             "| case | figure | baseline | this build | this / baseline |", "|---|---|---|---|---|"]
+    for (scn, label, t), med in results.items():
+        if t != "switchboard":
+            continue
+        base = results.get((scn, label, "baseline"), {})
+        for key, name in COLUMNS.get(scn, [])[:2]:
+            a, b = base.get(key), med.get(key)
+            ratio = f"{b / a:.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "–"
+            lines.append(f"| {scn.upper()} {label} | {name} | {fmt(a)} | {fmt(b)} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    (raw / "ab.md").write_text(text)
+    print(text)
+    (raw / "medians.json").write_text(json.dumps({"meta": meta, "results": [
+        {"scenario": s, "case": l, "target": t, "median": m} for (s, l, t), m in results.items()]}, indent=1))
 
 
 def perf_top(data, children, limit):
