@@ -148,6 +148,7 @@ impl Room {
         let Joining { id, kind, display_name, audio, video, mut driver } = joining;
         let span = tracing::info_span!("participant", room = %self.id, participant = %id, kind = kind.as_str());
         // Parsing untrusted SDP must not take the media thread down with it.
+        let entered = span.enter();
         let negotiated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sdp {
             Some(offer) => {
                 // Only an offer-handling driver returns an answer; `None` would be a driver bug.
@@ -160,9 +161,10 @@ impl Room {
         }));
         let (local_sdp, awaiting): (String, bool) = negotiated.map_err(|payload| {
             let why = panic_message(payload.as_ref());
-            tracing::warn!(parent: &span, why, "driver panicked on the SDP of a join");
+            tracing::warn!(why, "driver panicked on the SDP of a join");
             NegotiationError::BadSdp(format!("the SDP could not be processed ({why})"))
         })??;
+        drop(entered);
         let p = Participant {
             id,
             kind,
