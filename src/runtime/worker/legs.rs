@@ -53,11 +53,14 @@ impl Worker {
         found
     }
 
+    /// Gives back a leg that never joined. Its sockets close when `leg` drops, so whatever was
+    /// queued for them goes out first, before their descriptors can be reused.
     pub(super) fn close_leg(&mut self, leg: LegPorts) {
         self.sockets.flush();
         self.ports.release(leg.port);
     }
 
+    /// Puts a joined leg's sockets in the poller and the send table, under tokens of its own.
     pub(super) fn adopt_leg(&mut self, room: usize, participant: ParticipantId, leg: LegPorts) {
         let LegPorts { port, rtp, rtcp } = leg;
         let mut tokens = [Token(0); 2];
