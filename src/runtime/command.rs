@@ -3,6 +3,8 @@
 
 use crate::core::view::{ParticipantView, RoomView};
 use crate::core::{AudioPreference, VideoPreference};
+use mio::Waker;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
 use tokio::sync::{broadcast, oneshot};
@@ -70,4 +72,32 @@ pub enum CommandError {
     Unsupported(String),
     #[error("the bridge is shutting down")]
     ShuttingDown,
+}
+
+/// Lets the API reach the worker.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Handle {
+    pub fn new(tx: Sender<Command>, waker: Arc<Waker>) -> Handle {
+        Handle { tx, waker }
+    }
+
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| CommandError::ShuttingDown)?;
+        let _ = self.waker.wake();
+        rx.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    pub async fn shutdown(&self) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).is_ok() {
+            let _ = self.waker.wake();
+            let _ = rx.await;
+        }
+    }
 }

@@ -9,8 +9,7 @@ mod sockets;
 mod timer;
 mod worker;
 
-pub use command::{Command, CommandError, EventFrame, JoinRequest, Joined};
-pub use worker::Handle;
+pub use command::{Command, CommandError, EventFrame, Handle, JoinRequest, Joined};
 
 use crate::config::Config;
 use crate::metrics::Metrics;

@@ -35,3 +35,15 @@ impl Network for Sockets {
         self.out.push(fd, to, data);
     }
 }
+
+/// Asks for `bytes` of kernel buffer each way; the kernel caps it at net.core.[rw]mem_max. A
+/// shared socket at the default 208 KiB overflows while one turn of the loop fans a packet out
+/// to hundreds of subscribers. Returns what the kernel granted.
+pub fn size_buffers(sock: &UdpSocket, bytes: usize) -> (usize, usize) {
+    let sock = socket2::SockRef::from(sock);
+    if bytes > 0 {
+        let _ = sock.set_recv_buffer_size(bytes);
+        let _ = sock.set_send_buffer_size(bytes);
+    }
+    (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
+}

@@ -1,0 +1,210 @@
+//! The sockets of rtp/srtp legs: a port pair bound, adopted into the poller and freed per leg,
+//! each socket read on arrival or, when only the mixer takes its media, at its room's deadline.
+
+use super::Worker;
+use crate::runtime::batch::{stamp_arrivals, BATCH};
+use crate::runtime::command::CommandError;
+use crate::runtime::drivers::LegPorts;
+use mio::net::UdpSocket;
+use mio::{Interest, Token};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime};
+use switchboard_driver::ParticipantId;
+use tracing::warn;
+
+/// The sockets of one rtp/srtp leg.
+pub(super) struct Leg {
+    room: usize,
+    participant: ParticipantId,
+    local: SocketAddr,
+    /// The leg's RTP socket (the other is its RTCP socket, which is never paced).
+    rtp: bool,
+    paced: bool,
+    /// The latest arrival time handed to the room for this socket, so a paced read never goes
+    /// back in time.
+    last_arrival: Instant,
+}
+
+impl Worker {
+    /// Binds an even/odd port pair for a new leg.
+    pub(super) fn open_leg(&mut self) -> Result<LegPorts, CommandError> {
+        let mut busy = Vec::new();
+        let mut found = Err(CommandError::NoPorts);
+        for _ in 0..self.ports.available() {
+            let Some(port) = self.ports.take() else { break };
+            let ip = self.cfg.rtp.bind_ip;
+            match (UdpSocket::bind(SocketAddr::new(ip, port)), UdpSocket::bind(SocketAddr::new(ip, port + 1))) {
+                (Ok(rtp), Ok(rtcp)) => {
+                    found = Ok(LegPorts { port, rtp, rtcp });
+                    break;
+                }
+                // Someone else holds it: skip it now, and offer it again to later joins.
+                _ => {
+                    warn!(port, "media port busy, skipped");
+                    busy.push(port);
+                }
+            }
+        }
+        for port in busy {
+            self.ports.release(port);
+        }
+        found
+    }
+
+    /// Gives back a leg that never joined. Its sockets close when `leg` drops, so whatever was
+    /// queued for them goes out first, before their descriptors can be reused.
+    pub(super) fn close_leg(&mut self, leg: LegPorts) {
+        self.sockets.flush();
+        self.ports.release(leg.port);
+    }
+
+    /// Puts a joined leg's sockets in the poller and the send table, under tokens of its own.
+    pub(super) fn adopt_leg(&mut self, room: usize, participant: ParticipantId, leg: LegPorts) {
+        let LegPorts { port, rtp, rtcp } = leg;
+        let mut tokens = [Token(0); 2];
+        for (i, mut sock) in [rtp, rtcp].into_iter().enumerate() {
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let Ok(local) = sock.local_addr() else { continue };
+            if self.poll.registry().register(&mut sock, token, Interest::READABLE).is_err() {
+                continue;
+            }
+            let rtp = i == 0;
+            tokens[i] = token;
+            self.legs.insert(token, Leg { room, participant, local, rtp, paced: false, last_arrival: Instant::now() });
+            self.sockets.legs.insert(local, sock);
+        }
+        self.leg_ports.insert(participant, (port, tokens));
+        // The room decided the leg's routes before the leg was adopted: look again.
+        if let Some(entry) = self.rooms.get_mut(room).and_then(Option::as_mut) {
+            entry.pacing_seen = entry.room.pacing_epoch().wrapping_sub(1);
+        }
+    }
+
+    pub(super) fn free_leg(&mut self, pid: ParticipantId) {
+        let Some((port, tokens)) = self.leg_ports.remove(&pid) else {
+            return;
+        };
+        // Queued datagrams name sockets by descriptor; send them before the descriptor can be
+        // closed and reused.
+        self.sockets.flush();
+        for token in tokens {
+            if let Some(leg) = self.legs.remove(&token) {
+                if let Some(mut sock) = self.sockets.legs.remove(&leg.local) {
+                    if !leg.paced {
+                        let _ = self.poll.registry().deregister(&mut sock);
+                    }
+                }
+                if let Some(entry) = self.rooms.get_mut(leg.room).and_then(Option::as_mut) {
+                    entry.paced.retain(|t| *t != token);
+                }
+            }
+        }
+        self.ports.release(port);
+    }
+
+    /// Drains one leg's socket. On arrival (`paced` false) every datagram is handed over at the
+    /// time of the read; a paced leg's carry their kernel arrival stamps, kept from going back in
+    /// time and from running ahead of the read (a wall clock can step).
+    pub(super) fn read_leg(&mut self, token: Token, paced: bool) {
+        let Some(leg) = self.legs.get(&token) else {
+            return;
+        };
+        let (idx, pid, local, mut last) = (leg.room, leg.participant, leg.local, leg.last_arrival);
+        let now = Instant::now();
+        let wall = match paced {
+            true => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
+            false => Duration::ZERO,
+        };
+        while let Some(sock) = self.sockets.legs.get(&local) {
+            let n = match self.recv.recv(sock.as_raw_fd()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // WouldBlock: drained. Anything else on an unconnected UDP socket would repeat
+                // forever if retried; what is still queued is read at the next readiness.
+                Err(_) => break,
+            };
+            if !paced {
+                // Coalescing is about wake-ups, and a paced read causes none.
+                self.read_count += n;
+            }
+            if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) {
+                for i in 0..n {
+                    let at = match paced {
+                        true => {
+                            let age = self.recv.stamp(i).map_or(Duration::ZERO, |t| wall.saturating_sub(t));
+                            last = now.checked_sub(age).unwrap_or(now).max(last).min(now);
+                            last
+                        }
+                        false => now,
+                    };
+                    match self.recv.get(i) {
+                        Some((data, src)) => entry.room.handle_receive(at, pid, src, local, data, &mut self.sockets),
+                        None => self.oversize += 1,
+                    }
+                }
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        if let Some(leg) = self.legs.get_mut(&token).filter(|_| paced) {
+            leg.last_arrival = last;
+        }
+        self.after_room_call(idx);
+    }
+
+    /// Reads a room's paced legs, just before its deadline is handled. Each datagram carries the
+    /// time the kernel stamped on its arrival, so the mixer's jitter buffer sees the true arrival
+    /// pattern, and the mix made at this deadline has every packet it would have had if each had
+    /// been read as it came.
+    pub(super) fn read_paced(&mut self, idx: usize) {
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
+        // A copy: a call below may re-pace the room (a leave reroutes it) or free a leg.
+        let mut tokens = std::mem::take(&mut self.paced_scratch);
+        tokens.clear();
+        tokens.extend_from_slice(&entry.paced);
+        for &token in &tokens {
+            self.read_leg(token, true);
+        }
+        self.paced_scratch = tokens;
+    }
+
+    /// Brings a room's paced legs in line with what the room says: a leg whose media only the
+    /// mixer takes leaves the poller; one that is forwarded anywhere comes back to it. Runs only
+    /// when the room's pacing epoch moved (routes changed), or a leg joined.
+    pub(super) fn repace(&mut self, idx: usize) {
+        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
+        entry.pacing_seen = entry.room.pacing_epoch();
+        for (&token, leg) in self.legs.iter_mut().filter(|(_, l)| l.room == idx && l.rtp) {
+            let want = entry.room.is_mixer_paced(leg.participant);
+            if want == leg.paced {
+                continue;
+            }
+            let Some(sock) = self.sockets.legs.get_mut(&leg.local) else { continue };
+            // Without stamps a paced read would see every arrival at the room's deadline: a leg
+            // whose socket cannot stamp stays in the poller.
+            if want && stamp_arrivals(sock.as_raw_fd(), true).is_err() {
+                continue;
+            }
+            let moved = match want {
+                true => self.poll.registry().deregister(sock),
+                // Edge-triggered, but registering reports what is already queued.
+                false => self.poll.registry().register(sock, token, Interest::READABLE),
+            };
+            if moved.is_err() {
+                continue;
+            }
+            if !want {
+                let _ = stamp_arrivals(sock.as_raw_fd(), false);
+            }
+            leg.paced = want;
+            match want {
+                true => entry.paced.push(token),
+                false => entry.paced.retain(|t| *t != token),
+            }
+        }
+    }
+}
