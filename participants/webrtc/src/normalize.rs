@@ -1,8 +1,15 @@
 //! The offer's text rewritten before str0m parses it: what real clients send that str0m would not
 //! match, and what the bridge has no use for.
 //!
-//! why lines: str0m parses text, and webrtc-sdp's serialiser rewrites or drops what it does not
-//! model (`a=ssrc`, `a=rtcp-fb`, fmtp order), so the rewrite edits the offer's own lines.
+//! webrtc-sdp reads each line (the crate's `read_line`); the rewrite then edits the offer's own
+//! text. why not webrtc-sdp's serialiser: str0m parses text, and that serialiser rewrites or drops
+//! what webrtc-sdp does not model (`a=ssrc` attributes, `a=rtcp-fb`, fmtp order).
+
+use std::borrow::Cow;
+
+use webrtc_sdp::attribute_type::SdpAttribute;
+
+use crate::offer::{read_line, Line};
 
 /// Header extensions that only feed the sender's bandwidth estimation: transport-wide congestion
 /// control (TWCC feedback) and absolute send time (for the receiver's REMB).
@@ -21,55 +28,74 @@ const BWE_EXTENSIONS: [&str; 2] = [
 ///   100 ms or so per subscriber) scans up to 1,000 send records: the largest single cost of a
 ///   WebRTC fan-out (docs/benchmarks.md). Where the client sends, both stay, for its own
 ///   estimation. Once the bridge estimates bandwidth (simulcast layer choice), this goes.
-pub(crate) fn normalize(sdp: &str) -> std::borrow::Cow<'_, str> {
-    let opus_fix = |l: &str| {
-        l.starts_with("a=rtpmap:") && {
-            let enc = l.split_whitespace().nth(1).unwrap_or("");
-            enc.eq_ignore_ascii_case("opus/48000")
-        }
-    };
-    let is_bwe = |l: &str| {
-        l.starts_with("a=extmap:") && l.split_whitespace().nth(1).is_some_and(|uri| BWE_EXTENSIONS.contains(&uri))
-    };
+pub(crate) fn normalize(sdp: &str) -> Cow<'_, str> {
     let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
-    fn bare(l: &str) -> &str {
-        l.trim_end_matches(['\r', '\n'])
-    }
-    // The direction attribute among `range`'s lines. An m-section without one takes the
-    // session's, which defaults to sendrecv.
-    fn direction_of<'a>(range: &[&'a str]) -> Option<&'a str> {
-        range.iter().map(|l| bare(l)).find(|l| matches!(*l, "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"))
-    }
-    let first_m = lines.iter().position(|l| l.starts_with("m=")).unwrap_or(lines.len());
-    let session_dir = direction_of(&lines[..first_m]);
+    let roles: Vec<Role> = lines.iter().enumerate().map(|(n, l)| Role::of(n, l)).collect();
+    // An m-section without a direction takes the session's, which defaults to sendrecv.
+    let direction_of =
+        |range: &[Role]| range.iter().find_map(|r| if let Role::Direction(d) = r { Some(*d) } else { None });
+    let first_m = roles.iter().position(|r| *r == Role::MLine).unwrap_or(roles.len());
+    let session_receives_only = direction_of(&roles[..first_m]).unwrap_or(false);
     let mut drop = vec![false; lines.len()];
     let mut start = first_m;
     while start < lines.len() {
-        let end = lines[start + 1..].iter().position(|l| l.starts_with("m=")).map_or(lines.len(), |p| start + 1 + p);
-        let dir = direction_of(&lines[start..end]).or(session_dir);
-        if matches!(dir, Some("a=recvonly" | "a=inactive")) {
+        let end = roles[start + 1..].iter().position(|r| *r == Role::MLine).map_or(lines.len(), |p| start + 1 + p);
+        if direction_of(&roles[start..end]).unwrap_or(session_receives_only) {
             for i in start..end {
-                drop[i] = is_bwe(bare(lines[i]));
+                drop[i] = roles[i] == Role::Bwe;
             }
         }
         start = end;
     }
-    if !drop.contains(&true) && !lines.iter().any(|l| opus_fix(bare(l))) {
-        return std::borrow::Cow::Borrowed(sdp);
+    if !drop.contains(&true) && !roles.contains(&Role::OpusWithoutChannels) {
+        return Cow::Borrowed(sdp);
     }
     let mut out = String::with_capacity(sdp.len() + 8);
-    for (line, dropped) in lines.iter().zip(drop) {
+    for ((line, role), dropped) in lines.iter().zip(&roles).zip(drop) {
         if dropped {
             continue;
         }
-        let b = line.trim_end_matches(['\r', '\n']);
-        out.push_str(b);
-        if opus_fix(b) {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        out.push_str(bare);
+        if *role == Role::OpusWithoutChannels {
             out.push_str("/2");
         }
-        out.push_str(&line[b.len()..]);
+        out.push_str(&line[bare.len()..]);
     }
-    std::borrow::Cow::Owned(out)
+    Cow::Owned(out)
+}
+
+/// What a line means to `normalize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    MLine,
+    /// A direction attribute: whether it says the client only receives (`recvonly`, `inactive`).
+    Direction(bool),
+    Bwe,
+    /// `a=rtpmap:<pt> OPUS/48000`, no channel count.
+    OpusWithoutChannels,
+    Other,
+}
+
+impl Role {
+    fn of(n: usize, text: &str) -> Role {
+        let attr = match read_line(n, text) {
+            Line::Media(_) => return Role::MLine,
+            Line::Attribute(attr) => attr,
+            Line::Other => return Role::Other,
+        };
+        match attr {
+            SdpAttribute::Recvonly | SdpAttribute::Inactive => Role::Direction(true),
+            SdpAttribute::Sendrecv | SdpAttribute::Sendonly => Role::Direction(false),
+            SdpAttribute::Extmap(e) if BWE_EXTENSIONS.contains(&e.url.as_str()) => Role::Bwe,
+            SdpAttribute::Rtpmap(r)
+                if r.codec_name.eq_ignore_ascii_case("opus") && r.frequency == 48_000 && r.channels.is_none() =>
+            {
+                Role::OpusWithoutChannels
+            }
+            _ => Role::Other,
+        }
+    }
 }
 
 #[cfg(test)]

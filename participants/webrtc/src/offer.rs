@@ -80,17 +80,14 @@ impl OfferScan {
     pub fn parse(sdp: &str) -> OfferScan {
         let mut scan = OfferScan::default();
         for (n, text) in sdp.lines().enumerate() {
-            let parsed = webrtc_sdp::parse_sdp_line(text, n).map(|l| l.sdp_type);
-            if let Ok(SdpType::Media(m)) = &parsed {
-                scan.lines.push(MLine::new(m));
-                continue;
-            }
-            // An m-line webrtc-sdp refuses (a transport it does not know) still takes its index,
-            // since str0m's keys and ours are m-line indices.
-            if parsed.is_err() && text.trim_start().starts_with("m=") {
-                scan.lines.push(MLine::default());
-                continue;
-            }
+            let attr = match read_line(n, text) {
+                Line::Media(m) => {
+                    scan.lines.push(m.as_ref().map(MLine::new).unwrap_or_default());
+                    continue;
+                }
+                Line::Attribute(attr) => Some(attr),
+                Line::Other => None,
+            };
             // why text: webrtc-sdp keeps fmtp only as parsed parameters, re-ordered and with its
             // defaults filled in, and refuses values it cannot type; the mixer's caps and the
             // payload type check need what the client wrote.
@@ -100,14 +97,11 @@ impl OfferScan {
                 }
                 continue;
             }
-            let Ok(SdpType::Attribute(attr)) = parsed else {
-                continue;
-            };
             match (attr, scan.lines.last_mut()) {
-                (SdpAttribute::Fingerprint(_), _) => scan.has_fingerprint = true,
-                (SdpAttribute::IceUfrag(u), _) => scan.longest_ufrag = scan.longest_ufrag.max(u.trim().len()),
-                (SdpAttribute::Mid(mid), Some(m)) => m.mid = Some(Mid::from(mid.trim())),
-                (SdpAttribute::Rtpmap(r), Some(m)) => {
+                (Some(SdpAttribute::Fingerprint(_)), _) => scan.has_fingerprint = true,
+                (Some(SdpAttribute::IceUfrag(u)), _) => scan.longest_ufrag = scan.longest_ufrag.max(u.trim().len()),
+                (Some(SdpAttribute::Mid(mid)), Some(m)) => m.mid = Some(Mid::from(mid.trim())),
+                (Some(SdpAttribute::Rtpmap(r)), Some(m)) => {
                     let mut map = format!("{}/{}", r.codec_name, r.frequency);
                     if let Some(channels) = r.channels {
                         map.push_str(&format!("/{channels}"));
@@ -210,6 +204,26 @@ impl MLine {
 
     fn codec_names(&self) -> impl Iterator<Item = &str> {
         self.formats.iter().filter_map(|pt| self.encoding_name(*pt))
+    }
+}
+
+/// One line of an offer, as webrtc-sdp reads it: the crate's one idea of a line.
+pub(crate) enum Line {
+    /// An m-line; `None` for one webrtc-sdp refuses (a transport it does not know), which still
+    /// takes its index, since str0m's keys and ours are m-line indices.
+    Media(Option<SdpMediaLine>),
+    Attribute(SdpAttribute),
+    /// Any other line, or one webrtc-sdp refuses: left out.
+    Other,
+}
+
+pub(crate) fn read_line(n: usize, text: &str) -> Line {
+    match webrtc_sdp::parse_sdp_line(text, n).map(|l| l.sdp_type) {
+        Ok(SdpType::Media(m)) => Line::Media(Some(m)),
+        Ok(SdpType::Attribute(a)) => Line::Attribute(a),
+        // why the peek: webrtc-sdp's error does not say what kind of line it refused.
+        Err(_) if text.trim_start().starts_with("m=") => Line::Media(None),
+        _ => Line::Other,
     }
 }
 
