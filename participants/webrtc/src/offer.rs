@@ -58,7 +58,7 @@ pub(crate) struct OfferScan {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MLine {
     /// `audio` or `video`, not `application` or anything else.
-    pub is_media: bool,
+    is_media: bool,
     /// Converted the way str0m converts it, so lookups in str0m match.
     pub mid: Option<Mid>,
     /// Payload types listed on the `m=` line.
