@@ -1,24 +1,19 @@
 //! Tells the participant kind from an offer's transport profile, before any driver parses it.
+//!
+//! The reading is the rtp crate's [`offer_transport`] (webrtc-sdp, line by line); this file only
+//! maps a profile to a kind.
 
 use switchboard_driver::ParticipantKind;
+use switchboard_rtp::{offer_transport, Transport};
 
 /// The kind the first `m=` line's profile implies, or what is wrong with the SDP.
 pub fn kind_of_offer(sdp: &str) -> Result<ParticipantKind, String> {
-    if !sdp.trim_start().starts_with("v=") {
-        return Err("SDP must start with a v= line".into());
-    }
-    let mline = sdp
-        .lines()
-        .find(|l| l.starts_with("m="))
-        .ok_or_else(|| "SDP has no m= line: nothing to send or receive".to_string())?;
-    let profile = mline.split_whitespace().nth(2).ok_or_else(|| format!("malformed m= line: {mline:?}"))?;
-    let has_crypto = sdp.lines().any(|l| l.starts_with("a=crypto:"));
-    match profile.to_ascii_uppercase().as_str() {
-        "UDP/TLS/RTP/SAVPF" | "UDP/TLS/RTP/SAVP" => Ok(ParticipantKind::Webrtc),
-        "RTP/SAVP" | "RTP/SAVPF" if has_crypto => Ok(ParticipantKind::Srtp),
-        "RTP/SAVP" | "RTP/SAVPF" => Err(format!("profile {profile} needs a=crypto lines (SDES keys)")),
-        "RTP/AVP" | "RTP/AVPF" => Ok(ParticipantKind::Rtp),
-        other => {
+    match offer_transport(sdp).map_err(|e| e.to_string())? {
+        Transport::DtlsSrtp => Ok(ParticipantKind::Webrtc),
+        Transport::Sdes { keys: true, .. } => Ok(ParticipantKind::Srtp),
+        Transport::Sdes { profile, keys: false } => Err(format!("profile {profile} needs a=crypto lines (SDES keys)")),
+        Transport::Plain => Ok(ParticipantKind::Rtp),
+        Transport::Other(other) => {
             Err(format!("unsupported transport profile {other}; use UDP/TLS/RTP/SAVPF, RTP/SAVP(F) or RTP/AVP(F)"))
         }
     }

@@ -13,7 +13,8 @@
 //! - Symmetric RTP (latching) on by default, rtcp-mux when offered, SR/RR every 5 s.
 //! - RFC 4733 DTMF both ways: received digits reported once, sent digits paced by `poll`.
 //!
-//! Fuzzing entry points: [`parse_remote_description`], [`RtpHeader::parse`], [`parse_rtcp`].
+//! Fuzzing entry points: [`parse_remote_description`], [`offer_transport`], [`RtpHeader::parse`],
+//! [`parse_rtcp`].
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ mod sdes;
 mod sdp;
 mod sdp_write;
 mod srtp;
+mod transport;
 
 pub use config::{LegStats, RemoteReport, RtpLegConfig};
 pub use leg::RtpDriver;
@@ -37,6 +39,7 @@ pub use rtcp::{parse_rtcp, RtcpError, RtcpPacket};
 pub use rtp_header::{audio_level, write_packet, HeaderError, RtpHeader};
 pub use sdes::SrtpSuite;
 pub use sdp::{parse_remote_description, RemoteDescription, SdpError};
+pub use transport::{offer_transport, Transport, TransportError};
 
 #[cfg(test)]
 mod tests;

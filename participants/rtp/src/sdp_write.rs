@@ -1,4 +1,12 @@
 //! Writing the bridge's SDP offers and answers: plain text, CRLF line ends, nothing fancy.
+//!
+//! why not webrtc-sdp's `SdpSession` and `Display`, so reading and writing would share one model:
+//! that model cannot say what these legs must send. It has no `a=crypto` (an SRTP leg's keys), no
+//! transport for the refused m-lines echoed at port 0 (`udptl` for T.38, `TCP/MSRP`), and it
+//! writes `a=fmtp` from its parsed parameters, re-ordered, defaults dropped and unknown ones
+//! joined with `,` instead of `;`, where the answer must echo the gateway's text (`annexb=no`,
+//! `0-16`). Each would change what sipp, ffmpeg, GStreamer or Kamailio receive. What is written
+//! here is read back with the reader in `sdp.rs` in the tests below.
 
 use crate::sdp::{Direction, AUDIO_LEVEL_URI};
 use std::fmt::Write as _;

@@ -18,8 +18,9 @@ use switchboard_driver::{
     ParticipantKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
 };
 
+use crate::error::{OfferError, Refusal};
 use crate::negotiated::{self, TeleFormat};
-use crate::offer::{OfferScan, SUPPORTED};
+use crate::offer::OfferScan;
 
 /// How often str0m sums up each stream, for the viewers' loss.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
@@ -79,7 +80,7 @@ impl WebrtcDriver {
         crate::init();
         let mut config = Rtc::builder()
             // Full ICE: libnice (GStreamer's webrtcbin) sends no consent checks once connected,
-            // and str0m's ICE-lite agent drops a pair after 15 s without one (docs/interop.md).
+            // and str0m's lite agent drops a pair after 15 s without one (docs/interop.md).
             .set_ice_lite(false)
             .set_rtp_mode(true)
             .clear_codecs()
@@ -125,48 +126,46 @@ impl WebrtcDriver {
         }
     }
 
-    fn accept_offer(&mut self, sdp: &str) -> Result<String, NegotiationError> {
-        let normalized = crate::offer::normalize(sdp);
+    fn accept_offer(&mut self, sdp: &str) -> Result<String, OfferError> {
+        let normalized = crate::normalize::normalize(sdp);
         let sdp: &str = &normalized;
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(parse_error(&e)))?;
+        // str0m first: its reasons are the ones clients have seen for garbage.
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Unparseable(parse_error(&e)))?;
         let scan = OfferScan::parse(sdp);
         if scan.lines.is_empty() {
-            return Err(NegotiationError::BadSdp("the offer has no m-lines".into()));
+            return Err(OfferError::NoMLines);
         }
         // str0m disconnects the session for an offer without a fingerprint; refuse it first so a
         // bad offer leaves the driver usable.
         if !scan.has_fingerprint {
-            return Err(NegotiationError::BadSdp("missing a=fingerprint (DTLS is required)".into()));
+            return Err(OfferError::NoFingerprint);
         }
         // The bridge's connectivity checks carry `<client ufrag>:<own 16-byte ufrag>` as their STUN
         // USERNAME, and str0m's ICE agent panics when writing one over 128 bytes, so the session
         // would fail at its first check. RFC 8839 allows 256; real clients send 4 to 32.
         if scan.longest_ufrag > MAX_UFRAG {
-            return Err(NegotiationError::BadSdp(format!(
-                "a=ice-ufrag is {} bytes; this bridge takes at most {MAX_UFRAG}",
-                scan.longest_ufrag
-            )));
+            return Err(OfferError::UfragTooLong { len: scan.longest_ufrag, max: MAX_UFRAG });
         }
         if !scan.has_supported_codec() {
-            return Err(no_common_codec(&scan));
+            return Err(OfferError::NoCommonCodec { offered: scan.offered_codecs() });
         }
         if let Some(mid) = scan.repeated_mid() {
-            return Err(NegotiationError::BadSdp(format!("a=mid:{mid} is on more than one m-line")));
+            return Err(OfferError::RepeatedMid(mid));
         }
-        if let Some(why) = crate::payload_types::conflict(&scan, &self.scan) {
-            return Err(NegotiationError::BadSdp(why));
+        if let Some(conflict) = crate::payload_types::conflict(&scan, &self.scan) {
+            return Err(conflict.into());
         }
         self.check_kept_formats(&scan)?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
-            RtcError::RemoteSdp(msg) => NegotiationError::BadSdp(msg),
-            other => NegotiationError::BadSdp(other.to_string()),
+            RtcError::RemoteSdp(msg) => OfferError::Refused(msg),
+            other => OfferError::Refused(other.to_string()),
         })?;
         (self.negotiated, self.tele) = negotiated::build(&mut self.rtc, &scan, &self.negotiated);
         self.scan = scan;
         self.last_write = None;
         if !negotiated::any_media_enabled(&self.rtc, &self.scan) {
             // Names matched but str0m took no format (e.g. an H.264 profile it lacks).
-            return Err(no_common_codec(&self.scan));
+            return Err(OfferError::NoCommonCodec { offered: self.scan.offered_codecs() });
         }
         Ok(answer.to_sdp_string())
     }
@@ -174,7 +173,7 @@ impl WebrtcDriver {
     /// str0m fixes an m-line's formats at its first negotiation and answers every reoffer with
     /// them, so a reoffer that drops one would get an answer naming a format the offer no longer
     /// has, and the bridge would go on sending it. Refuse it, before the session changes.
-    fn check_kept_formats(&self, scan: &OfferScan) -> Result<(), NegotiationError> {
+    fn check_kept_formats(&self, scan: &OfferScan) -> Result<(), OfferError> {
         for line in scan.lines.iter().filter(|l| l.is_media() && !l.rejected) {
             let Some(media) = line.mid.and_then(|mid| self.rtc.media(mid)) else {
                 continue;
@@ -186,12 +185,11 @@ impl WebrtcDriver {
                 continue;
             };
             let name = self.rtc.codec_config().find(|p| p.pt() == *pt).map(|p| p.spec().codec.to_string());
-            return Err(NegotiationError::BadSdp(format!(
-                "m-line {} drops payload type {pt} ({}), negotiated earlier; an m-line's formats cannot change \
-                 in a reoffer here: offer a new m-line, or join again",
-                media.mid(),
-                name.as_deref().unwrap_or("unknown"),
-            )));
+            return Err(OfferError::DroppedFormat {
+                mid: media.mid(),
+                pt: **pt,
+                codec: name.unwrap_or_else(|| "unknown".to_owned()),
+            });
         }
         Ok(())
     }
@@ -303,10 +301,8 @@ impl Driver for WebrtcDriver {
     fn negotiate(&mut self, now: Instant, sdp: SdpInput<'_>) -> Result<Option<String>, NegotiationError> {
         self.last_now = self.last_now.max(now);
         match sdp {
-            SdpInput::Offer(sdp) => self.accept_offer(sdp).map(Some),
-            SdpInput::Answer(_) => {
-                Err(NegotiationError::UnexpectedState("a WebRTC participant offers; the bridge only answers".into()))
-            }
+            SdpInput::Offer(sdp) => self.accept_offer(sdp).map(Some).map_err(NegotiationError::from),
+            SdpInput::Answer(_) => Err(OfferError::AnswerUnexpected.into()),
         }
     }
 
@@ -365,15 +361,15 @@ impl Driver for WebrtcDriver {
             _ => self.resolve_write(slot, meta.pt)?,
         };
         if !self.rtc.is_alive() || self.closing {
-            return Err(WriteError::Refused("session closed"));
+            return Err(Refusal::Closed.into());
         }
         // str0m's send queue has no bound and only drains once SRTP is up; queueing before then
         // would grow without limit and burst stale media on connect.
         if !self.rtc.is_connected() {
-            return Err(WriteError::Refused("not connected"));
+            return Err(Refusal::NotConnected.into());
         }
         let mut api = self.rtc.direct_api();
-        let stream = api.stream_tx_by_mid(mid, None).ok_or(WriteError::Refused("no send stream for the slot"))?;
+        let stream = api.stream_tx_by_mid(mid, None).ok_or(WriteError::from(Refusal::NoSendStream))?;
         let mut ext = ExtensionValues::default();
         if let Some(level) = meta.audio_level {
             ext.audio_level = Some(-(level.unsigned_abs().min(127) as i8));
@@ -479,11 +475,6 @@ impl Driver for WebrtcDriver {
 /// 128 bytes of STUN USERNAME, less the colon and the bridge's own 16-byte ufrag.
 const MAX_UFRAG: usize = 128 - 1 - 16;
 
-fn no_common_codec(scan: &OfferScan) -> NegotiationError {
-    let supported: Vec<&str> = SUPPORTED.iter().map(|c| c.as_str()).collect();
-    NegotiationError::NoCommonCodec { offered: scan.offered_codecs(), supported: supported.join(", ") }
-}
-
 /// str0m's parse errors span lines and carry a memory address (`PointerOffset(0x...)`) that means
 /// nothing to whoever sent the SDP; keep the rest on one line.
 fn parse_error(e: &SdpError) -> String {
@@ -497,5 +488,5 @@ fn parse_error(e: &SdpError) -> String {
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect();
-    format!("unparseable offer: {}", parts.join("; "))
+    parts.join("; ")
 }

@@ -1,8 +1,9 @@
 //! WebRTC participants for Switchboard, on str0m.
 //!
-//! Each [`WebrtcDriver`] is one peer connection: ICE as the controlled agent (full ICE, not lite,
-//! so the bridge checks the pair itself: libnice-based clients send no consent checks), DTLS-SRTP, and str0m's RTP mode so packets are forwarded as they came rather
-//! than depacketized and packetized again. Many drivers share one UDP socket; the room finds the
+//! Each [`WebrtcDriver`] is one peer connection: full ICE as the controlled agent (not lite, so
+//! the bridge checks the pair itself: libnice-based clients send no consent checks), DTLS-SRTP,
+//! and str0m's RTP mode so packets are forwarded as they came rather than depacketized and
+//! packetized again. Many drivers share one UDP socket; the room finds the
 //! owner of a datagram with [`Driver::accepts`](switchboard_driver::Driver::accepts).
 //!
 //! The driver only answers offers. Its track and slot keys are m-line indices.
@@ -10,11 +11,15 @@
 #![forbid(unsafe_code)]
 
 mod driver;
+mod error;
 mod negotiated;
+mod normalize;
 mod offer;
 mod payload_types;
 
 pub use driver::WebrtcDriver;
+pub use error::{OfferError, Refusal};
+pub use payload_types::Conflict;
 
 use std::sync::Once;
 

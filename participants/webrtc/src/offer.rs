@@ -1,13 +1,16 @@
-//! A light read of the offer text for what str0m keeps private: the m-line order (our track and
-//! slot keys), the codec names offered (for a useful "no common codec" error) and the raw `a=fmtp`
-//! strings (handed on as offered, for the mixer's caps).
+//! The offer as webrtc-sdp reads it, for what str0m keeps private: the m-line order (our track
+//! and slot keys), the codec names offered (for a useful "no common codec" error) and the `a=fmtp`
+//! text (handed on as offered, for the mixer's caps).
 //!
-//! str0m still does the real parsing and validation; this scan never rejects anything itself.
+//! str0m parses the same offer for the session; this view only adds what str0m does not show.
 
 use std::collections::BTreeSet;
 
 use str0m::media::Mid;
 use switchboard_driver::Codec;
+use webrtc_sdp::attribute_type::SdpAttribute;
+use webrtc_sdp::media_type::{SdpFormatList, SdpMediaLine, SdpMediaValue};
+use webrtc_sdp::SdpType;
 
 /// The codecs this driver enables in str0m, in the order the error message lists them.
 pub(crate) const SUPPORTED: [Codec; 5] = [Codec::Opus, Codec::Pcmu, Codec::Pcma, Codec::Vp8, Codec::H264];
@@ -54,8 +57,8 @@ pub(crate) struct OfferScan {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MLine {
-    /// `audio`, `video`, `application`, ...
-    pub media: String,
+    /// `audio` or `video`, not `application` or anything else.
+    is_media: bool,
     /// Converted the way str0m converts it, so lookups in str0m match.
     pub mid: Option<Mid>,
     /// Payload types listed on the `m=` line.
@@ -68,36 +71,44 @@ pub(crate) struct MLine {
 }
 
 impl OfferScan {
+    /// Reads an offer str0m has already parsed. Never refuses: str0m is the judge of the offer.
+    ///
+    /// webrtc-sdp reads each line (`parse_sdp_line`) and the scan files them under their
+    /// m-section itself. why not `parse_sdp`: its whole-session checks refuse offers str0m takes
+    /// (no `c=` line, a session-level `a=ptime`, an fmtp value it cannot type), and a line it
+    /// refuses there refuses the offer; here that line is only left out.
     pub fn parse(sdp: &str) -> OfferScan {
         let mut scan = OfferScan::default();
-        for line in sdp.lines() {
-            let line = line.trim_end_matches('\r');
-            if let Some(rest) = line.strip_prefix("m=") {
-                let mut parts = rest.split_ascii_whitespace();
-                let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-                let rejected = parts.next() == Some("0");
-                // Skip proto; what remains are the formats.
-                let formats = parts.skip(1).filter_map(|f| f.parse().ok()).collect();
-                scan.lines.push(MLine { media, formats, rejected, ..MLine::default() });
+        for (n, text) in sdp.lines().enumerate() {
+            let attr = match read_line(n, text) {
+                Line::Media(m) => {
+                    scan.lines.push(m.as_ref().map(MLine::new).unwrap_or_default());
+                    continue;
+                }
+                Line::Attribute(attr) => Some(attr),
+                Line::Other => None,
+            };
+            // why text: webrtc-sdp keeps fmtp only as parsed parameters, re-ordered and with its
+            // defaults filled in, and refuses values it cannot type; the mixer's caps and the
+            // payload type check need what the client wrote.
+            if let Some((pt, params)) = text.trim().strip_prefix("a=fmtp:").and_then(|v| v.split_once(' ')) {
+                if let (Some(m), Ok(pt)) = (scan.lines.last_mut(), pt.trim().parse()) {
+                    m.fmtp.push((pt, params.trim().to_owned()));
+                }
                 continue;
             }
-            let Some(attr) = line.strip_prefix("a=") else {
-                continue;
-            };
-            if attr.starts_with("fingerprint:") {
-                scan.has_fingerprint = true;
-            } else if let Some(ufrag) = attr.strip_prefix("ice-ufrag:") {
-                scan.longest_ufrag = scan.longest_ufrag.max(ufrag.trim().len());
-            }
-            let Some(m) = scan.lines.last_mut() else {
-                continue;
-            };
-            if let Some(v) = attr.strip_prefix("mid:") {
-                m.mid = Some(Mid::from(v.trim()));
-            } else if let Some((pt, v)) = attr.strip_prefix("rtpmap:").and_then(split_pt) {
-                m.rtpmap.push((pt, v.trim().to_owned()));
-            } else if let Some((pt, v)) = attr.strip_prefix("fmtp:").and_then(split_pt) {
-                m.fmtp.push((pt, v.trim().to_owned()));
+            match (attr, scan.lines.last_mut()) {
+                (Some(SdpAttribute::Fingerprint(_)), _) => scan.has_fingerprint = true,
+                (Some(SdpAttribute::IceUfrag(u)), _) => scan.longest_ufrag = scan.longest_ufrag.max(u.trim().len()),
+                (Some(SdpAttribute::Mid(mid)), Some(m)) => m.mid = Some(Mid::from(mid.trim())),
+                (Some(SdpAttribute::Rtpmap(r)), Some(m)) => {
+                    let mut map = format!("{}/{}", r.codec_name, r.frequency);
+                    if let Some(channels) = r.channels {
+                        map.push_str(&format!("/{channels}"));
+                    }
+                    m.rtpmap.push((r.payload_type, map));
+                }
+                _ => {}
             }
         }
         scan
@@ -145,8 +156,21 @@ impl OfferScan {
 }
 
 impl MLine {
+    fn new(m: &SdpMediaLine) -> MLine {
+        let formats = match &m.formats {
+            SdpFormatList::Integers(pts) => pts.iter().filter_map(|pt| u8::try_from(*pt).ok()).collect(),
+            _ => Vec::new(),
+        };
+        MLine {
+            is_media: matches!(m.media, SdpMediaValue::Audio | SdpMediaValue::Video),
+            formats,
+            rejected: m.port == 0,
+            ..MLine::default()
+        }
+    }
+
     pub fn is_media(&self) -> bool {
-        self.media == "audio" || self.media == "video"
+        self.is_media
     }
 
     /// The encoding name of `pt` on this m-line, from `a=rtpmap` or the static table.
@@ -183,9 +207,24 @@ impl MLine {
     }
 }
 
-fn split_pt(v: &str) -> Option<(u8, &str)> {
-    let (pt, rest) = v.split_once(' ')?;
-    Some((pt.trim().parse().ok()?, rest))
+/// One line of an offer, as webrtc-sdp reads it: the crate's one idea of a line.
+pub(crate) enum Line {
+    /// An m-line; `None` for one webrtc-sdp refuses (a transport it does not know), which still
+    /// takes its index, since str0m's keys and ours are m-line indices.
+    Media(Option<SdpMediaLine>),
+    Attribute(SdpAttribute),
+    /// Any other line, or one webrtc-sdp refuses: left out.
+    Other,
+}
+
+pub(crate) fn read_line(n: usize, text: &str) -> Line {
+    match webrtc_sdp::parse_sdp_line(text, n).map(|l| l.sdp_type) {
+        Ok(SdpType::Media(m)) => Line::Media(Some(m)),
+        Ok(SdpType::Attribute(a)) => Line::Attribute(a),
+        // why the peek: webrtc-sdp's error does not say what kind of line it refused.
+        Err(_) if text.trim_start().starts_with("m=") => Line::Media(None),
+        _ => Line::Other,
+    }
 }
 
 #[cfg(test)]
@@ -196,7 +235,8 @@ mod tests {
         o=- 1 1 IN IP4 127.0.0.1\r\n\
         s=-\r\n\
         t=0 0\r\n\
-        a=fingerprint:sha-256 AB:CD\r\n\
+        c=IN IP4 0.0.0.0\r\n\
+        a=fingerprint:sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111 0 18\r\n\
         a=mid:a-0\r\n\
         a=rtpmap:111 opus/48000/2\r\n\
@@ -226,117 +266,47 @@ mod tests {
 
     #[test]
     fn unsupported_only_offer_is_detected() {
-        let scan = OfferScan::parse("m=audio 9 RTP/AVP 18\na=mid:0\n");
+        let g729 =
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nc=IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 18\na=mid:0\n";
+        let scan = OfferScan::parse(g729);
         assert!(!scan.has_supported_codec());
         assert_eq!(scan.offered_codecs(), "g729");
         assert!(!OfferScan::parse("garbage\n\0\u{1F600}").has_supported_codec());
     }
-}
 
-/// Header extensions that only feed the sender's bandwidth estimation: transport-wide congestion
-/// control (TWCC feedback) and absolute send time (for the receiver's REMB).
-const BWE_EXTENSIONS: [&str; 2] = [
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
-    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-];
-
-/// Fixes what real clients send that str0m would not match, and leaves out what the bridge has
-/// no use for:
-/// - GStreamer's webrtcbin offers `OPUS/48000` with no channel count, which RFC 7587 says must be
-///   `/2`; left alone, str0m finds no common codec and the GStreamer client cannot join.
-/// - TWCC and abs-send-time on m-lines where the client only receives (`recvonly`, `inactive`).
-///   They serve the sender's bandwidth estimation, and the bridge runs none, but str0m 0.24
-///   stamps every packet it sends with both, registers it for TWCC, and each TWCC report (every
-///   100 ms or so per subscriber) scans up to 1,000 send records: the largest single cost of a
-///   WebRTC fan-out (docs/benchmarks.md). Where the client sends, both stay, for its own
-///   estimation. Once the bridge estimates bandwidth (simulcast layer choice), this goes.
-pub fn normalize(sdp: &str) -> std::borrow::Cow<'_, str> {
-    let opus_fix = |l: &str| {
-        l.starts_with("a=rtpmap:") && {
-            let enc = l.split_whitespace().nth(1).unwrap_or("");
-            enc.eq_ignore_ascii_case("opus/48000")
-        }
-    };
-    let is_bwe = |l: &str| {
-        l.starts_with("a=extmap:") && l.split_whitespace().nth(1).is_some_and(|uri| BWE_EXTENSIONS.contains(&uri))
-    };
-    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
-    fn bare(l: &str) -> &str {
-        l.trim_end_matches(['\r', '\n'])
-    }
-    // The direction attribute among `range`'s lines. An m-section without one takes the
-    // session's, which defaults to sendrecv.
-    fn direction_of<'a>(range: &[&'a str]) -> Option<&'a str> {
-        range.iter().map(|l| bare(l)).find(|l| matches!(*l, "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"))
-    }
-    let first_m = lines.iter().position(|l| l.starts_with("m=")).unwrap_or(lines.len());
-    let session_dir = direction_of(&lines[..first_m]);
-    let mut drop = vec![false; lines.len()];
-    let mut start = first_m;
-    while start < lines.len() {
-        let end = lines[start + 1..].iter().position(|l| l.starts_with("m=")).map_or(lines.len(), |p| start + 1 + p);
-        let dir = direction_of(&lines[start..end]).or(session_dir);
-        if matches!(dir, Some("a=recvonly" | "a=inactive")) {
-            for i in start..end {
-                drop[i] = is_bwe(bare(lines[i]));
-            }
-        }
-        start = end;
-    }
-    if !drop.contains(&true) && !lines.iter().any(|l| opus_fix(bare(l))) {
-        return std::borrow::Cow::Borrowed(sdp);
-    }
-    let mut out = String::with_capacity(sdp.len() + 8);
-    for (line, dropped) in lines.iter().zip(drop) {
-        if dropped {
-            continue;
-        }
-        let b = line.trim_end_matches(['\r', '\n']);
-        out.push_str(b);
-        if opus_fix(b) {
-            out.push_str("/2");
-        }
-        out.push_str(&line[b.len()..]);
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod normalize_tests {
-    use super::normalize;
-
+    /// The offers real clients sent (integration-tests/tests/fixtures/) read as they did before.
     #[test]
-    fn opus_without_channels_gets_two() {
-        let sdp = "v=0\r\na=rtpmap:111 OPUS/48000\r\na=rtpmap:0 PCMU/8000\r\n";
-        assert_eq!(normalize(sdp), "v=0\r\na=rtpmap:111 OPUS/48000/2\r\na=rtpmap:0 PCMU/8000\r\n");
-        let ok = "v=0\r\na=rtpmap:111 opus/48000/2\r\n";
-        assert!(matches!(normalize(ok), std::borrow::Cow::Borrowed(_)));
+    fn real_client_offers_parse() {
+        for (name, sdp, lines) in [
+            ("chromium", include_str!("../../../integration-tests/tests/fixtures/chromium_offer.sdp"), 2),
+            ("webrtcbin", include_str!("../../../integration-tests/tests/fixtures/webrtcbin_offer.sdp"), 1),
+            (
+                "webrtcbin recvonly",
+                include_str!("../../../integration-tests/tests/fixtures/webrtcbin_recvonly_offer.sdp"),
+                1,
+            ),
+        ] {
+            let scan = OfferScan::parse(sdp);
+            assert!(scan.has_fingerprint && scan.has_supported_codec(), "{name}");
+            assert!(scan.lines.iter().all(|l| l.mid.is_some()), "{name}");
+            assert_eq!(scan.lines.len(), lines, "{name}");
+        }
     }
 
+    /// Lines webrtc-sdp refuses are left out, never the offer, and never an m-line's index.
     #[test]
-    fn bandwidth_extensions_go_only_where_the_client_does_not_send() {
-        let twcc = "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
-                    a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n";
-        let mid = "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n";
-        let section =
-            |dir: &str| format!("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{twcc}{mid}{dir}a=rtpmap:111 opus/48000/2\r\n");
-        let sdp = format!(
-            "v=0\r\ns=-\r\n{}{}{}{}",
-            section("a=recvonly\r\n"),
-            section("a=sendrecv\r\n"),
-            section("a=inactive\r\n"),
-            section("a=sendonly\r\n")
-        );
-        let out = normalize(&sdp);
-        let kept: Vec<&str> =
-            out.split("m=").skip(1).map(|s| if s.contains("transport-wide-cc") { "twcc" } else { "-" }).collect();
-        assert_eq!(kept, ["-", "twcc", "-", "twcc"], "{out}");
-        assert_eq!(out.matches("abs-send-time").count(), 2, "{out}");
-        assert_eq!(out.matches("sdes:mid").count(), 4, "other extensions stay");
-        // A session-level direction counts for sections without their own.
-        let session_recv = format!("v=0\r\na=recvonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{twcc}{mid}");
-        assert!(!normalize(&session_recv).contains("transport-wide-cc"));
-        let untouched = format!("v=0\r\n{}", section("a=sendrecv\r\n"));
-        assert!(matches!(normalize(&untouched), std::borrow::Cow::Borrowed(_)));
+    fn what_webrtc_sdp_refuses_costs_nothing_else() {
+        let sdp = OFFER.replace("m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "m=image 9 udptl t38");
+        let scan = OfferScan::parse(&sdp);
+        assert_eq!(scan.index_of(Mid::from("v")), Some(2));
+        let odd = OFFER.replace("minptime=10", "minptime=abc").replace("c=IN IP4 0.0.0.0\r\n", "a=ptime:20\r\n");
+        let scan = OfferScan::parse(&odd);
+        assert_eq!(scan.lines[0].fmtp_for(111, Codec::Opus), Some("minptime=abc;useinbandfec=1"));
+        assert!(scan.has_fingerprint && scan.has_supported_codec());
+        // An unknown media type with a known transport is read, in its place.
+        let text = OFFER.replace("m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "m=text 9 RTP/AVP 98");
+        let scan = OfferScan::parse(&text);
+        assert_eq!(scan.index_of(Mid::from("v")), Some(2));
+        assert!(!scan.lines[1].is_media());
     }
 }

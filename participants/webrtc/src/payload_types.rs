@@ -14,9 +14,24 @@
 
 use crate::offer::OfferScan;
 
-/// The first payload type given two formats, said for the offerer; `earlier` is the session's
-/// last accepted offer (empty before the first).
-pub(crate) fn conflict(offer: &OfferScan, earlier: &OfferScan) -> Option<String> {
+/// A payload type given two formats, said for the offerer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error(
+        "payload type {pt} is {first} on m-line {first_line} and {then} on m-line {line}; the m-lines of one \
+         offer must give a payload type one meaning"
+    )]
+    InOffer { pt: u8, first: String, first_line: usize, then: String, line: usize },
+    #[error(
+        "payload type {pt} was {first} earlier in this session and is {then} on m-line {line}; a payload type \
+         keeps its meaning for the whole session"
+    )]
+    AcrossOffers { pt: u8, first: String, then: String, line: usize },
+}
+
+/// The first payload type given two formats; `earlier` is the session's last accepted offer
+/// (empty before the first).
+pub(crate) fn conflict(offer: &OfferScan, earlier: &OfferScan) -> Option<Conflict> {
     let mut seen: Vec<(u8, Format<'_>, usize, bool)> = Vec::new();
     for (scan, is_earlier) in [(earlier, true), (offer, false)] {
         for (line_no, line) in scan.lines.iter().enumerate() {
@@ -29,16 +44,11 @@ pub(crate) fn conflict(offer: &OfferScan, earlier: &OfferScan) -> Option<String>
                 if first.same_as(&format) {
                     continue;
                 }
+                let (first, then) = (first.to_string(), format.to_string());
                 return Some(if *first_earlier {
-                    format!(
-                        "payload type {pt} was {first} earlier in this session and is {format} on m-line {line_no}; \
-                         a payload type keeps its meaning for the whole session"
-                    )
+                    Conflict::AcrossOffers { pt, first, then, line: line_no }
                 } else {
-                    format!(
-                        "payload type {pt} is {first} on m-line {first_line} and {format} on m-line {line_no}; the \
-                         m-lines of one offer must give a payload type one meaning"
-                    )
+                    Conflict::InOffer { pt, first, first_line: *first_line, then, line: line_no }
                 });
             }
         }
@@ -128,7 +138,7 @@ mod tests {
     }
 
     fn check(lines: &[String], earlier: &[String]) -> Option<String> {
-        conflict(&OfferScan::parse(&lines.concat()), &OfferScan::parse(&earlier.concat()))
+        conflict(&OfferScan::parse(&lines.concat()), &OfferScan::parse(&earlier.concat())).map(|c| c.to_string())
     }
 
     const H264_42: &str = "a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;\

@@ -4,8 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add, addr, Pair, Sink, BRIDGE, CLIENT};
+use common::{add, addr, Pair, BRIDGE, CLIENT};
 use str0m::media::{Direction, MediaKind as S0Kind};
+use switchboard_driver::testing::Collector;
 use switchboard_driver::{Driver, DriverEvent, DropReason, NegotiationError, SdpInput};
 use switchboard_webrtc::WebrtcDriver;
 
@@ -150,7 +151,7 @@ fn junk_datagrams() -> Vec<Vec<u8>> {
 #[test]
 fn garbage_datagrams_do_not_panic_before_negotiation() {
     let mut d = driver();
-    let mut sink = Sink::default();
+    let mut sink = Collector::default();
     let now = Instant::now();
     for data in junk_datagrams() {
         let _ = d.accepts(addr(CLIENT), addr(BRIDGE), &data);
@@ -258,7 +259,7 @@ fn an_overlong_ice_ufrag_is_refused_with_the_reason() {
     let longest = offer.replace("a=ice-ufrag:Ab1x", &format!("a=ice-ufrag:{}", "u".repeat(111)));
     d.negotiate(now, SdpInput::Offer(&longest)).expect("111 bytes fit");
     // The bridge's own checks go out without a panic.
-    let mut sink = Sink::default();
+    let mut sink = Collector::default();
     for ms in (0..2_000).step_by(50) {
         let at = now + Duration::from_millis(ms);
         d.handle_timeout(at);
@@ -278,4 +279,23 @@ fn a_mid_on_two_m_lines_is_refused_with_the_reason() {
     assert_ne!(twice, offer);
     assert_eq!(bad_sdp(d.negotiate(now, SdpInput::Offer(&twice))), "a=mid:0 is on more than one m-line");
     d.negotiate(now, SdpInput::Offer(&offer)).expect("unique mids");
+}
+
+/// The driver reads offers line by line with webrtc-sdp, so what webrtc-sdp's whole-session
+/// checks refuse and str0m takes is still answered as before.
+#[test]
+fn offers_str0m_takes_are_answered_whatever_webrtc_sdp_thinks_of_them() {
+    let fixture = include_str!("../../../integration-tests/tests/fixtures/chromium_offer.sdp");
+    let cases = [
+        ("no c= line", fixture.replace("c=IN IP4 0.0.0.0\r\n", "").replace("c=IN IP4 0.0.0.0\n", "")),
+        ("session-level ptime", fixture.replacen("t=0 0", "t=0 0\r\na=ptime:20", 1)),
+        ("an fmtp value webrtc-sdp cannot type", fixture.replace("minptime=10", "minptime=abc")),
+        ("extmap at both levels", fixture.replacen("t=0 0", "t=0 0\r\na=extmap:9 urn:x", 1)),
+        ("an rtpmap over 127", fixture.replacen("a=rtpmap:111", "a=rtpmap:200 foo/8000\r\na=rtpmap:111", 1)),
+    ];
+    for (name, sdp) in cases {
+        assert_ne!(sdp, fixture, "{name}: the case changes the offer");
+        let answer = driver().negotiate(Instant::now(), SdpInput::Offer(&sdp));
+        assert!(matches!(answer, Ok(Some(_))), "{name}: {answer:?}");
+    }
 }

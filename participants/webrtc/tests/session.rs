@@ -182,7 +182,7 @@ fn a_sent_packet_asks_for_no_timeout_at_once_and_resends_still_go_out() {
     pair.step(Duration::from_millis(5));
     let now = pair.now;
     pair.driver.write_media(now, slot.key, &meta(pt, 1, 0), &[0xfc, 1, 2]).expect("write");
-    let mut sink = common::Sink::default();
+    let mut sink = switchboard_driver::testing::Collector::default();
     let deadline = pair.driver.poll(now, &mut sink);
     assert_eq!(sink.transmits.len(), 1, "the packet goes out on the poll after the write");
     assert!(deadline > now, "the driver asks to be woken at once after a send");

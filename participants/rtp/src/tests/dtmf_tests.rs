@@ -67,7 +67,7 @@ fn all_end_packets_lost_times_out() {
     let mut peer = Peer { seq: 0 };
     peer.send(&mut d, &mut clock, 1000, true, event(12, false, 160));
     peer.send(&mut d, &mut clock, 1000, false, event(12, false, 320));
-    let deadline = d.poll(clock.0, &mut Sink::default());
+    let deadline = d.poll(clock.0, &mut Collector::default());
     assert!(deadline <= clock.0 + Duration::from_secs(1));
     clock.advance(900);
     d.handle_timeout(clock.0);
@@ -103,7 +103,7 @@ struct Sent {
 }
 
 fn collect(d: &mut RtpDriver, now: Instant, t0: Instant, into: &mut Vec<Sent>) -> Instant {
-    let mut sink = Sink::default();
+    let mut sink = Collector::default();
     let next = d.poll(now, &mut sink);
     for (_, _, data) in sink.transmits {
         if data[1] & 0x7f >= 72 && data[1] & 0x7f <= 76 {

@@ -278,7 +278,8 @@ use switchboard_driver::alloc_count::{self as counting, Counting};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// An `Output` that keeps nothing, so it allocates nothing.
+/// An `Output` that keeps nothing, so it allocates nothing (the shared `Collector` copies every
+/// packet, which this test would count).
 #[derive(Default)]
 struct Counter(usize, usize);
 

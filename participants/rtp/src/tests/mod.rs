@@ -22,46 +22,7 @@ pub fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test addresses are valid")
 }
 
-#[derive(Default)]
-pub struct Sink {
-    pub transmits: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-    pub media: Vec<(TrackKey, RtpMeta, Vec<u8>)>,
-    pub events: Vec<DriverEvent>,
-}
-
-impl Output for Sink {
-    fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        self.transmits.push((from, to, data.to_vec()));
-    }
-    fn media(&mut self, track: TrackKey, meta: &RtpMeta, payload: &[u8]) {
-        self.media.push((track, *meta, payload.to_vec()));
-    }
-    fn event(&mut self, event: DriverEvent) {
-        self.events.push(event);
-    }
-}
-
-impl Sink {
-    pub fn drops(&self) -> Vec<DropReason> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                DriverEvent::Dropped { reason } => Some(*reason),
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub fn digits(&self) -> Vec<(char, u32)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                DriverEvent::Dtmf { digit, duration_ms } => Some((*digit, *duration_ms)),
-                _ => None,
-            })
-            .collect()
-    }
-}
+pub use switchboard_driver::testing::Collector;
 
 /// A simulated clock that only moves when told.
 pub struct Clock(pub Instant);
@@ -125,8 +86,8 @@ pub fn meta(pt: u8, seq: u64, ts: u32) -> RtpMeta {
     RtpMeta { pt: Pt(pt), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(1), audio_level: None }
 }
 
-pub fn drain(d: &mut RtpDriver, now: Instant) -> Sink {
-    let mut sink = Sink::default();
+pub fn drain(d: &mut RtpDriver, now: Instant) -> Collector {
+    let mut sink = Collector::default();
     d.poll(now, &mut sink);
     sink
 }

@@ -57,7 +57,7 @@ fn seeds() -> Vec<Vec<u8>> {
 fn exercise(d: &mut RtpDriver, rng: &mut Rng, clock: &mut Clock, seeds: &[Vec<u8>], rounds: usize) {
     let ports = [addr(LOCAL_RTP), addr(LOCAL_RTCP)];
     let sources = [addr(PEER_RTP), addr(PEER_RTCP), addr("198.51.100.1:5000")];
-    let mut sink = Sink::default();
+    let mut sink = Collector::default();
     for _ in 0..rounds {
         let now = clock.advance(rng.below(30) as u64);
         let seed = &seeds[rng.below(seeds.len())];

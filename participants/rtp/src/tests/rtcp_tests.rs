@@ -6,7 +6,7 @@ const PEER_SSRC: u32 = 0xabcd_0001;
 
 /// Advances to the first report (2.5 s after negotiation) and returns the RTCP datagrams.
 fn first_report(d: &mut RtpDriver, clock: &mut Clock) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
-    let deadline = d.poll(clock.0, &mut Sink::default());
+    let deadline = d.poll(clock.0, &mut Collector::default());
     clock.0 = clock.0.max(deadline);
     d.handle_timeout(clock.0);
     drain(d, clock.0).transmits
@@ -43,7 +43,7 @@ fn receiver_report_counts_loss() {
     assert_eq!(d.stats().packets_received, 18);
 
     // The next one comes 5 s later.
-    let next = d.poll(clock.0, &mut Sink::default());
+    let next = d.poll(clock.0, &mut Collector::default());
     assert_eq!(next - clock.0, Duration::from_secs(5));
 }
 

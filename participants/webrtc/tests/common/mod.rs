@@ -12,7 +12,8 @@ use str0m::media::{Direction, MediaKind, Mid, Pt as S0Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as S0Output, Rtc, RtcConfig};
-use switchboard_driver::{Driver, DriverEvent, Output, RtpMeta, SdpInput, TrackKey};
+use switchboard_driver::testing::Collector;
+use switchboard_driver::{Driver, DriverEvent, SdpInput};
 use switchboard_webrtc::WebrtcDriver;
 
 pub const CLIENT: &str = "1.1.1.1:1000";
@@ -22,26 +23,6 @@ pub fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test addresses are valid")
 }
 
-/// What the driver handed out through [`Output`].
-#[derive(Default)]
-pub struct Sink {
-    pub transmits: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-    pub media: Vec<(TrackKey, RtpMeta, Vec<u8>)>,
-    pub events: Vec<DriverEvent>,
-}
-
-impl Output for Sink {
-    fn transmit(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        self.transmits.push((from, to, data.to_vec()));
-    }
-    fn media(&mut self, track: TrackKey, meta: &RtpMeta, payload: &[u8]) {
-        self.media.push((track, *meta, payload.to_vec()));
-    }
-    fn event(&mut self, event: DriverEvent) {
-        self.events.push(event);
-    }
-}
-
 /// Says whether to lose a datagram on its way to the client.
 pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool>;
 
@@ -49,7 +30,7 @@ pub struct Pair {
     pub now: Instant,
     pub client: Rtc,
     pub driver: WebrtcDriver,
-    pub sink: Sink,
+    pub sink: Collector,
     /// Everything the client's `Rtc` reported, apart from RTP.
     pub client_events: Vec<Event>,
     pub client_rtp: Vec<RtpPacket>,
@@ -80,7 +61,7 @@ impl Pair {
             now,
             client,
             driver,
-            sink: Sink::default(),
+            sink: Collector::default(),
             client_events: Vec::new(),
             client_rtp: Vec::new(),
             to_driver: Vec::new(),
