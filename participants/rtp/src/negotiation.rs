@@ -172,18 +172,16 @@ fn addresses(audio: &AudioSection) -> (Option<SocketAddr>, Option<SocketAddr>) {
     (Some(rtp), rtcp_port.map(|p| SocketAddr::new(rtcp_ip, p)))
 }
 
-fn no_audio(what: &str) -> NegotiationError {
-    NegotiationError::NoCommonCodec { offered: what.into(), supported: SUPPORTED.into() }
-}
-
-/// Plans the answer to a remote offer.
-pub fn plan_offer(desc: &RemoteDescription, hint: Option<ParticipantKind>) -> Result<MediaPlan, NegotiationError> {
-    let (mline, audio) = desc.first_audio().ok_or_else(|| no_audio("no audio m-line with a port"))?;
-    let kind = decide_kind(audio, hint)?;
-    let (codec, te) = choose_codecs(&audio.formats)?;
-    let remote_crypto = if kind == ParticipantKind::Srtp { Some(choose_crypto(audio)?) } else { None };
+/// The plan for the chosen codecs and keys, with the rest read off the remote audio section.
+fn media_plan(
+    kind: ParticipantKind,
+    mline: usize,
+    audio: &AudioSection,
+    (codec, te): (CodecSpec, Option<CodecSpec>),
+    remote_crypto: Option<(u32, KeyMaterial)>,
+) -> MediaPlan {
     let (remote_rtp, remote_rtcp) = addresses(audio);
-    Ok(MediaPlan {
+    MediaPlan {
         kind,
         mline,
         audio: codec,
@@ -196,7 +194,20 @@ pub fn plan_offer(desc: &RemoteDescription, hint: Option<ParticipantKind>) -> Re
         ptime: audio.ptime,
         remote_crypto,
         audio_level_ext: audio.audio_level_ext,
-    })
+    }
+}
+
+fn no_audio(what: &str) -> NegotiationError {
+    NegotiationError::NoCommonCodec { offered: what.into(), supported: SUPPORTED.into() }
+}
+
+/// Plans the answer to a remote offer.
+pub fn plan_offer(desc: &RemoteDescription, hint: Option<ParticipantKind>) -> Result<MediaPlan, NegotiationError> {
+    let (mline, audio) = desc.first_audio().ok_or_else(|| no_audio("no audio m-line with a port"))?;
+    let kind = decide_kind(audio, hint)?;
+    let (codec, te) = choose_codecs(&audio.formats)?;
+    let remote_crypto = if kind == ParticipantKind::Srtp { Some(choose_crypto(audio)?) } else { None };
+    Ok(media_plan(kind, mline, audio, (codec, te), remote_crypto))
 }
 
 /// Plans the session from the remote answer to `offer`.
@@ -238,21 +249,7 @@ pub fn plan_answer(desc: &RemoteDescription, offer: &LocalOffer) -> Result<Media
         }
         _ => None,
     };
-    let (remote_rtp, remote_rtcp) = addresses(audio);
-    Ok(MediaPlan {
-        kind,
-        mline: 0,
-        audio: codec,
-        telephone_event: te,
-        remote_direction: audio.direction,
-        remote_addr_known: audio.addr.is_some(),
-        remote_rtp,
-        remote_rtcp,
-        rtcp_mux: audio.rtcp_mux,
-        ptime: audio.ptime,
-        remote_crypto,
-        audio_level_ext: audio.audio_level_ext,
-    })
+    Ok(media_plan(kind, 0, audio, (codec, te), remote_crypto))
 }
 
 /// The suites the bridge offers, one `a=crypto` tag each (1, 2, 3).
