@@ -29,6 +29,7 @@ impl Detector {
 
     /// Feeds one payload; returns the offset in ns of a tone onset inside it, if any. An onset is
     /// a sample above HI after at least 100 ms of samples below LO.
+    #[inline]
     pub(super) fn feed(&mut self, payload: &[u8]) -> Option<u64> {
         const HI: i32 = 1500;
         const LO: i32 = 400;

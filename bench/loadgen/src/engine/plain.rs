@@ -4,6 +4,7 @@
 use super::stats::Stats;
 
 /// Writes one RTP packet (version 2, no CSRC, no extension) into `out`, replacing what it held.
+#[inline]
 pub(super) fn write(out: &mut Vec<u8>, marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) {
     out.clear();
     out.push(0x80);
@@ -15,6 +16,7 @@ pub(super) fn write(out: &mut Vec<u8>, marker: bool, pt: u8, seq: u16, ts: u32, 
 }
 
 /// The payload of a plain RTP datagram; RTCP is counted and skipped.
+#[inline]
 pub(super) fn payload<'a>(d: &'a [u8], stats: &mut Stats) -> Option<&'a [u8]> {
     if d.len() < 12 || d[0] >> 6 != 2 {
         return None;

@@ -33,6 +33,7 @@ impl RtcIo {
     }
 }
 
+#[inline]
 pub(super) fn fail(r: &mut RtcIo, st: &LegState, ev: &mpsc::Sender<Ev>) {
     if !r.failed {
         r.failed = true;
@@ -41,6 +42,7 @@ pub(super) fn fail(r: &mut RtcIo, st: &LegState, ev: &mpsc::Sender<Ev>) {
 }
 
 /// Lets str0m run its timers now, then drains its output and puts its next deadline in the heap.
+#[inline]
 pub(super) fn timeout(
     r: &mut RtcIo,
     st: &mut LegState,
@@ -66,6 +68,7 @@ fn rtc_tick_ns() -> u64 {
     })
 }
 
+#[inline]
 pub(super) fn push_rtc_timer(timers: &mut Timers, r: &mut RtcIo, idx: usize) {
     if r.want_ns != r.deadline_ns && r.want_ns != u64::MAX && !r.failed {
         // Never schedule in the past. Once connected, str0m's housekeeping (RTCP, TWCC feedback,
@@ -81,6 +84,7 @@ pub(super) fn push_rtc_timer(timers: &mut Timers, r: &mut RtcIo, idx: usize) {
 
 /// Runs str0m's output: datagrams out, events in, and the next deadline into `r.deadline_ns`
 /// (the caller pushes the timer).
+#[inline]
 pub(super) fn drain_rtc(r: &mut RtcIo, st: &mut LegState, stats: &mut Stats, ev: &mpsc::Sender<Ev>, now: Instant) {
     drain_rtc_at(r, st, stats, ev, util::ns_of(now))
 }

@@ -44,6 +44,7 @@ impl Sender {
 
 impl Engine {
     /// Sends leg `idx`'s packet due at `due` (now is `now`) and puts its next one in the heap.
+    #[inline]
     pub(super) fn send_due(&mut self, idx: usize, due: u64, now: u64) {
         let quiet = self.quiet;
         let leg = &mut self.legs[idx];

@@ -34,6 +34,7 @@ fn enable_rx_timestamps<S: AsRawFd>(sock: &S) {
 
 /// recvmsg with the kernel's receive timestamp: the moment the datagram reached the socket, not the
 /// moment this (possibly busy) thread got to it. Returns (len, source, rx time in our ns).
+#[inline]
 pub(super) fn recv_stamped(fd: i32, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)> {
     unsafe {
         let mut name: libc::sockaddr_storage = std::mem::zeroed();

@@ -65,6 +65,7 @@ pub(super) struct Stats {
 }
 
 impl Stats {
+    #[inline]
     fn in_win(&self, t: u64) -> bool {
         t >= self.win.0 && t < self.win.1
     }
@@ -75,6 +76,7 @@ impl Stats {
     }
 
     /// One packet of a schedule, due at `due` and sent at `now` (`ok`: the socket or str0m took it).
+    #[inline]
     pub(super) fn on_sent(&mut self, now: u64, due: u64, ok: bool, onset: bool, fanout: u32) {
         self.sent_total += 1;
         if !ok {
@@ -94,6 +96,7 @@ impl Stats {
     }
 
     /// One datagram a str0m client sent (media, RTCP, STUN or DTLS).
+    #[inline]
     pub(super) fn on_rtc_transmit(&mut self, ok: bool) {
         self.rtc_datagrams_out += 1;
         if !ok {
@@ -101,6 +104,7 @@ impl Stats {
         }
     }
 
+    #[inline]
     pub(super) fn on_rtcp(&mut self) {
         self.rtcp_packets += 1;
     }
