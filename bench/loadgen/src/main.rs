@@ -15,7 +15,7 @@ mod scenarios;
 mod util;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -84,28 +84,9 @@ enum Cmd {
         rooms: usize,
     },
     /// Audio MCU with PCMU legs.
-    S3 {
-        #[arg(long, default_value_t = 25)]
-        legs: usize,
-        #[arg(long, default_value_t = 3)]
-        talkers: usize,
-        #[arg(long, default_value_t = 12)]
-        sample: usize,
-        /// Janus AudioBridge mixing rate.
-        #[arg(long, default_value_t = 16000)]
-        janus_rate: u32,
-    },
+    S3(McuArgs),
     /// Audio MCU with Opus legs.
-    S4 {
-        #[arg(long, default_value_t = 25)]
-        legs: usize,
-        #[arg(long, default_value_t = 3)]
-        talkers: usize,
-        #[arg(long, default_value_t = 12)]
-        sample: usize,
-        #[arg(long, default_value_t = 16000)]
-        janus_rate: u32,
-    },
+    S4(McuArgs),
     /// Sequential joins: answer time, time to first media, RSS per phone leg.
     S5 {
         #[arg(long, default_value_t = 200)]
@@ -113,6 +94,27 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         webrtc_joins: usize,
     },
+}
+
+/// S3 and S4 take the same options; only the codec differs.
+#[derive(Args, Debug)]
+struct McuArgs {
+    #[arg(long, default_value_t = 25)]
+    legs: usize,
+    #[arg(long, default_value_t = 3)]
+    talkers: usize,
+    #[arg(long, default_value_t = 12)]
+    sample: usize,
+    /// Janus AudioBridge mixing rate.
+    #[arg(long, default_value_t = 16000)]
+    janus_rate: u32,
+}
+
+impl McuArgs {
+    fn scenario(self, codec: media::Codec) -> scenarios::Mcu {
+        let McuArgs { legs, talkers, sample, janus_rate } = self;
+        scenarios::Mcu { legs, codec, talkers, sample, janus_rate }
+    }
 }
 
 /// Options every scenario uses.
@@ -161,12 +163,8 @@ fn main() -> Result<()> {
             scenarios::s1(&c, &scenarios::S1 { subs, video, subs_kind, janus_ssrc })?
         }
         Cmd::S2 { rooms } => scenarios::s2(&c, rooms)?,
-        Cmd::S3 { legs, talkers, sample, janus_rate } => {
-            scenarios::mcu(&c, &scenarios::Mcu { legs, codec: media::Codec::Pcmu, talkers, sample, janus_rate })?
-        }
-        Cmd::S4 { legs, talkers, sample, janus_rate } => {
-            scenarios::mcu(&c, &scenarios::Mcu { legs, codec: media::Codec::Opus, talkers, sample, janus_rate })?
-        }
+        Cmd::S3(a) => scenarios::mcu(&c, &a.scenario(media::Codec::Pcmu))?,
+        Cmd::S4(a) => scenarios::mcu(&c, &a.scenario(media::Codec::Opus))?,
         Cmd::S5 { joins, webrtc_joins } => scenarios::s5(&c, joins, webrtc_joins)?,
     };
     println!("{}", serde_json::to_string(&out)?);

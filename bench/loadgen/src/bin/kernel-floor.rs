@@ -112,6 +112,21 @@ fn bind(port: u16) -> io::Result<RawFd> {
     }
 }
 
+/// Sets an integer socket option (`SOL_SOCKET` level).
+fn set_opt(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    check(unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&value as *const libc::c_int).cast(), 4) }).map(drop)
+}
+
+/// An epoll instance watching `fds` for `events`; an event's data is the index of its fd in `fds`.
+fn epoll(events: libc::c_int, fds: &[RawFd]) -> io::Result<RawFd> {
+    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    for (i, &fd) in fds.iter().enumerate() {
+        let mut ev = libc::epoll_event { events: events as u32, u64: i as u64 };
+        check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+    }
+    Ok(ep)
+}
+
 /// Where a batch goes.
 #[derive(Clone, Copy)]
 enum Dest<'a> {
@@ -191,11 +206,7 @@ impl Batch {
 fn relay(legs: usize, base: u16, coalesce: Duration, connect: bool) -> io::Result<()> {
     let fds: Vec<RawFd> = (0..legs).map(|i| bind(base + i as u16)).collect::<io::Result<_>>()?;
     let mut peers: Vec<Option<libc::sockaddr_in>> = vec![None; legs];
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    for (i, &fd) in fds.iter().enumerate() {
-        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: i as u64 };
-        check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
-    }
+    let ep = epoll(libc::EPOLLIN | libc::EPOLLET, &fds)?;
     println!("ready");
     let mut events: Vec<libc::epoll_event> = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut b = Batch::new();
@@ -230,16 +241,11 @@ fn mixer(legs: usize, base: u16, tick: Duration, connect: bool, shared: bool) ->
     let ports = if shared { 1 } else { legs };
     let fds: Vec<RawFd> = (0..ports).map(|i| bind(base + i as u16)).collect::<io::Result<_>>()?;
     for &fd in &fds {
-        let on: libc::c_int = 1;
-        check(unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4)
-        })?;
+        set_opt(fd, libc::SO_TIMESTAMPNS, 1)?;
     }
     let mut peers: Vec<Option<libc::sockaddr_in>> = vec![None; legs];
     let tfd = check(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) })?;
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
-    check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, tfd, &mut ev) })?;
+    let ep = epoll(libc::EPOLLIN, &[tfd])?;
     println!("ready");
     let mut b = Batch::new();
     let mut out = Batch::new();
@@ -328,14 +334,11 @@ fn leg_of(b: &Batch, k: usize, first: u32, legs: usize) -> Option<usize> {
 /// leg's address, up to 32 in one `sendmmsg`.
 fn shared_relay(legs: usize, base: u16, coalesce: Duration) -> io::Result<()> {
     let fd = bind(base)?;
-    let buf: libc::c_int = 4 << 20;
     for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        check(unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&buf as *const libc::c_int).cast(), 4) })?;
+        set_opt(fd, opt, 4 << 20)?;
     }
     let mut peers: Vec<Option<libc::sockaddr_in>> = vec![None; legs];
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: 0 };
-    check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+    let ep = epoll(libc::EPOLLIN | libc::EPOLLET, &[fd])?;
     println!("ready");
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
     let (mut b, mut out) = (Batch::new(), Batch::new());
@@ -371,16 +374,9 @@ fn shared_relay(legs: usize, base: u16, coalesce: Duration) -> io::Result<()> {
 /// shared socket.
 fn fanout(subs: usize, base: u16) -> io::Result<()> {
     let (publisher, shared) = (bind(base)?, bind(base + 1)?);
-    let buf: libc::c_int = 4 << 20;
-    check(unsafe {
-        libc::setsockopt(shared, libc::SOL_SOCKET, libc::SO_SNDBUF, (&buf as *const libc::c_int).cast(), 4)
-    })?;
+    set_opt(shared, libc::SO_SNDBUF, 4 << 20)?;
     let mut peers: Vec<Option<libc::sockaddr_in>> = vec![None; subs];
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    for (i, fd) in [publisher, shared].into_iter().enumerate() {
-        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: i as u64 };
-        check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
-    }
+    let ep = epoll(libc::EPOLLIN | libc::EPOLLET, &[publisher, shared])?;
     println!("ready");
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
     let (mut b, mut out) = (Batch::new(), Batch::new());
