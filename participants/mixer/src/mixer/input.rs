@@ -179,3 +179,51 @@ fn frame_dbov(frame: &[i16]) -> f32 {
 pub(super) fn input_of(inputs: &[Input], slot: SlotKey) -> Option<&Input> {
     inputs.binary_search_by_key(&slot, |i| i.slot).ok().map(|i| &inputs[i])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mixer::spec;
+    use switchboard_driver::{Pt, SeqNo, Ssrc};
+
+    fn opus_input() -> Input {
+        let jitter =
+            JitterBuffer::new(Duration::from_millis(20), Duration::from_millis(200), Duration::from_millis(20));
+        Input::new(SlotKey(0), spec(Codec::Opus, 111), jitter, None)
+    }
+
+    fn meta(seq: u64, audio_level: Option<i8>) -> RtpMeta {
+        RtpMeta { pt: Pt(111), seq: SeqNo(seq), timestamp: 960 * seq as u32, marker: false, ssrc: Ssrc(1), audio_level }
+    }
+
+    #[test]
+    fn silence_and_a_full_scale_square_wave_measure_as_their_levels() {
+        assert_eq!(frame_dbov(&[0; FRAME]), -127.0);
+        let square: Vec<i16> = (0..FRAME).map(|i| if i % 2 == 0 { i16::MAX } else { -i16::MAX }).collect();
+        assert!(frame_dbov(&square).abs() < 0.01, "{}", frame_dbov(&square));
+    }
+
+    #[test]
+    fn a_reported_level_stands_only_while_fresh() {
+        let t0 = Instant::now();
+        let mut input = opus_input();
+        assert!(!input.reports_level(t0));
+        input.receive(t0, &meta(1, Some(30)), &[0x78, 0, 0]);
+        assert!(input.reports_level(t0 + Duration::from_millis(100)));
+        assert!(!input.reports_level(t0 + REPORTED_LEVEL_FRESH));
+    }
+
+    #[test]
+    fn opus_whose_configuration_changes_every_packet_is_garbled() {
+        let t0 = Instant::now();
+        let mut steady = opus_input();
+        let mut churning = opus_input();
+        for seq in 0..50u64 {
+            steady.receive(t0, &meta(seq, None), &[0x78, 1, 2]);
+            // A different TOC configuration (the top five bits) every packet.
+            churning.receive(t0, &meta(seq, None), &[((seq % 32) as u8) << 3, 1, 2]);
+        }
+        assert!(!steady.garbled());
+        assert!(churning.garbled());
+    }
+}

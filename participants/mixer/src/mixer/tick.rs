@@ -265,3 +265,36 @@ fn clamp_into(mix: &[i32; FRAME], minus: Option<&[i16; FRAME]>, out: &mut [i16; 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mixer::spec;
+
+    #[test]
+    fn a_mix_minus_takes_out_its_own_input_and_saturates() {
+        let mut mix = [0i32; FRAME];
+        mix[0] = 40_000;
+        mix[1] = -40_000;
+        mix[2] = 1_500;
+        let mut own = [0i16; FRAME];
+        own[2] = 500;
+        let mut out = [0i16; FRAME];
+        clamp_into(&mix, None, &mut out);
+        assert_eq!(out[..3], [i16::MAX, i16::MIN, 1_500]);
+        clamp_into(&mix, Some(&own), &mut out);
+        assert_eq!(out[..3], [i16::MAX, i16::MIN, 1_000], "the subscriber's own input is taken out");
+    }
+
+    #[test]
+    fn a_loss_report_is_capped_and_goes_stale() {
+        let t0 = Instant::now();
+        let mut out = OutputState::new(TrackKey(1), spec(Codec::Opus, 111), 20, MixOutputKind::Mix { minus: None });
+        assert_eq!(out.loss_percent(t0), 0, "no report, no loss");
+        out.loss = Some((0.1, t0));
+        assert_eq!(out.loss_percent(t0 + Duration::from_secs(1)), 10);
+        out.loss = Some((0.9, t0));
+        assert_eq!(out.loss_percent(t0), MAX_EXPECTED_LOSS);
+        assert_eq!(out.loss_percent(t0 + LOSS_REPORT_FRESH), 0, "a report stands for a while only");
+    }
+}
