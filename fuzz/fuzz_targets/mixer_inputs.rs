@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_driver::*;
-use switchboard_mixer::{spec, MixerDriver};
+use switchboard_mixer::{spec, Mixer};
 
 const CODECS: [(Codec, u8); 3] = [(Codec::Pcmu, 0), (Codec::G722, 9), (Codec::Opus, 111)];
 
@@ -19,8 +19,8 @@ impl Output for Null {
     fn event(&mut self, _: DriverEvent) {}
 }
 
-fn configured(t0: Instant) -> MixerDriver {
-    let mut mixer = MixerDriver::new(t0);
+fn configured(t0: Instant) -> Mixer {
+    let mut mixer = Mixer::new(t0);
     let inputs = CODECS
         .iter()
         .zip(0u16..)
@@ -55,9 +55,7 @@ fn configured(t0: Instant) -> MixerDriver {
         jitter_buffer_max_ms: 200,
         video: VideoSettings::default(),
     };
-    if let Some(control) = mixer.as_mixer() {
-        control.configure(t0, &plan);
-    }
+    mixer.configure(t0, &plan);
     mixer
 }
 

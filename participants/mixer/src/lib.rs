@@ -1,4 +1,4 @@
-//! Switchboard's audio MCU: a driver the room treats like a participant. See `mixer.rs`.
+//! Switchboard's MCU, the room's audio mixer and video compositor (the driver's `Mcu`). See `mixer.rs`.
 
 #![forbid(unsafe_code)]
 
@@ -15,4 +15,4 @@ mod speakers;
 #[cfg(test)]
 mod test_util;
 
-pub use mixer::{spec, MixerDriver};
+pub use mixer::{spec, Mixer};

@@ -3,10 +3,11 @@
 //! recognised by their TOC churn, muted and counted.
 
 use std::time::{Duration, Instant};
+use switchboard_driver::testing::Collector;
 use switchboard_driver::*;
 
 mod common;
-use common::{configured_mixer, goertzel, meta, mix_output, Payloads};
+use common::{configured_mixer, goertzel, meta, mix_output, take_payloads};
 
 /// Share of `pcm`'s energy at `hz` (16 kHz PCM, Goertzel): near 1 for a clean tone on a bin.
 fn tone_share(pcm: &[i16], hz: f64) -> f64 {
@@ -23,7 +24,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
     let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
     let mut seed = 0x9E37_79B9u32;
-    let mut out = Payloads::default();
+    let mut out = Collector::default();
     for f in 0..250u64 {
         let now = t0 + Duration::from_millis(20 * f);
         let rtp = |ssrc: u32| meta(111, f, 960 * f as u32, ssrc);
@@ -45,7 +46,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
         m.handle_timeout(now);
         m.poll(now, &mut out);
     }
-    let stats = m.as_mixer().unwrap().take_stats();
+    let stats = m.take_stats();
     assert!(out.media.len() >= 240, "one packet per tick: {}", out.media.len());
     assert!(stats.concealed >= 20, "losses concealed: {stats:?}");
     // The garbage input is counted once per tick from when it was recognised.
@@ -54,7 +55,7 @@ fn real_opus_is_heard_and_garbage_is_muted() {
     let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
     let mut pcm = Vec::new();
     let mut frame = vec![0i16; 1920];
-    for p in &out.media {
+    for (_, _, p) in &out.media {
         let n = dec.decode(p, &mut frame, false).unwrap();
         pcm.extend_from_slice(&frame[..n]);
     }
@@ -94,7 +95,7 @@ fn inputs_left_out_of_the_mix_are_not_decoded_when_their_senders_report_levels()
     let legs = 5usize;
     let mut m = configured_mixer(t0, Codec::Opus, 111, legs as u16, vec![mix_output(9, Codec::Opus, 111, None)], 40);
     let mut senders: Vec<ToneSender> = (0..legs).map(|_| ToneSender::new()).collect();
-    let mut out = Payloads::default();
+    let mut out = Collector::default();
     // (tone, reported level in -dBov) per leg and phase. Phase 0 reports no levels at all.
     let phases: [[(f64, Option<i8>); 5]; 3] = [
         [(440.0, None), (660.0, None), (880.0, None), (0.0, None), (0.0, None)],
@@ -114,8 +115,8 @@ fn inputs_left_out_of_the_mix_are_not_decoded_when_their_senders_report_levels()
             m.handle_timeout(now);
             m.poll(now, &mut out);
         }
-        undecoded.push(m.as_mixer().unwrap().take_stats().undecoded);
-        heard.push(std::mem::take(&mut out.media));
+        undecoded.push(m.take_stats().undecoded);
+        heard.push(take_payloads(&mut out));
     }
     assert_eq!(undecoded[0], 0, "without levels, every input is decoded to be measured");
     // Legs 3 and 4 are left out for the whole phase; the first ticks are the selector's.
@@ -167,7 +168,7 @@ fn a_lost_opus_packet_is_heard_from_the_next_ones_fec_in_the_mix() {
         enc.set_inband_fec(fec).unwrap();
         enc.set_packet_loss_perc(if fec { 20 } else { 0 }).unwrap();
         let mut packet = vec![0u8; 1500];
-        let mut out = Payloads::default();
+        let mut out = Collector::default();
         for f in 0..200u64 {
             let now = t0 + Duration::from_millis(20 * f);
             let lost = f % 10 == 5;
@@ -182,12 +183,12 @@ fn a_lost_opus_packet_is_heard_from_the_next_ones_fec_in_the_mix() {
             m.handle_timeout(now);
             m.poll(now, &mut out);
         }
-        let stats = m.as_mixer().unwrap().take_stats();
+        let stats = m.take_stats();
         assert!(stats.concealed >= 18, "every lost packet is counted as concealed: {stats:?}");
         let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
         let mut frame = vec![0i16; 1920];
         let mut pcm = Vec::new();
-        for p in &out.media {
+        for (_, _, p) in &out.media {
             let n = dec.decode(p, &mut frame, false).unwrap();
             pcm.extend_from_slice(&frame[..n]);
         }

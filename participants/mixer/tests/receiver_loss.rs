@@ -3,10 +3,11 @@
 //! lost. Without reports the mix carries none, as before (FEC costs bitrate).
 
 use std::time::{Duration, Instant};
+use switchboard_driver::testing::Collector;
 use switchboard_driver::*;
 
 mod common;
-use common::{configured_mixer, meta, mix_output, Payloads};
+use common::{configured_mixer, meta, mix_output, take_payloads};
 
 /// How far (rms) frame `lost` of `packets`, recovered from the next packet's FEC, is from the
 /// frame as decoded from its own packet.
@@ -33,13 +34,13 @@ fn a_receiver_reporting_loss_gets_its_mix_with_fec() {
     let mut m = configured_mixer(t0, Codec::Opus, 111, 1, vec![mix_output(9, Codec::Opus, 111, None)], 40);
     let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
-    let mut out = Payloads::default();
+    let mut out = Collector::default();
     let mut phases = Vec::new();
     for f in 0..400u64 {
         let now = t0 + Duration::from_millis(20 * f);
         if f == 200 {
-            phases.push(std::mem::take(&mut out.media));
-            m.as_mixer().unwrap().receiver_loss(now, TrackKey(9), 0.1);
+            phases.push(take_payloads(&mut out));
+            m.receiver_loss(now, TrackKey(9), 0.1);
         }
         // A voice whose pitch moves every frame: concealment, which carries the last frame's
         // pitch on, cannot guess the lost one.
@@ -55,8 +56,8 @@ fn a_receiver_reporting_loss_gets_its_mix_with_fec() {
         m.handle_timeout(now);
         m.poll(now, &mut out);
     }
-    phases.push(std::mem::take(&mut out.media));
-    assert_eq!(m.as_mixer().unwrap().take_stats().fec_encoders, 1, "the reported loss turned FEC on");
+    phases.push(take_payloads(&mut out));
+    assert_eq!(m.take_stats().fec_encoders, 1, "the reported loss turned FEC on");
 
     // Ten losses in each phase, well after its start.
     let error = |packets: &[Vec<u8>]| {
@@ -73,21 +74,21 @@ fn a_receiver_reporting_loss_gets_its_mix_with_fec() {
     m.handle_timeout(later);
     m.poll(later, &mut out);
     m.handle_timeout(later + Duration::from_millis(40));
-    assert_eq!(m.as_mixer().unwrap().take_stats().fec_encoders, 0, "a stale report keeps FEC on");
+    assert_eq!(m.take_stats().fec_encoders, 0, "a stale report keeps FEC on");
 }
 
 #[test]
 fn loss_on_a_g711_output_changes_nothing() {
     let t0 = Instant::now();
     let mut m = configured_mixer(t0, Codec::Pcmu, 0, 1, vec![mix_output(9, Codec::Pcmu, 0, None)], 40);
-    let mut out = Payloads::default();
-    m.as_mixer().unwrap().receiver_loss(t0, TrackKey(9), 0.2);
+    let mut out = Collector::default();
+    m.receiver_loss(t0, TrackKey(9), 0.2);
     for f in 0..50u64 {
         let now = t0 + Duration::from_millis(20 * f);
         m.write_media(now, SlotKey(0), &meta(0, f, 160 * f as u32, 1), &[0x55; 160]).unwrap();
         m.handle_timeout(now);
         m.poll(now, &mut out);
     }
-    assert!(out.media.len() >= 45 && out.media.iter().all(|p| p.len() == 160), "PCMU as before");
-    assert_eq!(m.as_mixer().unwrap().take_stats().fec_encoders, 0, "G.711 has no FEC to add");
+    assert!(out.media.len() >= 45 && out.media.iter().all(|(_, _, p)| p.len() == 160), "PCMU as before");
+    assert_eq!(m.take_stats().fec_encoders, 0, "G.711 has no FEC to add");
 }

@@ -2,10 +2,10 @@
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::time::Instant;
+use switchboard_driver::testing::Collector;
 use switchboard_driver::*;
-use switchboard_mixer::{spec, MixerDriver};
+use switchboard_mixer::{spec, Mixer};
 
 /// A mixer started at `t0` and configured with a plan of `inputs` and `outputs` in `codec` (with
 /// payload type `pt`): three speakers, jitter buffers from `jitter_buffer_ms` up to 200 ms.
@@ -16,8 +16,8 @@ pub fn configured_mixer(
     inputs: u16,
     outputs: Vec<MixOutput>,
     jitter_buffer_ms: u32,
-) -> MixerDriver {
-    let mut m = MixerDriver::new(t0);
+) -> Mixer {
+    let mut m = Mixer::new(t0);
     let plan = MixPlan {
         inputs: (0..inputs)
             .map(|i| MixInput { slot: SlotKey(i), codec: spec(codec, pt), publisher: ParticipantId(i as u64 + 1) })
@@ -28,7 +28,7 @@ pub fn configured_mixer(
         jitter_buffer_max_ms: 200,
         video: VideoSettings::default(),
     };
-    m.as_mixer().unwrap().configure(t0, &plan);
+    m.configure(t0, &plan);
     m
 }
 
@@ -54,16 +54,8 @@ pub fn goertzel(pcm: &[i16], hz: f64, rate: f64) -> f64 {
     s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
 }
 
-/// The payloads of every packet the mixer puts out, in order, whatever their track.
-#[derive(Default)]
-pub struct Payloads {
-    pub media: Vec<Vec<u8>>,
-}
-
-impl Output for Payloads {
-    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
-    fn media(&mut self, _: TrackKey, _: &RtpMeta, payload: &[u8]) {
-        self.media.push(payload.to_vec());
-    }
-    fn event(&mut self, _: DriverEvent) {}
+/// The payloads of every packet the mixer put out since the last take, in order, whatever their
+/// track; the collector keeps its events.
+pub fn take_payloads(out: &mut Collector) -> Vec<Vec<u8>> {
+    std::mem::take(&mut out.media).into_iter().map(|(_, _, payload)| payload).collect()
 }
