@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use switchboard::core::{
     AudioPreference, Joining, MixerFactory, MixerSettings, Network, Room, RoomConfig, VideoPreference,
 };
-use switchboard_driver::{Driver, ParticipantId, ParticipantKind, RoomId, VideoSettings};
-use switchboard_mixer::MixerDriver;
+use switchboard_driver::{Driver, Mcu, ParticipantId, ParticipantKind, RoomId, VideoSettings};
+use switchboard_mixer::Mixer;
 use switchboard_rtp::{RtpDriver, RtpLegConfig};
 
 const FORMATS: [&str; 3] = ["0 101\r\na=rtpmap:101 telephone-event/8000", "8", "9"];
@@ -32,7 +32,7 @@ fn peer(leg: u16) -> SocketAddr {
 }
 
 fn room_of_three(now: Instant) -> Room {
-    let factory: MixerFactory = Arc::new(|now| Box::new(MixerDriver::new(now)) as Box<dyn Driver>);
+    let factory: MixerFactory = Arc::new(|now| Box::new(Mixer::new(now)) as Box<dyn Mcu>);
     let cfg = RoomConfig {
         max_participants: 8,
         // Long enough that no one leaves for silence within a run.

@@ -5,7 +5,7 @@ use crate::config::Config;
 use mio::net::UdpSocket;
 use std::net::SocketAddr;
 use std::time::Instant;
-use switchboard_driver::{Driver, ParticipantKind};
+use switchboard_driver::{Driver, Mcu, ParticipantKind};
 use switchboard_rtp::{RtpDriver, RtpLegConfig};
 use switchboard_webrtc::WebrtcDriver;
 
@@ -60,41 +60,7 @@ pub fn mixer_factory() -> Option<crate::core::MixerFactory> {
     });
     ready.then(|| {
         let f: crate::core::MixerFactory =
-            std::sync::Arc::new(|now| Box::new(Adapter(switchboard_mixer::MixerDriver::new(now))) as Box<dyn Mcu>);
+            std::sync::Arc::new(|now| Box::new(switchboard_mixer::Mixer::new(now)) as Box<dyn Mcu>);
         f
     })
-}
-
-// TEMPORARY until the mixer crate implements Mcu itself.
-struct Adapter(switchboard_mixer::MixerDriver);
-use switchboard_driver::{KeyframeKind, Mcu, MixPlan, MixerStats, Output, RtpMeta, SlotKey, TrackKey, WriteError};
-impl Mcu for Adapter {
-    fn configure(&mut self, now: Instant, plan: &MixPlan) {
-        if let Some(m) = self.0.as_mixer() {
-            m.configure(now, plan)
-        }
-    }
-    fn write_media(&mut self, now: Instant, input: SlotKey, meta: &RtpMeta, payload: &[u8]) -> Result<(), WriteError> {
-        self.0.write_media(now, input, meta, payload)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.0.handle_timeout(now)
-    }
-    fn request_keyframe(&mut self, output: TrackKey, kind: KeyframeKind) {
-        self.0.request_keyframe(output, kind)
-    }
-    fn receiver_loss(&mut self, now: Instant, output: TrackKey, fraction: f32) {
-        if let Some(m) = self.0.as_mixer() {
-            m.receiver_loss(now, output, fraction)
-        }
-    }
-    fn poll(&mut self, now: Instant, out: &mut dyn Output) -> Instant {
-        self.0.poll(now, out)
-    }
-    fn take_stats(&mut self) -> MixerStats {
-        self.0.as_mixer().map(|m| m.take_stats()).unwrap_or_default()
-    }
-    fn close(&mut self, now: Instant) {
-        self.0.close(now)
-    }
 }

@@ -1,8 +1,8 @@
 //! The contract between Switchboard's core and its network legs.
 //!
-//! A driver is one participant's protocol engine: WebRTC (str0m), plain RTP / SDES-SRTP, or the
-//! mixer. Drivers are sans-IO: they never own a socket, a thread or a clock. The room feeds them
-//! datagrams and time, and they answer through [`Output`], which hands out borrowed slices so the
+//! A driver is one participant's protocol engine: WebRTC (str0m) or plain RTP / SDES-SRTP. The
+//! room's MCU is not a participant and speaks its own trait, [`Mcu`]. Drivers are sans-IO: they
+//! never own a socket, a thread or a clock. The room feeds them datagrams and time, and they answer through [`Output`], which hands out borrowed slices so the
 //! packet path copies nothing it does not have to.
 //!
 //! Call order, per driver: `negotiate` once (and again on renegotiation), then any number of
@@ -25,7 +25,7 @@ pub mod testing;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
-pub use mix::{Mcu, MixInput, MixOutput, MixOutputKind, MixPlan, MixerControl, MixerStats, VideoSettings};
+pub use mix::{Mcu, MixInput, MixOutput, MixOutputKind, MixPlan, MixerStats, VideoSettings};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 
 use std::net::SocketAddr;
@@ -227,9 +227,4 @@ pub trait Driver: Send {
 
     /// Starts an orderly close. `poll` still drains what closing produced.
     fn close(&mut self, now: Instant);
-
-    /// The mixer's control side; every other driver has none.
-    fn as_mixer(&mut self) -> Option<&mut dyn MixerControl> {
-        None
-    }
 }

@@ -148,15 +148,6 @@ pub trait Mcu: Send {
     fn close(&mut self, now: Instant);
 }
 
-/// The room-facing side of the mixer driver, beside its `Driver` side.
-pub trait MixerControl {
-    fn configure(&mut self, now: Instant, plan: &MixPlan);
-    fn take_stats(&mut self) -> MixerStats;
-    /// The receiver of output `track` reports losing `fraction` (0 to 1) of what it is sent
-    /// (RTCP receiver reports). The mixer may protect that output's stream against it.
-    fn receiver_loss(&mut self, now: Instant, track: TrackKey, fraction: f32);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
