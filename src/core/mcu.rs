@@ -102,3 +102,72 @@ impl RoomMcu {
         self.outputs.binary_search_by_key(&key, |t| t.key).ok().map(|i| &mut self.outputs[i])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_driver::{
+        Codec, CodecSpec, KeyframeKind, MediaKind, MixInput, MixOutput, MixOutputKind, MixerStats, Output,
+        ParticipantId, Pt, RtpMeta, SlotKey, WriteError,
+    };
+
+    struct Idle;
+    impl Mcu for Idle {
+        fn configure(&mut self, _: Instant, _: &MixPlan) {}
+        fn write_media(&mut self, _: Instant, _: SlotKey, _: &RtpMeta, _: &[u8]) -> Result<(), WriteError> {
+            Ok(())
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn request_keyframe(&mut self, _: TrackKey, _: KeyframeKind) {}
+        fn receiver_loss(&mut self, _: Instant, _: TrackKey, _: f32) {}
+        fn poll(&mut self, now: Instant, _: &mut dyn Output) -> Instant {
+            now
+        }
+        fn take_stats(&mut self) -> MixerStats {
+            MixerStats::default()
+        }
+        fn close(&mut self, _: Instant) {}
+    }
+
+    fn spec(codec: Codec, pt: u8) -> CodecSpec {
+        CodecSpec { codec, pt: Pt(pt), clock_rate: codec.clock_rate(), channels: 1, fmtp: String::new() }
+    }
+
+    fn plan(outputs: &[(u16, Codec)]) -> MixPlan {
+        MixPlan {
+            inputs: vec![MixInput { slot: SlotKey(7), codec: spec(Codec::Vp8, 96), publisher: ParticipantId(1) }],
+            outputs: outputs
+                .iter()
+                .map(|&(k, c)| MixOutput {
+                    track: TrackKey(k),
+                    codec: spec(c, 0),
+                    ptime_ms: 20,
+                    kind: MixOutputKind::Composite,
+                })
+                .collect(),
+            ..MixPlan::default()
+        }
+    }
+
+    #[test]
+    fn inputs_and_outputs_follow_the_plan_and_keep_their_ids() {
+        let now = Instant::now();
+        let mut m = RoomMcu::new(Box::new(Idle), now, tracing::Span::none());
+        let mut next = 0;
+        let first = m.follow(&plan(&[(2, Codec::Vp8), (1, Codec::Pcmu)]), || {
+            next += 1;
+            TrackId(next)
+        });
+        assert_eq!(first.added.len(), 2);
+        assert_eq!(m.inputs.len(), 1);
+        assert_eq!(m.inputs[0].info.codecs[0].codec, Codec::Vp8);
+        // Sorted by key for the packet path's binary search, each with the kind of its codec.
+        assert_eq!(m.outputs.iter().map(|t| t.key.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(m.output(TrackKey(2)).map(|t| t.kind), Some(MediaKind::Video), "a composite is published as video");
+        let kept = m.output(TrackKey(2)).map(|t| t.id);
+        let second = m.follow(&plan(&[(2, Codec::Vp8)]), || TrackId(99));
+        assert!(second.added.is_empty(), "a kept output is not published again");
+        assert_eq!(second.removed.len(), 1);
+        assert_eq!(m.output(TrackKey(2)).map(|t| t.id), kept, "a kept output keeps its track id");
+    }
+}

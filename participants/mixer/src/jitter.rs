@@ -500,19 +500,7 @@ mod tests {
         JitterBuffer::new(ms(20), ms(200), FRAME)
     }
 
-    /// Deterministic pseudo-random numbers (xorshift64*).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use switchboard_driver::testing::Rng;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Played {
@@ -920,7 +908,7 @@ mod tests {
             now += ms(rng.below(25));
             let seq = match rng.below(4) {
                 0 => edges[rng.below(edges.len() as u64) as usize],
-                1 => rng.next(),
+                1 => rng.next_u64(),
                 _ => last.wrapping_add(rng.below(300)).wrapping_sub(150),
             };
             last = seq;

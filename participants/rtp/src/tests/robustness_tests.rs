@@ -5,20 +5,7 @@ use super::*;
 use crate::rtcp::{write_report, ReportBlock};
 use switchboard_driver::SlotKey;
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use switchboard_driver::testing::Rng;
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     let mut p = base.to_vec();
@@ -26,19 +13,19 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
         0 => {
             for _ in 0..=rng.below(4) {
                 if !p.is_empty() {
-                    let i = rng.below(p.len());
+                    let i = rng.index(p.len());
                     p[i] ^= 1 << rng.below(8);
                 }
             }
         }
-        1 => p.truncate(rng.below(p.len() + 1)),
-        2 => p.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
-        3 => p = (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+        1 => p.truncate(rng.index(p.len() + 1)),
+        2 => p.extend((0..rng.below(40)).map(|_| rng.next_u64() as u8)),
+        3 => p = (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
         _ => {
             // A plausible header with random bits in the first two bytes.
             if p.len() > 2 {
-                p[0] = 0x80 | (rng.next() as u8 & 0x3f);
-                p[1] = rng.next() as u8;
+                p[0] = 0x80 | (rng.next_u64() as u8 & 0x3f);
+                p[1] = rng.next_u64() as u8;
             }
         }
     }
@@ -59,20 +46,24 @@ fn exercise(d: &mut RtpDriver, rng: &mut Rng, clock: &mut Clock, seeds: &[Vec<u8
     let sources = [addr(PEER_RTP), addr(PEER_RTCP), addr("198.51.100.1:5000")];
     let mut sink = Collector::default();
     for _ in 0..rounds {
-        let now = clock.advance(rng.below(30) as u64);
-        let seed = &seeds[rng.below(seeds.len())];
+        let now = clock.advance(rng.below(30));
+        let seed = &seeds[rng.index(seeds.len())];
         let packet = mutate(rng, seed);
-        d.handle_receive(now, sources[rng.below(3)], ports[rng.below(2)], &packet);
+        d.handle_receive(now, sources[rng.index(3)], ports[rng.index(2)], &packet);
         match rng.below(20) {
             0 => d.handle_timeout(now),
             1 => {
-                let digits: String = (0..rng.below(4)).map(|_| char::from(rng.next() as u8 & 0x7f)).collect();
+                let digits: String = (0..rng.below(4)).map(|_| char::from(rng.next_u64() as u8 & 0x7f)).collect();
                 let _ = d.send_dtmf(now, &digits, rng.below(10_000) as u32);
             }
             2 => {
-                let pt = [0, 8, 101, 127][rng.below(4)];
-                let _ =
-                    d.write_media(now, SlotKey(rng.below(2) as u16), &meta(pt, rng.next(), rng.next() as u32), &packet);
+                let pt = [0, 8, 101, 127][rng.index(4)];
+                let _ = d.write_media(
+                    now,
+                    SlotKey(rng.below(2) as u16),
+                    &meta(pt, rng.next_u64(), rng.next_u64() as u32),
+                    &packet,
+                );
             }
             _ => {}
         }
@@ -133,28 +124,28 @@ fn mutated_sdp_never_panics() {
         offer("RTP/AVP 111 0", "a=rtpmap:111 opus/48000/2\r\na=rtcp-mux\r\na=rtcp:30001 IN IP4 192.0.2.11\r\n"),
     ];
     for _ in 0..1_000 {
-        let base = &bases[rng.below(bases.len())];
+        let base = &bases[rng.index(bases.len())];
         let mut lines: Vec<String> = base.lines().map(str::to_owned).collect();
         for _ in 0..=rng.below(3) {
-            let i = rng.below(lines.len());
+            let i = rng.index(lines.len());
             match rng.below(4) {
                 0 => {
                     lines.remove(i);
                 }
                 1 => {
                     let dup = lines[i].clone();
-                    lines.insert(rng.below(lines.len()), dup);
+                    lines.insert(rng.index(lines.len()), dup);
                 }
                 2 => {
                     let mut bytes = lines[i].clone().into_bytes();
                     if !bytes.is_empty() {
-                        let j = rng.below(bytes.len());
-                        bytes[j] = b" :/0123456789abcxyzAV=-"[rng.below(23)];
+                        let j = rng.index(bytes.len());
+                        bytes[j] = b" :/0123456789abcxyzAV=-"[rng.index(23)];
                     }
                     lines[i] = String::from_utf8_lossy(&bytes).into_owned();
                 }
                 _ => {
-                    let cut = rng.below(lines[i].len() + 1);
+                    let cut = rng.index(lines[i].len() + 1);
                     lines[i].truncate(cut);
                 }
             }
