@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use switchboard::core::{
     AudioPreference, Joining, MixerFactory, MixerSettings, Network, Room, RoomConfig, VideoPreference,
 };
-use switchboard_driver::{Driver, Mcu, ParticipantId, ParticipantKind, RoomId, VideoSettings};
+use switchboard_driver::{Mcu, ParticipantId, ParticipantKind, RoomId, VideoSettings};
 use switchboard_mixer::Mixer;
 use switchboard_rtp::{RtpDriver, RtpLegConfig};
 
