@@ -18,6 +18,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub mixer: MixerConfig,
     pub log: LogConfig,
+    pub debug: DebugConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,6 +94,16 @@ pub struct MixerConfig {
 pub struct LogConfig {
     /// A `tracing` env-filter directive, e.g. `info,switchboard=debug`.
     pub filter: String,
+}
+
+/// Hooks for tests that attack the daemon. Never on in production: each one lets an API caller
+/// hurt the node on purpose.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// `POST /v1/debug/stall` with `{"ms": N}` (at most 10,000) makes the media thread sleep,
+    /// so a test can see `/healthz` notice.
+    pub stall_hook: bool,
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

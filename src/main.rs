@@ -59,7 +59,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let media_failed = Arc::new(AtomicBool::new(false));
     let failed = media_failed.clone();
     let ended = media.ended;
-    axum::serve(listener, api::router(state, cfg.http.max_body_bytes))
+    axum::serve(listener, api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook))
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown_signal() => {

@@ -3,6 +3,7 @@
 mod body;
 mod error;
 mod events;
+mod health;
 mod participants;
 mod rooms;
 
@@ -29,7 +30,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// `stall_hook` adds the test-only `POST /v1/debug/stall` (config `debug.stall_hook`).
+pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool) -> Router {
     Router::new()
         .route("/v1/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::delete))
@@ -41,15 +43,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/rooms/{room}/participants/{id}/dtmf", post(participants::dtmf))
         .route("/v1/rooms/{room}/events", get(events::stream))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(if stall_hook { Router::new().route("/v1/debug/stall", post(health::stall)) } else { Router::new() })
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {

@@ -37,17 +37,59 @@ pub struct Joined {
 
 #[derive(Debug)]
 pub enum Command {
-    CreateRoom { id: Option<RoomId>, max_participants: Option<usize>, reply: Reply<RoomView> },
-    ListRooms { reply: Reply<Vec<RoomView>> },
-    GetRoom { room: RoomId, reply: Reply<RoomView> },
-    DeleteRoom { room: RoomId, reply: Reply<()> },
-    Join { room: RoomId, request: JoinRequest, reply: Reply<Joined> },
-    Renegotiate { room: RoomId, participant: ParticipantId, sdp: String, reply: Reply<Option<String>> },
-    GetParticipant { room: RoomId, participant: ParticipantId, reply: Reply<ParticipantView> },
-    Leave { room: RoomId, participant: ParticipantId, reply: Reply<()> },
-    Dtmf { room: RoomId, participant: ParticipantId, digits: String, duration_ms: u32, reply: Reply<()> },
-    Subscribe { room: RoomId, reply: Reply<EventStream> },
-    Shutdown { reply: oneshot::Sender<()> },
+    CreateRoom {
+        id: Option<RoomId>,
+        max_participants: Option<usize>,
+        reply: Reply<RoomView>,
+    },
+    ListRooms {
+        reply: Reply<Vec<RoomView>>,
+    },
+    GetRoom {
+        room: RoomId,
+        reply: Reply<RoomView>,
+    },
+    DeleteRoom {
+        room: RoomId,
+        reply: Reply<()>,
+    },
+    Join {
+        room: RoomId,
+        request: JoinRequest,
+        reply: Reply<Joined>,
+    },
+    Renegotiate {
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+        reply: Reply<Option<String>>,
+    },
+    GetParticipant {
+        room: RoomId,
+        participant: ParticipantId,
+        reply: Reply<ParticipantView>,
+    },
+    Leave {
+        room: RoomId,
+        participant: ParticipantId,
+        reply: Reply<()>,
+    },
+    Dtmf {
+        room: RoomId,
+        participant: ParticipantId,
+        digits: String,
+        duration_ms: u32,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        room: RoomId,
+        reply: Reply<EventStream>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    /// A test hook (`debug.stall_hook`): the media thread sleeps this long.
+    Stall(std::time::Duration),
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -79,11 +121,24 @@ pub enum CommandError {
 pub struct Handle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
+    heartbeat: Arc<super::heartbeat::Heartbeat>,
 }
 
 impl Handle {
-    pub fn new(tx: Sender<Command>, waker: Arc<Waker>) -> Handle {
-        Handle { tx, waker }
+    pub fn new(tx: Sender<Command>, waker: Arc<Waker>, heartbeat: Arc<super::heartbeat::Heartbeat>) -> Handle {
+        Handle { tx, waker, heartbeat }
+    }
+
+    /// How long ago the media thread last turned its loop.
+    pub fn media_age(&self) -> std::time::Duration {
+        self.heartbeat.age(std::time::Instant::now())
+    }
+
+    /// Sends a command that wants no reply.
+    pub fn send(&self, cmd: Command) -> Result<(), CommandError> {
+        self.tx.send(cmd).map_err(|_| CommandError::ShuttingDown)?;
+        let _ = self.waker.wake();
+        Ok(())
     }
 
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {

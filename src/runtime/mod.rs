@@ -3,6 +3,7 @@
 mod batch;
 pub mod command;
 mod drivers;
+pub mod heartbeat;
 mod ports;
 pub mod sdp_kind;
 mod sockets;
@@ -29,9 +30,10 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>) -> std::io::Result<(Handle, Med
     let poll = mio::Poll::new()?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
     let (tx, rx) = std::sync::mpsc::channel();
-    let worker = worker::Worker::new(cfg, poll, rx, metrics)?;
+    let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
+    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone())?;
     let media = spawn_watched("media", move || worker.run())?;
-    Ok((Handle::new(tx, waker), media))
+    Ok((Handle::new(tx, waker, heartbeat), media))
 }
 
 /// Spawns `f` on a named thread whose end, however it comes, resolves `ended`: the sender is

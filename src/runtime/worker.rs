@@ -14,6 +14,7 @@ mod legs;
 
 use super::batch::RecvBatch;
 use super::command::{Command, EventFrame};
+use super::heartbeat::Heartbeat;
 use super::ports::PortPool;
 use super::sockets::{size_buffers, Sockets};
 use super::timer::DeadlineTimer;
@@ -62,6 +63,8 @@ struct RoomEntry {
 /// nothing here is shared with another worker but the metrics, which are shared by design.
 pub struct Worker {
     cfg: Config,
+    /// Beaten once per loop turn; `/healthz` reads it.
+    heartbeat: Arc<Heartbeat>,
     poll: Poll,
     sockets: Sockets,
     webrtc_local: SocketAddr,
@@ -99,7 +102,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: Config, poll: Poll, commands: Receiver<Command>, metrics: Arc<Metrics>) -> std::io::Result<Worker> {
+    pub fn new(
+        cfg: Config,
+        poll: Poll,
+        commands: Receiver<Command>,
+        metrics: Arc<Metrics>,
+        heartbeat: Arc<Heartbeat>,
+    ) -> std::io::Result<Worker> {
         let mut webrtc = UdpSocket::bind(cfg.webrtc.listen)?;
         let (rcv, snd) = size_buffers(&webrtc, cfg.media.socket_buffer_bytes);
         info!(receive = rcv, send = snd, "shared WebRTC socket buffers");
@@ -119,6 +128,7 @@ impl Worker {
         Ok(Worker {
             ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max),
             cfg,
+            heartbeat,
             poll,
             sockets: Sockets::new(webrtc),
             webrtc_local,
@@ -151,6 +161,8 @@ impl Worker {
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
             let now = Instant::now();
+            // Housekeeping wakes the loop at least every 500 ms, so an idle node still beats.
+            self.heartbeat.beat(now);
             let deadline = self.next_room_deadline.min(next_housekeeping);
             self.sockets.flush();
             self.coalesce(deadline);

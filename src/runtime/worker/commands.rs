@@ -149,6 +149,8 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::Shutdown { .. } => {}
+            // Only sent when `debug.stall_hook` is on (the API route does not exist otherwise).
+            Command::Stall(d) => std::thread::sleep(d),
         }
     }
 
