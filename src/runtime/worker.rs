@@ -72,6 +72,10 @@ pub struct Worker {
     room_index: HashMap<RoomId, usize>,
     /// Shared-socket demux: remote address to the participant that accepted it.
     peers: HashMap<SocketAddr, (usize, ParticipantId)>,
+    /// WebRTC participants by their local ICE ufrag: a new address's STUN names one, so finding
+    /// its participant costs one lookup, however many rooms the node holds. SipHash, since the
+    /// looked-up names come from strangers.
+    ufrags: HashMap<String, (usize, ParticipantId)>,
     legs: FxHashMap<Token, Leg>,
     leg_ports: HashMap<ParticipantId, (u16, [Token; 2])>,
     next_token: usize,
@@ -135,6 +139,7 @@ impl Worker {
             rooms: Vec::new(),
             room_index: HashMap::new(),
             peers: HashMap::new(),
+            ufrags: HashMap::new(),
             legs: FxHashMap::default(),
             leg_ports: HashMap::new(),
             next_token: FIRST_LEG,

@@ -206,6 +206,12 @@ pub trait Driver: Send {
         false
     }
 
+    /// For drivers sharing one socket: the local ICE username fragment a peer's STUN names, by
+    /// which the runtime indexes the participant. Asked after each negotiation, never per packet.
+    fn ice_ufrag(&self) -> Option<String> {
+        None
+    }
+
     fn handle_receive(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: &[u8]);
 
     fn handle_timeout(&mut self, now: Instant);

@@ -63,6 +63,9 @@ pub struct WebrtcDriver {
     /// 3 % of the S1 fan-out's CPU (docs/benchmarks.md, ninth round). Cleared whenever
     /// `negotiated` or `scan` change.
     last_write: Option<LastWrite>,
+    /// The session's local ICE ufrag, read after each accepted offer (an ICE restart changes
+    /// it): the runtime's index for the shared port.
+    ufrag: String,
 }
 
 #[derive(Clone, Copy)]
@@ -123,6 +126,7 @@ impl WebrtcDriver {
             ended: None,
             ended_reported: false,
             last_write: None,
+            ufrag: String::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl WebrtcDriver {
             other => OfferError::Refused(other.to_string()),
         })?;
         (self.negotiated, self.tele) = negotiated::build(&mut self.rtc, &scan, &self.negotiated);
+        self.ufrag = self.rtc.direct_api().local_ice_credentials().ufrag;
         self.scan = scan;
         self.last_write = None;
         if !negotiated::any_media_enabled(&self.rtc, &self.scan) {
@@ -308,6 +313,10 @@ impl Driver for WebrtcDriver {
 
     fn negotiated(&self) -> &Negotiated {
         &self.negotiated
+    }
+
+    fn ice_ufrag(&self) -> Option<String> {
+        (!self.ufrag.is_empty()).then(|| self.ufrag.clone())
     }
 
     fn accepts(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> bool {

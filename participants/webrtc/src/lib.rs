@@ -3,8 +3,10 @@
 //! Each [`WebrtcDriver`] is one peer connection: full ICE as the controlled agent (not lite, so
 //! the bridge checks the pair itself: libnice-based clients send no consent checks), DTLS-SRTP,
 //! and str0m's RTP mode so packets are forwarded as they came rather than depacketized and
-//! packetized again. Many drivers share one UDP socket; the room finds the
-//! owner of a datagram with [`Driver::accepts`](switchboard_driver::Driver::accepts).
+//! packetized again. Many drivers share one UDP socket: the runtime finds the owner of a new
+//! address's first datagram by the ICE ufrag its STUN binding request names
+//! ([`binding_request_ufrag`], [`Driver::ice_ufrag`](switchboard_driver::Driver::ice_ufrag)), and
+//! that session confirms it with [`Driver::accepts`](switchboard_driver::Driver::accepts).
 //!
 //! The driver only answers offers. Its track and slot keys are m-line indices.
 
@@ -16,10 +18,12 @@ mod negotiated;
 mod normalize;
 mod offer;
 mod payload_types;
+mod stun;
 
 pub use driver::WebrtcDriver;
 pub use error::{OfferError, Refusal};
 pub use payload_types::Conflict;
+pub use stun::binding_request_ufrag;
 
 use std::sync::Once;
 

@@ -264,15 +264,16 @@ impl Room {
             .ok_or(RoomError::ParticipantNotFound)??)
     }
 
-    /// Does this shared-socket datagram belong to participant `idx`?
-    pub fn accepts(&self, idx: usize, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> bool {
-        matches!(self.slab.get(idx), Some(Some(p)) if p.driver.accepts(src, dst, data))
+    /// Does this shared-socket datagram belong to participant `id`? One driver's answer: the
+    /// runtime finds the candidate by the ICE ufrag the datagram names.
+    pub fn accepts(&self, id: ParticipantId, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> bool {
+        let p = self.slot_of(id).and_then(|i| self.slab.get(i)).and_then(Option::as_ref);
+        p.is_some_and(|p| p.driver.accepts(src, dst, data))
     }
 
-    /// Finds the participant a shared-socket datagram belongs to. Linear, so callers cache the
-    /// answer by source address.
-    pub fn find_acceptor(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
-        self.slab.iter().flatten().find(|p| p.driver.accepts(src, dst, data)).map(|p| p.id)
+    /// The local ICE ufrag of participant `id`, for a driver on the shared socket.
+    pub fn ice_ufrag(&self, id: ParticipantId) -> Option<String> {
+        self.slab.get(self.slot_of(id)?)?.as_ref()?.driver.ice_ufrag()
     }
 
     /// The packet path entry: one datagram for participant `id`.

@@ -113,6 +113,9 @@ impl Worker {
                 let span = info_span!("participant", room = %room, id = %participant);
                 let _g = span.enter();
                 let r = self.with_room(&room, |r, net| r.renegotiate(Instant::now(), participant, &sdp, net));
+                if let (Ok(Ok(_)), Ok(idx)) = (&r, self.room_idx(&room)) {
+                    self.index_ufrag(idx, participant);
+                }
                 let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
             }
             Command::GetParticipant { room, participant, reply } => {
@@ -193,7 +196,8 @@ impl Worker {
 
     fn join_in(&mut self, idx: usize, kind: ParticipantKind, req: JoinRequest) -> Result<Joined, CommandError> {
         let now = Instant::now();
-        // Zero is the mixer's id inside a room.
+        // Random, so no sender can aim at another participant's id; never zero, which reads as
+        // "no participant" in logs.
         let id = ParticipantId(rand::random::<u64>().max(1));
         let room_id = self.rooms[idx].as_ref().map(|e| e.room.id().clone()).ok_or(CommandError::ParticipantNotFound)?;
         let span = info_span!("participant", room = %room_id, id = %id, kind = kind.as_str());
@@ -219,6 +223,7 @@ impl Worker {
                 if let Some(leg) = leg {
                     self.adopt_leg(idx, id, leg);
                 }
+                self.index_ufrag(idx, id);
                 info!("participant joined");
                 self.after_room_call(idx);
                 Ok(Joined { participant, sdp })

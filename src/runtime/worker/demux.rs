@@ -1,5 +1,7 @@
 //! The demultiplexer of the shared WebRTC port: which room and participant each datagram is
-//! for, found once per remote address and cached.
+//! for. A known address is one lookup. A new address must open with a STUN binding request that
+//! names a participant's local ICE ufrag (one more lookup, then that one session confirms it);
+//! anything else from it is dropped and counted as `unknown_source` without reaching a driver.
 
 use super::{RoomEntry, Worker};
 use crate::runtime::batch::BATCH;
@@ -31,14 +33,9 @@ impl Worker {
                     self.oversize += 1;
                     continue;
                 };
-                // Only a STUN binding request (first byte 0 or 1) can start a new WebRTC session,
-                // so stray traffic from unknown addresses costs no scan of the rooms.
                 let target = match self.peers.get(&src) {
                     Some(&t) => Some(t),
-                    None if data.first().is_some_and(|b| *b < 2) => {
-                        find_peer(&self.rooms, &mut self.peers, src, dst, data)
-                    }
-                    None => None,
+                    None => find_peer(&self.rooms, &self.ufrags, &mut self.peers, src, dst, data),
                 };
                 match target {
                     Some((idx, pid)) => {
@@ -60,23 +57,35 @@ impl Worker {
     /// them counts as unknown instead of reaching a participant that has gone.
     pub(super) fn forget_peer(&mut self, pid: ParticipantId) {
         self.peers.retain(|_, (_, p)| *p != pid);
+        self.ufrags.retain(|_, (_, p)| *p != pid);
+    }
+
+    /// (Re-)indexes participant `pid` of room `idx` by its ICE ufrag, after a join or a
+    /// renegotiation (an ICE restart changes the ufrag).
+    pub(super) fn index_ufrag(&mut self, idx: usize, pid: ParticipantId) {
+        let Some(ufrag) = self.rooms.get(idx).and_then(Option::as_ref).and_then(|e| e.room.ice_ufrag(pid)) else {
+            return;
+        };
+        self.ufrags.retain(|_, (_, p)| *p != pid);
+        self.ufrags.insert(ufrag, (idx, pid));
     }
 }
 
-/// First datagram from an address: ask every room. Only STUN from a new address gets here; the
-/// answer is cached, so the packet path never scans.
+/// First datagram from an address: it must be a STUN binding request naming a participant's
+/// ufrag, and that participant's session must take it. The answer is cached by address.
 fn find_peer(
     rooms: &[Option<RoomEntry>],
+    ufrags: &HashMap<String, (usize, ParticipantId)>,
     peers: &mut HashMap<SocketAddr, (usize, ParticipantId)>,
     src: SocketAddr,
     dst: SocketAddr,
     data: &[u8],
 ) -> Option<(usize, ParticipantId)> {
-    for (idx, entry) in rooms.iter().enumerate() {
-        if let Some(pid) = entry.as_ref().and_then(|e| e.room.find_acceptor(src, dst, data)) {
-            peers.insert(src, (idx, pid));
-            return Some((idx, pid));
-        }
+    let &(idx, pid) = ufrags.get(switchboard_webrtc::binding_request_ufrag(data)?)?;
+    let entry = rooms.get(idx)?.as_ref()?;
+    if !entry.room.accepts(pid, src, dst, data) {
+        return None;
     }
-    None
+    peers.insert(src, (idx, pid));
+    Some((idx, pid))
 }
