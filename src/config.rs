@@ -48,6 +48,12 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// Latch the send address to where media comes from (symmetric RTP).
     pub symmetric: bool,
+    /// CIDRs a plain/SDES peer's media address (SDP or latched) must fall in. The default takes
+    /// any unicast peer; a carrier-facing node names its gateways' networks.
+    pub allowed_peers: Vec<String>,
+    /// How long a released leg port pair rests before it is handed out again, so a late packet
+    /// of one call never reaches the next.
+    pub port_quarantine_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -122,7 +128,25 @@ impl Default for WebrtcConfig {
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        RtpConfig { bind_ip: LOOPBACK, advertised_ip: LOOPBACK, port_min: 40000, port_max: 40999, symmetric: true }
+        RtpConfig {
+            bind_ip: LOOPBACK,
+            advertised_ip: LOOPBACK,
+            port_min: 40000,
+            port_max: 40999,
+            symmetric: true,
+            allowed_peers: vec!["0.0.0.0/0".into(), "::/0".into()],
+            port_quarantine_secs: 10,
+        }
+    }
+}
+
+impl RtpConfig {
+    /// `allowed_peers` parsed; the message names the entry that is not a CIDR.
+    pub fn allowed_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.allowed_peers
+            .iter()
+            .map(|s| s.trim().parse().map_err(|_| format!("{s:?} is not a CIDR such as \"10.0.0.0/8\" or \"::/0\"")))
+            .collect()
     }
 }
 
@@ -217,6 +241,9 @@ impl Config {
         if first_even >= self.rtp.port_max {
             return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
         }
+        if let Err(e) = self.rtp.allowed_networks() {
+            return Err(ConfigError::Invalid { key: "rtp.allowed_peers", message: e });
+        }
         if self.webrtc.advertised_ips.is_empty() {
             return bad("webrtc.advertised_ips", "needs at least one address");
         }
@@ -250,6 +277,10 @@ impl Config {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
         Ok(())
+    }
+
+    pub fn port_quarantine(&self) -> Duration {
+        Duration::from_secs(self.rtp.port_quarantine_secs)
     }
 
     pub fn inactivity_timeout(&self) -> Duration {
@@ -304,6 +335,17 @@ mod tests {
             assert_eq!(cfg.http.listen.port(), 3000);
             Ok(())
         });
+    }
+
+    #[test]
+    fn bad_allowed_peers_are_named() {
+        let f = write("[rtp]\nallowed_peers = [\"127.0.0.0/8\", \"10.0.0.0/33\"]\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("rtp.allowed_peers") && err.contains("10.0.0.0/33"), "{err}");
+        let f = write("[rtp]\nallowed_peers = [\"127.0.0.0/8\", \"::/0\"]\nport_quarantine_secs = 0\n");
+        let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
+        assert_eq!(cfg.rtp.allowed_networks().unwrap().len(), 2);
+        assert_eq!(cfg.port_quarantine(), Duration::ZERO);
     }
 
     #[test]

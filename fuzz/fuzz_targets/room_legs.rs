@@ -55,6 +55,7 @@ fn room_of_three(now: Instant) -> Room {
                 rtcp_local: SocketAddr::from(([127, 0, 0, 1], 20_001 + 2 * leg)),
                 advertised_ip: [127, 0, 0, 1].into(),
                 symmetric: true,
+                peers: switchboard_rtp::PeerPolicy::allow_all(),
             },
             now,
         );

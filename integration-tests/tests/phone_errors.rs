@@ -82,10 +82,11 @@ fn settle_dropped(d: &Daemon, reason: &str, want: f64) -> f64 {
 
 #[test]
 fn refused_offers_and_an_exhausted_port_range_change_nothing() {
-    // One even/odd pair in the range: room for exactly one rtp leg.
+    // One even/odd pair in the range: room for exactly one rtp leg, resting 1 s once released.
     let d = Daemon::start_with(|c| {
         let min = c.get("rtp", "port_min").and_then(Value::as_u64).unwrap();
         c.set("rtp", "port_max", min + 1);
+        c.set("rtp", "port_quarantine_secs", 1);
     });
     let parts = "/v1/rooms/gw/participants";
     d.create_room("gw");
@@ -136,8 +137,10 @@ fn refused_offers_and_an_exhausted_port_range_change_nothing() {
     assert_eq!(s, 200, "{still}");
     assert_eq!(still["tracks"], first["tracks"], "the first leg's view changed: {still}");
 
-    // Leaving frees the pair again.
+    // Leaving frees the pair again, once it has rested for the quarantine.
     assert_eq!(d.delete(&format!("{parts}/{first_id}")).0, 204);
+    assert_api_error(&d.post_json(parts, &json!({ "sdp": pcmu_offer(port_of(&other)) })), 503, "no_ports");
+    std::thread::sleep(Duration::from_millis(1300));
     let (s, again) = d.post_json(parts, &json!({ "sdp": pcmu_offer(port_of(&other)) }));
     assert_eq!(s, 201, "join after the only leg left: {again}");
     assert_eq!(answer_port(&again), d.ports.rtp_min);

@@ -6,7 +6,7 @@ use mio::net::UdpSocket;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_driver::{Driver, Mcu, ParticipantKind};
-use switchboard_rtp::{RtpDriver, RtpLegConfig};
+use switchboard_rtp::{OwnAddress, PeerPolicy, RtpDriver, RtpLegConfig};
 use switchboard_webrtc::WebrtcDriver;
 
 /// The bound sockets of a new rtp/srtp leg: RTP on an even port, RTCP on the next.
@@ -40,11 +40,30 @@ pub fn make(
                 rtcp_local,
                 advertised_ip: cfg.rtp.advertised_ip,
                 symmetric: cfg.rtp.symmetric,
+                peers: peer_policy(cfg, webrtc_local),
             };
             Ok(Box::new(RtpDriver::new(cfg, now)))
         }
         (ParticipantKind::Rtp | ParticipantKind::Srtp, None) => Err(CommandError::NoPorts),
     }
+}
+
+/// Where a plain/SDES leg's media may go: into `rtp.allowed_peers`, and never back to one of the
+/// bridge's own media sockets (the leg range on the bind and advertised IPs, the WebRTC port).
+pub fn peer_policy(cfg: &Config, webrtc_local: SocketAddr) -> PeerPolicy {
+    let legs = cfg.rtp.port_min..=cfg.rtp.port_max;
+    let webrtc = webrtc_local.port()..=webrtc_local.port();
+    let mut own: Vec<OwnAddress> =
+        [cfg.rtp.bind_ip, cfg.rtp.advertised_ip].into_iter().map(|ip| OwnAddress { ip, ports: legs.clone() }).collect();
+    own.extend(
+        std::iter::once(webrtc_local.ip())
+            .chain(cfg.webrtc.advertised_ips.iter().copied())
+            .map(|ip| OwnAddress { ip, ports: webrtc.clone() }),
+    );
+    // `validate` parsed the list at start-up; should it ever fail here, no peer is allowed
+    // rather than every one.
+    let allowed = cfg.rtp.allowed_networks().unwrap_or_default();
+    PeerPolicy { allowed, own }
 }
 
 /// The room's mixer, or `None` when GStreamer cannot start: the bridge then forwards only, and
@@ -63,4 +82,24 @@ pub fn mixer_factory() -> Option<crate::core::MixerFactory> {
             std::sync::Arc::new(|now| Box::new(switchboard_mixer::Mixer::new(now)) as Box<dyn Mcu>);
         f
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_covers_the_bridges_own_sockets() {
+        let mut cfg = Config::default();
+        cfg.rtp.advertised_ip = "203.0.113.1".parse().unwrap();
+        cfg.rtp.allowed_peers = vec!["127.0.0.0/8".into(), "203.0.113.0/24".into()];
+        let p = peer_policy(&cfg, "127.0.0.1:3478".parse().unwrap());
+        let refused = |a: &str| p.check(a.parse().unwrap()).err().map(|e| e.to_string());
+        assert!(refused("127.0.0.1:40002").unwrap().contains("no loops"));
+        assert!(refused("203.0.113.1:40998").unwrap().contains("no loops"));
+        assert!(refused("127.0.0.1:3478").unwrap().contains("no loops"));
+        assert!(refused("192.0.2.10:30000").unwrap().contains("allowed_peers"));
+        assert_eq!(refused("127.0.0.1:30000"), None);
+        assert_eq!(refused("203.0.113.9:40002"), None);
+    }
 }

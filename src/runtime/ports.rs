@@ -1,46 +1,147 @@
-//! Hands out even/odd UDP port pairs (RTP, RTCP) from the configured range.
+//! Hands out even/odd UDP port pairs (RTP, RTCP) from the configured range, at random, and rests
+//! each released pair for a quarantine before it is handed out again.
+//!
+//! Why random: a port that follows from the last one lets anyone who saw one call aim packets at
+//! the next. Why the quarantine: a peer's late packets (or a stale latch on its side) would
+//! otherwise land in the next call that took the pair. Sans-IO: time is an input.
 
-use std::collections::BTreeSet;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct PortPool {
-    free: BTreeSet<u16>,
+    /// Even ports of the pairs that may be handed out now.
+    free: Vec<u16>,
+    /// Released pairs and the time each may be handed out again, oldest release first.
+    resting: VecDeque<(Instant, u16)>,
+    quarantine: Duration,
+    rng: StdRng,
 }
 
 impl PortPool {
     /// Every even port `p` in `[min, max]` with `p + 1 <= max`.
-    pub fn new(min: u16, max: u16) -> PortPool {
-        let start = min + (min % 2);
+    pub fn new(min: u16, max: u16, quarantine: Duration) -> PortPool {
+        PortPool::with_rng(min, max, quarantine, StdRng::from_os_rng())
+    }
+
+    fn with_rng(min: u16, max: u16, quarantine: Duration, rng: StdRng) -> PortPool {
+        let start = min.saturating_add(min % 2);
         let free = (start..max).step_by(2).collect();
-        PortPool { free }
+        PortPool { free, resting: VecDeque::new(), quarantine, rng }
     }
 
-    /// The lowest free pair's even port. Ports that fail to bind are skipped by the caller
-    /// and given back later with `release`.
-    pub fn take(&mut self) -> Option<u16> {
-        self.free.pop_first()
+    /// A random free pair's even port. Ports that fail to bind are skipped by the caller and
+    /// given back with `give_back`.
+    pub fn take(&mut self, now: Instant) -> Option<u16> {
+        self.wake(now);
+        if self.free.is_empty() {
+            return None;
+        }
+        let i = self.rng.random_range(0..self.free.len());
+        Some(self.free.swap_remove(i))
     }
 
-    pub fn release(&mut self, even: u16) {
-        self.free.insert(even);
+    /// A pair a call used: it rests for the quarantine first.
+    pub fn release(&mut self, even: u16, now: Instant) {
+        if !self.holds(even) {
+            self.resting.push_back((now + self.quarantine, even));
+        }
     }
 
-    pub fn available(&self) -> usize {
+    /// A pair no call used (it would not bind): free again at once.
+    pub fn give_back(&mut self, even: u16) {
+        if !self.holds(even) {
+            self.free.push(even);
+        }
+    }
+
+    /// Pairs that may be handed out at `now`.
+    pub fn available(&mut self, now: Instant) -> usize {
+        self.wake(now);
         self.free.len()
+    }
+
+    fn holds(&self, even: u16) -> bool {
+        self.free.contains(&even) || self.resting.iter().any(|(_, p)| *p == even)
+    }
+
+    /// Frees the pairs whose rest is over. Releases come in time order with one quarantine, so
+    /// the queue is sorted; a `now` that went backwards only makes pairs rest longer.
+    fn wake(&mut self, now: Instant) {
+        while let Some(&(until, even)) = self.resting.front() {
+            if until > now {
+                break;
+            }
+            self.resting.pop_front();
+            self.free.push(even);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    fn pool(min: u16, max: u16, quarantine_secs: u64) -> PortPool {
+        PortPool::with_rng(min, max, Duration::from_secs(quarantine_secs), StdRng::seed_from_u64(7))
+    }
 
     #[test]
     fn pairs_are_even_and_inside_the_range() {
-        let mut p = PortPool::new(40001, 40006);
-        assert_eq!(p.take(), Some(40002));
-        assert_eq!(p.take(), Some(40004));
-        assert_eq!(p.take(), None);
-        p.release(40002);
-        assert_eq!(p.available(), 1);
+        let now = Instant::now();
+        let mut p = pool(40001, 40006, 0);
+        let got: BTreeSet<u16> = [p.take(now), p.take(now)].into_iter().flatten().collect();
+        assert_eq!(got, BTreeSet::from([40002, 40004]));
+        assert_eq!(p.take(now), None);
+        p.release(40002, now);
+        assert_eq!(p.available(now), 1);
+    }
+
+    #[test]
+    fn ports_come_in_random_order() {
+        let now = Instant::now();
+        let mut p = pool(40000, 40999, 0);
+        let order: Vec<u16> = std::iter::from_fn(|| p.take(now)).collect();
+        assert_eq!(order.len(), 500);
+        assert!(order.iter().all(|port| port % 2 == 0 && (40000..40999).contains(port)));
+        assert_eq!(order.iter().collect::<BTreeSet<_>>().len(), 500, "no pair handed out twice");
+        let ascending = order.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(ascending < 50, "{ascending} of 499 steps went to the next pair");
+    }
+
+    #[test]
+    fn a_released_pair_rests_for_the_quarantine() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut p = pool(40000, 40003, 10);
+        let a = p.take(t0).unwrap();
+        let b = p.take(t0).unwrap();
+        p.release(a, at(1));
+        p.release(b, at(5));
+        assert_eq!(p.take(at(10)), None, "a rests until 11 s");
+        assert_eq!(p.available(at(10)), 0);
+        assert_eq!(p.take(at(11)), Some(a));
+        assert_eq!(p.take(at(14)), None, "b rests until 15 s");
+        assert_eq!(p.take(at(15)), Some(b));
+        // A pair that never carried a call is free at once; a double release is one release.
+        p.give_back(b);
+        p.give_back(b);
+        p.release(b, at(15));
+        assert_eq!(p.available(at(15)), 1);
+        assert_eq!(p.take(at(15)), Some(b));
+        assert_eq!(p.take(at(15)), None);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_only_delays() {
+        let t0 = Instant::now();
+        let mut p = pool(40000, 40001, 10);
+        let a = p.take(t0 + Duration::from_secs(20)).unwrap();
+        p.release(a, t0 + Duration::from_secs(20));
+        assert_eq!(p.take(t0), None);
+        assert_eq!(p.take(t0 + Duration::from_secs(30)), Some(a));
     }
 }

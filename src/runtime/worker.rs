@@ -130,7 +130,7 @@ impl Worker {
             .inspect_err(|e| warn!(error = %e, "no timerfd: deadlines fire up to 1 ms late"))
             .ok();
         Ok(Worker {
-            ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max),
+            ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, cfg.port_quarantine()),
             cfg,
             heartbeat,
             poll,

@@ -1,5 +1,6 @@
 //! The small public types a runtime hands to and reads from a leg.
 
+use crate::policy::PeerPolicy;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use switchboard_driver::ParticipantKind;
@@ -19,10 +20,13 @@ pub struct RtpLegConfig {
     /// Symmetric RTP (comedia): send to wherever the peer's valid packets come from, and
     /// follow the peer when its media moves. Off: only the SDP address is accepted.
     pub symmetric: bool,
+    /// Where the peer's media may be: checked on every offer, answer and inbound datagram.
+    pub peers: PeerPolicy,
 }
 
 impl RtpLegConfig {
-    /// The usual set-up: RTCP on the next port, symmetric RTP on, kind from the offer.
+    /// The usual set-up: RTCP on the next port, symmetric RTP on, kind from the offer, any unicast
+    /// peer.
     pub fn new(rtp_local: SocketAddr, advertised_ip: IpAddr) -> RtpLegConfig {
         let rtcp_port = rtp_local.port().wrapping_add(1);
         RtpLegConfig {
@@ -31,6 +35,7 @@ impl RtpLegConfig {
             rtcp_local: SocketAddr::new(rtp_local.ip(), rtcp_port),
             advertised_ip,
             symmetric: true,
+            peers: PeerPolicy::allow_all(),
         }
     }
 }

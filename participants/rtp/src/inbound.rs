@@ -36,6 +36,10 @@ impl RtpDriver {
         if self.plan.is_none() || self.is_closed() {
             return;
         }
+        // A forbidden source is never taken, so it can never be latched to and sent back to.
+        if !self.cfg.peers.permits(src) {
+            return self.dropped(DropReason::UnknownSource);
+        }
         let on_rtcp_port = dst.port() == self.cfg.rtcp_local.port() && dst.port() != self.cfg.rtp_local.port();
         if on_rtcp_port || looks_like_rtcp(data) {
             self.receive_rtcp(now, src, data);

@@ -224,6 +224,7 @@ impl RtpDriver {
                 )),
                 (e, _) => e,
             })?;
+        negotiation::check_peer(&plan, &self.cfg.peers)?;
         let crypto = match &plan.remote_crypto {
             Some((tag, remote_key)) => {
                 // Re-offers keep the bridge's key (and its SRTP index state) unless the suite
@@ -300,6 +301,7 @@ impl RtpDriver {
         };
         let desc = parse_remote_description(text).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         let plan = negotiation::plan_answer(&desc, offer)?;
+        negotiation::check_peer(&plan, &self.cfg.peers)?;
         if let Some((tag, remote_key)) = &plan.remote_crypto {
             // `plan_answer` checked the tag is one the bridge offered with this suite.
             let ours = offer.keys.iter().find(|(t, _)| t == tag).map(|(_, k)| k.clone());

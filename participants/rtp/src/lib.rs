@@ -11,6 +11,8 @@
 //!   with its PT) plus telephone-event, so the gateway knows exactly what flows both ways.
 //! - SRTP with AES_CM_128_HMAC_SHA1_80/_32 and AEAD_AES_128_GCM through `rtc-srtp`.
 //! - Symmetric RTP (latching) on by default, rtcp-mux when offered, SR/RR every 5 s.
+//! - A [`PeerPolicy`] says where media may go: no own addresses, multicast or broadcast, and only
+//!   allowed networks, both for the SDP's addresses and for a latched source.
 //! - RFC 4733 DTMF both ways: received digits reported once, sent digits paced by `poll`.
 //!
 //! Fuzzing entry points: [`parse_remote_description`], [`offer_transport`], [`RtpHeader::parse`],
@@ -23,6 +25,7 @@ mod inbound;
 mod leg;
 mod negotiation;
 mod outbound;
+mod policy;
 mod queue;
 mod reception;
 mod rtcp;
@@ -35,6 +38,7 @@ mod transport;
 
 pub use config::{LegStats, RemoteReport, RtpLegConfig};
 pub use leg::RtpDriver;
+pub use policy::{OwnAddress, PeerPolicy, PeerRefusal};
 pub use rtcp::{parse_rtcp, RtcpError, RtcpPacket};
 pub use rtp_header::{audio_level, write_packet, HeaderError, RtpHeader};
 pub use sdes::SrtpSuite;

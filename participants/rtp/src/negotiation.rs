@@ -5,6 +5,7 @@
 //! and receives, no codec switches mid-call, and the room transcodes or mixes when the other
 //! side differs.
 
+use crate::policy::PeerPolicy;
 use crate::sdes::{KeyMaterial, SrtpSuite};
 use crate::sdp::{AudioSection, Direction, Format, Profile, RemoteDescription};
 use std::net::{IpAddr, SocketAddr};
@@ -250,6 +251,20 @@ pub fn plan_answer(desc: &RemoteDescription, offer: &LocalOffer) -> Result<Media
         _ => None,
     };
     Ok(media_plan(kind, 0, audio, (codec, te), remote_crypto))
+}
+
+/// Refuses a plan whose peer addresses break `policy`, before anything is applied, so a refused
+/// offer, re-offer or answer leaves the leg as it was. A held peer (`c=0.0.0.0`) names no address.
+pub fn check_peer(plan: &MediaPlan, policy: &PeerPolicy) -> Result<(), NegotiationError> {
+    let named = [("media address (c=)", plan.remote_rtp), ("RTCP address (a=rtcp or c=)", plan.remote_rtcp)];
+    for (what, addr) in named {
+        if let Some(addr) = addr {
+            policy
+                .check(addr)
+                .map_err(|why| NegotiationError::BadSdp(format!("the peer's {what} is refused: {why}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// The suites the bridge offers, one `a=crypto` tag each (1, 2, 3).

@@ -32,8 +32,9 @@ impl Worker {
     pub(super) fn open_leg(&mut self) -> Result<LegPorts, CommandError> {
         let mut busy = Vec::new();
         let mut found = Err(CommandError::NoPorts);
-        for _ in 0..self.ports.available() {
-            let Some(port) = self.ports.take() else { break };
+        let now = Instant::now();
+        for _ in 0..self.ports.available(now) {
+            let Some(port) = self.ports.take(now) else { break };
             let ip = self.cfg.rtp.bind_ip;
             match (UdpSocket::bind(SocketAddr::new(ip, port)), UdpSocket::bind(SocketAddr::new(ip, port + 1))) {
                 (Ok(rtp), Ok(rtcp)) => {
@@ -48,16 +49,17 @@ impl Worker {
             }
         }
         for port in busy {
-            self.ports.release(port);
+            self.ports.give_back(port);
         }
         found
     }
 
     /// Gives back a leg that never joined. Its sockets close when `leg` drops, so whatever was
-    /// queued for them goes out first, before their descriptors can be reused.
+    /// queued for them goes out first, before their descriptors can be reused. No peer was told
+    /// its port (the join failed before any answer went out), so it needs no quarantine.
     pub(super) fn close_leg(&mut self, leg: LegPorts) {
         self.sockets.flush();
-        self.ports.release(leg.port);
+        self.ports.give_back(leg.port);
     }
 
     /// Puts a joined leg's sockets in the poller and the send table, under tokens of its own.
@@ -102,7 +104,7 @@ impl Worker {
                 }
             }
         }
-        self.ports.release(port);
+        self.ports.release(port, Instant::now());
     }
 
     /// Drains one leg's socket. On arrival (`paced` false) every datagram is handed over at the

@@ -2,6 +2,7 @@
 
 mod dtmf_tests;
 mod media_tests;
+mod peer_policy_tests;
 mod robustness_tests;
 mod rtcp_tests;
 mod sdp_tests;
@@ -44,6 +45,7 @@ pub fn config(hint: Option<ParticipantKind>, symmetric: bool) -> RtpLegConfig {
         rtcp_local: addr(LOCAL_RTCP),
         advertised_ip: "203.0.113.1".parse().expect("valid"),
         symmetric,
+        peers: crate::PeerPolicy::allow_all(),
     }
 }
 
