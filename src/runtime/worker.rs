@@ -41,6 +41,9 @@ const WEBRTC: Token = Token(1);
 const TIMER: Token = Token(2);
 const FIRST_LEG: usize = 3;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// Batches one socket may read per loop turn (of `BATCH` datagrams each) before timers, mixer
+/// ticks and commands get their turn; a flooded socket is read on in the next turn.
+pub(super) const READ_BUDGET: usize = 4;
 /// How far past a deadline mio's own timeout would wake the worker if the timerfd did not.
 const TIMER_BACKSTOP: Duration = Duration::from_millis(5);
 /// How often the worker decides whether it is busy enough to coalesce (see `coalesce`).
@@ -65,6 +68,10 @@ pub struct Worker {
     cfg: Config,
     /// Beaten once per loop turn; `/healthz` reads it.
     heartbeat: Arc<Heartbeat>,
+    /// Sockets that used up their read budget with datagrams still queued. Edge-triggered
+    /// readiness will not report them again, so the loop reads them on, one budget a turn.
+    webrtc_backlog: bool,
+    leg_backlog: Vec<Token>,
     poll: Poll,
     sockets: Sockets,
     webrtc_local: SocketAddr,
@@ -133,6 +140,8 @@ impl Worker {
             ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, cfg.port_quarantine()),
             cfg,
             heartbeat,
+            webrtc_backlog: false,
+            leg_backlog: Vec::new(),
             poll,
             sockets: Sockets::new(webrtc),
             webrtc_local,
@@ -182,6 +191,10 @@ impl Worker {
                     }
                 }
             }
+            if self.webrtc_backlog || !self.leg_backlog.is_empty() {
+                // Only look for what else is ready: the backlog is read again below.
+                wait = Duration::ZERO;
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
                     warn!(error = %e, "poll failed");
@@ -213,6 +226,7 @@ impl Worker {
                 self.housekeeping(now);
                 next_housekeeping = now + HOUSEKEEPING;
             }
+            self.read_backlog();
         }
     }
 

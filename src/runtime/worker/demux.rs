@@ -3,6 +3,7 @@
 //! names a participant's local ICE ufrag (one more lookup, then that one session confirms it);
 //! anything else from it is dropped and counted as `unknown_source` without reaching a driver.
 
+use super::READ_BUDGET;
 use super::{RoomEntry, Worker};
 use crate::runtime::batch::BATCH;
 use std::collections::HashMap;
@@ -19,7 +20,11 @@ impl Worker {
         let now = Instant::now();
         let fd = self.sockets.webrtc.as_raw_fd();
         let dst = self.webrtc_local;
-        loop {
+        for batch in 0.. {
+            if batch == READ_BUDGET {
+                self.webrtc_backlog = true;
+                break;
+            }
             let n = match self.recv.recv(fd) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -55,6 +60,19 @@ impl Worker {
 
     /// Drops a departed participant's addresses from the cache, so a later datagram from one of
     /// them counts as unknown instead of reaching a participant that has gone.
+    /// Reads on the sockets that used up their budget last turn.
+    pub(super) fn read_backlog(&mut self) {
+        if std::mem::take(&mut self.webrtc_backlog) {
+            self.read_webrtc();
+        }
+        for token in std::mem::take(&mut self.leg_backlog) {
+            // A leg that became paced meanwhile is read at its room's deadline instead.
+            if self.legs.get(&token).is_some_and(|l| !l.is_paced()) {
+                self.read_leg(token, false);
+            }
+        }
+    }
+
     pub(super) fn forget_peer(&mut self, pid: ParticipantId) {
         self.peers.retain(|_, (_, p)| *p != pid);
         self.ufrags.retain(|_, (_, p)| *p != pid);

@@ -1,7 +1,7 @@
 //! The sockets of rtp/srtp legs: a port pair bound, adopted into the poller and freed per leg,
 //! each socket read on arrival or, when only the mixer takes its media, at its room's deadline.
 
-use super::Worker;
+use super::{Worker, READ_BUDGET};
 use crate::runtime::batch::{stamp_arrivals, BATCH};
 use crate::runtime::command::CommandError;
 use crate::runtime::drivers::LegPorts;
@@ -25,6 +25,12 @@ pub(super) struct Leg {
     /// The latest arrival time handed to the room for this socket, so a paced read never goes
     /// back in time.
     last_arrival: Instant,
+}
+
+impl Leg {
+    pub(super) fn is_paced(&self) -> bool {
+        self.paced
+    }
 }
 
 impl Worker {
@@ -120,7 +126,17 @@ impl Worker {
             true => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
             false => Duration::ZERO,
         };
+        let mut batches = 0;
         while let Some(sock) = self.sockets.legs.get(&local) {
+            if !paced && batches == READ_BUDGET {
+                // A paced read drains (it happens once per deadline); a flood on an unpaced
+                // socket waits for the next turn.
+                if !self.leg_backlog.contains(&token) {
+                    self.leg_backlog.push(token);
+                }
+                break;
+            }
+            batches += 1;
             let n = match self.recv.recv(sock.as_raw_fd()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
