@@ -19,6 +19,16 @@ pub struct Config {
     pub mixer: MixerConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes. On the API address `/metrics` needs an admin token;
+/// `listen` gives it an address of its own with no token, for a private scrape network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -276,6 +286,12 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
+        if let Err(message) = self.auth.check(self.http.listen) {
+            return Err(ConfigError::Invalid { key: "auth", message });
+        }
+        if self.metrics.listen.is_some_and(|m| m == self.http.listen) {
+            return bad("metrics.listen", "must differ from http.listen (leave it unset to serve /metrics there)");
+        }
         Ok(())
     }
 
@@ -300,13 +316,21 @@ mod tests {
     fn write(content: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(content.as_bytes()).unwrap();
+        // Each test here is about another section: auth off keeps them to their subject.
+        if !content.contains("[auth") {
+            f.write_all(b"\n[auth]\nenabled = false\n").unwrap();
+        }
         f
     }
 
     #[test]
     fn shipped_config_loads_and_matches_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml");
-        let cfg = Config::load(&path, &Overrides::default()).unwrap();
+        let mut cfg = Config::load(&path, &Overrides::default()).unwrap();
+        // The one difference: the shipped file turns auth on with the dev key.
+        assert!(cfg.auth.enabled);
+        assert_eq!(cfg.auth.keys.get("devkey").map(|s| s.0.expose()), Some(crate::auth::DEV_SECRET));
+        cfg.auth.keys.clear();
         assert_eq!(cfg, Config::default());
     }
 
@@ -328,7 +352,7 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn env_overrides_and_unrelated_variables_are_ignored() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("sb.toml", "[http]\nlisten = \"127.0.0.1:1000\"\n")?;
+            jail.create_file("sb.toml", "[http]\nlisten = \"127.0.0.1:1000\"\n[auth]\nenabled = false\n")?;
             jail.set_env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:3000");
             jail.set_env("SWITCHBOARD_BIN", "/somewhere/else");
             let cfg = Config::load(Path::new("sb.toml"), &Overrides::default()).map_err(|e| e.to_string())?;
@@ -382,5 +406,34 @@ mod tests {
         let o =
             Overrides { http: Some(HttpOverride { listen: "127.0.0.1:2000".parse().unwrap() }), ..Default::default() };
         assert_eq!(Config::load(f.path(), &o).unwrap().http.listen.port(), 2000);
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(content: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        Config::load(f.path(), &Overrides::default())
+    }
+
+    #[test]
+    fn auth_needs_a_key_and_the_dev_key_stays_on_loopback() {
+        let err = load("").unwrap_err().to_string();
+        assert!(err.contains("[auth.keys] is empty"), "{err}");
+        let dev = format!("[http]\nlisten = \"0.0.0.0:8080\"\n[auth.keys]\ndevkey = \"{}\"\n", crate::auth::DEV_SECRET);
+        let err = load(&dev).unwrap_err().to_string();
+        assert!(err.contains("auth.keys.devkey"), "{err}");
+        let own = "[http]\nlisten = \"0.0.0.0:8080\"\n[auth.keys]\nprod = \"a-long-enough-secret-of-ours\"\n";
+        assert!(load(own).is_ok());
+    }
+
+    #[test]
+    fn metrics_listen_must_differ_from_the_api() {
+        let err = load("[auth]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:8080\"\n").unwrap_err().to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
     }
 }

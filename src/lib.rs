@@ -4,6 +4,7 @@
 // their libc calls, each block with its SAFETY comment.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod metrics;

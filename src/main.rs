@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use switchboard::auth::{Grant, RoomScope};
 use switchboard::config::{Config, HttpOverride, LogOverride, Overrides, WebrtcOverride};
 use switchboard::{api, metrics::Metrics, runtime};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Hybrid SFU/MCU media bridge: WebRTC, SDES-SRTP and plain RTP participants in rooms.
 #[derive(Debug, Parser)]
@@ -28,16 +29,53 @@ struct Cli {
     /// Log filter, e.g. `info,switchboard=debug` (overrides log.filter).
     #[arg(long)]
     log: Option<String>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Print an access token signed with a key from the config's [auth.keys].
+    Token {
+        /// The room it reaches, or '*' for every room.
+        #[arg(long)]
+        room: String,
+        /// The identity (`sub`): the participant's or the server's name.
+        #[arg(long)]
+        identity: String,
+        /// Comma-separated grants: publish, subscribe, admin.
+        #[arg(long, default_value = "publish,subscribe")]
+        grant: String,
+        /// How long it is valid: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "6h")]
+        ttl: String,
+        /// The key to sign with (its name in [auth.keys]); the first one when there is one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print every HTTP route, its method and whether it needs a token.
+    Routes,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Sub::Routes) = cli.command {
+        let mut out = String::new();
+        for r in api::routes(true) {
+            let guard = if r.guard == api::Guard::Open { "open" } else { "token" };
+            out.push_str(&format!("{} {} {guard}\n", r.method, r.path));
+        }
+        return print(&out);
+    }
     let overrides = Overrides {
         http: cli.http_listen.map(|listen| HttpOverride { listen }),
         webrtc: cli.webrtc_listen.map(|listen| WebrtcOverride { listen }),
         log: cli.log.map(|filter| LogOverride { filter }),
     };
     let cfg = Config::load(&cli.config, &overrides)?;
+    if let Some(Sub::Token { room, identity, grant, ttl, key }) = cli.command {
+        return print(&format!("{}\n", token(&cfg, &room, &identity, &grant, &ttl, key.as_deref())?));
+    }
     tracing_subscriber::fmt()
         // Colour only on a terminal: log files and journald get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -46,12 +84,79 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(serve(cfg))
 }
 
+/// The subcommands' output is what they are for: printed to stdout, not logged.
+#[allow(clippy::print_stdout)]
+fn print(s: &str) -> anyhow::Result<()> {
+    print!("{s}");
+    Ok(())
+}
+
+fn token(
+    cfg: &Config,
+    room: &str,
+    identity: &str,
+    grants: &str,
+    ttl: &str,
+    key: Option<&str>,
+) -> anyhow::Result<String> {
+    let room = RoomScope::parse(room).context("--room: a room id (1 to 64 of A-Z a-z 0-9 _ . -) or '*'")?;
+    let grants = grants
+        .split(',')
+        .map(|g| Grant::parse(g).with_context(|| format!("--grant: {g:?} is not publish, subscribe or admin")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ttl = parse_ttl(ttl).context("--ttl: seconds, or a number followed by s, m, h or d (e.g. 6h)")?;
+    let ring = cfg.auth.keyring();
+    let names: Vec<&str> = ring.names().collect();
+    let kid = match key {
+        Some(k) => k,
+        None if names.len() == 1 => names[0],
+        None if names.is_empty() => anyhow::bail!("the config has no [auth.keys]: add one"),
+        None => anyhow::bail!("the config has several keys ({}): choose one with --key", names.join(", ")),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    Ok(ring.mint(kid, identity, &room, &grants, now, ttl)?)
+}
+
+fn parse_ttl(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|&t| t > 0)
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (worker, media) = runtime::start(cfg.clone(), metrics.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
-    let state = api::AppState { worker: worker.clone(), metrics, draining: draining.clone() };
+    let auth = if cfg.auth.enabled {
+        api::Auth::new(cfg.auth.keyring())
+    } else {
+        warn!(http = %cfg.http.listen, "auth.enabled = false: every request may do everything (loopback only)");
+        api::Auth::disabled()
+    };
+    if let Some(addr) = cfg.metrics.listen {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen = {addr}"))?;
+        let router = api::metrics_router(metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        info!(metrics = %addr, "metrics on their own address, with no token");
+    }
+    let state = api::AppState { worker: worker.clone(), metrics, draining: draining.clone(), auth: Arc::new(auth) };
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("binding http.listen = {}", cfg.http.listen))?;

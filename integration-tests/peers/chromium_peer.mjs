@@ -243,6 +243,8 @@ function serve() {
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
+  // The harness hands every peer its token; the bridge refuses calls without one.
+  if (process.env.SB_API_TOKEN) init.headers['authorization'] = `Bearer ${process.env.SB_API_TOKEN}`;
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';

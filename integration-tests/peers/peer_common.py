@@ -26,6 +26,10 @@ def http_json(method, url, body=None, timeout=10.0):
     JSON). HTTP error statuses are returned too; transport errors raise."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
+    # The harness hands every peer its token; the bridge refuses calls without one.
+    token = os.environ.get("SB_API_TOKEN")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:

@@ -32,6 +32,7 @@ impl Config {
         c.set("mixer", "speakers", 3);
         c.set("mixer", "jitter_buffer_ms", 40);
         c.set("log", "filter", "info");
+        c.set("auth.keys", crate::tokens::TEST_KID, crate::tokens::TEST_SECRET);
         c
     }
 

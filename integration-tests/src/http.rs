@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::daemon::Daemon;
+use crate::tokens::admin_token;
 
 /// The body as JSON: `Null` when empty, a JSON string when it is not JSON, so a test can print
 /// whatever came back.
@@ -49,9 +50,24 @@ fn status_and_text(res: Result<ureq::Response, ureq::Error>) -> Result<(u16, Str
     }
 }
 
-/// One JSON request. Returns (status, body); panics only on transport errors.
+/// One JSON request with the harness's admin token. Returns (status, body); panics only on
+/// transport errors.
 pub fn http_call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let req = agent.request(method, url);
+    http_call_as(agent, Some(admin_token()), method, url, body)
+}
+
+/// One JSON request with `token` as its Bearer token, or none.
+pub fn http_call_as(
+    agent: &ureq::Agent,
+    token: Option<&str>,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = agent.request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
     let res = match body {
         Some(b) => req.send_json(b.clone()),
         None => req.call(),
@@ -89,9 +105,14 @@ impl Daemon {
     pub fn delete(&self, path: &str) -> (u16, Value) {
         http_call(&self.agent, "DELETE", &self.url(path), None)
     }
+    /// A JSON call with `token` (or none) instead of the harness's admin token.
+    pub fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http_call_as(&self.agent, token, method, &self.url(path), body)
+    }
     /// GET returning the raw text (e.g. `/metrics`).
     pub fn get_text(&self, path: &str) -> (u16, String) {
-        status_and_text(self.agent.get(&self.url(path)).call()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        let req = self.agent.get(&self.url(path)).set("Authorization", &format!("Bearer {}", admin_token()));
+        status_and_text(req.call()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
     /// A raw request over a fresh TCP connection; see [`raw_http`].
     pub fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> RawResponse {
@@ -121,14 +142,21 @@ impl RawResponse {
 /// library it keeps reading after a failed upload, so an early answer to an oversized body
 /// (413) is still seen. Panics if no status line could be read.
 pub fn raw_http(base_url: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> RawResponse {
+    let auth = format!("Authorization: Bearer {}", admin_token());
+    raw_http_with(base_url, method, path, &[content_type.map(|c| format!("Content-Type: {c}")), Some(auth)], body)
+}
+
+/// [`raw_http`] with the given header lines (`Name: value`) and no others.
+pub fn raw_http_with(base_url: &str, method: &str, path: &str, headers: &[Option<String>], body: &[u8]) -> RawResponse {
     let host = host_of(base_url);
     let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(15))).ok();
     s.set_write_timeout(Some(Duration::from_secs(15))).ok();
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    for h in headers.iter().flatten() {
+        head.push_str(h);
+        head.push_str("\r\n");
     }
     head.push_str("\r\n");
     let mut write_error = None;

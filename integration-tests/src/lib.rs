@@ -33,6 +33,7 @@ mod process;
 mod rooms;
 mod sdp;
 mod sse;
+mod tokens;
 
 pub use serde_json::{json, Value};
 
@@ -40,7 +41,9 @@ pub use audio::{band_energy_db, dominant_frequency, rms, sine, sine_dbfs, tone_l
 pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::Config;
 pub use daemon::Daemon;
-pub use http::{delete, get_json, http_call, patch_json, post_json, raw_http, RawResponse};
+pub use http::{
+    delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
+};
 pub use metrics::metric_value;
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};
@@ -52,3 +55,4 @@ pub use ports::{reserve_ports, PortBlock, PORT_BLOCK};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};
+pub use tokens::{admin_token, sign, token, TEST_KID, TEST_SECRET, TOKEN_ENV};

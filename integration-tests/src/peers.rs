@@ -126,6 +126,7 @@ pub fn spawn_peer(script: &str, args: &[&str], timeout: Duration) -> PeerHandle 
     } else {
         Command::new(&path)
     };
+    cmd.env(crate::tokens::TOKEN_ENV, crate::tokens::admin_token());
     cmd.args(args).current_dir(crate_dir()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so a timeout also ends what it started (Chromium's processes).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

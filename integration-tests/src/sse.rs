@@ -40,13 +40,18 @@ impl SseClient {
     /// Connects and returns once the response headers arrived (so the subscription is live).
     /// Panics if the endpoint does not answer.
     pub fn connect(base_url: &str, path: &str) -> SseClient {
+        SseClient::connect_as(base_url, path, crate::tokens::admin_token())
+    }
+
+    /// [`SseClient::connect`] with `token` instead of the harness's admin token.
+    pub fn connect_as(base_url: &str, path: &str, token: &str) -> SseClient {
         let host = host_of(base_url).to_string();
         let stream = TcpStream::connect(&host).unwrap_or_else(|e| panic!("SSE connect {host}: {e}"));
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
         let mut w = stream.try_clone().expect("clone socket");
         write!(
             w,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer {token}\r\n\r\n"
         )
         .expect("send SSE request");
         let mut reader = BufReader::new(stream.try_clone().expect("clone socket"));

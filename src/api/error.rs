@@ -37,6 +37,7 @@ impl From<CommandError> for ApiError {
             CommandError::RoomNotFound(_) => (StatusCode::NOT_FOUND, "room_not_found"),
             CommandError::RoomExists(_) => (StatusCode::CONFLICT, "room_exists"),
             CommandError::ParticipantNotFound => (StatusCode::NOT_FOUND, "participant_not_found"),
+            CommandError::TrackNotFound => (StatusCode::NOT_FOUND, "track_not_found"),
             CommandError::BadSdp(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
             CommandError::KindMismatch(_) => (StatusCode::BAD_REQUEST, "kind_mismatch"),
             CommandError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

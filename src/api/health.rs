@@ -46,7 +46,12 @@ pub struct StallRequest {
 }
 
 /// Test hook: the media thread sleeps `ms` (at most 10 s). Routed only with `debug.stall_hook`.
-pub async fn stall(State(st): State<AppState>, JsonBody(req): JsonBody<StallRequest>) -> Result<StatusCode, ApiError> {
+pub async fn stall(
+    State(st): State<AppState>,
+    axum::Extension(access): axum::Extension<super::Access>,
+    JsonBody(req): JsonBody<StallRequest>,
+) -> Result<StatusCode, ApiError> {
+    access.admin_of_all()?;
     if req.ms > 10_000 {
         return Err(ApiError::bad_request("ms: at most 10000"));
     }

@@ -1,5 +1,6 @@
 //! The HTTP API, version 1. Paths and field names are a contract (see docs/api.md).
 
+pub mod access;
 mod body;
 mod error;
 mod events;
@@ -11,11 +12,14 @@ pub use error::ApiError;
 
 use crate::metrics::{HttpMethod, Metrics};
 use crate::runtime::Handle;
+pub use access::{Access, Auth};
+
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post, MethodRouter};
+use axum::Extension;
 use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -28,32 +32,90 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: joins are refused while participants are closed.
     pub draining: Arc<AtomicBool>,
+    pub auth: Arc<Auth>,
 }
 
-/// `stall_hook` adds the test-only `POST /v1/debug/stall` (config `debug.stall_hook`).
+/// Whether a route needs a token. Open routes are this short list; everything else passes
+/// [`access::require_token`] before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    Open,
+    Token,
+}
+
+/// One route as the router holds it: the route-walking test and `switchboard routes` read the
+/// same list the router is built from, so no route can skip the token check unseen.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub guard: Guard,
+}
+
+type Handler = MethodRouter<AppState>;
+
+/// Every route. `stall_hook` adds the test-only `POST /v1/debug/stall` (config `debug.stall_hook`).
+fn table(stall_hook: bool) -> Vec<(RouteInfo, Handler)> {
+    use Guard::{Open, Token};
+    let mut t: Vec<(Method, &'static str, Guard, Handler)> = vec![
+        (Method::POST, "/v1/rooms", Token, post(rooms::create)),
+        (Method::GET, "/v1/rooms", Token, get(rooms::list)),
+        (Method::GET, "/v1/rooms/{room}", Token, get(rooms::get)),
+        (Method::DELETE, "/v1/rooms/{room}", Token, delete(rooms::delete)),
+        (Method::POST, "/v1/rooms/{room}/participants", Token, post(participants::join)),
+        (Method::GET, "/v1/rooms/{room}/participants/{id}", Token, get(participants::get)),
+        (Method::PATCH, "/v1/rooms/{room}/participants/{id}", Token, patch(participants::patch)),
+        (Method::DELETE, "/v1/rooms/{room}/participants/{id}", Token, delete(participants::delete)),
+        (Method::POST, "/v1/rooms/{room}/participants/{id}/dtmf", Token, post(participants::dtmf)),
+        (Method::PATCH, "/v1/rooms/{room}/participants/{id}/tracks/{track}", Token, patch(participants::track)),
+        (Method::GET, "/v1/rooms/{room}/events", Token, get(events::stream)),
+        (Method::GET, "/metrics", Token, get(metrics_with_token)),
+        (Method::GET, "/healthz", Open, get(health::healthz)),
+        (Method::GET, "/readyz", Open, get(health::readyz)),
+    ];
+    if stall_hook {
+        t.push((Method::POST, "/v1/debug/stall", Token, post(health::stall)));
+    }
+    t.into_iter().map(|(method, path, guard, h)| (RouteInfo { method, path, guard }, h)).collect()
+}
+
+/// The routes, for `switchboard routes` and the tests that walk them.
+pub fn routes(stall_hook: bool) -> Vec<RouteInfo> {
+    table(stall_hook).into_iter().map(|(r, _)| r).collect()
+}
+
 pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool) -> Router {
-    Router::new()
-        .route("/v1/rooms", post(rooms::create).get(rooms::list))
-        .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::delete))
-        .route("/v1/rooms/{room}/participants", post(participants::join))
-        .route(
-            "/v1/rooms/{room}/participants/{id}",
-            get(participants::get).patch(participants::patch).delete(participants::delete),
-        )
-        .route("/v1/rooms/{room}/participants/{id}/dtmf", post(participants::dtmf))
-        .route("/v1/rooms/{room}/events", get(events::stream))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(if stall_hook { Router::new().route("/v1/debug/stall", post(health::stall)) } else { Router::new() })
+    let mut router = Router::new();
+    for (info, handler) in table(stall_hook) {
+        let handler = match info.guard {
+            Guard::Open => handler,
+            Guard::Token => handler.route_layer(middleware::from_fn_with_state(state.clone(), access::require_token)),
+        };
+        // Routes that share a path merge their methods.
+        router = router.route(info.path, handler);
+    }
+    router
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], st.metrics.render())
+/// `/metrics` alone, with no token: for `metrics.listen`, an address on a private scrape network.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(move || async move { render_metrics(&metrics) })).fallback(not_found)
+}
+
+fn render_metrics(m: &Metrics) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], m.render())
+}
+
+/// On the API address the node's metrics need an admin token for every room.
+async fn metrics_with_token(State(st): State<AppState>, Extension(access): Extension<Access>) -> Response {
+    match access.admin_of_all() {
+        Ok(()) => render_metrics(&st.metrics).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

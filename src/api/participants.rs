@@ -1,11 +1,13 @@
+use super::access::Access;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{participant_id, room_id, AppState};
-use crate::core::{AudioPreference, VideoPreference};
+use crate::core::{AudioPreference, MediaGrants, VideoPreference};
 use crate::runtime::{Command, JoinRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -32,6 +34,12 @@ pub struct Patch {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct TrackPatch {
+    muted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dtmf {
     digits: String,
     duration_ms: Option<u32>,
@@ -46,12 +54,33 @@ fn with_sdp(view: impl serde::Serialize, sdp: Option<String>) -> Value {
     v
 }
 
+/// The participant, after checking that `access` may act on it: an admin of its room, or the
+/// identity it joined with. A participant the token may not see is a 403, not a 404, only when
+/// it exists: ids are random, so this tells a stranger nothing it could use.
+async fn owned(
+    st: &AppState,
+    access: &Access,
+    room: &str,
+    id: &str,
+) -> Result<(switchboard_driver::RoomId, switchboard_driver::ParticipantId), ApiError> {
+    let (room, participant) = (room_id(room)?, participant_id(id)?);
+    access.member(&room)?;
+    if !access.is_admin_of(&room) {
+        let r = room.clone();
+        let view = st.worker.call(|reply| Command::GetParticipant { room: r, participant, reply }).await?;
+        access.owner(&room, view.identity.as_deref())?;
+    }
+    Ok((room, participant))
+}
+
 pub async fn join(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(room): Path<String>,
     JsonBody(body): JsonBody<Join>,
 ) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
+    let grants = access.join(&room)?;
     if st.draining.load(Ordering::Relaxed) {
         return Err(crate::runtime::CommandError::ShuttingDown.into());
     }
@@ -64,6 +93,8 @@ pub async fn join(
         kind: body.kind,
         sdp: body.sdp,
         display_name: body.display_name,
+        identity: Some(grants.identity),
+        media: MediaGrants { publish: grants.publish, subscribe: grants.subscribe },
         audio: body.audio,
         video: body.video,
     };
@@ -73,18 +104,21 @@ pub async fn join(
 
 pub async fn get(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((room, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    access.member(&room)?;
     Ok(Json(st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?))
 }
 
 pub async fn patch(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((room, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<Patch>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    let (room, participant) = owned(&st, &access, &room, &id).await?;
     let r = room.clone();
     let answer = st.worker.call(|reply| Command::Renegotiate { room: r, participant, sdp: body.sdp, reply }).await?;
     let view = st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?;
@@ -93,19 +127,21 @@ pub async fn patch(
 
 pub async fn delete(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((room, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    let (room, participant) = owned(&st, &access, &room, &id).await?;
     st.worker.call(|reply| Command::Leave { room, participant, reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn dtmf(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((room, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<Dtmf>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    let (room, participant) = owned(&st, &access, &room, &id).await?;
     let valid = |c: char| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D');
     if body.digits.is_empty() || body.digits.len() > 64 || !body.digits.chars().all(valid) {
         return Err(ApiError::bad_request("digits must be 1 to 64 of 0-9 * # A-D"));
@@ -117,4 +153,20 @@ pub async fn dtmf(
     let digits = body.digits;
     st.worker.call(|reply| Command::Dtmf { room, participant, digits, duration_ms, reply }).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+/// `PATCH .../participants/{id}/tracks/{track}` with `{"muted": bool}`: an admin operation.
+pub async fn track(
+    State(st): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path((room, id, track)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<TrackPatch>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (room, participant) = (room_id(&room)?, participant_id(&id)?);
+    access.admin(&room)?;
+    let track = track.parse::<u64>().map(switchboard_driver::TrackId).map_err(|_| {
+        ApiError::new(StatusCode::NOT_FOUND, "track_not_found", format!("no track {track:?}: track ids are numbers"))
+    })?;
+    let muted = body.muted;
+    Ok(Json(st.worker.call(|reply| Command::MuteTrack { room, participant, track, muted, reply }).await?))
 }

@@ -1,3 +1,4 @@
+use super::access::Access;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{room_id, AppState};
@@ -5,7 +6,7 @@ use crate::runtime::Command;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,9 +19,15 @@ pub struct CreateRoom {
 
 pub async fn create(
     State(st): State<AppState>,
+    Extension(access): Extension<Access>,
     JsonBody(body): JsonBody<CreateRoom>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = body.id.as_deref().map(room_id).transpose()?;
+    match &id {
+        Some(id) => access.admin(id)?,
+        // The bridge draws the id: only a token for every room may have it.
+        None => access.admin_of_all()?,
+    }
     if body.max_participants == Some(0) {
         return Err(ApiError::bad_request("max_participants must be at least 1"));
     }
@@ -29,18 +36,36 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
-pub async fn list(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let rooms = st.worker.call(|reply| Command::ListRooms { reply }).await?;
+/// An admin of every room sees them all; an admin of one room sees that room.
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !access.0.admin {
+        return Err(super::access::forbidden("listing rooms needs the admin grant"));
+    }
+    let mut rooms = st.worker.call(|reply| Command::ListRooms { reply }).await?;
+    rooms.retain(|r| access.0.room.covers(&r.id));
     Ok(Json(json!({ "rooms": rooms })))
 }
 
-pub async fn get(State(st): State<AppState>, Path(room): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(room): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
+    access.member(&room)?;
     Ok(Json(st.worker.call(|reply| Command::GetRoom { room, reply }).await?))
 }
 
-pub async fn delete(State(st): State<AppState>, Path(room): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(room): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
+    access.admin(&room)?;
     st.worker.call(|reply| Command::DeleteRoom { room, reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ pub enum RoomEvent {
         participant_id: ParticipantId,
         kind: ParticipantKind,
         display_name: Option<String>,
+        identity: Option<String>,
     },
     ParticipantLeft {
         participant_id: ParticipantId,
@@ -23,6 +24,14 @@ pub enum RoomEvent {
         codec: Codec,
     },
     TrackUnpublished {
+        participant_id: ParticipantId,
+        track_id: TrackId,
+    },
+    TrackMuted {
+        participant_id: ParticipantId,
+        track_id: TrackId,
+    },
+    TrackUnmuted {
         participant_id: ParticipantId,
         track_id: TrackId,
     },
@@ -52,6 +61,8 @@ impl RoomEvent {
             RoomEvent::ParticipantLeft { .. } => "participant_left",
             RoomEvent::TrackPublished { .. } => "track_published",
             RoomEvent::TrackUnpublished { .. } => "track_unpublished",
+            RoomEvent::TrackMuted { .. } => "track_muted",
+            RoomEvent::TrackUnmuted { .. } => "track_unmuted",
             RoomEvent::RouteChanged { .. } => "route_changed",
             RoomEvent::Dtmf { .. } => "dtmf",
             RoomEvent::ActiveSpeaker { .. } => "active_speaker",

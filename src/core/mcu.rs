@@ -76,6 +76,7 @@ impl RoomMcu {
                         codec: o.codec.codec,
                         spec: o.codec.clone(),
                         label: format!("mix{}", o.track.0),
+                        muted: false,
                         fanout: Vec::new(),
                     });
                 }

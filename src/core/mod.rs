@@ -15,5 +15,6 @@ pub mod view;
 pub use events::{LeaveReason, RoomEvent};
 pub use fanout::Network;
 pub use mixing::{MixerFactory, MixerSettings};
+pub use participant::MediaGrants;
 pub use room::{Joining, Room, RoomConfig, RoomError};
 pub use routing::{AudioPreference, Route, VideoPreference};

@@ -39,6 +39,21 @@ pub struct SlotRef {
     pub pt: Option<Pt>,
 }
 
+/// Which way a participant's media may flow, from its token's grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MediaGrants {
+    /// Without it, nothing the participant sends is routed to anyone.
+    pub publish: bool,
+    /// Without it, the participant's slots are served nothing.
+    pub subscribe: bool,
+}
+
+impl Default for MediaGrants {
+    fn default() -> Self {
+        MediaGrants { publish: true, subscribe: true }
+    }
+}
+
 pub struct PublishedTrack {
     pub key: TrackKey,
     pub id: TrackId,
@@ -47,6 +62,8 @@ pub struct PublishedTrack {
     /// The codec as the publisher negotiated it, for the mixer's input caps.
     pub spec: CodecSpec,
     pub label: String,
+    /// Muted by an admin: the track stays published but is routed to no one.
+    pub muted: bool,
     /// Where each packet of this track goes. Rebuilt from the routes; read on every packet.
     pub fanout: Vec<SlotRef>,
 }
@@ -66,6 +83,9 @@ pub struct Participant {
     pub id: ParticipantId,
     pub kind: ParticipantKind,
     pub display_name: Option<String>,
+    /// The token identity it joined with (`sub`); the API lets that identity act on it.
+    pub identity: Option<String>,
+    pub media: MediaGrants,
     pub audio: AudioPreference,
     pub video: VideoPreference,
     pub state: ParticipantState,

@@ -19,6 +19,9 @@ pub struct ParticipantView {
     pub room_id: RoomId,
     pub kind: ParticipantKind,
     pub display_name: Option<String>,
+    pub identity: Option<String>,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
     pub state: ParticipantState,
     pub tracks: Vec<TrackView>,
     pub subscriptions: Vec<SubscriptionView>,
@@ -31,6 +34,7 @@ pub struct TrackView {
     pub codec: Codec,
     /// The mid or m-line index the track arrives on.
     pub mid: String,
+    pub muted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +49,12 @@ pub struct SubscriptionView {
     pub ssrc: u32,
 }
 
+impl TrackView {
+    pub(super) fn of(t: &super::participant::PublishedTrack) -> TrackView {
+        TrackView { id: t.id, kind: t.kind, codec: t.codec, mid: t.label.clone(), muted: t.muted }
+    }
+}
+
 impl ParticipantView {
     /// `publisher` names who publishes a track the participant receives.
     pub(super) fn of(
@@ -57,12 +67,11 @@ impl ParticipantView {
             room_id: room.clone(),
             kind: p.kind,
             display_name: p.display_name.clone(),
+            identity: p.identity.clone(),
+            can_publish: p.media.publish,
+            can_subscribe: p.media.subscribe,
             state: p.state,
-            tracks: p
-                .tracks
-                .iter()
-                .map(|t| TrackView { id: t.id, kind: t.kind, codec: t.codec, mid: t.label.clone() })
-                .collect(),
+            tracks: p.tracks.iter().map(TrackView::of).collect(),
             subscriptions: p
                 .slots
                 .iter()

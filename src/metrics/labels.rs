@@ -56,6 +56,14 @@ impl Label for ParticipantKind {
     }
 }
 
+impl Label for crate::auth::AuthFailure {
+    const ALL: &'static [Self] = &crate::auth::AuthFailure::ALL;
+
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Label for Route {
     const ALL: &'static [Self] = &Route::ALL;
 

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub mixer_fec_encoders: IntGauge,
     pub mixer_paced_legs: IntGauge,
     pub transcodes: Counters<(Codec, Codec)>,
+    pub auth_failures: Counters<crate::auth::AuthFailure>,
 }
 
 /// The HTTP API's records. The path is the route template, a fixed set the router holds.
@@ -96,6 +97,11 @@ impl Metrics {
             participants_left: d.counters(
                 "participants_left_total",
                 "Participants that left, by reason",
+                &["reason"],
+            )?,
+            auth_failures: d.counters(
+                "auth_failures_total",
+                "API requests refused with 401, by why the token was not accepted",
                 &["reason"],
             )?,
             http: Http {
@@ -169,6 +175,7 @@ impl Metrics {
         m.dropped.init_all();
         m.mixer_packets.init_all();
         m.mixer_stages.init_all();
+        m.auth_failures.init_all();
         Ok(m)
     }
 

@@ -1,12 +1,12 @@
 //! What the HTTP API asks of the media worker. Each command carries its own reply channel, so the
 //! worker never blocks on the API and the API never touches a room.
 
-use crate::core::view::{ParticipantView, RoomView};
-use crate::core::{AudioPreference, VideoPreference};
+use crate::core::view::{ParticipantView, RoomView, TrackView};
+use crate::core::{AudioPreference, MediaGrants, VideoPreference};
 use mio::Waker;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
+use switchboard_driver::{ParticipantId, ParticipantKind, RoomId, TrackId};
 use tokio::sync::{broadcast, oneshot};
 
 pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
@@ -25,6 +25,9 @@ pub struct JoinRequest {
     pub kind: Option<ParticipantKind>,
     pub sdp: Option<String>,
     pub display_name: Option<String>,
+    /// The token's `sub`: the identity that may act on this participant.
+    pub identity: Option<String>,
+    pub media: MediaGrants,
     pub audio: AudioPreference,
     pub video: VideoPreference,
 }
@@ -81,6 +84,13 @@ pub enum Command {
         duration_ms: u32,
         reply: Reply<()>,
     },
+    MuteTrack {
+        room: RoomId,
+        participant: ParticipantId,
+        track: TrackId,
+        muted: bool,
+        reply: Reply<TrackView>,
+    },
     Subscribe {
         room: RoomId,
         reply: Reply<EventStream>,
@@ -100,6 +110,8 @@ pub enum CommandError {
     RoomExists(String),
     #[error("participant not found in this room")]
     ParticipantNotFound,
+    #[error("the participant publishes no such track")]
+    TrackNotFound,
     #[error("{0}")]
     BadSdp(String),
     #[error("{0}")]

@@ -217,6 +217,8 @@ pub fn joining(n: u16, driver: FakeDriver, audio: AudioPreference) -> Joining {
         id: ParticipantId(n as u64),
         kind: ParticipantKind::Rtp,
         display_name: None,
+        identity: None,
+        media: switchboard::core::MediaGrants::default(),
         audio,
         video: VideoPreference::Auto,
         driver: Box::new(driver),

@@ -16,6 +16,9 @@ pub fn agent() -> ureq::Agent {
 pub struct Api {
     pub agent: ureq::Agent,
     pub base: String,
+    /// `Authorization` for every call: `Bearer $SB_API_TOKEN` when the variable is set (the
+    /// bench harness mints an admin token with `switchboard token`).
+    pub auth: Option<String>,
 }
 
 pub struct Joined {
@@ -26,14 +29,22 @@ pub struct Joined {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api { agent: agent(), base: base.trim_end_matches('/').to_owned() }
+        let auth = std::env::var("SB_API_TOKEN").ok().filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}"));
+        Api { agent: agent(), base: base.trim_end_matches('/').to_owned(), auth }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.auth {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        }
     }
 
     /// Creates a room; an existing one is fine.
     pub fn create_room(&self, id: &str, max_participants: usize) -> Result<()> {
         let r = self
-            .agent
-            .post(&format!("{}/v1/rooms", self.base))
+            .request("POST", "/v1/rooms")
             .send_json(json!({"id": id, "max_participants": max_participants}));
         match r {
             Ok(_) | Err(ureq::Error::Status(409, _)) => Ok(()),
@@ -42,7 +53,7 @@ impl Api {
     }
 
     pub fn delete_room(&self, id: &str) {
-        let _ = self.agent.delete(&format!("{}/v1/rooms/{id}", self.base)).call();
+        let _ = self.request("DELETE", &format!("/v1/rooms/{id}")).call();
     }
 
     pub fn join(&self, room: &str, offer: &str, extra: Value) -> Result<Joined> {
@@ -54,8 +65,7 @@ impl Api {
         }
         let start = Instant::now();
         let resp = self
-            .agent
-            .post(&format!("{}/v1/rooms/{room}/participants", self.base))
+            .request("POST", &format!("/v1/rooms/{room}/participants"))
             .send_json(body)
             .map_err(|e| anyhow!("join {room}: {}", describe(e)))?;
         let view: Value = resp.into_json().context("join: response body")?;
@@ -65,7 +75,7 @@ impl Api {
     }
 
     pub fn room(&self, id: &str) -> Result<Value> {
-        let r = self.agent.get(&format!("{}/v1/rooms/{id}", self.base)).call().map_err(describe_err)?;
+        let r = self.request("GET", &format!("/v1/rooms/{id}")).call().map_err(describe_err)?;
         Ok(r.into_json()?)
     }
 }

@@ -13,7 +13,7 @@ use super::events::{LeaveReason, RoomEvent};
 use super::fanout::Network;
 use super::mcu::RoomMcu;
 use super::mixing::{MixKeys, MixerSettings};
-use super::participant::{Endpoint, Participant, ParticipantState};
+use super::participant::{Endpoint, MediaGrants, Participant, ParticipantState};
 use super::routing::{AudioPreference, VideoPreference};
 use super::stats::{RoomGauges, RoomStats};
 use super::view::{ParticipantView, RoomView};
@@ -41,6 +41,8 @@ pub enum RoomError {
     Full(usize),
     #[error("participant not found")]
     ParticipantNotFound,
+    #[error("the participant publishes no such track")]
+    TrackNotFound,
     #[error(transparent)]
     Negotiation(#[from] NegotiationError),
     #[error(transparent)]
@@ -52,6 +54,8 @@ pub struct Joining {
     pub id: ParticipantId,
     pub kind: ParticipantKind,
     pub display_name: Option<String>,
+    pub identity: Option<String>,
+    pub media: MediaGrants,
     pub audio: AudioPreference,
     pub video: VideoPreference,
     pub driver: Box<dyn Driver>,
@@ -145,7 +149,7 @@ impl Room {
         if self.index.len() >= self.cfg.max_participants {
             return Err(RoomError::Full(self.cfg.max_participants));
         }
-        let Joining { id, kind, display_name, audio, video, mut driver } = joining;
+        let Joining { id, kind, display_name, identity, media, audio, video, mut driver } = joining;
         let span = tracing::info_span!("participant", room = %self.id, participant = %id, kind = kind.as_str());
         // Parsing untrusted SDP must not take the media thread down with it.
         let entered = span.enter();
@@ -169,6 +173,8 @@ impl Room {
             id,
             kind,
             display_name: display_name.clone(),
+            identity: identity.clone(),
+            media,
             audio,
             video,
             state: ParticipantState::Connecting,
@@ -184,7 +190,7 @@ impl Room {
         self.index.insert(id, idx);
         self.awaiting_answer.insert(id, awaiting);
         self.empty_since = None;
-        self.events.push(RoomEvent::ParticipantJoined { participant_id: id, kind, display_name });
+        self.events.push(RoomEvent::ParticipantJoined { participant_id: id, kind, display_name, identity });
         self.sync_negotiated(idx);
         self.reroute(now, net);
         self.with_driver(idx, now, net, |_| ());

@@ -2,11 +2,41 @@
 //! room's index of who publishes each track.
 
 use super::super::events::RoomEvent;
+use super::super::fanout::Network;
 use super::super::participant::{Endpoint, PublishedTrack, Slot};
-use super::Room;
+use super::super::view::TrackView;
+use super::{Room, RoomError};
+use std::time::Instant;
 use switchboard_driver::{ParticipantId, TrackId};
 
 impl Room {
+    /// Mutes or unmutes a published track: a muted track stays published and is routed to no
+    /// one, mixes included. Says so in a `track_muted` / `track_unmuted` event when it changes.
+    pub fn set_muted(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        track: TrackId,
+        muted: bool,
+        net: &mut dyn Network,
+    ) -> Result<TrackView, RoomError> {
+        let idx = self.slot_of(id).ok_or(RoomError::ParticipantNotFound)?;
+        let p = self.slab[idx].as_mut().ok_or(RoomError::ParticipantNotFound)?;
+        let t = p.tracks.iter_mut().find(|t| t.id == track).ok_or(RoomError::TrackNotFound)?;
+        let changed = t.muted != muted;
+        t.muted = muted;
+        let view = TrackView::of(t);
+        if changed {
+            self.events.push(if muted {
+                RoomEvent::TrackMuted { participant_id: id, track_id: track }
+            } else {
+                RoomEvent::TrackUnmuted { participant_id: id, track_id: track }
+            });
+            self.reroute(now, net);
+        }
+        Ok(view)
+    }
+
     /// Brings participant `idx`'s tracks and slots in line with what its driver negotiated.
     pub(super) fn sync_negotiated(&mut self, idx: usize) {
         let Some(neg) = self.slab.get(idx).and_then(Option::as_ref).map(|p| p.driver.negotiated().clone()) else {
@@ -53,6 +83,7 @@ impl Room {
                         codec: n.codec.codec,
                         spec: n.codec.clone(),
                         label: n.label.clone(),
+                        muted: false,
                         fanout: Vec::new(),
                     });
                 }

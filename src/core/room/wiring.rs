@@ -26,9 +26,11 @@ impl Room {
                 kind: p.kind,
                 audio: p.audio,
                 video: p.video,
+                // Without the subscribe grant the policy sees no slots: each is served nothing.
                 slots: p
                     .slots
                     .iter()
+                    .filter(|_| p.media.subscribe)
                     .map(|s| PolicySlot {
                         key: s.info.key,
                         kind: s.info.kind,
@@ -94,8 +96,8 @@ impl Room {
     fn published(&self) -> (Vec<PolicyTrack>, Vec<Source>) {
         let mut tracks = Vec::new();
         let mut sources = Vec::new();
-        for p in self.slab.iter().flatten() {
-            for t in &p.tracks {
+        for p in self.slab.iter().flatten().filter(|p| p.media.publish) {
+            for t in p.tracks.iter().filter(|t| !t.muted) {
                 tracks.push(PolicyTrack { id: t.id, publisher: p.id, kind: t.kind, codec: t.codec });
                 sources.push(Source { track: t.id, publisher: p.id, codec: t.spec.clone() });
             }

@@ -142,6 +142,10 @@ impl Worker {
                     self.with_room(&room, |r, net| r.send_dtmf(Instant::now(), participant, &digits, duration_ms, net));
                 let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
             }
+            Command::MuteTrack { room, participant, track, muted, reply } => {
+                let r = self.with_room(&room, |r, net| r.set_muted(Instant::now(), participant, track, muted, net));
+                let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
+            }
             Command::Subscribe { room, reply } => {
                 let r = self.room_idx(&room).and_then(|idx| {
                     self.rooms[idx]
@@ -215,7 +219,16 @@ impl Worker {
                 return Err(e);
             }
         };
-        let joining = Joining { id, kind, display_name: req.display_name, audio: req.audio, video: req.video, driver };
+        let joining = Joining {
+            id,
+            kind,
+            display_name: req.display_name,
+            identity: req.identity,
+            media: req.media,
+            audio: req.audio,
+            video: req.video,
+            driver,
+        };
         let entry = self.rooms[idx].as_mut().ok_or(CommandError::ParticipantNotFound)?;
         match entry.room.join(now, joining, req.sdp.as_deref(), &mut self.sockets) {
             Ok(sdp) => {
@@ -243,6 +256,7 @@ fn map_room_error(e: RoomError) -> CommandError {
     match e {
         RoomError::Full(n) => CommandError::RoomFull(n),
         RoomError::ParticipantNotFound => CommandError::ParticipantNotFound,
+        RoomError::TrackNotFound => CommandError::TrackNotFound,
         RoomError::Negotiation(NegotiationError::KindMismatch(m)) => CommandError::KindMismatch(m),
         RoomError::Negotiation(NegotiationError::UnexpectedState(m)) => CommandError::BadRequest(m),
         RoomError::Negotiation(e) => CommandError::BadSdp(e.to_string()),
