@@ -31,6 +31,12 @@ pub async fn create(
     if body.max_participants == Some(0) {
         return Err(ApiError::bad_request("max_participants must be at least 1"));
     }
+    let cap = st.limits.max_participants_cap;
+    if body.max_participants.is_some_and(|m| m > cap) {
+        return Err(ApiError::bad_request(format!(
+            "max_participants must be at most {cap} (rooms.max_participants_cap)"
+        )));
+    }
     let room =
         st.worker.call(|reply| Command::CreateRoom { id, max_participants: body.max_participants, reply }).await?;
     Ok((StatusCode::CREATED, Json(room)))
