@@ -37,6 +37,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Request bodies above this get 413 `body_too_large`.
     pub max_body_bytes: usize,
+    /// Origins whose pages may call the API from a browser (CORS), e.g. a WHIP publisher page;
+    /// `["*"]` for any. Empty (the default): no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,7 +129,7 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::new(LOOPBACK, 8080), max_body_bytes: 256 * 1024 }
+        HttpConfig { listen: SocketAddr::new(LOOPBACK, 8080), max_body_bytes: 256 * 1024, cors_origins: Vec::new() }
     }
 }
 
@@ -286,6 +289,9 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
+        if let Err(message) = crate::api::CorsOrigins::parse(&self.http.cors_origins) {
+            return Err(ConfigError::Invalid { key: "http.cors_origins", message });
+        }
         if let Err(message) = self.auth.check(self.http.listen) {
             return Err(ConfigError::Invalid { key: "auth", message });
         }
@@ -398,6 +404,16 @@ mod tests {
         let f = write("[mixer]\njitter_buffer_ms = 40\njitter_buffer_max_ms = 40\n");
         let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
         assert_eq!((cfg.mixer.jitter_buffer_ms, cfg.mixer.jitter_buffer_max_ms), (40, 40), "max = min: a fixed delay");
+    }
+
+    #[test]
+    fn cors_origins_default_off_and_a_bad_one_is_named() {
+        let f = write("[http]\ncors_origins = [\"https://ok.example\", \"https://bad.example/\"]\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("http.cors_origins") && err.contains("https://bad.example/"), "{err}");
+        let f = write("[http]\ncors_origins = [\"*\"]\n");
+        assert_eq!(Config::load(f.path(), &Overrides::default()).unwrap().http.cors_origins, ["*"]);
+        assert!(Config::default().http.cors_origins.is_empty());
     }
 
     #[test]

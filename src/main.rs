@@ -164,7 +164,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let media_failed = Arc::new(AtomicBool::new(false));
     let failed = media_failed.clone();
     let ended = media.ended;
-    axum::serve(listener, api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook))
+    // Checked by Config::validate already; parsed here into the router's form.
+    let cors = api::CorsOrigins::parse(&cfg.http.cors_origins).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))?;
+    axum::serve(listener, api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook, &cors))
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown_signal() => {
