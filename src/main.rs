@@ -165,7 +165,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let failed = media_failed.clone();
     let ended = media.ended;
     // Checked by Config::validate already; parsed here into the router's form.
-    let cors = api::CorsOrigins::parse(&cfg.http.cors_origins).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))?;
+    let cors =
+        api::CorsOrigins::parse(&cfg.http.cors_origins).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))?;
     axum::serve(listener, api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook, &cors))
         .with_graceful_shutdown(async move {
             tokio::select! {

@@ -49,13 +49,18 @@ fn a_whip_publisher_is_heard_over_whep_and_its_delete_is_an_event() {
 
     // The publisher stays until the test DELETEs its session: the DELETE must end it, not the
     // peer going away.
-    let pub_args = ["--protocol", "whip", "--token", &encoder, "--publish-tone", "440", "--duration", "25", "--no-leave"];
+    let pub_args =
+        ["--protocol", "whip", "--token", &encoder, "--publish-tone", "440", "--duration", "25", "--no-leave"];
     let mut publisher = Some(d.join_peer(PEER, "studio", "encoder", &pub_args, Duration::from_secs(60)));
     let pub_id = d.wait_for_participants("studio", 1, &mut [&mut publisher], JOIN_WAIT).remove(0);
     let view = d.participant("studio", &pub_id);
     assert_eq!(view["kind"], "webrtc", "{view}");
     assert_eq!(view["identity"], "encoder", "the identity is the token's sub: {view}");
-    assert_eq!((&view["can_publish"], &view["can_subscribe"]), (&json!(true), &json!(false)), "WHIP only publishes: {view}");
+    assert_eq!(
+        (&view["can_publish"], &view["can_subscribe"]),
+        (&json!(true), &json!(false)),
+        "WHIP only publishes: {view}"
+    );
     let joined = sse.wait_for_participant_event("participant_joined", &pub_id, Duration::from_secs(5));
     assert_eq!(joined.data["identity"], "encoder", "{:?}", joined.data);
 
@@ -72,7 +77,8 @@ fn a_whip_publisher_is_heard_over_whep_and_its_delete_is_an_event() {
         let v = d.participant("studio", &player_id);
         (v["subscriptions"][0]["publisher_id"] == pub_id.as_str()).then_some(v)
     });
-    let served = served.unwrap_or_else(|| panic!("slot never got the WHIP publisher: {}", d.participant("studio", &player_id)));
+    let served =
+        served.unwrap_or_else(|| panic!("slot never got the WHIP publisher: {}", d.participant("studio", &player_id)));
     assert_eq!((&served["identity"], &served["can_publish"]), (&json!("viewer"), &json!(false)), "{served}");
 
     let out = player.take().unwrap().wait();
@@ -123,7 +129,11 @@ fn whip_and_whep_refuse_what_they_must_and_follow_the_room_rules() {
     assert_raw_error(&post_as(&d, Some(&cam), "/whep/stage", sdp, &recv_offer), 403, "forbidden");
     let elsewhere = token("other", "cam", &["publish"]);
     assert_raw_error(&post_as(&d, Some(&elsewhere), "/whip/stage", sdp, &offer), 403, "forbidden");
-    assert_raw_error(&post_as(&d, Some(&cam), "/whip/stage", "application/json", &offer), 415, "unsupported_media_type");
+    assert_raw_error(
+        &post_as(&d, Some(&cam), "/whip/stage", "application/json", &offer),
+        415,
+        "unsupported_media_type",
+    );
     let r = post_as(&d, Some(&cam), "/whip/stage", sdp, "hello");
     assert_raw_error(&r, 400, "bad_sdp");
     assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("v="), "names the problem: {r:?}");
@@ -136,10 +146,16 @@ fn whip_and_whep_refuse_what_they_must_and_follow_the_room_rules() {
 
     let cam_id = assert_session(&post_as(&d, Some(&cam), "/whip/stage", sdp, &offer), "/whip/stage/", "recvonly");
     let view = d.participant("stage", &cam_id);
-    assert_eq!((&view["identity"], &view["can_publish"], &view["can_subscribe"]), (&json!("cam"), &json!(true), &json!(false)));
+    assert_eq!(
+        (&view["identity"], &view["can_publish"], &view["can_subscribe"]),
+        (&json!("cam"), &json!(true), &json!(false))
+    );
     let eye_id = assert_session(&post_as(&d, Some(&eye), "/whep/stage", sdp, &recv_offer), "/whep/stage/", "sendonly");
     let view = d.participant("stage", &eye_id);
-    assert_eq!((&view["identity"], &view["can_publish"], &view["can_subscribe"]), (&json!("eye"), &json!(false), &json!(true)));
+    assert_eq!(
+        (&view["identity"], &view["can_publish"], &view["can_subscribe"]),
+        (&json!("eye"), &json!(false), &json!(true))
+    );
     assert_raw_error(&post_as(&d, Some(&cam), "/whip/stage", sdp, &offer), 409, "room_full");
 
     // No trickle ICE, no ICE restart: a PATCH is 405 naming what the session URL takes.
@@ -151,7 +167,11 @@ fn whip_and_whep_refuse_what_they_must_and_follow_the_room_rules() {
 
     assert_api_error(&d.call_as(Some(&eye), "DELETE", &format!("/whip/stage/{cam_id}"), None), 403, "forbidden");
     assert_eq!(d.call_as(Some(&cam), "DELETE", &format!("/whip/stage/{cam_id}"), None).0, 204);
-    assert_api_error(&d.call_as(Some(&cam), "DELETE", &format!("/whip/stage/{cam_id}"), None), 404, "participant_not_found");
+    assert_api_error(
+        &d.call_as(Some(&cam), "DELETE", &format!("/whip/stage/{cam_id}"), None),
+        404,
+        "participant_not_found",
+    );
     assert_eq!(d.call_as(Some(&eye), "DELETE", &format!("/whep/stage/{eye_id}"), None).0, 204);
     assert!(d.participants_of("stage").is_empty());
 }

@@ -1,10 +1,11 @@
 //! WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep): thin adapters over the one join path.
 //!
 //! `POST /whip/{room}` and `POST /whep/{room}` take an `application/sdp` offer and answer 201
-//! with the SDP answer and `Location: /wh?p/{room}/{participant}`. The participant is an ordinary
-//! `webrtc` participant whose identity is the token's `sub`; the adapter only narrows its media
-//! to the protocol's one direction. Leaving is the API's own participant DELETE, routed on the
-//! session URL too; a PATCH is refused, as this bridge does neither trickle ICE nor ICE restarts.
+//! with the SDP answer and `Location: /whip/{room}/{participant}` (or `/whep/...`), the session
+//! URL. The participant is an ordinary `webrtc` participant whose identity is the token's `sub`;
+//! the adapter only narrows its media to the protocol's one direction. Leaving is the API's own
+//! participant DELETE, routed on the session URL too; a PATCH is refused, as this bridge does
+//! neither trickle ICE nor ICE restarts.
 
 use super::access::Access;
 use super::body::SdpBody;
