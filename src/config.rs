@@ -46,6 +46,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// How long a request waits on the media thread before it is answered 503 `busy`.
     pub command_timeout_ms: u64,
+    /// Origins whose pages may call the API from a browser (CORS), e.g. a WHIP publisher page;
+    /// `["*"]` for any. Empty (the default): no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +149,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             max_connections: 1024,
             command_timeout_ms: 2000,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -442,6 +446,16 @@ mod tests {
         let f = write("[mixer]\njitter_buffer_ms = 40\njitter_buffer_max_ms = 40\n");
         let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
         assert_eq!((cfg.mixer.jitter_buffer_ms, cfg.mixer.jitter_buffer_max_ms), (40, 40), "max = min: a fixed delay");
+    }
+
+    #[test]
+    fn cors_origins_default_off_and_a_bad_one_is_named() {
+        let f = write("[http]\ncors_origins = [\"https://ok.example\", \"https://bad.example/\"]\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("http.cors_origins") && err.contains("https://bad.example/"), "{err}");
+        let f = write("[http]\ncors_origins = [\"*\"]\n");
+        assert_eq!(Config::load(f.path(), &Overrides::default()).unwrap().http.cors_origins, ["*"]);
+        assert!(Config::default().http.cors_origins.is_empty());
     }
 
     #[test]

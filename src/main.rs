@@ -178,7 +178,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     info!(http = %cfg.http.listen, "switchboard ready");
     let media_failed = Arc::new(AtomicBool::new(false));
     let failed = media_failed.clone();
-    let router = api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook);
+    // Checked by Config::validate already; parsed here into the router's form.
+    let cors =
+        api::CorsOrigins::parse(&cfg.http.cors_origins).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))?;
+    let router = api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook, &cors);
     let serve_limits = api::serve::ServeLimits {
         max_connections: cfg.http.max_connections,
         header_timeout: Duration::from_secs(cfg.http.header_timeout_secs),

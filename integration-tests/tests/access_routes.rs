@@ -49,8 +49,13 @@ fn expired(room: &str) -> String {
 struct Call {
     path: String,
     body: Option<Value>,
+    /// An SDP body (WHIP, WHEP) instead of JSON.
+    sdp: Option<String>,
     room: String,
     right: String,
+    /// What the right grant gets: 2xx, except PATCH on a WHIP/WHEP session, which the bridge
+    /// answers 405 (no trickle ICE) to whoever may reach it.
+    expect_405: bool,
 }
 
 /// One participant of room `r1` with a published track, for the participant routes.
@@ -60,7 +65,7 @@ struct Fixture {
     _phone: std::net::UdpSocket,
 }
 
-fn fixture(d: &Daemon) -> Fixture {
+fn room_fixture(d: &Daemon) -> Fixture {
     d.create_room("r1");
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let v = d.join("r1", &rtp_offer(phone.local_addr().unwrap().port()));
@@ -81,7 +86,21 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
     };
     let p = &f.participant;
     let key = format!("{} {}", r.method, r.path);
+    let mut sdp = None;
     let (path, body, room, right) = match key.as_str() {
+        "POST /whip/{room}" => {
+            sdp = Some(fixture("webrtcbin_offer.sdp"));
+            (sub(&r.path, p), None, "r1".into(), token("r1", "obs", &["publish"]))
+        }
+        "POST /whep/{room}" => {
+            sdp = Some(fixture("webrtcbin_recvonly_offer.sdp"));
+            (sub(&r.path, p), None, "r1".into(), token("r1", "player", &["subscribe"]))
+        }
+        "DELETE /whip/{room}/{id}" | "DELETE /whep/{room}/{id}" => {
+            let q = another_participant(d, spare);
+            (sub(&r.path, &q), None, "r1".into(), admin_of("r1"))
+        }
+        "PATCH /whip/{room}/{id}" | "PATCH /whep/{room}/{id}" => (sub(&r.path, p), None, "r1".into(), admin_of("r1")),
         "POST /v1/rooms" => {
             let room = format!("made-{n}");
             ("/v1/rooms".into(), Some(json!({"id": room})), room.clone(), admin_of(&room))
@@ -126,16 +145,21 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
              (every token route must be walked)"
         ),
     };
-    Call { path, body, room, right }
+    let expect_405 = r.method == "PATCH" && (r.path.starts_with("/whip/") || r.path.starts_with("/whep/"));
+    Call { path, body, sdp, room, right, expect_405 }
 }
 
 /// The status of `method path` with `token` (or none), read with a raw request so an event
 /// stream's error answer is read the same way as any other.
 fn status_of(d: &Daemon, method: &str, call: &Call, token: Option<&str>) -> (u16, String) {
     let mut headers = vec![token.map(|t| format!("Authorization: Bearer {t}"))];
-    let body = call.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+    let mut body = call.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
     if call.body.is_some() {
         headers.push(Some("Content-Type: application/json".into()));
+    }
+    if let Some(sdp) = &call.sdp {
+        body = sdp.clone();
+        headers.push(Some("Content-Type: application/sdp".into()));
     }
     let r = raw_http_with(&d.base_url, method, &call.path, &headers, body.as_bytes());
     (r.status, r.body)
@@ -146,7 +170,7 @@ fn every_route_needs_a_token_and_the_right_grant() {
     let d = Daemon::start_with(|c| {
         c.set("debug", "stall_hook", true);
     });
-    let f = fixture(&d);
+    let f = room_fixture(&d);
     let spare = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let routes = routes();
     let open: Vec<String> = routes.iter().filter(|r| r.open).map(|r| format!("{} {}", r.method, r.path)).collect();
@@ -170,6 +194,9 @@ fn every_route_needs_a_token_and_the_right_grant() {
         if r.path.ends_with("/events") {
             let sse = SseClient::connect_as(&d.base_url, &call.path, &call.right);
             assert_eq!(sse.status, 200, "{what} with the right grant");
+        } else if call.expect_405 {
+            let (s, b) = status_of(&d, &r.method, &call, Some(&call.right));
+            assert_eq!(s, 405, "{what} with the right grant: {b}");
         } else {
             let (s, b) = status_of(&d, &r.method, &call, Some(&call.right));
             assert!((200..300).contains(&s), "{what} with the right grant: {s} {b}");

@@ -2,13 +2,16 @@
 
 pub mod access;
 mod body;
+mod cors;
 mod error;
 mod events;
 mod health;
 mod participants;
 mod rooms;
 pub mod serve;
+mod whip;
 
+pub use cors::CorsOrigins;
 pub use error::ApiError;
 
 use crate::metrics::{HttpMethod, Metrics};
@@ -79,6 +82,13 @@ fn table(stall_hook: bool) -> Vec<(RouteInfo, Handler)> {
         (Method::POST, "/v1/rooms/{room}/participants/{id}/dtmf", Token, post(participants::dtmf)),
         (Method::PATCH, "/v1/rooms/{room}/participants/{id}/tracks/{track}", Token, patch(participants::track)),
         (Method::GET, "/v1/rooms/{room}/events", Token, get(events::stream)),
+        // WHIP (RFC 9725) and WHEP: the session URL is the participant; DELETE is the API's own.
+        (Method::POST, "/whip/{room}", Token, post(whip::publish)),
+        (Method::DELETE, "/whip/{room}/{id}", Token, delete(participants::delete)),
+        (Method::PATCH, "/whip/{room}/{id}", Token, patch(whip::patch)),
+        (Method::POST, "/whep/{room}", Token, post(whip::subscribe)),
+        (Method::DELETE, "/whep/{room}/{id}", Token, delete(participants::delete)),
+        (Method::PATCH, "/whep/{room}/{id}", Token, patch(whip::patch)),
         (Method::GET, "/metrics", Token, get(metrics_with_token)),
         (Method::GET, "/healthz", Open, get(health::healthz)),
         (Method::GET, "/readyz", Open, get(health::readyz)),
@@ -94,7 +104,9 @@ pub fn routes(stall_hook: bool) -> Vec<RouteInfo> {
     table(stall_hook).into_iter().map(|(r, _)| r).collect()
 }
 
-pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool) -> Router {
+/// The API router. `cors` wraps every route (and the fallback) outside the token check, so a
+/// preflight never needs a token and even a 401 carries the CORS headers a page needs to read it.
+pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool, cors: &CorsOrigins) -> Router {
     let mut router = Router::new();
     for (info, handler) in table(stall_hook) {
         let handler = match info.guard {
@@ -103,6 +115,10 @@ pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool) -> Route
         };
         // Routes that share a path merge their methods.
         router = router.route(info.path, handler);
+    }
+    router = router.fallback(not_found);
+    if let Some(layer) = cors.layer() {
+        router = router.layer(layer);
     }
     router
         .fallback(not_found)

@@ -3,7 +3,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::{participant_id, room_id, AppState};
 use crate::core::{AudioPreference, MediaGrants, VideoPreference};
-use crate::runtime::{Command, JoinRequest};
+use crate::runtime::{Command, JoinRequest, Joined};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
-use switchboard_driver::ParticipantKind;
+use switchboard_driver::{ParticipantKind, RoomId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,14 +81,6 @@ pub async fn join(
 ) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
     let grants = access.join(&room)?;
-    if st.draining.load(Ordering::Relaxed) {
-        return Err(crate::runtime::CommandError::ShuttingDown.into());
-    }
-    if let Some(name) = &body.display_name {
-        if name.len() > 256 {
-            return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
-        }
-    }
     let request = JoinRequest {
         kind: body.kind,
         sdp: body.sdp,
@@ -98,8 +90,20 @@ pub async fn join(
         audio: body.audio,
         video: body.video,
     };
-    let joined = st.worker.call(|reply| Command::Join { room, request, reply }).await?;
+    let joined = admit(&st, room, request).await?;
     Ok((StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))))
+}
+
+/// The one way into a room, behind `POST .../participants` and the WHIP/WHEP adapters: refused
+/// while draining, and the room's own rules (auto_create, room_full) apply in the worker.
+pub(crate) async fn admit(st: &AppState, room: RoomId, request: JoinRequest) -> Result<Joined, ApiError> {
+    if st.draining.load(Ordering::Relaxed) {
+        return Err(crate::runtime::CommandError::ShuttingDown.into());
+    }
+    if request.display_name.as_ref().is_some_and(|name| name.len() > 256) {
+        return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
+    }
+    Ok(st.worker.call(|reply| Command::Join { room, request, reply }).await?)
 }
 
 pub async fn get(
