@@ -9,3 +9,4 @@ pub mod config;
 pub mod core;
 pub mod metrics;
 pub mod runtime;
+pub mod webhooks;

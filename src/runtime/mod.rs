@@ -14,6 +14,7 @@ pub use command::{Command, CommandError, EventFrame, Handle, JoinRequest, Joined
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,14 +25,14 @@ pub struct MediaThread {
     pub ended: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// Binds the media sockets and starts the worker thread.
-pub fn start(cfg: Config, metrics: Arc<Metrics>) -> std::io::Result<(Handle, MediaThread)> {
+/// Binds the media sockets and starts the worker thread, which offers room events to `hooks`.
+pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Result<(Handle, MediaThread)> {
     switchboard_webrtc::init();
     let poll = mio::Poll::new()?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
     let (tx, rx) = std::sync::mpsc::channel();
     let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
-    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone())?;
+    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone(), hooks)?;
     let media = spawn_watched("media", move || worker.run())?;
     Ok((Handle::new(tx, waker, heartbeat), media))
 }
