@@ -115,12 +115,8 @@ mod tests {
 
     #[test]
     fn defaults_apply_to_a_hook_with_url_and_key_only() {
-        let h: WebhookConfig = toml_like(r#"{"url": "https://example.com/hook", "key": "ours"}"#);
+        let h: WebhookConfig = serde_json::from_str(r#"{"url": "https://example.com/hook", "key": "ours"}"#).unwrap();
         assert_eq!(h, hook("https://example.com/hook", "ours"));
-    }
-
-    fn toml_like(json: &str) -> WebhookConfig {
-        serde_json::from_str(json).unwrap()
     }
 
     #[test]
@@ -135,7 +131,7 @@ mod tests {
             (WebhookConfig { max_retries: 99, ..hook("http://127.0.0.1:9/h", "ours") }, "webhooks[0].max_retries"),
         ];
         for (h, want) in cases {
-            let err = check(&[h.clone()], &auth()).unwrap_err();
+            let err = check(std::slice::from_ref(&h), &auth()).unwrap_err();
             assert!(err.contains(want), "{h:?}: {err}");
             assert!(!err.contains("a-long-enough") && !err.contains(DEV_SECRET), "a secret in {err}");
         }
