@@ -65,6 +65,10 @@ fn a_join_and_a_leave_reach_the_receiver_signed_and_in_order() {
         c.add_table("webhooks", json!({"url": rx.url(path), "key": TEST_KID}));
     });
     let t0 = unix_now();
+    // A join that fails creates no room, so no receiver hears of one (every POST below is
+    // checked to be about ROOM).
+    let (s, _) = d.post_json("/v1/rooms/ghost/participants", &json!({"sdp": "v=0\r\nnot an offer"}));
+    assert_eq!(s, 400);
     let sse = d.create_and_follow(ROOM);
     let alice = token(ROOM, "alice", &["publish", "subscribe"]);
     let join = json!({"sdp": fixture("chromium_offer.sdp"), "display_name": "Alice"});
@@ -122,6 +126,47 @@ fn a_join_and_a_leave_reach_the_receiver_signed_and_in_order() {
     assert_eq!(fields(joined), on_sse);
     // The room's SSE stream ends with room_finished too.
     assert_eq!(sse.wait_for("room_finished", WAIT), json!({"reason": "requested"}));
+}
+
+#[test]
+fn a_room_finishes_when_left_empty_and_when_the_daemon_stops() {
+    let rx = WebhookReceiver::start();
+    let mut d = Daemon::start_with(|c| {
+        c.set("rooms", "empty_timeout_secs", 0);
+        c.add_table("webhooks", json!({"url": rx.url("/in"), "key": TEST_KID}));
+    });
+    // An empty room goes at the next housekeeping (every 500 ms).
+    d.create_room("brief");
+    let finished = |room: &'static str| {
+        move |p: &[WebhookPost]| p.iter().any(|p| p.event() == "room_finished" && p.json["room"] == room)
+    };
+    rx.wait_until(WAIT, "brief's room_finished", finished("brief"));
+    // A room with someone in it lasts until the daemon stops, which still delivers its end.
+    d.join("kept", &fixture("chromium_offer.sdp"));
+    rx.wait_until(WAIT, "kept's participant_joined", |p| count(p, "participant_joined") == 1);
+    d.stop();
+    let posts = rx.wait_until(WAIT, "kept's room_finished", finished("kept"));
+    let of = |room: &str| -> Vec<(String, Value)> {
+        posts
+            .iter()
+            .filter(|p| p.json["room"] == room && !p.event().starts_with("track_"))
+            .map(|p| (p.event().to_string(), p.json["reason"].clone()))
+            .collect()
+    };
+    let none = Value::Null;
+    assert_eq!(of("brief"), [("room_started".into(), none.clone()), ("room_finished".into(), json!("empty"))]);
+    assert_eq!(
+        of("kept"),
+        [
+            ("room_started".into(), none.clone()),
+            ("participant_joined".into(), none),
+            ("participant_left".into(), json!("shutdown")),
+            ("room_finished".into(), json!("shutdown")),
+        ]
+    );
+    for p in &posts {
+        verify(p);
+    }
 }
 
 #[test]

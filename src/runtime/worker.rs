@@ -366,7 +366,9 @@ impl Worker {
                 entry.room.close_all(now, LeaveReason::Shutdown, &mut self.sockets);
             }
             self.after_room_call(idx);
-            self.announce_finish(idx, FinishReason::Shutdown);
+            // Removed, so the last housekeeping below cannot also find it empty and finish it
+            // a second time.
+            self.finish_room(idx, FinishReason::Shutdown);
         }
         self.housekeeping(now);
         info!("media worker stopped");

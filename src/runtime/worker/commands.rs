@@ -99,7 +99,6 @@ impl Worker {
                 let r = self.room_idx(&room).map(|idx| {
                     if let Some(entry) = self.rooms[idx].as_mut() {
                         entry.room.close_all(Instant::now(), LeaveReason::Requested, &mut self.sockets);
-                        self.metrics.add_room_stats(&entry.room.take_stats());
                     }
                     self.after_room_call(idx);
                     self.finish_room(idx, FinishReason::Requested);

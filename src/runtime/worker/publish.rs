@@ -45,20 +45,13 @@ impl Worker {
         }
     }
 
-    /// Sends `room_finished`, the room's last event, without removing it (at shutdown, rooms
-    /// stay until the worker is gone).
-    pub(super) fn announce_finish(&mut self, idx: usize, reason: FinishReason) {
-        if let Some(entry) = self.rooms.get(idx).and_then(Option::as_ref).filter(|e| e.started) {
-            emit(entry.room.id(), &entry.events, &self.hooks, &RoomEvent::RoomFinished { reason });
-        }
-    }
-
-    /// Removes a room: what it still had to say, then `room_finished`, then it is gone, and
-    /// with its event sender its SSE streams end.
+    /// Removes a room: what it still had to say, then `room_finished`, then it is gone (its
+    /// counters harvested), and with its event sender its SSE streams end.
     pub(super) fn finish_room(&mut self, idx: usize, reason: FinishReason) {
         self.publish(idx);
-        self.announce_finish(idx, reason);
-        if let Some(entry) = self.rooms.get_mut(idx).and_then(Option::take) {
+        if let Some(mut entry) = self.rooms.get_mut(idx).and_then(Option::take) {
+            self.metrics.add_room_stats(&entry.room.take_stats());
+            emit(entry.room.id(), &entry.events, &self.hooks, &RoomEvent::RoomFinished { reason });
             self.room_index.remove(entry.room.id());
         }
     }
