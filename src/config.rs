@@ -22,6 +22,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     pub metrics: MetricsConfig,
     pub node: crate::limits::NodeConfig,
+    /// `[[webhooks]]`: receivers of room events (`src/webhooks/`).
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 /// `[metrics]`: where Prometheus scrapes. On the API address `/metrics` needs an admin token;
@@ -331,11 +333,17 @@ impl Config {
         {
             return bad("http.request_timeout_secs", "http timeouts must be above 0");
         }
+        if let Err(message) = crate::api::CorsOrigins::parse(&self.http.cors_origins) {
+            return Err(ConfigError::Invalid { key: "http.cors_origins", message });
+        }
         if let Err(message) = self.node.check() {
             return Err(ConfigError::Invalid { key: "node", message });
         }
         if let Err(message) = self.auth.check(self.http.listen) {
             return Err(ConfigError::Invalid { key: "auth", message });
+        }
+        if let Err(message) = crate::webhooks::check(&self.webhooks, &self.auth) {
+            return Err(ConfigError::Invalid { key: "webhooks", message });
         }
         if self.metrics.listen.is_some_and(|m| m == self.http.listen) {
             return bad("metrics.listen", "must differ from http.listen (leave it unset to serve /metrics there)");
@@ -487,6 +495,24 @@ mod auth_tests {
         assert!(err.contains("auth.keys.devkey"), "{err}");
         let own = "[http]\nlisten = \"0.0.0.0:8080\"\n[auth.keys]\nprod = \"a-long-enough-secret-of-ours\"\n";
         assert!(load(own).is_ok());
+    }
+
+    #[test]
+    fn webhooks_load_with_defaults_and_name_a_missing_key() {
+        let base = "[auth.keys]\nhooks = \"a-long-enough-secret-of-ours\"\n";
+        let cfg = load(&format!("{base}[[webhooks]]\nurl = \"https://example.com/in\"\nkey = \"hooks\"\n")).unwrap();
+        assert_eq!(cfg.webhooks.len(), 1);
+        let h = &cfg.webhooks[0];
+        assert_eq!((h.dtmf, h.max_retries, h.queue), (false, 5, 1024), "the documented defaults");
+        let err = load(&format!("{base}[[webhooks]]\nurl = \"https://example.com/in\"\nkey = \"nope\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhooks[0].key") && err.contains("\"nope\""), "{err}");
+        let err =
+            load(&format!("{base}[[webhooks]]\nurl = \"https://example.com/in\"\nkey = \"hooks\"\nretries = 1\n"))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("retries"), "an unknown key is named: {err}");
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod core;
 pub mod limits;
 pub mod metrics;
 pub mod runtime;
+pub mod webhooks;

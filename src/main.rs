@@ -11,8 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard::auth::{Grant, RoomScope};
 use switchboard::config::{Config, HttpOverride, LogOverride, Overrides, WebrtcOverride};
-use switchboard::{api, metrics::Metrics, runtime};
+use switchboard::{api, metrics::Metrics, runtime, webhooks};
 use tracing::{error, info, warn};
+
+/// How long webhook events still queued at shutdown may take to go out.
+const WEBHOOK_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Hybrid SFU/MCU media bridge: WebRTC, SDES-SRTP and plain RTP participants in rooms.
 #[derive(Debug, Parser)]
@@ -141,7 +144,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "could not raise the open-file limit"),
     }
     let metrics = Arc::new(Metrics::new());
-    let (worker, media) = runtime::start(cfg.clone(), metrics.clone())
+    let (hooks, deliveries) = webhooks::start(&cfg.webhooks, &cfg.auth.keyring(), metrics.clone())?;
+    let (worker, media) = runtime::start(cfg.clone(), metrics.clone(), hooks)
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
     let auth = if cfg.auth.enabled {
@@ -218,6 +222,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     api::serve::serve(listener, router, serve_limits, shutdown).await;
     let _ = media.thread.join();
+    // The media thread is gone, and with it the webhook queues' senders: what is queued gets
+    // a moment to go out, room_finished included.
+    deliveries.drain(WEBHOOK_DRAIN).await;
     if media_failed.load(Ordering::Relaxed) {
         anyhow::bail!("media thread failed");
     }

@@ -6,11 +6,13 @@ use serde_json::{json, Value};
 
 use crate::ports::PortBlock;
 
-/// The daemon's TOML config as `section -> key -> value`. Values are JSON values rendered as
-/// TOML (strings, numbers, booleans and arrays of those render the same in both).
+/// The daemon's TOML config as `section -> key -> value`, and arrays of tables (`[[name]]`,
+/// such as `[[webhooks]]`) as `(name, keys)` in order. Values are JSON values rendered as TOML
+/// (strings, numbers, booleans and arrays of those render the same in both).
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub sections: BTreeMap<String, BTreeMap<String, Value>>,
+    pub tables: Vec<(String, BTreeMap<String, Value>)>,
 }
 
 impl Config {
@@ -32,6 +34,9 @@ impl Config {
         c.set("mixer", "speakers", 3);
         c.set("mixer", "jitter_buffer_ms", 40);
         c.set("log", "filter", "info");
+        // A test's daemon closes its participants at once when stopped; the drain tests set
+        // their own.
+        c.set("node", "drain_timeout_secs", 0);
         c.set("auth.keys", crate::tokens::TEST_KID, crate::tokens::TEST_SECRET);
         c
     }
@@ -50,14 +55,25 @@ impl Config {
         self
     }
 
+    /// Appends one `[[name]]` table, e.g.
+    /// `c.add_table("webhooks", json!({"url": "http://127.0.0.1:9/in", "key": "it"}))`.
+    pub fn add_table(&mut self, name: &str, keys: Value) -> &mut Self {
+        let Value::Object(keys) = keys else { panic!("[[{name}]]: the keys must be a JSON object") };
+        self.tables.push((name.to_string(), keys.into_iter().collect()));
+        self
+    }
+
     pub fn get(&self, section: &str, key: &str) -> Option<&Value> {
         self.sections.get(section).and_then(|s| s.get(key))
     }
 
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
-        for (name, keys) in &self.sections {
-            out.push_str(&format!("[{name}]\n"));
+        let sections = self.sections.iter().map(|(name, keys)| (format!("[{name}]"), name, keys));
+        let tables = self.tables.iter().map(|(name, keys)| (format!("[[{name}]]"), name, keys));
+        for (header, name, keys) in sections.chain(tables) {
+            out.push_str(&header);
+            out.push('\n');
             for (k, v) in keys {
                 assert!(!matches!(v, Value::Object(_) | Value::Null), "config {name}.{k}: tables/null not supported");
                 out.push_str(&format!("{k} = {v}\n"));
@@ -83,5 +99,19 @@ mod tests {
         assert!(t.contains(&format!("listen = \"127.0.0.1:{}\"", p.http)), "{t}");
         assert!(t.contains("advertised_ips = [\"127.0.0.1\"]"), "{t}");
         assert!(t.contains(&format!("port_min = {}", p.rtp_min)), "{t}");
+    }
+
+    #[test]
+    fn arrays_of_tables_render_after_the_sections_in_order() {
+        let mut c = Config::default();
+        c.set("log", "filter", "info");
+        c.add_table("webhooks", json!({"url": "http://a", "key": "it"}));
+        c.add_table("webhooks", json!({"url": "http://b", "key": "it", "dtmf": true}));
+        let t = c.to_toml();
+        assert_eq!(
+            t,
+            "[log]\nfilter = \"info\"\n\n[[webhooks]]\nkey = \"it\"\nurl = \"http://a\"\n\n\
+             [[webhooks]]\ndtmf = true\nkey = \"it\"\nurl = \"http://b\"\n\n"
+        );
     }
 }

@@ -34,6 +34,7 @@ mod rooms;
 mod sdp;
 mod sse;
 mod tokens;
+mod webhook_receiver;
 
 pub use serde_json::{json, Value};
 
@@ -56,3 +57,4 @@ pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};
 pub use tokens::{admin_token, sign, token, TEST_KID, TEST_SECRET, TOKEN_ENV};
+pub use webhook_receiver::{closed_port_url, WebhookPost, WebhookReceiver};

@@ -1,4 +1,5 @@
-//! What a room tells the outside world. Each becomes one SSE event; the names are the API contract.
+//! What a room tells the outside world. Each becomes one SSE event and, for the receivers that
+//! want it, one webhook POST; the names are the API contract.
 
 use super::routing::Route;
 use serde::Serialize;
@@ -7,6 +8,16 @@ use switchboard_driver::{Codec, MediaKind, ParticipantId, ParticipantKind, Track
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RoomEvent {
+    /// The worker made the room: by `POST /v1/rooms`, or by the first join (only once that join
+    /// succeeded). Always the room's first event; no SSE listener can see it, webhooks do.
+    RoomStarted {
+        max_participants: usize,
+    },
+    /// The worker removed the room, or the daemon is stopping. Always the room's last event: its
+    /// SSE streams end after it.
+    RoomFinished {
+        reason: FinishReason,
+    },
     ParticipantJoined {
         participant_id: ParticipantId,
         kind: ParticipantKind,
@@ -57,6 +68,8 @@ impl RoomEvent {
     /// The SSE `event:` name.
     pub fn name(&self) -> &'static str {
         match self {
+            RoomEvent::RoomStarted { .. } => "room_started",
+            RoomEvent::RoomFinished { .. } => "room_finished",
             RoomEvent::ParticipantJoined { .. } => "participant_joined",
             RoomEvent::ParticipantLeft { .. } => "participant_left",
             RoomEvent::TrackPublished { .. } => "track_published",
@@ -79,6 +92,18 @@ pub enum LeaveReason {
     Inactive,
     /// ICE or DTLS failed, or the peer closed.
     TransportFailed,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+/// Why a room ended (`room_finished`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// `DELETE /v1/rooms/{room}`.
+    Requested,
+    /// Empty for `rooms.empty_timeout_secs`.
+    Empty,
     /// The daemon is shutting down.
     Shutdown,
 }

@@ -12,7 +12,7 @@ pub mod routing;
 pub mod stats;
 pub mod view;
 
-pub use events::{LeaveReason, RoomEvent};
+pub use events::{FinishReason, LeaveReason, RoomEvent};
 pub use fanout::Network;
 pub use mixing::{MixerFactory, MixerSettings};
 pub use participant::MediaGrants;

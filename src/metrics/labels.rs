@@ -180,6 +180,29 @@ impl Label for MixerStage {
     }
 }
 
+/// What became of a webhook POST (`switchboard_webhook_deliveries_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// The receiver answered 2xx: the event is delivered.
+    Delivered,
+    /// An attempt failed and the event will be tried again.
+    Retried,
+    /// The last allowed attempt failed: the event is given up.
+    Failed,
+}
+
+impl Label for WebhookResult {
+    const ALL: &'static [Self] = &[WebhookResult::Delivered, WebhookResult::Retried, WebhookResult::Failed];
+
+    fn value(self) -> &'static str {
+        match self {
+            WebhookResult::Delivered => "delivered",
+            WebhookResult::Retried => "retried",
+            WebhookResult::Failed => "failed",
+        }
+    }
+}
+
 impl Label for Codec {
     const ALL: &'static [Self] = &[
         Codec::Opus,
@@ -283,6 +306,7 @@ mod tests {
         assert!(distinct::<MixerStage>());
         assert!(distinct::<Codec>());
         assert!(distinct::<HttpMethod>());
+        assert!(distinct::<WebhookResult>());
     }
 
     #[test]

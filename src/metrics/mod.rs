@@ -9,7 +9,7 @@ mod family;
 mod labels;
 
 pub use family::{Counters, Gauges};
-pub use labels::{Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage};
+pub use labels::{Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult};
 
 use crate::core::events::LeaveReason;
 use crate::core::stats::{RoomGauges, RoomStats};
@@ -46,6 +46,8 @@ pub struct Metrics {
     pub mixer_paced_legs: IntGauge,
     pub transcodes: Counters<(Codec, Codec)>,
     pub auth_failures: Counters<crate::auth::AuthFailure>,
+    pub webhook_deliveries: Counters<WebhookResult>,
+    pub webhook_dropped: IntCounter,
 }
 
 /// The HTTP API's records. The path is the route template, a fixed set the router holds.
@@ -103,6 +105,15 @@ impl Metrics {
                 "auth_failures_total",
                 "API requests refused with 401, by why the token was not accepted",
                 &["reason"],
+            )?,
+            webhook_deliveries: d.counters(
+                "webhook_deliveries_total",
+                "Webhook POSTs by outcome: events delivered, attempts that failed and were retried, events given up",
+                &["result"],
+            )?,
+            webhook_dropped: d.counter(
+                "webhook_dropped_total",
+                "Room events not queued for a webhook receiver because its queue was full",
             )?,
             http: Http {
                 requests: d.raw_counters(
@@ -176,6 +187,7 @@ impl Metrics {
         m.mixer_packets.init_all();
         m.mixer_stages.init_all();
         m.auth_failures.init_all();
+        m.webhook_deliveries.init_all();
         Ok(m)
     }
 

@@ -14,6 +14,7 @@ pub use command::{Command, CommandError, EventFrame, Handle, JoinRequest, Joined
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,15 +25,15 @@ pub struct MediaThread {
     pub ended: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// Binds the media sockets and starts the worker thread.
-pub fn start(cfg: Config, metrics: Arc<Metrics>) -> std::io::Result<(Handle, MediaThread)> {
+/// Binds the media sockets and starts the worker thread, which offers room events to `hooks`.
+pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Result<(Handle, MediaThread)> {
     switchboard_webrtc::init();
     let cfg_timeout_ms = cfg.http.command_timeout_ms;
     let poll = mio::Poll::new()?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
     let (tx, rx) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
     let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
-    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone())?;
+    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone(), hooks)?;
     let media = spawn_watched("media", move || worker.run())?;
     let timeout = std::time::Duration::from_millis(cfg_timeout_ms);
     Ok((Handle::new(tx, waker, heartbeat, timeout), media))

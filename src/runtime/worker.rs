@@ -5,12 +5,14 @@
 //! touches a room, so the packet path takes no locks.
 //!
 //! The loop is here; its parts are beside it: `legs` (the sockets of rtp/srtp legs), `demux`
-//! (which participant a datagram on the shared WebRTC port is for) and `commands` (what the API
-//! asks of a worker). Everything a worker holds is in `Worker`, none of it global.
+//! (which participant a datagram on the shared WebRTC port is for), `commands` (what the API
+//! asks of a worker) and `publish` (a room's events out to SSE and webhooks, and a room's end).
+//! Everything a worker holds is in `Worker`, none of it global.
 
 mod commands;
 mod demux;
 mod legs;
+mod publish;
 
 use super::batch::RecvBatch;
 use super::command::{Command, EventFrame};
@@ -20,8 +22,9 @@ use super::sockets::{size_buffers, Sockets};
 use super::timer::DeadlineTimer;
 use crate::config::Config;
 use crate::core::stats::RoomGauges;
-use crate::core::{LeaveReason, Room, RoomEvent};
+use crate::core::{FinishReason, LeaveReason, Room};
 use crate::metrics::{DropLabel, Metrics};
+use crate::webhooks::Webhooks;
 use legs::Leg;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -60,6 +63,8 @@ struct RoomEntry {
     /// RTP sockets of the legs whose media only the mixer takes (`Room::is_mixer_paced`): out
     /// of the poller, read when the room's deadline comes instead of on every arrival.
     paced: Vec<Token>,
+    /// Whether `room_started` went out; a room whose creating join failed never starts.
+    started: bool,
 }
 
 /// All that one worker holds. Its parts (`legs`, `demux`, `commands`) reach these fields directly;
@@ -89,6 +94,8 @@ pub struct Worker {
     ports: PortPool,
     commands: Receiver<Command>,
     metrics: Arc<Metrics>,
+    /// Room events out to the webhook receivers' queues; never waits.
+    hooks: Webhooks,
     shutting_down: bool,
     recv: RecvBatch,
     /// Shared-socket datagrams nobody accepted, added to the drop metric at housekeeping.
@@ -119,6 +126,7 @@ impl Worker {
         commands: Receiver<Command>,
         metrics: Arc<Metrics>,
         heartbeat: Arc<Heartbeat>,
+        hooks: Webhooks,
     ) -> std::io::Result<Worker> {
         let mut webrtc = UdpSocket::bind(cfg.webrtc.listen)?;
         let (rcv, snd) = size_buffers(&webrtc, cfg.media.socket_buffer_bytes);
@@ -154,6 +162,7 @@ impl Worker {
             next_token: FIRST_LEG,
             commands,
             metrics,
+            hooks,
             shutting_down: false,
             recv: RecvBatch::default(),
             unknown_source: 0,
@@ -281,7 +290,8 @@ impl Worker {
         }
     }
 
-    /// Publishes what a room reported and frees what its departed participants held.
+    /// Brings the worker in line with what a room call changed: the next deadline, the paced
+    /// legs, and what the room reported (`publish`).
     fn after_room_call(&mut self, idx: usize) {
         let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else {
             return;
@@ -290,32 +300,7 @@ impl Worker {
         if entry.room.pacing_epoch() != entry.pacing_seen {
             self.repace(idx);
         }
-        let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else {
-            return;
-        };
-        if !entry.room.has_news() {
-            return;
-        }
-        let listening = entry.events.receiver_count() > 0;
-        let room_id = entry.room.id().clone();
-        for ev in entry.room.take_events() {
-            if let RoomEvent::ParticipantLeft { reason, participant_id } = &ev {
-                self.metrics.participants_left.with(*reason).inc();
-                let reason = serde_json::to_value(reason).ok();
-                let reason = reason.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
-                info!(room = %room_id, participant = %participant_id, reason, "participant left");
-            }
-            if listening {
-                // RoomEvent is plain data; serializing it cannot fail.
-                let data = serde_json::to_string(&ev).unwrap_or_default();
-                let _ = entry.events.send(Arc::new(EventFrame { name: ev.name(), data }));
-            }
-        }
-        let closed: Vec<ParticipantId> = entry.room.take_closed().collect();
-        for pid in closed {
-            self.forget_peer(pid);
-            self.free_leg(pid);
-        }
+        self.publish(idx);
     }
 
     fn housekeeping(&mut self, now: Instant) {
@@ -330,10 +315,10 @@ impl Worker {
             }
         }
         for idx in expired {
-            if let Some(entry) = self.rooms[idx].take() {
+            if let Some(entry) = self.rooms[idx].as_ref() {
                 info!(room = %entry.room.id(), "empty room removed after its timeout");
-                self.room_index.remove(entry.room.id());
             }
+            self.finish_room(idx, FinishReason::Empty);
         }
         if self.unknown_source > 0 {
             self.metrics.dropped.with(DropReason::UnknownSource).inc_by(self.unknown_source);
@@ -381,6 +366,9 @@ impl Worker {
                 entry.room.close_all(now, LeaveReason::Shutdown, &mut self.sockets);
             }
             self.after_room_call(idx);
+            // Removed, so the last housekeeping below cannot also find it empty and finish it
+            // a second time.
+            self.finish_room(idx, FinishReason::Shutdown);
         }
         self.housekeeping(now);
         info!("media worker stopped");

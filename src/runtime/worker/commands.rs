@@ -1,7 +1,7 @@
 //! Command handling: the API's commands as one worker carries them out on its rooms.
 
 use super::{RoomEntry, Worker};
-use crate::core::{Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomError};
+use crate::core::{FinishReason, Joining, LeaveReason, MixerSettings, Room, RoomConfig, RoomError};
 use crate::runtime::command::{Command, CommandError, JoinRequest, Joined};
 use crate::runtime::drivers;
 use crate::runtime::sdp_kind::kind_of_offer;
@@ -77,7 +77,7 @@ impl Worker {
                 self.rooms.len() - 1
             }
         };
-        self.rooms[idx] = Some(RoomEntry { room, events, pacing_seen: 0, paced: Vec::new() });
+        self.rooms[idx] = Some(RoomEntry { room, events, pacing_seen: 0, paced: Vec::new(), started: false });
         self.room_index.insert(id, idx);
         Ok(idx)
     }
@@ -86,6 +86,8 @@ impl Worker {
         match cmd {
             Command::CreateRoom { id, max_participants, reply } => {
                 let r = self.create_room(id, max_participants).map(|idx| {
+                    // Nobody can be listening yet: this sends room_started to the webhooks.
+                    self.publish(idx);
                     let mut v = self.rooms[idx].as_ref().map(|e| e.room.view()).expect("room was just created");
                     v.participants = None;
                     v
@@ -104,11 +106,9 @@ impl Worker {
                 let r = self.room_idx(&room).map(|idx| {
                     if let Some(entry) = self.rooms[idx].as_mut() {
                         entry.room.close_all(Instant::now(), LeaveReason::Requested, &mut self.sockets);
-                        self.metrics.add_room_stats(&entry.room.take_stats());
                     }
                     self.after_room_call(idx);
-                    self.rooms[idx] = None;
-                    self.room_index.remove(&room);
+                    self.finish_room(idx, FinishReason::Requested);
                     info!(room = %room, "room deleted");
                 });
                 let _ = reply.send(r);
