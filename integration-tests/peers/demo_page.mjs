@@ -111,6 +111,8 @@ async function main() {
       page.on('console', (m) => rec.console.push(m.text()));
       page.on('pageerror', (e) => rec.page_errors.push(e.message));
       page.on('request', (r) => rec.request_urls.push(r.url()));
+      rec.failed = [];
+      page.on('response', (r) => { if (r.status() >= 400) rec.failed.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
       await page.goto(`${opts.api}/demo#token=${token}`);
       await page.waitForFunction(() => window.__demo !== undefined, null, { timeout: 15000 });
       rec.url_after_load = page.url();
@@ -156,6 +158,8 @@ async function main() {
       entry.url_after_load = rec.url_after_load;
       entry.room_field = rec.room_field;
       entry.page_errors = rec.page_errors;
+      entry.console = rec.console.slice(-20);
+      entry.failed_responses = rec.failed.map((f) => f.replace(opts.api, ''));
       entry.csp_violations = rec.console.filter((t) => /Content Security Policy/i.test(t));
       // The token must never be printed by the page, nor travel in a URL.
       entry.console_has_token = rec.console.some((t) => t.includes(token));

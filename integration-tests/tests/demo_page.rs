@@ -159,6 +159,9 @@ fn two_pages_and_a_phone_see_and_hear_each_other_then_mute_and_leave() {
         assert_eq!(page["urls_with_token"], 0);
         assert_eq!(page["csp_violations"], json!([]), "{ctx}");
         assert_eq!(page["page_errors"], json!([]), "{ctx}");
+        assert_eq!(page["failed_responses"], json!([]), "every call the page made succeeded: {ctx}");
+        let console = page["console"].as_array().unwrap();
+        assert!(!console.iter().any(|l| l.as_str().unwrap_or("").contains("Failed")), "{ctx}");
         assert_eq!(page["after_leave"]["joined"], false, "{me} pressed Leave: {}", page["after_leave"]);
     }
 
