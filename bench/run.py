@@ -69,14 +69,16 @@ def no_core_files():
 class Daemon:
     """One process under test, started by us, pinned to DUT_CPU."""
 
-    def __init__(self, name, cmd, ready):
+    def __init__(self, name, cmd, ready, env=None):
         self.name = name
+        # What the load generator needs in its environment to drive this process (a token).
+        self.env = {}
         RUNDIR.mkdir(parents=True, exist_ok=True)
         self.logf = open(RUNDIR / f"{name}.log", "ab")
         self.args = []
         self.proc = subprocess.Popen(
             pinned(DUT_CPU) + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True,
-            preexec_fn=no_core_files,
+            preexec_fn=no_core_files, env={**os.environ, **(env or {})},
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -157,13 +159,24 @@ def start(target, args=()):
         http = free_port(socket.SOCK_STREAM)
         udp = free_port(socket.SOCK_DGRAM)
         api = f"http://127.0.0.1:{http}"
+        exe = str(SUT if target == "switchboard" else BASE_SUT)
+        # BENCH_BASELINE_AUTH=off: the baseline runs with auth.enabled = false, so `ab` measures
+        # what checking tokens costs (the same binary as BENCH_BASELINE).
+        noauth = target == "baseline" and os.environ.get("BENCH_BASELINE_AUTH") == "off"
         d = Daemon(
             "switchboard",
-            [str(SUT if target == "switchboard" else BASE_SUT), "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}",
-             "--webrtc-listen", f"127.0.0.1:{udp}"],
+            [exe, "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}", "--webrtc-listen", f"127.0.0.1:{udp}"],
             lambda: http_ok(api + "/healthz"),
+            env={"SWITCHBOARD_AUTH__ENABLED": "false"} if noauth else None,
         )
         d.args = ["--api", api]
+        if not noauth:
+            tok = subprocess.run([exe, "--config", str(SB_CONFIG), "token", "--room", "*", "--identity", "bench",
+                                  "--grant", "admin", "--ttl", "1d"], cwd=ROOT, capture_output=True, text=True)
+            if tok.returncode != 0:
+                d.stop()
+                raise RuntimeError(f"switchboard token failed: {tok.stderr.strip()[-300:]}")
+            d.env = {"SB_API_TOKEN": tok.stdout.strip()}
         return d
     if target == "floor":
         return start_floor(args)
@@ -215,7 +228,8 @@ def loadgen(target, daemon, tag, args, opts, timeout=600):
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
     log("  $", " ".join(cmd[6:]))
     try:
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, **getattr(daemon, "env", {})})
     except subprocess.TimeoutExpired:
         return {"error": f"loadgen timed out after {timeout} s"}
     if p.returncode != 0:

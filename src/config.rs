@@ -21,6 +21,7 @@ pub struct Config {
     pub debug: DebugConfig,
     pub auth: crate::auth::AuthConfig,
     pub metrics: MetricsConfig,
+    pub node: crate::limits::NodeConfig,
 }
 
 /// `[metrics]`: where Prometheus scrapes. On the API address `/metrics` needs an admin token;
@@ -37,6 +38,14 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Request bodies above this get 413 `body_too_large`.
     pub max_body_bytes: usize,
+    /// A client that has not sent its request headers this long after connecting is cut off.
+    pub header_timeout_secs: u64,
+    /// A request with no answer this long gets 503 `timeout` (an event stream: until it starts).
+    pub request_timeout_secs: u64,
+    /// Open HTTP connections at most; past it new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a request waits on the media thread before it is answered 503 `busy`.
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,6 +94,10 @@ pub struct RoomsConfig {
     /// Create a room when someone joins a room that does not exist.
     pub auto_create: bool,
     pub max_participants: usize,
+    /// The most `POST /v1/rooms` may set as a room's `max_participants`.
+    pub max_participants_cap: usize,
+    /// Event streams (SSE) open on one room at most; past it 429 `too_many_listeners`.
+    pub max_event_listeners: usize,
     /// An empty room is removed after this long.
     pub empty_timeout_secs: u64,
 }
@@ -126,7 +139,14 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::new(LOOPBACK, 8080), max_body_bytes: 256 * 1024 }
+        HttpConfig {
+            listen: SocketAddr::new(LOOPBACK, 8080),
+            max_body_bytes: 256 * 1024,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            command_timeout_ms: 2000,
+        }
     }
 }
 
@@ -168,7 +188,13 @@ impl Default for MediaConfig {
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        RoomsConfig { auto_create: true, max_participants: 100, empty_timeout_secs: 60 }
+        RoomsConfig {
+            auto_create: true,
+            max_participants: 100,
+            max_participants_cap: 1000,
+            max_event_listeners: 64,
+            empty_timeout_secs: 60,
+        }
     }
 }
 
@@ -285,6 +311,24 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        if self.rooms.max_participants > self.rooms.max_participants_cap {
+            return bad("rooms.max_participants", "must not exceed rooms.max_participants_cap");
+        }
+        if self.rooms.max_event_listeners == 0 || self.http.max_connections == 0 {
+            return bad(
+                "rooms.max_event_listeners",
+                "rooms.max_event_listeners and http.max_connections must be at least 1",
+            );
+        }
+        if self.http.header_timeout_secs == 0
+            || self.http.request_timeout_secs == 0
+            || self.http.command_timeout_ms == 0
+        {
+            return bad("http.request_timeout_secs", "http timeouts must be above 0");
+        }
+        if let Err(message) = self.node.check() {
+            return Err(ConfigError::Invalid { key: "node", message });
         }
         if let Err(message) = self.auth.check(self.http.listen) {
             return Err(ConfigError::Invalid { key: "auth", message });

@@ -7,5 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod core;
+#[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
+pub mod limits;
 pub mod metrics;
 pub mod runtime;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use switchboard::auth::{Grant, RoomScope};
 use switchboard::config::{Config, HttpOverride, LogOverride, Overrides, WebrtcOverride};
 use switchboard::{api, metrics::Metrics, runtime};
@@ -135,6 +136,10 @@ fn parse_ttl(s: &str) -> Option<u64> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    match switchboard::limits::raise_open_files(cfg.node.open_files) {
+        Ok(n) => info!(open_files = n, "open-file limit"),
+        Err(e) => warn!(error = %e, "could not raise the open-file limit"),
+    }
     let metrics = Arc::new(Metrics::new());
     let (worker, media) = runtime::start(cfg.clone(), metrics.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
@@ -156,39 +161,86 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         });
         info!(metrics = %addr, "metrics on their own address, with no token");
     }
-    let state = api::AppState { worker: worker.clone(), metrics, draining: draining.clone(), auth: Arc::new(auth) };
+    let limits = api::ApiLimits {
+        max_participants_cap: cfg.rooms.max_participants_cap,
+        request_timeout: Duration::from_secs(cfg.http.request_timeout_secs),
+    };
+    let state = api::AppState {
+        worker: worker.clone(),
+        metrics,
+        draining: draining.clone(),
+        auth: Arc::new(auth),
+        limits: Arc::new(limits),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("binding http.listen = {}", cfg.http.listen))?;
     info!(http = %cfg.http.listen, "switchboard ready");
     let media_failed = Arc::new(AtomicBool::new(false));
     let failed = media_failed.clone();
-    let ended = media.ended;
-    axum::serve(listener, api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown_signal() => {
-                    info!("shutting down: refusing joins, closing participants");
-                    draining.store(true, Ordering::Relaxed);
-                    worker.shutdown().await;
+    let router = api::router(state, cfg.http.max_body_bytes, cfg.debug.stall_hook);
+    let serve_limits = api::serve::ServeLimits {
+        max_connections: cfg.http.max_connections,
+        header_timeout: Duration::from_secs(cfg.http.header_timeout_secs),
+    };
+    let drain_timeout = cfg.node.drain_timeout();
+    let mut ended = media.ended;
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {
+                draining.store(true, Ordering::Relaxed);
+                info!(timeout_secs = drain_timeout.as_secs(), "draining: refusing joins, waiting for participants to leave");
+                tokio::select! {
+                    _ = drain(&worker, drain_timeout) => {}
+                    // A second signal cuts the drain short.
+                    _ = shutdown_signal() => info!("second signal: not waiting any longer"),
+                    _ = &mut ended => {
+                        error!("the media thread stopped unexpectedly while draining; exiting");
+                        failed.store(true, Ordering::Relaxed);
+                        return;
+                    }
                 }
-                // Only a panic outside any participant's code ends the media thread unasked.
-                // Serving an API with no media plane behind it helps nobody: stop, and exit
-                // non-zero so a supervisor restarts the daemon.
-                _ = ended => {
-                    error!("the media thread stopped unexpectedly; exiting");
-                    draining.store(true, Ordering::Relaxed);
-                    failed.store(true, Ordering::Relaxed);
-                }
+                info!("closing the participants still here");
+                worker.shutdown().await;
             }
-        })
-        .await?;
+            // Only a panic outside any participant's code ends the media thread unasked.
+            // Serving an API with no media plane behind it helps nobody: stop, and exit
+            // non-zero so a supervisor restarts the daemon.
+            _ = &mut ended => {
+                error!("the media thread stopped unexpectedly; exiting");
+                draining.store(true, Ordering::Relaxed);
+                failed.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    api::serve::serve(listener, router, serve_limits, shutdown).await;
     let _ = media.thread.join();
     if media_failed.load(Ordering::Relaxed) {
         anyhow::bail!("media thread failed");
     }
     info!("stopped");
     Ok(())
+}
+
+/// Waits until no participant is left on the node, or `timeout`. Joins are refused meanwhile
+/// (`draining`), so the count only falls.
+async fn drain(worker: &runtime::Handle, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = match worker.call(|reply| runtime::Command::ListRooms { reply }).await {
+            Ok(rooms) => rooms.iter().map(|r| r.participants.as_ref().map_or(0, Vec::len)).sum::<usize>(),
+            Err(_) => return,
+        };
+        if left == 0 {
+            info!("drained: no participant left");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            info!(participants = left, "drain timeout reached");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn shutdown_signal() {

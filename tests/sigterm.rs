@@ -23,7 +23,7 @@ fn sigterm_closes_participants_and_exits_zero() {
         &cfg,
         format!(
             "[http]\nlisten = \"127.0.0.1:{http}\"\n[webrtc]\nlisten = \"127.0.0.1:{webrtc}\"\n\
-             [rtp]\nport_min = {rtp}\nport_max = {}\n[auth]\nenabled = false\n",
+             [rtp]\nport_min = {rtp}\nport_max = {}\n[auth]\nenabled = false\n[node]\ndrain_timeout_secs = 1\n",
             rtp + 9
         ),
     )

@@ -45,6 +45,11 @@ impl From<CommandError> for ApiError {
             CommandError::NoPorts => (StatusCode::SERVICE_UNAVAILABLE, "no_ports"),
             CommandError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
             CommandError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            CommandError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            CommandError::NodeFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "node_full"),
+            CommandError::TooManyListeners(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_listeners"),
+            CommandError::NoResources => (StatusCode::SERVICE_UNAVAILABLE, "no_resources"),
+            CommandError::DtmfQueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "dtmf_queue_full"),
         };
         ApiError::new(status, code, message)
     }

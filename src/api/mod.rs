@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod participants;
 mod rooms;
+pub mod serve;
 
 pub use error::ApiError;
 
@@ -34,6 +35,15 @@ pub struct AppState {
     /// Set on SIGTERM: joins are refused while participants are closed.
     pub draining: Arc<AtomicBool>,
     pub auth: Arc<Auth>,
+    pub limits: Arc<ApiLimits>,
+}
+
+/// The API's own limits (config `http.*`, `rooms.max_participants_cap`).
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    pub max_participants_cap: usize,
+    /// A request with no answer by then gets 503 `timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Whether a route needs a token. Open routes are this short list; everything else passes
@@ -100,6 +110,7 @@ pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool) -> Route
     }
     router
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -124,6 +135,20 @@ async fn metrics_with_token(State(st): State<AppState>, Extension(access): Exten
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path; see docs/api.md")
+}
+
+/// Answers 503 `timeout` for a request with no response within `http.request_timeout_secs`. An
+/// event stream's response starts at once, so only its start is timed.
+async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(st.limits.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("no answer within {} s (http.request_timeout_secs)", st.limits.request_timeout.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 /// Counts every request by method, path template (never the concrete path: it holds ids) and status.

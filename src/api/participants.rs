@@ -164,9 +164,16 @@ pub async fn track(
 ) -> Result<impl IntoResponse, ApiError> {
     let (room, participant) = (room_id(&room)?, participant_id(&id)?);
     access.admin(&room)?;
-    let track = track.parse::<u64>().map(switchboard_driver::TrackId).map_err(|_| {
-        ApiError::new(StatusCode::NOT_FOUND, "track_not_found", format!("no track {track:?}: track ids are numbers"))
-    })?;
+    let track =
+        track.strip_prefix('t').and_then(|n| n.parse::<u64>().ok()).map(switchboard_driver::TrackId).ok_or_else(
+            || {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "track_not_found",
+                    format!("no track {track:?}: track ids are t<number>"),
+                )
+            },
+        )?;
     let muted = body.muted;
     Ok(Json(st.worker.call(|reply| Command::MuteTrack { room, participant, track, muted, reply }).await?))
 }

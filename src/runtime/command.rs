@@ -4,8 +4,9 @@
 use crate::core::view::{ParticipantView, RoomView, TrackView};
 use crate::core::{AudioPreference, MediaGrants, VideoPreference};
 use mio::Waker;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 use switchboard_driver::{ParticipantId, ParticipantKind, RoomId, TrackId};
 use tokio::sync::{broadcast, oneshot};
 
@@ -126,19 +127,52 @@ pub enum CommandError {
     Unsupported(String),
     #[error("the bridge is shutting down")]
     ShuttingDown,
+    #[error("the media thread is busy: {0}; try again")]
+    Busy(String),
+    #[error("{0}")]
+    NodeFull(String),
+    #[error("room already has {0} event listeners, the most it takes")]
+    TooManyListeners(usize),
+    #[error("the node is out of file descriptors (RLIMIT_NOFILE); try again when calls have ended")]
+    NoResources,
+    #[error("{0}")]
+    DtmfQueueFull(String),
 }
 
 /// Lets the API reach the worker.
 #[derive(Clone)]
 pub struct Handle {
-    tx: Sender<Command>,
+    tx: SyncSender<Command>,
     waker: Arc<Waker>,
     heartbeat: Arc<super::heartbeat::Heartbeat>,
+    /// How long a call waits for the media thread's answer before it is `Busy`.
+    timeout: Duration,
 }
 
+/// Commands waiting for the media thread at most; past it a call is answered `Busy` at once.
+pub const COMMAND_QUEUE: usize = 1024;
+
 impl Handle {
-    pub fn new(tx: Sender<Command>, waker: Arc<Waker>, heartbeat: Arc<super::heartbeat::Heartbeat>) -> Handle {
-        Handle { tx, waker, heartbeat }
+    pub fn new(
+        tx: SyncSender<Command>,
+        waker: Arc<Waker>,
+        heartbeat: Arc<super::heartbeat::Heartbeat>,
+        timeout: Duration,
+    ) -> Handle {
+        Handle { tx, waker, heartbeat, timeout }
+    }
+
+    fn enqueue(&self, cmd: Command) -> Result<(), CommandError> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                Err(CommandError::Busy(format!("{COMMAND_QUEUE} requests are waiting for it already")))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(CommandError::ShuttingDown),
+        }
     }
 
     /// How long ago the media thread last turned its loop.
@@ -148,23 +182,40 @@ impl Handle {
 
     /// Sends a command that wants no reply.
     pub fn send(&self, cmd: Command) -> Result<(), CommandError> {
-        self.tx.send(cmd).map_err(|_| CommandError::ShuttingDown)?;
-        let _ = self.waker.wake();
-        Ok(())
+        self.enqueue(cmd)
     }
 
+    /// Sends a command and waits for its answer, at most the configured time: a media thread
+    /// that is stuck or swamped gets the caller a `Busy`, not a hung request. A command that
+    /// times out is still carried out when the thread gets to it.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| CommandError::ShuttingDown)?;
-        let _ = self.waker.wake();
-        rx.await.map_err(|_| CommandError::ShuttingDown)?
+        self.enqueue(make(reply))?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| CommandError::ShuttingDown)?,
+            Err(_) => Err(CommandError::Busy(format!(
+                "no answer within {} ms (http.command_timeout_ms)",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
     pub async fn shutdown(&self) {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Command::Shutdown { reply }).is_ok() {
-            let _ = self.waker.wake();
-            let _ = rx.await;
+        let mut cmd = Command::Shutdown { reply };
+        // The queue may be full of requests: the shutdown waits its turn rather than being lost.
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => break,
+                Err(TrySendError::Full(c)) => {
+                    cmd = c;
+                    let _ = self.waker.wake();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
         }
+        let _ = self.waker.wake();
+        let _ = rx.await;
     }
 }

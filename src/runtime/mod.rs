@@ -27,13 +27,15 @@ pub struct MediaThread {
 /// Binds the media sockets and starts the worker thread.
 pub fn start(cfg: Config, metrics: Arc<Metrics>) -> std::io::Result<(Handle, MediaThread)> {
     switchboard_webrtc::init();
+    let cfg_timeout_ms = cfg.http.command_timeout_ms;
     let poll = mio::Poll::new()?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
     let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
     let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone())?;
     let media = spawn_watched("media", move || worker.run())?;
-    Ok((Handle::new(tx, waker, heartbeat), media))
+    let timeout = std::time::Duration::from_millis(cfg_timeout_ms);
+    Ok((Handle::new(tx, waker, heartbeat, timeout), media))
 }
 
 /// Spawns `f` on a named thread whose end, however it comes, resolves `ended`: the sender is

@@ -23,7 +23,13 @@ pub enum DtmfError {
     Truncated,
     #[error("{0:?} is not a DTMF digit (use 0-9, *, #, A-D)")]
     InvalidDigit(char),
+    #[error("the leg already has {0} digits waiting to be played; send more once they have played")]
+    QueueFull(usize),
 }
+
+/// Digits a leg holds waiting to be played: a client that posts faster than digits play (about
+/// 150 ms each) is told so instead of growing the queue without end.
+pub const MAX_QUEUED_DIGITS: usize = 128;
 
 /// The digit of an event code 0-15.
 pub fn digit_of(code: u8) -> Option<char> {
@@ -159,6 +165,9 @@ impl DtmfSender {
     pub fn queue(&mut self, now: Instant, digits: &str, duration_ms: u32) -> Result<(), DtmfError> {
         let codes: Vec<u8> =
             digits.chars().map(|c| code_of(c).ok_or(DtmfError::InvalidDigit(c))).collect::<Result<_, _>>()?;
+        if self.queue.len() + codes.len() > MAX_QUEUED_DIGITS {
+            return Err(DtmfError::QueueFull(self.queue.len()));
+        }
         self.queue.extend(codes);
         self.duration_ms = duration_ms;
         if self.next_at.is_none() {

@@ -7,7 +7,8 @@ use crate::runtime::drivers;
 use crate::runtime::sdp_kind::kind_of_offer;
 use crate::runtime::sockets::Sockets;
 use std::time::Instant;
-use switchboard_driver::{NegotiationError, ParticipantId, ParticipantKind, RoomId};
+use switchboard_driver::dtmf::DtmfError;
+use switchboard_driver::{NegotiationError, ParticipantId, ParticipantKind, RoomId, WriteError};
 use tokio::sync::broadcast;
 use tracing::{info, info_span};
 
@@ -42,6 +43,12 @@ impl Worker {
         };
         if self.room_index.contains_key(&id) {
             return Err(CommandError::RoomExists(id.to_string()));
+        }
+        if self.room_index.len() >= self.cfg.node.max_rooms {
+            return Err(CommandError::NodeFull(format!(
+                "this node holds {} rooms, the most it takes (node.max_rooms); use another node",
+                self.cfg.node.max_rooms
+            )));
         }
         let cfg = RoomConfig {
             max_participants: max.unwrap_or(self.cfg.rooms.max_participants),
@@ -147,11 +154,13 @@ impl Worker {
                 let _ = reply.send(r.and_then(|o| o.map_err(map_room_error)));
             }
             Command::Subscribe { room, reply } => {
+                let most = self.cfg.rooms.max_event_listeners;
                 let r = self.room_idx(&room).and_then(|idx| {
-                    self.rooms[idx]
-                        .as_ref()
-                        .map(|e| e.events.subscribe())
-                        .ok_or_else(|| CommandError::RoomNotFound(room.to_string()))
+                    let e = self.rooms[idx].as_ref().ok_or_else(|| CommandError::RoomNotFound(room.to_string()))?;
+                    if e.events.receiver_count() >= most {
+                        return Err(CommandError::TooManyListeners(most));
+                    }
+                    Ok(e.events.subscribe())
                 });
                 let _ = reply.send(r);
             }
@@ -184,6 +193,12 @@ impl Worker {
                 ))
             }
         };
+        let total: usize = self.rooms.iter().flatten().map(|e| e.room.len()).sum();
+        if total >= self.cfg.node.max_participants {
+            return Err(CommandError::NodeFull(format!(
+                "this node holds {total} participants, the most it takes (node.max_participants); use another node"
+            )));
+        }
         let (idx, created) = match self.room_idx(&room) {
             Ok(idx) => (idx, false),
             Err(_) if self.cfg.rooms.auto_create => (self.create_room(Some(room.clone()), None)?, true),
@@ -260,6 +275,7 @@ fn map_room_error(e: RoomError) -> CommandError {
         RoomError::Negotiation(NegotiationError::KindMismatch(m)) => CommandError::KindMismatch(m),
         RoomError::Negotiation(NegotiationError::UnexpectedState(m)) => CommandError::BadRequest(m),
         RoomError::Negotiation(e) => CommandError::BadSdp(e.to_string()),
+        RoomError::Write(WriteError::Dtmf(e @ DtmfError::QueueFull(_))) => CommandError::DtmfQueueFull(e.to_string()),
         RoomError::Write(e) => CommandError::BadRequest(e.to_string()),
     }
 }

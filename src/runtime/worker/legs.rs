@@ -47,6 +47,13 @@ impl Worker {
                     found = Ok(LegPorts { port, rtp, rtcp });
                     break;
                 }
+                // Out of descriptors: every other port would fail the same way, and the port is
+                // not to blame, so it goes back unquarantined.
+                (Err(e), _) | (_, Err(e)) if crate::limits::is_out_of_files(&e) => {
+                    busy.push(port);
+                    found = Err(CommandError::NoResources);
+                    break;
+                }
                 // Someone else holds it: skip it now, and offer it again to later joins.
                 _ => {
                     warn!(port, "media port busy, skipped");
