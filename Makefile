@@ -14,7 +14,9 @@ test-deps:
 build: deps
 	$(CARGO) build --release --bin switchboard
 
+# Prints a link to the demo page (/demo) with a dev token for room `demo`, then starts the daemon.
 run: build
+	@./scripts/demo-link.sh ./target/release/switchboard $(CONFIG)
 	./target/release/switchboard --config $(CONFIG)
 
 # Every test, cheapest first so a slip fails in seconds rather than after the integration run:

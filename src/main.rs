@@ -21,8 +21,8 @@ const WEBHOOK_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// TOML configuration file.
-    #[arg(long, default_value = "config/switchboard.toml")]
+    /// TOML configuration file. Global, so `switchboard token --config FILE ...` reads it too.
+    #[arg(long, global = true, default_value = "config/switchboard.toml")]
     config: PathBuf,
     /// HTTP API listen address (overrides http.listen).
     #[arg(long)]

@@ -3,6 +3,7 @@
 pub mod access;
 mod body;
 mod cors;
+mod demo;
 mod error;
 mod events;
 mod health;
@@ -92,6 +93,9 @@ fn table(stall_hook: bool) -> Vec<(RouteInfo, Handler)> {
         (Method::GET, "/metrics", Token, get(metrics_with_token)),
         (Method::GET, "/healthz", Open, get(health::healthz)),
         (Method::GET, "/readyz", Open, get(health::readyz)),
+        // Static files with no secret in them; the page's calls carry the token it is given.
+        (Method::GET, "/demo", Open, get(demo::page)),
+        (Method::GET, "/sdk/switchboard.js", Open, get(demo::sdk)),
     ];
     if stall_hook {
         t.push((Method::POST, "/v1/debug/stall", Token, post(health::stall)));
