@@ -1,5 +1,5 @@
 //! What one node takes on: rooms and participants in all, how long it drains on SIGTERM, and the
-//! open-file limit it raises at start so that sockets, not the limit, are what runs out.
+//! open-file limit it sets at start.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -14,7 +14,7 @@ pub struct NodeConfig {
     pub max_participants: usize,
     /// On SIGTERM, how long the node waits for participants to leave before it closes the rest.
     pub drain_timeout_secs: u64,
-    /// The soft RLIMIT_NOFILE asked for at start (never above the hard limit). A leg holds two
+    /// The soft RLIMIT_NOFILE set at start (never above the hard limit). A leg holds two
     /// sockets; an HTTP connection, an event stream and GStreamer's pipes hold the rest.
     pub open_files: u64,
 }
@@ -41,8 +41,9 @@ impl NodeConfig {
     }
 }
 
-/// Raises the soft open-file limit to `want`, or to the hard limit if that is lower. Returns the
-/// soft limit now in force.
+/// Sets the soft open-file limit to `want`, or to the hard limit if that is lower: raised where
+/// the distribution's default (often 1024) would run out first, lowered where an operator wants
+/// the node to stop short of the machine's. Returns the soft limit now in force.
 pub fn raise_open_files(want: u64) -> std::io::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
@@ -50,8 +51,8 @@ pub fn raise_open_files(want: u64) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     let target = want.min(lim.rlim_max);
-    if lim.rlim_cur >= target {
-        return Ok(lim.rlim_cur);
+    if lim.rlim_cur == target {
+        return Ok(target);
     }
     lim.rlim_cur = target;
     // SAFETY: `lim` is a valid rlimit whose soft value does not exceed its hard value.

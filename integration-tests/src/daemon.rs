@@ -148,6 +148,26 @@ impl Daemon {
         last_lines(&self.log(), lines)
     }
 
+    /// Sends SIGTERM and returns at once: the daemon starts draining (see `node.drain_timeout_secs`).
+    pub fn terminate(&self) {
+        if let Some(child) = self.child.as_ref() {
+            // SAFETY: signalling our own child by its pid; it has not been reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its status, or `None` if it has not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.exited() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Stop the daemon now (SIGTERM, then SIGKILL after 5 s) and return how it exited.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
