@@ -5,6 +5,7 @@ mod media_tests;
 mod peer_policy_tests;
 mod robustness_tests;
 mod rtcp_tests;
+mod restart_tests;
 mod sdp_tests;
 
 use crate::{RtpDriver, RtpLegConfig};
