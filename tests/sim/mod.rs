@@ -1,7 +1,8 @@
 //! The simulation harness of the sans-IO core: fake drivers that speak a tiny packet format, a
 //! fake MCU, a simulated network and room builders. Minutes of media run in milliseconds.
 
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -6,11 +6,11 @@
 use crate::config::{LegStats, RemoteReport, RtpLegConfig};
 use crate::negotiation::{self, offer_codecs, offer_suites, LocalOffer, MediaPlan};
 use crate::queue::OutputQueue;
-use crate::stream::PeerStream;
 use crate::sdes::KeyMaterial;
 use crate::sdp::{parse_remote_description, Direction, RemoteDescription};
 use crate::sdp_write::{self, AudioLine, Section};
 use crate::srtp::{SrtpInbound, SrtpOutbound};
+use crate::stream::PeerStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_driver::dtmf::{DtmfReceiver, DtmfSender};
