@@ -1198,7 +1198,8 @@ class Leg:
         while not self.stop_flag.wait(1.0):
             if not self.rx_log or self.dest is None or self.suite:
                 continue
-            _t, _pt, seq, _ts, ssrc, _m, _n = self.rx_log[-1]
+            last = self.rx_log[-1]
+            seq, ssrc = last[2], last[4]
             block = struct.pack("!IIIIII", ssrc, (fraction << 24) | 0, seq, 0, 0, 0)
             rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc) + block
             with self.send_lock:
