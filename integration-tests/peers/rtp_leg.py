@@ -30,6 +30,11 @@ Main options (all in --help):
   --dtmf-listen                       decode received RFC 4733 events into digits
   --dtmf-pcap FILES | --dtmf-digits D [--dtmf-source handbuilt|gst]   send digits
   --inject T:WHAT[xN]                 bad-auth, replay, truncated or foreign packets at T
+  --ptime MS                          offer a=ptime:MS and send packets of MS ms (default 20)
+  --restart-at S                      restart the stream at S, as a gateway does between early
+                                      media and the answer: a new SSRC, and sequence numbers and
+                                      timestamps far from the old ones (repeatable)
+  --audio forward|mix|auto            the join's audio preference
   --save-audio PATH, --packet-log, --probe 440,660
   --duration S, --stop-file PATH      run S seconds at most; end early once PATH exists
   --timeline-after-rx N               count action times from the N-th received packet
@@ -67,7 +72,7 @@ CODECS = {
     "g722": dict(sdp="G722", pt=9, clock=8000, channels=1, rate=16000,
                  enc="avenc_g722", pay="rtpg722pay", depay="rtpg722depay", dec="avdec_g722"),
     "opus": dict(sdp="opus", pt=111, clock=48000, channels=2, rate=48000,
-                 enc="opusenc frame-size=20 bitrate=32000", pay="rtpopuspay", depay="rtpopusdepay",
+                 enc="opusenc frame-size={ptime} bitrate=32000", pay="rtpopuspay", depay="rtpopusdepay",
                  dec="opusdec"),
 }
 
@@ -197,6 +202,28 @@ def rtp_payload(data, hl):
     if data[0] & 0x20 and end > hl:
         end -= data[-1]
     return data[hl:max(hl, end)]
+
+
+def opus_samples_48k(payload):
+    """How many 48 kHz samples an Opus packet holds, from its TOC (RFC 6716 3.1), or None."""
+    if not payload:
+        return None
+    config, code = payload[0] >> 3, payload[0] & 3
+    if config < 12:
+        frame = (480, 960, 1920, 2880)[config % 4]
+    elif config < 16:
+        frame = (480, 960)[config % 2]
+    else:
+        frame = (120, 240, 480, 960)[config % 4]
+    if code == 0:
+        frames = 1
+    elif code < 3:
+        frames = 2
+    elif len(payload) > 1:
+        frames = payload[1] & 0x3F
+    else:
+        return None
+    return frame * frames
 
 
 def is_rtcp(data):
@@ -494,9 +521,11 @@ class Leg:
         self.seq = random.randint(0, 65535)
         self.ts_base = random.randint(0, 2**32 - 1)
         self.pay_ts0 = None
+        self.ts_align = 0
         self.first_audio_sent = False
         self.dtmf_active = False
         self.sent_audio = 0
+        self.restarts = []  # the streams after each --restart-at: at, ssrc, first seq, ts offset
         self.sent_dtmf = 0
         self.sent_events = {}  # event timestamp -> what the leg sent
         self.suppressed_audio = 0
@@ -506,7 +535,8 @@ class Leg:
         self.send_errors = 0
 
         # receive state
-        self.rx_log = []  # (t, pt, seq, ts, ssrc, marker, payload_len)
+        # (t, pt, seq, ts, ssrc, marker, payload_len, Opus samples at 48 kHz or None)
+        self.rx_log = []
         self.raw_dump = [] if a.dump_packets else None
         self.early = []
         self.key_lock = threading.Lock()
@@ -542,7 +572,7 @@ class Leg:
             lines.append("a=fmtp:%d minptime=10;useinbandfec=1" % audio_pt)
         lines.append("a=rtpmap:%d telephone-event/%d" % (te_pt, te_clock))
         lines.append("a=fmtp:%d 0-15" % te_pt)
-        lines.append("a=ptime:20")
+        lines.append("a=ptime:%d" % self.a.ptime)
         if not self.a.no_rtcp_mux:
             lines.append("a=rtcp-mux")
         if self.suite:
@@ -625,6 +655,8 @@ class Leg:
 
     def join(self):
         body = {"display_name": self.a.display_name}
+        if self.a.audio:
+            body["audio"] = self.a.audio
         if self.a.late_offer:
             body["kind"] = self.kind
             st, res = http_json("POST", self.url(), body)
@@ -740,14 +772,14 @@ class Leg:
         _marker, _pt, _seq, pts, _ssrc, hl = h
         # The payloader's header extension block (the audio level), kept as GStreamer wrote it.
         ext = data[12 + 4 * (data[0] & 0x0F):hl] if data[0] & 0x10 else b""
-        if self.pay_ts0 is None:
-            # The leg's audio timestamps start at its wall-clock timestamp of the first packet
-            # and then follow the payloader's (sample-exact) timestamps.
-            self.pay_ts0 = pts
-            self.ts_align = self.ts_now()
-        ts = (self.ts_align + pts - self.pay_ts0) & 0xFFFFFFFF
         payload = rtp_payload(data, hl)
         with self.send_lock:
+            if self.pay_ts0 is None:
+                # The leg's audio timestamps start at its wall-clock timestamp of the first packet
+                # and then follow the payloader's (sample-exact) timestamps.
+                self.pay_ts0 = pts
+                self.ts_align = self.ts_now()
+            ts = (self.ts_align + pts - self.pay_ts0) & 0xFFFFFFFF
             if not self.sending_allowed() or self.stop_flag.is_set():
                 return Gst.FlowReturn.OK
             if self.dtmf_active:
@@ -765,13 +797,14 @@ class Leg:
         if not self.a.tone:
             return
         c = self.codec
-        spb = c["rate"] // 50
+        ptime = self.a.ptime
+        spb = c["rate"] * min(ptime, 20) // 1000
         desc = ("audiotestsrc is-live=true wave=sine freq=%f volume=%f samplesperbuffer=%d ! "
-                "audio/x-raw,format=S16LE,rate=%d,channels=1 ! %s%s ! %s name=pay pt=%d min-ptime=20000000 "
-                "max-ptime=20000000 ! appsink name=sink emit-signals=true sync=false"
+                "audio/x-raw,format=S16LE,rate=%d,channels=1 ! %s%s ! %s name=pay pt=%d min-ptime=%d "
+                "max-ptime=%d ! appsink name=sink emit-signals=true sync=false"
                 % (self.a.tone, self.a.amplitude, spb, c["rate"],
-                   "level audio-level-meta=true ! " if self.level_ext else "", c["enc"], c["pay"],
-                   self.audio_pt or 96))
+                   "level audio-level-meta=true ! " if self.level_ext else "", c["enc"].format(ptime=ptime),
+                   c["pay"], self.audio_pt or 96, ptime * 1000000, ptime * 1000000))
         self.sender = Gst.parse_launch(desc)
         if self.level_ext:
             ext = Gst.ElementFactory.make("rtphdrextclientaudiolevel")
@@ -781,6 +814,20 @@ class Leg:
             self.sender.get_by_name("pay").emit("add-extension", ext)
         self.sender.get_by_name("sink").connect("new-sample", self.on_encoded)
         self.sender.set_state(Gst.State.PLAYING)
+
+    def restart_stream(self):
+        """A new SSRC, and sequence numbers and timestamps far from the old ones (half the number
+        space away, give or take), as a gateway's stream from another media server."""
+        with self.send_lock:
+            old = self.ssrc
+            while self.ssrc == old:
+                self.ssrc = random.randint(1, 2**32 - 1)
+            self.seq = (self.seq + 16384 + random.randint(0, 32767)) & 0xFFFF
+            offset = 2**30 + random.randint(0, 2**31)
+            self.ts_align = (self.ts_align + offset) & 0xFFFFFFFF
+            self.restarts.append({"at": round(self.now(), 3), "ssrc": self.ssrc, "seq": self.seq,
+                                  "ts_offset": offset})
+        self.mark("stream restarted: ssrc %d, seq %d" % (self.ssrc, self.seq))
 
     def send_dtmf_packet(self, marker, ts, payload, seq=None):
         with self.send_lock:
@@ -971,7 +1018,8 @@ class Leg:
                 self.rx_malformed += 1
                 continue
             marker, pt, seq, ts, ssrc, hl = h
-            self.rx_log.append((round(t, 4), pt, seq, ts, ssrc, int(marker), len(data) - hl))
+            dur = opus_samples_48k(rtp_payload(data, hl)) if self.a.codec == "opus" and not self.suite else None
+            self.rx_log.append((round(t, 4), pt, seq, ts, ssrc, int(marker), len(data) - hl, dur))
             if self.raw_dump is not None:
                 self.raw_dump.append(data)
             if self.suite:
@@ -1087,6 +1135,8 @@ class Leg:
         actions = []
         if a.hold_after is not None:
             actions.append((a.hold_after, "hold", None))
+        for at in a.restart_at:
+            actions.append((at, "restart", None))
         if a.resume_after is not None:
             actions.append((a.resume_after, "resume", None))
         if a.dtmf_pcap or a.dtmf_digits:
@@ -1112,6 +1162,8 @@ class Leg:
                 th = threading.Thread(target=self.dtmf_thread, daemon=True)
                 th.start()
                 threads.append(th)
+            elif what == "restart":
+                self.restart_stream()
             elif what == "inject":
                 self.inject(*arg)
             self.check_bus()
@@ -1146,7 +1198,8 @@ class Leg:
         while not self.stop_flag.wait(1.0):
             if not self.rx_log or self.dest is None or self.suite:
                 continue
-            _t, _pt, seq, _ts, ssrc, _m, _n = self.rx_log[-1]
+            last = self.rx_log[-1]
+            seq, ssrc = last[2], last[4]
             block = struct.pack("!IIIIII", ssrc, (fraction << 24) | 0, seq, 0, 0, 0)
             rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc) + block
             with self.send_lock:
@@ -1277,6 +1330,8 @@ class Leg:
             "answer_sdp": self.answer_sdp,
             "bridge_offer_sdp": self.bridge_offer_sdp,
             "renegotiations": self.renegotiations,
+            "ptime": self.a.ptime,
+            "restarts": self.restarts,
             "bridge_key_changes": self.bridge_key_changes,
             "sent": {"audio_packets": self.sent_audio, "dtmf_packets": self.sent_dtmf,
                      "dtmf_events": list(self.sent_events.values()),
@@ -1344,6 +1399,10 @@ def main():
     p.add_argument("--packet-log", action="store_true", help="include every received packet in the output")
     p.add_argument("--dump-packets", default=None, help="write every received RTP datagram (hex) here")
     p.add_argument("--duration", type=float, default=5.0, help="seconds to run (at most, with --stop-file)")
+    p.add_argument("--ptime", type=int, default=20, help="a=ptime to offer, and the packet duration sent (ms)")
+    p.add_argument("--restart-at", type=float, action="append", default=[],
+                   help="restart the stream (new SSRC, sequence and timestamp) at this time (repeatable)")
+    p.add_argument("--audio", choices=["forward", "mix", "auto"], default=None, help="the join's audio preference")
     p.add_argument("--stop-file", default=None, help="end as soon as this file exists")
     p.add_argument("--timeline-after-rx", type=int, default=0,
                    help="count action times and --duration from the N-th received RTP packet, not the start")

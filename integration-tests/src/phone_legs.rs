@@ -125,8 +125,8 @@ pub fn read_s16le(path: &Path) -> Vec<i16> {
 /// What a leg (run with --packet-log and --save-audio) heard between two unix times, and its
 /// sample rate. The saved file is the decoded audio of its audio packets in arrival order, each
 /// worth (payload bytes × rate / 8000) samples (G.711: a sample a byte; G.722: two at 16 kHz;
-/// Opus: 20 ms whatever its length),
-/// so the packet log places the times in the file exactly, whatever the decoder's lag.
+/// Opus: what its TOC says, logged by the leg; 20 ms when the leg could not read it, as for
+/// SRTP), so the packet log places the times in the file exactly, whatever the decoder's lag.
 pub fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (Vec<i16>, u32) {
     let j = &out.json;
     let rate = j["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
@@ -152,9 +152,13 @@ pub fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (
             end = Some(pos);
             break;
         }
-        // The log's last field is the payload length; G.711 and G.722 carry 8,000 bytes a second.
-        // An Opus packet's length says nothing of its duration: the bridge sends 20 ms each.
-        pos += if opus { rate as usize / 50 } else { e[6].as_u64().unwrap_or(0) as usize * per_byte };
+        // Field 6 is the payload length; G.711 and G.722 carry 8,000 bytes a second. An Opus
+        // packet's length says nothing of its duration: field 7 is its TOC's, at 48 kHz.
+        pos += match e[7].as_u64() {
+            Some(at_48k) if opus => at_48k as usize * rate as usize / 48_000,
+            _ if opus => rate as usize / 50,
+            _ => e[6].as_u64().unwrap_or(0) as usize * per_byte,
+        };
     }
     let a = start.unwrap_or(pos).min(all.len());
     let b = end.unwrap_or(pos).min(all.len());

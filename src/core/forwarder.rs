@@ -5,9 +5,22 @@
 //! `last sequence + 1` and at `last timestamp + wall-clock gap`, so a receiver sees one stream with
 //! a pause, never a jump back or a new SSRC. This is the decision LiveKit makes in
 //! `GetTranslationParams`, kept as a pure function of its inputs and `now`.
+//!
+//! A source that restarts its own stream is a change of source too. Gateways do it mid-call
+//! (early media then the answer, a re-INVITE to another media server): a new SSRC, or the same
+//! one with its sequence number moved by more than RFC 3550 A.1 allows for loss or reordering.
+//! Passing the new numbers on would have the receiver see a jump of thousands in sequence and of
+//! about a billion in timestamp (a jitter buffer may hold or drop either), and a restart to lower
+//! numbers would be dropped as older than the mapping. The check costs two comparisons a packet.
 
 use std::time::Instant;
-use switchboard_driver::{Pt, RtpMeta, SeqNo, TrackId};
+use switchboard_driver::{Pt, RtpMeta, SeqNo, Ssrc, TrackId};
+
+/// A source's sequence number this far past the slot's newest is a restart, not a loss
+/// (RFC 3550 A.1's `MAX_DROPOUT`: a minute of 20 ms audio).
+const MAX_DROPOUT: i64 = 3000;
+/// This far behind the slot's newest is a restart, not a reordered packet (A.1's `MAX_MISORDER`).
+const MAX_MISORDER: i64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct Forwarder {
@@ -21,6 +34,8 @@ pub struct Forwarder {
 #[derive(Debug, Clone, Copy)]
 struct Active {
     source: TrackId,
+    /// The source's SSRC: a new one on the same track is a restart of its stream.
+    ssrc: Ssrc,
     /// Added (wrapping) to the source's extended sequence number.
     seq_offset: u64,
     /// Added (wrapping) to the source's timestamp.
@@ -31,6 +46,20 @@ struct Active {
     last_out_seq: u64,
     last_out_ts: u32,
     last_out_at: Instant,
+    /// Timestamp step between the last two consecutive packets (one packet's duration; 0 until
+    /// seen): a gap is bridged in whole packets, so a restart a packet later advances by one.
+    ts_step: u32,
+}
+
+impl Active {
+    /// Whether `meta` starts a new stream on the same source (see the module docs).
+    fn restarted_by(&self, meta: &RtpMeta) -> bool {
+        if meta.ssrc != self.ssrc {
+            return true;
+        }
+        let ahead = meta.seq.0.wrapping_add(self.seq_offset).wrapping_sub(self.last_out_seq) as i64;
+        !(-MAX_MISORDER..=MAX_DROPOUT).contains(&ahead)
+    }
 }
 
 impl Forwarder {
@@ -47,7 +76,7 @@ impl Forwarder {
     pub fn rewrite(&mut self, now: Instant, source: TrackId, meta: &RtpMeta, pt: Pt) -> Option<RtpMeta> {
         let in_seq = meta.seq.0;
         let st = match &mut self.state {
-            Some(st) if st.source == source && !self.paused => {
+            Some(st) if st.source == source && !self.paused && !st.restarted_by(meta) => {
                 if in_seq < st.first_seq {
                     return None;
                 }
@@ -57,16 +86,24 @@ impl Forwarder {
                 self.paused = false;
                 let next_seq = prev.last_out_seq.wrapping_add(1);
                 let gap = now.saturating_duration_since(prev.last_out_at);
-                let gap_ticks = (gap.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
+                let mut gap_ticks = (gap.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
+                if prev.ts_step > 0 {
+                    // Whole packets, at least one: the first packet after a restart usually
+                    // comes one packet after the last, give or take its jitter.
+                    let step = u64::from(prev.ts_step);
+                    gap_ticks = ((gap_ticks + step / 2) / step).max(1) * step;
+                }
                 let next_ts = prev.last_out_ts.wrapping_add(gap_ticks as u32);
                 *prev = Active {
                     source,
+                    ssrc: meta.ssrc,
                     seq_offset: next_seq.wrapping_sub(in_seq),
                     ts_offset: next_ts.wrapping_sub(meta.timestamp),
                     first_seq: in_seq,
                     last_out_seq: prev.last_out_seq,
                     last_out_ts: prev.last_out_ts,
                     last_out_at: prev.last_out_at,
+                    ts_step: prev.ts_step,
                 };
                 prev
             }
@@ -74,18 +111,26 @@ impl Forwarder {
             // number becomes the receiver's SRTP index, which must start with a rollover of 0.
             None => self.state.insert(Active {
                 source,
+                ssrc: meta.ssrc,
                 seq_offset: (in_seq & 0xffff).wrapping_sub(in_seq),
                 ts_offset: 0,
                 first_seq: in_seq,
                 last_out_seq: in_seq & 0xffff,
                 last_out_ts: meta.timestamp,
                 last_out_at: now,
+                ts_step: 0,
             }),
         };
         let out_seq = in_seq.wrapping_add(st.seq_offset);
         let out_ts = meta.timestamp.wrapping_add(st.ts_offset);
         // Reordered packets keep their place; only the newest moves the continuation point.
         if out_seq >= st.last_out_seq {
+            let step = out_ts.wrapping_sub(st.last_out_ts);
+            // Only a step between neighbours that moves forward by under a second is a packet's
+            // duration (video packets of one frame share a timestamp).
+            if out_seq == st.last_out_seq.wrapping_add(1) && step > 0 && step < self.clock_rate {
+                st.ts_step = step;
+            }
             st.last_out_seq = out_seq;
             st.last_out_ts = out_ts;
             st.last_out_at = now;
@@ -107,10 +152,25 @@ impl Forwarder {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use switchboard_driver::Ssrc;
 
     fn pkt(seq: u64, ts: u32) -> RtpMeta {
-        RtpMeta { pt: Pt(111), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(7), audio_level: None }
+        from(7, seq, ts)
+    }
+
+    fn from(ssrc: u32, seq: u64, ts: u32) -> RtpMeta {
+        RtpMeta { pt: Pt(0), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(ssrc), audio_level: None }
+    }
+
+    /// Sends 50 packets of 20 ms (8 kHz) from `ssrc` from `seq`/`ts` on track 1, from `t0`;
+    /// returns the last one sent and when.
+    fn talk(f: &mut Forwarder, t0: Instant, ssrc: u32, seq: u64, ts: u32) -> (RtpMeta, Instant) {
+        let mut last = None;
+        for i in 0..50u32 {
+            let at = t0 + Duration::from_millis(20 * u64::from(i));
+            let out = f.rewrite(at, TrackId(1), &from(ssrc, seq + u64::from(i), ts.wrapping_add(160 * i)), Pt(0));
+            last = Some((out.expect("forwarded"), at));
+        }
+        last.expect("50 packets")
     }
 
     #[test]
@@ -190,5 +250,68 @@ mod tests {
         f.rewrite(t0, TrackId(2), &pkt(7, 0), Pt(0));
         let back = f.rewrite(t0, TrackId(1), &pkt(101, 160), Pt(0)).unwrap();
         assert_eq!(back.seq, SeqNo(102));
+    }
+
+    /// A restart as gateways do it: new SSRC, sequence and timestamp, one packet (20 ms, with a
+    /// little jitter) after the last of the old stream.
+    #[test]
+    fn a_restarted_source_continues_the_slot_by_one_packet() {
+        for (seq, ts) in [(100u64, 7u32), (60_000, 3_000_000_000), (40_010, 1_000_160)] {
+            let mut f = Forwarder::new(8_000);
+            let t0 = Instant::now();
+            let (last, at) = talk(&mut f, t0, 1, 40_000, 1_000_000);
+            let restart = at + Duration::from_millis(23);
+            let first = f.rewrite(restart, TrackId(1), &from(2, seq, ts), Pt(0)).expect("taken");
+            assert_eq!(first.seq.0, last.seq.0 + 1, "restart to {seq}: no sequence gap");
+            assert_eq!(first.timestamp, last.timestamp.wrapping_add(160), "restart to {ts}: one packet later");
+            let (next, _) = talk(&mut f, restart + Duration::from_millis(20), 2, seq + 1, ts.wrapping_add(160));
+            assert_eq!(next.seq.0, first.seq.0 + 50);
+            assert_eq!(next.timestamp, first.timestamp.wrapping_add(50 * 160));
+        }
+    }
+
+    #[test]
+    fn a_restart_after_a_pause_bridges_the_pause_in_whole_packets() {
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        let (last, at) = talk(&mut f, t0, 1, 10, 0);
+        // Early media stops; the answer's media starts 1.013 s later.
+        let first = f.rewrite(at + Duration::from_millis(1_013), TrackId(1), &from(9, 5, 77), Pt(0)).unwrap();
+        assert_eq!(first.seq.0, last.seq.0 + 1);
+        // 8,104 ticks of wall clock, rounded to 51 packets of 160.
+        assert_eq!(first.timestamp.wrapping_sub(last.timestamp), 51 * 160);
+    }
+
+    #[test]
+    fn the_same_ssrc_jumping_far_is_a_restart_and_reordering_is_not() {
+        for jump in [3_001i64, -101, 30_000, -20_000] {
+            let mut f = Forwarder::new(8_000);
+            let t0 = Instant::now();
+            let (last, at) = talk(&mut f, t0, 1, 50_000, 0);
+            let seq = (50_049 + jump) as u64;
+            let out = f.rewrite(at + Duration::from_millis(20), TrackId(1), &from(1, seq, 999), Pt(0)).unwrap();
+            assert_eq!(out.seq.0, last.seq.0 + 1, "a jump of {jump}");
+            assert_eq!(out.timestamp, last.timestamp + 160, "a jump of {jump}");
+        }
+        // Within the limits: a reordered packet keeps its place (or, older than the stream's
+        // first, is dropped), and a loss passes as it is.
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        let (last, at) = talk(&mut f, t0, 1, 50_000, 0);
+        let old = f.rewrite(at, TrackId(1), &from(1, 50_048, 5), Pt(0)).unwrap();
+        assert_eq!(old.seq.0, last.seq.0 - 1);
+        assert!(f.rewrite(at, TrackId(1), &from(1, 50_049 - 100, 5), Pt(0)).is_none(), "not a restart");
+        let ahead = f.rewrite(at, TrackId(1), &from(1, 50_049 + 3_000, 5), Pt(0)).unwrap();
+        assert_eq!(ahead.seq.0, last.seq.0 + 3_000);
+    }
+
+    #[test]
+    fn stragglers_of_a_restarted_stream_older_than_its_first_packet_are_dropped() {
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        let (_, at) = talk(&mut f, t0, 1, 1_000, 0);
+        f.rewrite(at + Duration::from_millis(20), TrackId(1), &from(2, 500, 0), Pt(0)).unwrap();
+        assert!(f.rewrite(at + Duration::from_millis(21), TrackId(1), &from(2, 499, 0), Pt(0)).is_none());
+        assert!(f.rewrite(at + Duration::from_millis(40), TrackId(1), &from(2, 501, 160), Pt(0)).is_some());
     }
 }

@@ -1,7 +1,8 @@
 //! The simulation harness of the sans-IO core: fake drivers that speak a tiny packet format, a
 //! fake MCU, a simulated network and room builders. Minutes of media run in milliseconds.
 
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,15 @@ pub fn encode(track: u16, seq: u64, ts: u32, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&seq.to_be_bytes());
     v.extend_from_slice(&ts.to_be_bytes());
     v.extend_from_slice(payload);
+    v
+}
+
+/// Like `encode`, sent from SSRC `ssrc` (plain `encode` packets come from SSRC 1), for a
+/// sender that restarts its stream.
+pub fn encode_from(ssrc: u32, track: u16, seq: u64, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = b"SSRC".to_vec();
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&encode(track, seq, ts, payload));
     v
 }
 
@@ -116,9 +126,19 @@ impl Driver for FakeDriver {
             self.pli = true;
         } else if let Some(percent) = data.strip_prefix(b"LOSS") {
             self.loss = Some(f32::from(percent[0]) / 100.0);
-        } else if let Some((track, seq, ts, payload)) = decode(data) {
-            let meta =
-                RtpMeta { pt: Pt(1), seq: SeqNo(seq), timestamp: ts, marker: false, ssrc: Ssrc(1), audio_level: None };
+        } else if let Some((ssrc, (track, seq, ts, payload))) = data
+            .strip_prefix(b"SSRC")
+            .and_then(|d| Some((u32::from_be_bytes(d.get(..4)?.try_into().ok()?), decode(&d[4..])?)))
+            .or_else(|| Some((1, decode(data)?)))
+        {
+            let meta = RtpMeta {
+                pt: Pt(1),
+                seq: SeqNo(seq),
+                timestamp: ts,
+                marker: false,
+                ssrc: Ssrc(ssrc),
+                audio_level: None,
+            };
             self.inbox.push((TrackKey(track), meta, payload.to_vec()));
         } else {
             self.garbage += 1;
@@ -310,6 +330,23 @@ impl Mcu for FakeMixer {
         *self.next_tick.get_or_insert(now)
     }
     fn close(&mut self, _: Instant) {}
+}
+
+/// A room whose MCU is the real mixer (G.711 needs no GStreamer).
+pub fn real_mixing_room(now: Instant) -> Room {
+    let cfg = RoomConfig {
+        max_participants: 10,
+        inactivity_timeout: Duration::from_secs(30),
+        empty_timeout: Duration::from_secs(60),
+        mixer: MixerSettings {
+            factory: Some(std::sync::Arc::new(|now| Box::new(switchboard_mixer::Mixer::new(now)) as Box<dyn Mcu>)),
+            speakers: 3,
+            jitter_buffer_ms: 40,
+            jitter_buffer_max_ms: 200,
+            video: VideoSettings::default(),
+        },
+    };
+    Room::new(RoomId::new("mixer").unwrap(), cfg, now)
 }
 
 pub fn mixing_room(now: Instant) -> Room {

@@ -70,12 +70,23 @@ impl Decoder {
         Ok(())
     }
 
-    /// Appends one frame standing in for a lost packet: for Opus rebuilt from the in-band FEC of
-    /// `following` (the packet after the lost one, when it is here), else concealed.
-    pub fn decode_lost(&mut self, following: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), StageError> {
+    /// Appends `samples` samples (at the decoder's rate: the lost packet's duration) standing in
+    /// for a lost packet: for Opus rebuilt from the in-band FEC of `following` (the packet after
+    /// the lost one, when it is here), else concealed.
+    pub fn decode_lost(
+        &mut self,
+        following: Option<&[u8]>,
+        samples: usize,
+        out: &mut Vec<i16>,
+    ) -> Result<(), StageError> {
         match (self, following) {
-            (Decoder::Opus(d), Some(next)) => Ok(d.decode_fec(next, FRAME, out)?),
-            (decoder, _) => decoder.decode(None, out),
+            (Decoder::Opus(d), Some(next)) => Ok(d.decode_fec(next, samples, out)?),
+            (Decoder::Opus(d), None) => Ok(d.decode(None, samples, out)?),
+            (Decoder::G711 { conceal, .. }, _) => {
+                conceal.conceal(samples, out);
+                Ok(())
+            }
+            (Decoder::Gst(d), _) => Ok(d.decode(None, samples, out)?),
         }
     }
 
@@ -174,10 +185,10 @@ mod tests {
     }
 
     #[test]
-    fn opus_refuses_what_opusenc_refused() {
-        let err = Encoder::new(Codec::Opus, 30).err().expect("30 ms refused");
-        assert!(matches!(err, StageError::Opus(opus_codec::CodecError::Ptime { ptime_ms: 30 })), "{err:?}");
-        assert_eq!(err.to_string(), "Opus cannot be packetised at 30 ms");
+    fn opus_refuses_what_no_opus_packet_can_last() {
+        let err = Encoder::new(Codec::Opus, 25).err().expect("25 ms refused");
+        assert!(matches!(err, StageError::Opus(opus_codec::CodecError::Ptime { ptime_ms: 25 })), "{err:?}");
+        assert_eq!(err.to_string(), "Opus cannot be packetised at 25 ms");
     }
 
     #[test]

@@ -14,17 +14,19 @@
 //! # Growing: at once, a frame at a time
 //! - A *late* packet (its turn has passed: dropped and counted `late`) means the delay is short
 //!   of the jitter. The target rises by one frame (`frame`, the mixer's 20 ms tick) and playout
-//!   *holds* for a frame: the next `pop` returns `Pop::Lost` (the decoder conceals one frame)
+//!   *holds* for a frame: the next `pop` returns `Pop::Hold` (the decoder conceals one frame)
 //!   without moving on, so every packet from then on waits a frame longer. Only a late packet
 //!   that was due after the previous growth took effect grows the buffer again: the others of
 //!   the same spike were behind before it, and counting each would overshoot.
 //! - An *underrun* (the buffer ran dry at a packet's turn: `Pop::Empty`, as for a pause) followed
-//!   by that packet or a later one within the maximum delay was a delay spike. The target rises
-//!   by one frame and playout carries on from the lowest packet at its old turn or, if that has
-//!   passed, at once: the stall itself has become delay, and nothing that arrived is dropped. A
-//!   longer gap is a pause (silence suppression, Opus DTX's 400 ms, a muted sender), which no
-//!   buffer within the maximum could have bridged: the target stays, and playout restarts
-//!   `target` after the packet that ends it.
+//!   by that packet within the maximum delay was a delay spike. The target rises by one frame and
+//!   playout carries on from the lowest packet at its old turn or, if that has passed, at once:
+//!   the stall itself has become delay, and nothing that arrived is dropped. When a later packet
+//!   comes first, the awaited one was lost rather than delayed (with packets of 30 ms or more the
+//!   buffer often holds just one, so a loss shows as an underrun, not a hole): playout carries
+//!   on the same way, without growing. A longer gap is a pause (silence suppression, Opus DTX's
+//!   400 ms, a muted sender), which no buffer within the maximum could have bridged: the target
+//!   stays, and playout restarts `target` after the packet that ends it.
 //! - The target never exceeds the maximum (`mixer.jitter_buffer_max_ms`); beyond it late packets
 //!   are only dropped and counted. The delay itself is kept within a frame of the maximum: a
 //!   packet about to play that has waited longer is dropped when the one after it is here (a
@@ -52,7 +54,8 @@
 //! to give back the delay of a one-off spike within seconds.
 //!
 //! The packet duration is measured, not assumed: the window's length over the sequence numbers
-//! it played. A hold adds one 20 ms frame whatever the packet size; a skip removes one packet.
+//! it played, and before that what the payloads say (`set_packet_duration`). A hold adds one
+//! 20 ms frame whatever the packet size; a skip removes one packet.
 //!
 //! # Everything else
 //! A packet `CAPACITY` or more away from playout, ahead or behind, is a jump: the stream
@@ -88,11 +91,13 @@ struct Entry {
 pub enum Pop<'a> {
     /// The next packet in order.
     Packet(&'a [u8]),
-    /// Conceal one frame: the next packet is missing but later ones are here, or the buffer is
-    /// holding playout for a frame to grow its delay. For a missing packet, `following` is the
-    /// packet after it when that is already here: a codec with in-band redundancy (Opus FEC)
-    /// can rebuild the lost one from it. A hold has none: nothing was lost.
+    /// Conceal one packet: the next packet is missing but later ones are here. `following` is
+    /// the packet after it when that is already here: a codec with in-band redundancy (Opus FEC)
+    /// can rebuild the lost one from it.
     Lost { following: Option<&'a [u8]> },
+    /// Conceal one mixer frame: the buffer holds playout for a frame to grow its delay. Nothing
+    /// was lost.
+    Hold,
     /// Nothing to play yet (start-up or the sender paused).
     Empty,
 }
@@ -151,7 +156,8 @@ pub struct JitterBuffer {
     /// When the buffer started filling after being empty.
     filling_since: Option<Instant>,
     stall: Option<Stall>,
-    /// One packet's duration, as measured by the last shrink window (one frame until then).
+    /// One packet's duration, as measured by the last shrink window or told by the payloads (one
+    /// frame until then).
     packet: Duration,
     /// Frames to conceal before playing on.
     holds: u32,
@@ -201,6 +207,14 @@ impl JitterBuffer {
         self.target
     }
 
+    /// How long the packets being received last, as their payloads say: playout after an
+    /// underrun resumes at the turns this implies. Anything beyond 120 ms is no audio packet.
+    pub fn set_packet_duration(&mut self, packet: Duration) {
+        if !packet.is_zero() && packet <= Duration::from_millis(120) {
+            self.packet = packet;
+        }
+    }
+
     /// Stores a packet. Copies the payload into a recycled slot, so a steady stream allocates
     /// nothing once the buffer has been as deep as it gets.
     pub fn push(&mut self, now: Instant, seq: u64, payload: &[u8]) {
@@ -237,11 +251,14 @@ impl JitterBuffer {
         if let Some(s) = &mut self.stall {
             if !s.resumed {
                 s.resumed = true;
-                // Back within what the buffer may hold: a delay spike, not a pause.
+                // Back within what the buffer may hold: a delay spike, not a pause; or, when a
+                // later packet comes first, a loss, which needs no more delay.
                 if seq >= s.seq && now.saturating_duration_since(s.at) <= self.max {
                     s.spike = true;
-                    let at = s.seq;
-                    self.grow(at, false);
+                    if seq == s.seq {
+                        let at = s.seq;
+                        self.grow(at, false);
+                    }
                 }
             }
         }
@@ -432,7 +449,7 @@ impl JitterBuffer {
         };
         if self.holds > 0 {
             self.holds -= 1;
-            return Pop::Lost { following: None };
+            return Pop::Hold;
         }
         let next = self.trim(now, next);
         let next = self.shrink(now, next);
@@ -582,7 +599,12 @@ mod tests {
                         have += ptime;
                         Played::Packet { seq, delay: now - sent(seq) }
                     }
+                    // A lost packet is concealed for as long as it lasted, a hold for a frame.
                     Pop::Lost { .. } => {
+                        have += ptime;
+                        Played::Lost
+                    }
+                    Pop::Hold => {
                         have += 20;
                         Played::Lost
                     }
@@ -646,7 +668,7 @@ mod tests {
         assert_eq!(jb.stats, JitterStats { late: 1, lost: 1 });
         assert_eq!(jb.target(), ms(40));
         // The hold: one concealed frame, not counted lost, and 3 waits for the next tick.
-        assert_eq!(jb.pop(at(80)), Pop::Lost { following: None }, "a hold loses nothing to rebuild");
+        assert_eq!(jb.pop(at(80)), Pop::Hold);
         assert_eq!(jb.pop(at(100)), Pop::Packet(b"3"));
         // Now a packet as late as 2 was is on time: 4, sent at 80, arrives 30 ms later.
         jb.push(at(105), 5, b"5");
@@ -827,6 +849,35 @@ mod tests {
         // The stall's length is now delay: every later packet plays 80 ms later than before.
         let before = trace.packets().find(|p| p.1 == 99).map(|p| p.2);
         assert!(trace.packets().filter(|p| p.1 >= 100).all(|p| Some(p.2) == before.map(|d| d + ms(80))));
+    }
+
+    /// 60 ms packets: the buffer holds one at a time, so a lost packet shows as an underrun. A
+    /// later packet arriving first says it was lost: no growth, and playout goes on at the turns
+    /// of 60 ms packets. The awaited packet arriving late is a spike, as with any ptime.
+    #[test]
+    fn a_lost_long_packet_is_not_a_delay_spike() {
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + ms(n);
+        for late in [false, true] {
+            let mut jb = adaptive();
+            jb.set_packet_duration(ms(60));
+            jb.push(at(0), 0, b"0");
+            assert_eq!(jb.pop(at(20)), Pop::Packet(b"0"));
+            jb.push(at(60), 1, b"1");
+            assert_eq!(jb.pop(at(80)), Pop::Packet(b"1"));
+            // 2 is due at 140 and is not there.
+            assert_eq!(jb.pop(at(140)), Pop::Empty);
+            if late {
+                jb.push(at(170), 2, b"2");
+                assert_eq!(jb.target(), ms(40), "a delay spike grows the buffer");
+                assert_eq!(jb.pop(at(180)), Pop::Packet(b"2"));
+            } else {
+                jb.push(at(180), 3, b"3");
+                assert_eq!(jb.target(), ms(20), "a loss does not");
+                assert_eq!(jb.pop(at(180)), Pop::Empty, "3 waits for its turn, one packet after 2's");
+                assert_eq!(jb.pop(at(200)), Pop::Packet(b"3"));
+            }
+        }
     }
 
     #[test]

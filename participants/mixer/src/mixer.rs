@@ -7,6 +7,7 @@
 //! each (see docs/mixer.md for the measured cost that decided it).
 
 mod input;
+mod packetize;
 mod plan;
 mod tick;
 
@@ -40,6 +41,9 @@ pub struct Mixer {
     levels: Vec<(SlotKey, f32)>,
     next_tick: Instant,
     tick: u64,
+    /// Mixer time in 20 ms frames: the frames mixed, and those skipped while the thread was
+    /// starved, so an output's timestamps show such a gap (`packetize`).
+    frames: u64,
     pending: Vec<Pending>,
     pending_len: usize,
     events: Vec<DriverEvent>,
@@ -65,6 +69,7 @@ impl Mixer {
             levels: Vec::new(),
             next_tick: now + TICK,
             tick: 0,
+            frames: 0,
             pending: Vec::new(),
             pending_len: 0,
             events: Vec::new(),
@@ -102,6 +107,8 @@ impl Mcu for Mixer {
         while now >= self.next_tick {
             if ran == MAX_CATCH_UP {
                 // Too far behind (the thread was starved): drop the backlog rather than burst.
+                let behind = now.saturating_duration_since(self.next_tick).as_micros() / TICK.as_micros() + 1;
+                self.frames = self.frames.saturating_add(u64::try_from(behind).unwrap_or(u64::MAX));
                 self.next_tick = now + TICK;
                 break;
             }

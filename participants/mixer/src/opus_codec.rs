@@ -24,6 +24,12 @@
 //! - the encoder has `opusenc`'s settings as we configured it: VoIP application, wideband,
 //!   32 kbit/s constrained VBR, complexity 5, no FEC, no DTX, one packet per ptime.
 //!
+//! A ptime libopus cannot encode in one call (30, 50, 80 ms …: it takes 10, 20, 40 and 60 ms
+//! frames) is encoded as 10 or 20 ms frames joined into one packet by libopus' repacketizer
+//! (RFC 6716 §3.2.5's code 3 packet), as a SIP phone asking for `a=ptime:30` expects. Frames join
+//! only when they share a mode and bandwidth, so that encoder is told its signal is voice: with
+//! the bandwidth fixed at wideband, it then stays in SILK.
+//!
 //! Neither direction allocates per packet: decoded PCM and encoded bytes land in buffers made with
 //! the state, then are appended to the caller's vectors.
 
@@ -43,8 +49,12 @@ const MAX_PAYLOAD: usize = 4000;
 /// costliest step and the MCU does it once per distinct mix every 20 ms.
 const BITRATE: i32 = 32_000;
 const COMPLEXITY: i32 = 5;
-/// Packet durations the encoder is offered for (those `opusenc`'s frame-size property had).
+/// Packet durations libopus encodes in one call (those `opusenc`'s frame-size property had).
 const PTIMES_MS: [u32; 5] = [5, 10, 20, 40, 60];
+/// The longest packet the repacketizer makes.
+const MAX_PTIME_MS: u32 = 120;
+/// The largest Opus frame (RFC 6716 §3.4, R2).
+const MAX_FRAME_BYTES: usize = 1275;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -56,6 +66,8 @@ pub enum CodecError {
     FrameSize { got: usize, want: usize },
     #[error("Opus encoding failed: {0}")]
     Encode(opus::Error),
+    #[error("Opus frames could not be joined into one packet: {0}")]
+    Repacketize(opus::Error),
 }
 
 fn setup(what: &'static str) -> impl FnOnce(opus::Error) -> CodecError {
@@ -166,13 +178,29 @@ pub struct Encoder {
     frame_samples: usize,
     /// Room for one packet; what the encoder writes is then copied to the caller's vector.
     packet: Box<[u8]>,
+    /// For a ptime libopus cannot encode at once: the frames it is made of.
+    joined: Option<Joined>,
+}
+
+/// The frames of one packet, each encoded on its own, and the repacketizer that joins them.
+struct Joined {
+    repacketizer: opus::Repacketizer,
+    /// 16 kHz samples per frame.
+    frame_samples: usize,
+    /// Frame `k` is encoded into `MAX_FRAME_BYTES` from `k * MAX_FRAME_BYTES`.
+    frames: Box<[u8]>,
+    lens: Box<[usize]>,
 }
 
 impl Encoder {
     pub fn new(ptime_ms: u32) -> Result<Encoder, CodecError> {
-        if !PTIMES_MS.contains(&ptime_ms) {
-            return Err(CodecError::Ptime { ptime_ms });
-        }
+        let joined_frame_ms = match ptime_ms {
+            p if PTIMES_MS.contains(&p) => None,
+            p if !(10..=MAX_PTIME_MS).contains(&p) => return Err(CodecError::Ptime { ptime_ms }),
+            p if p % 20 == 0 => Some(20),
+            p if p % 10 == 0 => Some(10),
+            _ => return Err(CodecError::Ptime { ptime_ms }),
+        };
         let mut state = opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip)
             .map_err(setup("creating an encoder"))?;
         state.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(setup("setting the bitrate"))?;
@@ -185,8 +213,22 @@ impl Encoder {
         state.set_inband_fec(false).map_err(setup("disabling FEC"))?;
         state.set_dtx(false).map_err(setup("disabling DTX"))?;
         state.set_packet_loss_perc(0).map_err(setup("setting the expected loss"))?;
+        let joined = match joined_frame_ms {
+            Some(frame_ms) => {
+                // See the module docs: frames join only in one mode.
+                state.set_signal(opus::Signal::Voice).map_err(setup("setting the signal"))?;
+                let count = (ptime_ms / frame_ms) as usize;
+                Some(Joined {
+                    repacketizer: opus::Repacketizer::new().map_err(setup("creating a repacketizer"))?,
+                    frame_samples: (frame_ms * RATE / 1000) as usize,
+                    frames: vec![0; count * MAX_FRAME_BYTES].into_boxed_slice(),
+                    lens: vec![0; count].into_boxed_slice(),
+                })
+            }
+            None => None,
+        };
         let frame_samples = (ptime_ms * RATE / 1000) as usize;
-        Ok(Encoder { state, frame_samples, packet: vec![0; MAX_PAYLOAD].into_boxed_slice() })
+        Ok(Encoder { state, frame_samples, packet: vec![0; MAX_PAYLOAD].into_boxed_slice(), joined })
     }
 
     /// Samples `encode` takes per call.
@@ -210,7 +252,22 @@ impl Encoder {
             return Err(CodecError::FrameSize { got: pcm.len(), want: self.frame_samples });
         }
         out.clear();
-        let n = self.state.encode(pcm, &mut self.packet).map_err(CodecError::Encode)?;
+        let n = match &mut self.joined {
+            None => self.state.encode(pcm, &mut self.packet).map_err(CodecError::Encode)?,
+            Some(j) => {
+                let frames = pcm.chunks_exact(j.frame_samples);
+                for ((frame, room), len) in
+                    frames.zip(j.frames.chunks_exact_mut(MAX_FRAME_BYTES)).zip(j.lens.iter_mut())
+                {
+                    *len = self.state.encode(frame, room).map_err(CodecError::Encode)?;
+                }
+                let mut joining = j.repacketizer.begin();
+                for (room, len) in j.frames.chunks_exact(MAX_FRAME_BYTES).zip(j.lens.iter()) {
+                    joining.cat(&room[..*len]).map_err(CodecError::Repacketize)?;
+                }
+                joining.out(&mut self.packet).map_err(CodecError::Repacketize)?
+            }
+        };
         out.extend_from_slice(&self.packet[..n.min(self.packet.len())]);
         Ok(())
     }
@@ -257,8 +314,28 @@ mod tests {
             let (_, pcm) = round_trip::<Opus>(ptime, 10);
             assert_eq!(pcm.len(), 10 * ptime as usize * 16);
         }
-        for ptime in [0, 2, 30, 80, 120] {
+        for ptime in [0, 2, 25, 130] {
             assert!(matches!(Encoder::new(ptime), Err(CodecError::Ptime { ptime_ms }) if ptime_ms == ptime));
+        }
+    }
+
+    /// Ptimes libopus cannot encode in one call come out as one packet of 10 or 20 ms frames,
+    /// each packet the whole ptime, and decode to the tone.
+    #[test]
+    fn ptimes_of_joined_frames_make_one_packet_each() {
+        let _g = serial();
+        for (ptime, frames) in [(30u32, 3usize), (50, 5), (80, 4), (120, 6)] {
+            let mut enc = Encoder::new(ptime).expect("encoder");
+            let mut dec = Decoder::new().expect("decoder");
+            let (mut payload, mut pcm) = (Vec::new(), Vec::new());
+            for input in tone_frames(440.0, 8000.0, enc.frame_samples(), 20) {
+                enc.encode(&input, &mut payload).expect("encode");
+                assert_eq!(opus::packet::get_nb_frames(&payload).expect("toc"), frames, "{ptime} ms");
+                assert_eq!(opus::packet::get_nb_samples(&payload, RATE).expect("toc"), ptime as usize * 16);
+                dec.decode(Some(&payload), 320, &mut pcm).expect("decode");
+            }
+            assert_eq!(pcm.len(), 20 * ptime as usize * 16);
+            check_tone(&pcm);
         }
     }
 

@@ -3,7 +3,6 @@
 
 use crate::config::RemoteReport;
 use crate::leg::RtpDriver;
-use crate::reception::Reception;
 use crate::rtcp::{parse_rtcp, ReportBlock, RtcpPacket};
 use crate::rtp_header::{audio_level, looks_like_rtcp, RtpHeader};
 use crate::srtp::{rtp_overhead, SrtpError};
@@ -156,17 +155,15 @@ impl RtpDriver {
         // 0 to 127 fits an i8; the mixer skips decoding an input whose level keeps it out.
         let level = plan.audio_level_ext.and_then(|id| audio_level(packet, &header, id)).map(|l| l as i8);
         let payload = &packet[header.header_len..header.payload_end];
+        // A stream the peer has left, or an unconfirmed jump in sequence number (`stream.rs`).
+        let Some(seq) = self.stream.take(now, header.ssrc, header.seq) else {
+            return self.dropped(DropReason::UnknownSource);
+        };
         self.mark_valid(now, src, false);
         self.stats.packets_received += 1;
         self.stats.bytes_received += payload.len() as u64;
 
-        let reception = match &mut self.reception {
-            Some(r) if r.ssrc == header.ssrc => r,
-            slot => slot.insert(Reception::new(header.ssrc, header.seq)),
-        };
-        reception.update_seq(header.seq);
-        let seq = reception.extend(header.seq);
-        if let Some(clock) = audio_clock {
+        if let (Some(clock), Some(reception)) = (audio_clock, self.stream.reception_mut()) {
             let elapsed = now.saturating_duration_since(self.epoch);
             let arrival = elapsed.as_secs() * u64::from(clock)
                 + u64::from(elapsed.subsec_nanos()) * u64::from(clock) / 1_000_000_000;

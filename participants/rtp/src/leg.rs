@@ -6,11 +6,11 @@
 use crate::config::{LegStats, RemoteReport, RtpLegConfig};
 use crate::negotiation::{self, offer_codecs, offer_suites, LocalOffer, MediaPlan};
 use crate::queue::OutputQueue;
-use crate::reception::Reception;
 use crate::sdes::KeyMaterial;
 use crate::sdp::{parse_remote_description, Direction, RemoteDescription};
 use crate::sdp_write::{self, AudioLine, Section};
 use crate::srtp::{SrtpInbound, SrtpOutbound};
+use crate::stream::PeerStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_driver::dtmf::{DtmfReceiver, DtmfSender};
@@ -89,7 +89,8 @@ pub struct RtpDriver {
     pub(crate) latched_rtcp: Option<SocketAddr>,
     pub(crate) connected: bool,
     pub(crate) tx: SendState,
-    pub(crate) reception: Option<Reception>,
+    /// The peer's stream the leg takes, and its receive statistics.
+    pub(crate) stream: PeerStream,
     /// Middle 32 bits of the peer's last SR and when it arrived.
     pub(crate) last_sr: Option<(u32, Instant)>,
     pub(crate) remote_report: Option<RemoteReport>,
@@ -154,7 +155,7 @@ impl RtpDriver {
                 octets: 0,
                 last_sent_at: None,
             },
-            reception: None,
+            stream: PeerStream::default(),
             last_sr: None,
             remote_report: None,
             rtcp_next: None,
@@ -171,7 +172,7 @@ impl RtpDriver {
         let mut s = self.stats.clone();
         s.packets_sent = self.tx.packets;
         s.bytes_sent = self.tx.octets;
-        if let Some(r) = &self.reception {
+        if let Some(r) = self.stream.reception() {
             s.packets_lost = i64::from(r.cumulative_lost());
             let clock = self.plan.as_ref().map_or(8000, |p| p.audio.clock_rate).max(1);
             s.jitter_ms = f64::from(r.jitter()) * 1000.0 / f64::from(clock);

@@ -34,6 +34,7 @@ mod sdes;
 mod sdp;
 mod sdp_write;
 mod srtp;
+mod stream;
 mod transport;
 
 pub use config::{LegStats, RemoteReport, RtpLegConfig};

@@ -164,7 +164,7 @@ impl RtpDriver {
             Some((mid, at)) => (mid, to_q16(now.saturating_duration_since(at))),
             None => (0, 0),
         };
-        let block = self.reception.as_mut().map(|r| r.report(lsr, dlsr));
+        let block = self.stream.reception_mut().map(|r| r.report(lsr, dlsr));
         let mut buf = self.queue.buffer();
         write_report(&mut buf, self.ssrc, sender, block, &self.cname);
         if bye {

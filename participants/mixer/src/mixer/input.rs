@@ -14,6 +14,9 @@ pub(super) struct Input {
     pub(super) decoder: Option<Decoder>,
     /// Samples decoded and not yet played, at the decoder's rate (8 kHz for G.711).
     pcm: Vec<i16>,
+    /// Samples (at the decoder's rate) of the last packet taken: how long a lost one is
+    /// concealed for, since a sender keeps its ptime. 0 until the first.
+    packet_samples: usize,
     /// The frame mixed this tick, at 16 kHz.
     pub(super) frame: [i16; FRAME],
     /// A narrowband decoder's frame this tick, at 8 kHz. Its level is measured here; it is
@@ -56,7 +59,9 @@ impl Input {
             codec,
             jitter,
             decoder,
-            pcm: Vec::with_capacity(FRAME * 3),
+            // The longest packet (120 ms) and the frame before it.
+            pcm: Vec::with_capacity(FRAME * 7),
+            packet_samples: 0,
             frame: [0; FRAME],
             narrow: [0; FRAME / 2],
             narrow_pending: false,
@@ -92,6 +97,11 @@ impl Input {
                 self.last_toc = Some(toc);
             }
         }
+        if let Some(decoder) = &self.decoder {
+            let rate = if decoder.narrowband() { 8 } else { 16 };
+            let samples = decoder.samples(Some(payload)) as u64;
+            self.jitter.set_packet_duration(Duration::from_micros(samples * 1000 / rate));
+        }
         self.jitter.push(now, meta.seq.0, payload);
     }
 }
@@ -113,36 +123,49 @@ pub(super) fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &
     let narrow = input.decoder.as_ref().is_some_and(Decoder::narrowband);
     let frame_len = if narrow { FRAME / 2 } else { FRAME };
     while input.pcm.len() < frame_len {
-        let (payload, following) = match input.jitter.pop(now) {
-            Pop::Packet(p) => (Some(p), None),
+        let (payload, following, hold) = match input.jitter.pop(now) {
+            Pop::Packet(p) => (Some(p), None, false),
             Pop::Lost { following } => {
                 stats.concealed += 1;
-                (None, following)
+                (None, following, false)
             }
+            Pop::Hold => (None, None, true),
             Pop::Empty => break,
         };
         let Some(decoder) = input.decoder.as_mut() else { break };
+        // A lost packet lasted as long as the one before (a sender keeps its ptime); a hold
+        // adds one frame of delay.
+        let missing = match input.packet_samples {
+            _ if hold => frame_len,
+            0 => frame_len,
+            n => n,
+        };
+        let before = input.pcm.len();
         if !decode {
-            let samples = decoder.samples(payload);
-            input.pcm.resize(input.pcm.len() + samples, 0);
+            let samples = if payload.is_some() { decoder.samples(payload) } else { missing };
+            input.pcm.resize(before + samples, 0);
             input.skipped_decoding = true;
             stats.undecoded += 1;
-            continue;
+        } else {
+            if std::mem::take(&mut input.skipped_decoding) && decoder.reset().is_err() {
+                stats.errors += 1;
+                input.decoder = Decoder::new(input.codec.codec).ok();
+                break;
+            }
+            let decoded = match payload {
+                Some(p) => decoder.decode(Some(p), &mut input.pcm),
+                None => decoder.decode_lost(following, missing, &mut input.pcm),
+            };
+            if decoded.is_err() {
+                // A corrupt stream costs only this input: its decoder starts afresh.
+                stats.errors += 1;
+                input.decoder = Decoder::new(input.codec.codec).ok();
+                break;
+            }
         }
-        if std::mem::take(&mut input.skipped_decoding) && decoder.reset().is_err() {
-            stats.errors += 1;
-            input.decoder = Decoder::new(input.codec.codec).ok();
-            break;
-        }
-        let decoded = match payload {
-            Some(p) => decoder.decode(Some(p), &mut input.pcm),
-            None => decoder.decode_lost(following, &mut input.pcm),
-        };
-        if decoded.is_err() {
-            // A corrupt stream costs only this input: its decoder starts afresh.
-            stats.errors += 1;
-            input.decoder = Decoder::new(input.codec.codec).ok();
-            break;
+        if payload.is_some() {
+            // Within 5 ms and 120 ms (the longest packet any codec here makes).
+            input.packet_samples = (input.pcm.len() - before).clamp(frame_len / 4, frame_len * 6);
         }
     }
     let have = input.pcm.len().min(frame_len);
@@ -151,9 +174,11 @@ pub(super) fn play_frame(input: &mut Input, now: Instant, decode: bool, stats: &
     frame[have..].fill(0);
     input.narrow_pending = narrow;
     input.pcm.drain(..have);
-    // Decoders that deliver in bursts must not build up delay: keep at most two frames.
-    if input.pcm.len() > frame_len * 2 {
-        let extra = input.pcm.len() - frame_len * 2;
+    // Decoders that deliver in bursts must not build up delay: keep at most two frames, or what
+    // is left of one long packet.
+    let keep = (frame_len * 2).max(input.packet_samples);
+    if input.pcm.len() > keep {
+        let extra = input.pcm.len() - keep;
         input.pcm.drain(..extra);
     }
     // Upsampling keeps a tone's level, so 8 kHz and 16 kHz frames measure alike.

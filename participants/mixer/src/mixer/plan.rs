@@ -39,11 +39,7 @@ impl Mixer {
         }
         for o in audio_outputs() {
             match self.outputs.iter_mut().find(|x| x.track == o.track) {
-                Some(x) => {
-                    x.kind = o.kind;
-                    x.ptime_ms = o.ptime_ms;
-                    x.codec = o.codec.clone();
-                }
+                Some(x) => x.update(&o.codec, o.ptime_ms, o.kind),
                 None => self.outputs.push(OutputState::new(o.track, o.codec.clone(), o.ptime_ms, o.kind)),
             }
         }

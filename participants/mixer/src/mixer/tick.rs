@@ -1,12 +1,13 @@
 //! The mix tick and the output side: every 20 ms each input plays a frame, the loudest are
 //! summed, and each distinct stream (the mix, a mix-minus, a transcode) is encoded once however
-//! many outputs carry it.
+//! many outputs carry it, in packets of its ptime (`packetize`).
 
 use super::input::{input_of, play_frame};
+use super::packetize::{packet_ms, Packetizer, Stamps};
 use super::Mixer;
-use crate::codec::{Encoder, FRAME};
+use crate::codec::FRAME;
 use std::time::{Duration, Instant};
-use switchboard_driver::{Codec, CodecSpec, DriverEvent, MixOutputKind, RtpMeta, SeqNo, SlotKey, Ssrc, TrackKey};
+use switchboard_driver::{Codec, CodecSpec, DriverEvent, MixOutputKind, RtpMeta, SlotKey, Ssrc, TrackKey};
 
 /// Ticks an unused encoder lives on, so a talker who pauses keeps their encoder state.
 const ENCODER_IDLE_TICKS: u64 = 250;
@@ -26,12 +27,8 @@ pub(super) struct EncoderKey {
 }
 
 pub(super) struct EncoderState {
-    encoder: Encoder,
-    /// PCM gathered toward the next packet (ptime may span several ticks).
-    pending: Vec<i16>,
-    /// The packet finished this tick, if any.
-    packet: Vec<u8>,
-    ready: bool,
+    /// The encoder, the PCM it gathers toward its next packet and the packets this tick made.
+    packetizer: Packetizer,
     last_used: u64,
     fed_at: u64,
     /// The worst loss (percent) the receivers of this encoder's outputs report, gathered this
@@ -44,10 +41,10 @@ pub(super) struct EncoderState {
 pub(super) struct OutputState {
     pub(super) track: TrackKey,
     pub(super) codec: CodecSpec,
+    /// The packet duration sent (`packet_ms` of what the leg asked for).
     pub(super) ptime_ms: u16,
     pub(super) kind: MixOutputKind,
-    seq: u64,
-    timestamp: u32,
+    stamps: Stamps,
     /// The share of packets the receiver reports losing, and when it said so.
     pub(super) loss: Option<(f32, Instant)>,
 }
@@ -60,9 +57,17 @@ const LOSS_REPORT_FRESH: Duration = Duration::from_secs(10);
 const MAX_EXPECTED_LOSS: u8 = 25;
 
 impl OutputState {
-    /// A new output: its stream starts at sequence number 1 and timestamp 0.
+    /// A new output, in packets of about `ptime_ms` (what the leg asked for): its stream starts at
+    /// sequence number 1 and timestamp 0.
     pub(super) fn new(track: TrackKey, codec: CodecSpec, ptime_ms: u16, kind: MixOutputKind) -> OutputState {
-        OutputState { track, codec, ptime_ms, kind, seq: 1, timestamp: 0, loss: None }
+        OutputState { track, codec, ptime_ms: packet_ms(ptime_ms), kind, stamps: Stamps::new(), loss: None }
+    }
+
+    /// The plan restated this output: it keeps its stream (`stamps`).
+    pub(super) fn update(&mut self, codec: &CodecSpec, ptime_ms: u16, kind: MixOutputKind) {
+        self.kind = kind;
+        self.ptime_ms = packet_ms(ptime_ms);
+        self.codec = codec.clone();
     }
 
     fn loss_percent(&self, now: Instant) -> u8 {
@@ -105,6 +110,9 @@ impl Mixer {
     pub(super) fn run_tick(&mut self, now: Instant) {
         let started = Instant::now();
         self.tick += 1;
+        // This frame's place in mixer time, which packets are stamped by.
+        let at = self.frames * FRAME as u64;
+        self.frames += 1;
         for input in &mut self.inputs {
             // An input the mix leaves out, whose sender tells its level (RFC 6464, as browsers
             // do), has no use for its PCM this tick: the level alone decides whether it joins
@@ -134,7 +142,7 @@ impl Mixer {
             }
         }
         for o in 0..self.outputs.len() {
-            let (key, pt, clock_rate, ptime, loss) = {
+            let (key, pt, clock_rate, loss) = {
                 let out = &self.outputs[o];
                 let stream = match out.kind {
                     MixOutputKind::Mix { minus: Some(s) } if self.selector.contains(s) => Stream::Minus(s),
@@ -144,27 +152,19 @@ impl Mixer {
                     MixOutputKind::Composite => continue,
                 };
                 let key = EncoderKey { stream, codec: out.codec.codec, ptime_ms: out.ptime_ms };
-                (key, out.codec.pt, out.codec.clock_rate, out.ptime_ms, out.loss_percent(now))
+                (key, out.codec.pt, out.codec.clock_rate, out.loss_percent(now))
             };
-            if !self.feed_encoder(key, loss) {
+            if !self.feed_encoder(key, loss, at) {
                 continue;
             }
             let Some(enc) = self.encoders.get(&key) else { continue };
-            if !enc.ready {
-                continue;
-            }
             let out = &mut self.outputs[o];
-            let meta = RtpMeta {
-                pt,
-                seq: SeqNo(out.seq),
-                timestamp: out.timestamp,
-                marker: false,
-                ssrc: Ssrc(0),
-                audio_level: None,
-            };
-            out.seq += 1;
-            out.timestamp = out.timestamp.wrapping_add(clock_rate * ptime as u32 / 1000);
-            push_pending(&mut self.pending, &mut self.pending_len, out.track, &meta, &enc.packet);
+            let samples = enc.packetizer.samples();
+            for (start, payload) in enc.packetizer.packets() {
+                let Some((seq, timestamp)) = out.stamps.stamp(*start, samples, clock_rate) else { continue };
+                let meta = RtpMeta { pt, seq, timestamp, marker: false, ssrc: Ssrc(0), audio_level: None };
+                push_pending(&mut self.pending, &mut self.pending_len, out.track, &meta, payload);
+            }
         }
         let tick = self.tick;
         self.encoders.retain(|_, e| tick - e.last_used < ENCODER_IDLE_TICKS);
@@ -172,21 +172,19 @@ impl Mixer {
         self.stats.processing_ns += started.elapsed().as_nanos() as u64;
     }
 
-    /// Gives the encoder of `key` this tick's PCM, once per tick however many outputs share it,
-    /// and gathers the worst loss their receivers report (`loss`, percent), which the encoder is
-    /// told of from the next tick on. Returns false when the encoder cannot be had.
-    fn feed_encoder(&mut self, key: EncoderKey, loss: u8) -> bool {
+    /// Gives the encoder of `key` this tick's PCM (mixer time `at`), once per tick however many
+    /// outputs share it, and gathers the worst loss their receivers report (`loss`, percent),
+    /// which the encoder is told of from the next tick on. Returns false when the encoder cannot
+    /// be had.
+    fn feed_encoder(&mut self, key: EncoderKey, loss: u8, at: u64) -> bool {
         let tick = self.tick;
         // Only Opus carries FEC; the other codecs' encoders are never told, nor counted.
         let loss = if key.codec == Codec::Opus { loss } else { 0 };
         if let std::collections::hash_map::Entry::Vacant(slot) = self.encoders.entry(key) {
-            match Encoder::new(key.codec, key.ptime_ms as u32) {
-                Ok(encoder) => {
+            match Packetizer::new(key.codec, key.ptime_ms) {
+                Ok(packetizer) => {
                     slot.insert(EncoderState {
-                        encoder,
-                        pending: Vec::with_capacity(FRAME * 3),
-                        packet: Vec::with_capacity(256),
-                        ready: false,
+                        packetizer,
                         last_used: tick,
                         fed_at: 0,
                         loss_gathering: 0,
@@ -223,29 +221,19 @@ impl Mixer {
             return true;
         }
         enc.fed_at = tick;
-        enc.ready = false;
         enc.loss_gathered = std::mem::replace(&mut enc.loss_gathering, loss);
         if enc.loss_gathered != enc.loss_applied {
             enc.loss_applied = enc.loss_gathered;
-            if let Err(e) = enc.encoder.set_expected_loss(enc.loss_applied) {
+            if let Err(e) = enc.packetizer.encoder().set_expected_loss(enc.loss_applied) {
                 tracing::warn!(error = %e, "mixer encoder refused its expected loss");
                 self.stats.errors += 1;
             }
         }
-        enc.pending.extend_from_slice(pcm);
-        let want = FRAME * (key.ptime_ms as usize / 20).max(1);
-        if enc.pending.len() >= want {
-            let result = enc.encoder.encode(&enc.pending[..want], &mut enc.packet);
-            enc.pending.drain(..want);
-            match result {
-                Ok(()) => enc.ready = !enc.packet.is_empty(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "mixer encoder failed; rebuilding it");
-                    self.stats.errors += 1;
-                    self.encoders.remove(&key);
-                    return false;
-                }
-            }
+        if let Err(e) = enc.packetizer.push(at, pcm) {
+            tracing::warn!(error = %e, "mixer encoder failed; rebuilding it");
+            self.stats.errors += 1;
+            self.encoders.remove(&key);
+            return false;
         }
         true
     }

@@ -3,6 +3,7 @@
 mod dtmf_tests;
 mod media_tests;
 mod peer_policy_tests;
+mod restart_tests;
 mod robustness_tests;
 mod rtcp_tests;
 mod sdp_tests;
