@@ -22,6 +22,7 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     pub metrics: MetricsConfig,
     pub node: crate::limits::NodeConfig,
+    pub ng: crate::ng::NgConfig,
     /// `[[webhooks]]`: receivers of room events (`src/webhooks/`).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
@@ -335,6 +336,9 @@ impl Config {
         }
         if let Err(message) = crate::api::CorsOrigins::parse(&self.http.cors_origins) {
             return Err(ConfigError::Invalid { key: "http.cors_origins", message });
+        }
+        if let Err(message) = self.ng.networks() {
+            return Err(ConfigError::Invalid { key: "ng.allowed_sources", message });
         }
         if let Err(message) = self.node.check() {
             return Err(ConfigError::Invalid { key: "node", message });

@@ -10,5 +10,6 @@ pub mod core;
 #[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 pub mod limits;
 pub mod metrics;
+pub mod ng;
 pub mod runtime;
 pub mod webhooks;

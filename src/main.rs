@@ -154,6 +154,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         warn!(http = %cfg.http.listen, "auth.enabled = false: every request may do everything (loopback only)");
         api::Auth::disabled()
     };
+    let ng =
+        switchboard::ng::bind(&cfg.ng).await.with_context(|| format!("binding ng.listen = {:?}", cfg.ng.listen))?;
+    if let Some(ng) = ng {
+        tokio::spawn(switchboard::ng::serve(ng, worker.clone()));
+    }
     if let Some(addr) = cfg.metrics.listen {
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen = {addr}"))?;

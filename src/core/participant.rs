@@ -96,6 +96,9 @@ pub struct Participant {
     pub tracks: Vec<PublishedTrack>,
     pub slots: Vec<Slot>,
     pub last_received: Instant,
+    /// Every datagram that arrived for the participant, taken or not: what its peer sent, as
+    /// the ng protocol's `query` reports it.
+    pub received: super::stats::Flow,
     pub next_timeout: Instant,
     /// See [`super::Room::is_mixer_paced`]; kept by `rebuild_fanout`.
     pub mixer_paced: bool,

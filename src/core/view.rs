@@ -25,6 +25,14 @@ pub struct ParticipantView {
     pub state: ParticipantState,
     pub tracks: Vec<TrackView>,
     pub subscriptions: Vec<SubscriptionView>,
+    /// Datagrams and bytes that arrived from the participant's side (RTP, RTCP, STUN, DTLS).
+    pub received: ReceivedView,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReceivedView {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +80,7 @@ impl ParticipantView {
             can_subscribe: p.media.subscribe,
             state: p.state,
             tracks: p.tracks.iter().map(TrackView::of).collect(),
+            received: ReceivedView { packets: p.received.packets, bytes: p.received.bytes },
             subscriptions: p
                 .slots
                 .iter()

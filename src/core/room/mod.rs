@@ -183,6 +183,7 @@ impl Room {
             tracks: Vec::new(),
             slots: Vec::new(),
             last_received: now,
+            received: Default::default(),
             next_timeout: now,
             mixer_paced: false,
         };
@@ -297,6 +298,7 @@ impl Room {
         };
         if let Some(Some(p)) = self.slab.get_mut(idx) {
             self.stats.received[p.kind].add(data.len());
+            p.received.add(data.len());
         }
         self.receiving = Some((idx, 0));
         self.with_driver(idx, now, net, |d| d.handle_receive(now, src, dst, data));
