@@ -53,13 +53,14 @@ impl Worker {
             self.metrics.add_room_stats(&entry.room.take_stats());
             emit(entry.room.id(), &entry.events, &self.hooks, &RoomEvent::RoomFinished { reason });
             self.room_index.remove(entry.room.id());
+            self.shared.placement.released(entry.room.id());
         }
     }
 }
 
 /// One event to the room's SSE listeners (serialized once, only when someone listens) and to
 /// the webhook receivers that want it.
-fn emit(room: &RoomId, sse: &broadcast::Sender<Arc<EventFrame>>, hooks: &Webhooks, ev: &RoomEvent) {
+pub(super) fn emit(room: &RoomId, sse: &broadcast::Sender<Arc<EventFrame>>, hooks: &Webhooks, ev: &RoomEvent) {
     hooks.offer(room, ev);
     if sse.receiver_count() > 0 {
         // RoomEvent is plain data; serializing it cannot fail.
