@@ -98,6 +98,8 @@ impl Worker {
             self.room_index.remove(&room);
             self.shared.placement.released(&room);
         }
+        // Before the answer goes out: the next join, on any worker, counts this one.
+        self.status().set_participants(self.participant_count());
         result
     }
 

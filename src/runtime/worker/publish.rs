@@ -39,10 +39,14 @@ impl Worker {
             emit(&room_id, &entry.events, &self.hooks, &ev);
         }
         let closed: Vec<ParticipantId> = entry.room.take_closed().collect();
+        if closed.is_empty() {
+            return;
+        }
         for pid in closed {
             self.forget_peer(pid);
             self.free_leg(pid);
         }
+        self.status().set_participants(self.participant_count());
     }
 
     /// Removes a room: what it still had to say, then `room_finished`, then it is gone (its
