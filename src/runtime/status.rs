@@ -30,8 +30,10 @@ impl WorkerStatus {
         }
     }
 
+    /// Whether it takes commands and new rooms: not once it failed (it is closing its rooms
+    /// before its thread ends), nor once its thread has ended.
     pub fn is_running(&self) -> bool {
-        !self.ended.load(Ordering::Acquire)
+        !self.ended.load(Ordering::Acquire) && !self.has_failed()
     }
 
     pub fn has_failed(&self) -> bool {

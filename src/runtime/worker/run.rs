@@ -197,11 +197,13 @@ impl Worker {
     fn publish_load(&mut self, now: Instant) {
         self.status().set_participants(self.participant_count());
         let Some(cpu) = os_thread::cpu_time() else { return };
+        // The thread's CPU time counts from its start, so the first reading is all new.
+        let counted = self.cpu_sample.map_or(Duration::ZERO, |(c, _)| c);
+        self.metrics.worker_cpu.with(WorkerLabel(self.index)).inc_by(cpu.saturating_sub(counted).as_secs_f64());
         if let Some((cpu0, t0)) = self.cpu_sample {
             let wall = now.saturating_duration_since(t0).as_micros().max(1);
             let used = cpu.saturating_sub(cpu0).as_micros();
             self.status().set_cpu_permille(u32::try_from(used * 1000 / wall).unwrap_or(u32::MAX));
-            self.metrics.worker_cpu.with(WorkerLabel(self.index)).inc_by(cpu.saturating_sub(cpu0).as_secs_f64());
         }
         self.cpu_sample = Some((cpu, now));
     }
