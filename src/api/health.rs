@@ -19,13 +19,14 @@ fn media_alive(st: &AppState) -> Result<(), ApiError> {
     let unavailable = |code, message| Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message));
     match st.media.trouble(STALLED_AFTER) {
         None => Ok(()),
-        Some(Trouble::Stalled(w, age)) => unavailable(
-            "media_stalled",
-            format!("media worker {w} has not turned its loop for {} ms", age.as_millis()),
-        ),
+        Some(Trouble::Stalled(w, age)) => {
+            unavailable("media_stalled", format!("media worker {w} has not turned its loop for {} ms", age.as_millis()))
+        }
         Some(Trouble::Failed(w)) => unavailable(
             "media_worker_failed",
-            format!("media worker {w} failed and its rooms were closed; the other workers run on (restart to recover it)"),
+            format!(
+                "media worker {w} failed and its rooms were closed; the other workers run on (restart to recover it)"
+            ),
         ),
     }
 }

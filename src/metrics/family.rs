@@ -109,7 +109,12 @@ impl Declare<'_> {
         Ok(Family { vec, labels: PhantomData })
     }
 
-    pub fn seconds_by<L: Labels>(&self, name: &str, help: &str, keys: &[&str]) -> prometheus::Result<SecondCounters<L>> {
+    pub fn seconds_by<L: Labels>(
+        &self,
+        name: &str,
+        help: &str,
+        keys: &[&str],
+    ) -> prometheus::Result<SecondCounters<L>> {
         Self::arity::<L>(keys)?;
         let vec = self.register(CounterVec::new(opts(name, help), keys)?)?;
         Ok(Family { vec, labels: PhantomData })

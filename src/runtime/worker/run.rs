@@ -145,6 +145,19 @@ impl Worker {
         }
     }
 
+    /// Reads on the sockets that used up their budget last turn.
+    fn read_backlog(&mut self) {
+        if std::mem::take(&mut self.webrtc_backlog) {
+            self.read_webrtc();
+        }
+        for token in std::mem::take(&mut self.leg_backlog) {
+            // A leg that became paced meanwhile is read at its room's deadline instead.
+            if self.legs.get(&token).is_some_and(|l| !l.is_paced()) {
+                self.read_leg(token, false);
+            }
+        }
+    }
+
     /// Brings the worker in line with what a room call changed: the next deadline, the paced
     /// legs, and what the room reported (`publish`).
     pub(super) fn after_room_call(&mut self, idx: usize) {
