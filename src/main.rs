@@ -242,7 +242,10 @@ async fn drain(workers: &runtime::Workers, timeout: Duration) {
     loop {
         let left = match workers.list_rooms().await {
             Ok(rooms) => rooms.iter().map(|r| r.room.participants.as_ref().map_or(0, Vec::len)).sum::<usize>(),
-            Err(_) => return,
+            Err(e) => {
+                warn!(error = %e, "drain: could not count the participants left; closing them now");
+                return;
+            }
         };
         if left == 0 {
             info!("drained: no participant left");
