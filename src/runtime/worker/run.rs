@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 use switchboard_driver::DropReason;
-use tracing::{info, warn};
+use tracing::{info, info_span, warn};
 
 pub(super) const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// How far past a deadline mio's own timeout would wake the worker if the timerfd did not.
@@ -29,6 +29,9 @@ impl Worker {
     /// participant's own is caught inside its room) ends the loop: the worker then closes what it
     /// held (`fail`) and its thread ends, while the other workers go on.
     pub fn run(mut self) {
+        // Every line this thread logs names its worker; entered once, for the thread's life.
+        let span = info_span!("worker", index = self.index);
+        let _entered = span.enter();
         if catch_unwind(AssertUnwindSafe(|| self.run_loop())).is_err() {
             self.fail();
         }
