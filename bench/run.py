@@ -157,7 +157,6 @@ def start(target, args=()):
     measuring someone else's process."""
     if target in ("switchboard", "baseline"):
         http = free_port(socket.SOCK_STREAM)
-        udp = free_port(socket.SOCK_DGRAM)
         api = f"http://127.0.0.1:{http}"
         exe = str(SUT if target == "switchboard" else BASE_SUT)
         # BENCH_BASELINE_AUTH=off: the baseline runs with auth.enabled = false, so `ab` measures
@@ -165,7 +164,9 @@ def start(target, args=()):
         noauth = target == "baseline" and os.environ.get("BENCH_BASELINE_AUTH") == "off"
         d = Daemon(
             "switchboard",
-            [exe, "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}", "--webrtc-listen", f"127.0.0.1:{udp}"],
+            # Port 0: each media worker binds a free WebRTC port of its own (a fixed port would
+            # need the next media.workers - 1 free too); the answers carry it to the peers.
+            [exe, "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}", "--webrtc-listen", "127.0.0.1:0"],
             lambda: http_ok(api + "/healthz"),
             env={"SWITCHBOARD_AUTH__ENABLED": "false"} if noauth else None,
         )

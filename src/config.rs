@@ -89,9 +89,13 @@ pub struct MediaConfig {
     /// Kernel buffer asked for each way on the shared WebRTC socket (capped by
     /// net.core.rmem_max / wmem_max).
     pub socket_buffer_bytes: usize,
-    /// Under load, how long the media worker lets datagrams gather before it reads again;
+    /// Under load, how long a media worker lets datagrams gather before it reads again;
     /// 0 turns it off. See docs/configuration.md.
     pub coalesce_us: u64,
+    /// Media worker threads; 0 (the default) is one per core. See `Config::worker_count`.
+    pub workers: usize,
+    /// Pins worker i to the i-th core the process may run on.
+    pub pin_workers: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +145,10 @@ pub struct DebugConfig {
     pub stall_hook: bool,
 }
 
+/// A sanity bound on `media.workers`: far more than any machine's cores, well below what would
+/// run the node out of threads.
+const MAX_WORKERS: usize = 1024;
+
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl Default for HttpConfig {
@@ -189,7 +197,13 @@ impl RtpConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { inactivity_timeout_secs: 30, socket_buffer_bytes: 4 << 20, coalesce_us: 500 }
+        MediaConfig {
+            inactivity_timeout_secs: 30,
+            socket_buffer_bytes: 4 << 20,
+            coalesce_us: 500,
+            workers: 0,
+            pin_workers: false,
+        }
     }
 }
 
@@ -284,6 +298,9 @@ impl Config {
         if first_even >= self.rtp.port_max {
             return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
         }
+        if let Err(message) = self.check_workers() {
+            return Err(ConfigError::Invalid { key: "media.workers", message });
+        }
         if let Err(e) = self.rtp.allowed_networks() {
             return Err(ConfigError::Invalid { key: "rtp.allowed_peers", message: e });
         }
@@ -351,6 +368,55 @@ impl Config {
         }
         if self.metrics.listen.is_some_and(|m| m == self.http.listen) {
             return bad("metrics.listen", "must differ from http.listen (leave it unset to serve /metrics there)");
+        }
+        Ok(())
+    }
+
+    /// How many media workers run: `media.workers`, or one per core the process may use when
+    /// it is 0 (or when the OS will not say how many, one).
+    pub fn worker_count(&self) -> usize {
+        match self.media.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Worker `i`'s WebRTC port: `webrtc.listen`'s port plus `i`, so the ports are a block the
+    /// operator opens once. Port 0 stays 0: each worker binds a free port of its own.
+    pub fn webrtc_port(&self, worker: usize) -> u16 {
+        match self.webrtc.listen.port() {
+            0 => 0,
+            // `check_workers` keeps the block inside the port space.
+            p => u16::try_from(usize::from(p) + worker).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// Each worker needs a WebRTC port above `webrtc.listen`'s that stays out of the leg range,
+    /// and a leg port pair of its own.
+    fn check_workers(&self) -> Result<(), String> {
+        let n = self.worker_count();
+        if n > MAX_WORKERS {
+            return Err(format!("{n} workers; at most {MAX_WORKERS}"));
+        }
+        let pairs = crate::runtime::ports::pairs(self.rtp.port_min, self.rtp.port_max);
+        if pairs < n {
+            return Err(format!(
+                "{n} workers, but rtp.port_min..rtp.port_max holds {pairs} port pairs: each worker needs one"
+            ));
+        }
+        let first = usize::from(self.webrtc.listen.port());
+        if first == 0 {
+            return Ok(());
+        }
+        let last = first + n - 1;
+        if last > usize::from(u16::MAX) {
+            return Err(format!("worker WebRTC ports {first}..={last} (webrtc.listen's port + worker) pass 65535"));
+        }
+        let legs = usize::from(self.rtp.port_min)..=usize::from(self.rtp.port_max);
+        if (first..=last).any(|p| legs.contains(&p)) {
+            return Err(format!(
+                "worker WebRTC ports {first}..={last} (webrtc.listen's port + worker) overlap rtp.port_min..rtp.port_max"
+            ));
         }
         Ok(())
     }
@@ -468,6 +534,29 @@ mod tests {
         let f = write("[http]\ncors_origins = [\"*\"]\n");
         assert_eq!(Config::load(f.path(), &Overrides::default()).unwrap().http.cors_origins, ["*"]);
         assert!(Config::default().http.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn each_worker_needs_a_port_pair_and_a_webrtc_port_outside_the_leg_range() {
+        let cfg = Config::default();
+        assert_eq!(cfg.media.workers, 0);
+        assert_eq!(cfg.worker_count(), std::thread::available_parallelism().map_or(1, |n| n.get()), "one per core");
+        let f = write("[media]\nworkers = 3\n[rtp]\nport_min = 40000\nport_max = 40003\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("media.workers") && err.contains("holds 2 port pairs"), "{err}");
+        let f = write("[media]\nworkers = 4\n[webrtc]\nlisten = \"127.0.0.1:39997\"\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("media.workers") && err.contains("39997..=40000") && err.contains("overlap"), "{err}");
+        let f = write("[media]\nworkers = 2\n[webrtc]\nlisten = \"127.0.0.1:65535\"\n");
+        let err = Config::load(f.path(), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("65535"), "{err}");
+        let f = write("[media]\nworkers = 3\npin_workers = true\n");
+        let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
+        assert_eq!((cfg.worker_count(), cfg.webrtc_port(0), cfg.webrtc_port(2)), (3, 3478, 3480));
+        assert!(cfg.media.pin_workers);
+        let f = write("[media]\nworkers = 2\n[webrtc]\nlisten = \"127.0.0.1:0\"\n");
+        let cfg = Config::load(f.path(), &Overrides::default()).unwrap();
+        assert_eq!(cfg.webrtc_port(1), 0, "port 0: every worker picks a free port");
     }
 
     #[test]

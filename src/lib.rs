@@ -1,7 +1,8 @@
 //! Switchboard: a hybrid SFU/MCU media bridge. See docs/architecture.md.
 
-// `unsafe` is denied workspace-wide; only `runtime::batch` and `runtime::timer` allow it, for
-// their libc calls, each block with its SAFETY comment.
+// `unsafe` is denied workspace-wide; only `runtime::batch`, `runtime::timer` and
+// `runtime::os_thread` (and `limits`) allow it, for their libc calls, each block with its SAFETY
+// comment.
 
 pub mod api;
 pub mod auth;

@@ -1,4 +1,4 @@
-//! Composition root: CLI, then config, then the media worker and the HTTP API.
+//! Composition root: CLI, then config, then the media workers and the HTTP API.
 
 #![forbid(unsafe_code)]
 
@@ -145,7 +145,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let (hooks, deliveries) = webhooks::start(&cfg.webhooks, &cfg.auth.keyring(), metrics.clone())?;
-    let (worker, media) = runtime::start(cfg.clone(), metrics.clone(), hooks)
+    let (workers, media) = runtime::start(cfg.clone(), metrics.clone(), hooks)
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
     let auth = if cfg.auth.enabled {
@@ -157,7 +157,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let ng =
         switchboard::ng::bind(&cfg.ng).await.with_context(|| format!("binding ng.listen = {:?}", cfg.ng.listen))?;
     if let Some(ng) = ng {
-        tokio::spawn(switchboard::ng::serve(ng, worker.clone()));
+        tokio::spawn(switchboard::ng::serve(ng, workers.clone()));
     }
     if let Some(addr) = cfg.metrics.listen {
         let listener =
@@ -175,7 +175,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(cfg.http.request_timeout_secs),
     };
     let state = api::AppState {
-        worker: worker.clone(),
+        media: workers.clone(),
         metrics,
         draining: draining.clone(),
         auth: Arc::new(auth),
@@ -196,42 +196,45 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(cfg.http.header_timeout_secs),
     };
     let drain_timeout = cfg.node.drain_timeout();
-    let mut ended = media.ended;
+    // Only a panic outside any participant's code ends a worker unasked, and that worker closes
+    // its own rooms; the others go on. With none left, serving an API with no media plane behind
+    // it helps nobody: stop, and exit non-zero so a supervisor restarts the daemon.
+    let ended = runtime::all_ended(media.ended);
     let shutdown = async move {
+        tokio::pin!(ended);
         tokio::select! {
             _ = shutdown_signal() => {
                 draining.store(true, Ordering::Relaxed);
                 info!(timeout_secs = drain_timeout.as_secs(), "draining: refusing joins, waiting for participants to leave");
                 tokio::select! {
-                    _ = drain(&worker, drain_timeout) => {}
+                    _ = drain(&workers, drain_timeout) => {}
                     // A second signal cuts the drain short.
                     _ = shutdown_signal() => info!("second signal: not waiting any longer"),
                     _ = &mut ended => {
-                        error!("the media thread stopped unexpectedly while draining; exiting");
+                        error!("every media worker stopped unexpectedly while draining; exiting");
                         failed.store(true, Ordering::Relaxed);
                         return;
                     }
                 }
                 info!("closing the participants still here");
-                worker.shutdown().await;
+                workers.shutdown().await;
             }
-            // Only a panic outside any participant's code ends the media thread unasked.
-            // Serving an API with no media plane behind it helps nobody: stop, and exit
-            // non-zero so a supervisor restarts the daemon.
             _ = &mut ended => {
-                error!("the media thread stopped unexpectedly; exiting");
+                error!("every media worker stopped unexpectedly; exiting");
                 draining.store(true, Ordering::Relaxed);
                 failed.store(true, Ordering::Relaxed);
             }
         }
     };
     api::serve::serve(listener, router, serve_limits, shutdown).await;
-    let _ = media.thread.join();
-    // The media thread is gone, and with it the webhook queues' senders: what is queued gets
-    // a moment to go out, room_finished included.
+    for thread in media.threads {
+        let _ = thread.join();
+    }
+    // The workers are gone, and with them the webhook queues' senders: what is queued gets a
+    // moment to go out, room_finished included.
     deliveries.drain(WEBHOOK_DRAIN).await;
     if media_failed.load(Ordering::Relaxed) {
-        anyhow::bail!("media thread failed");
+        anyhow::bail!("media workers failed");
     }
     info!("stopped");
     Ok(())
@@ -239,12 +242,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// Waits until no participant is left on the node, or `timeout`. Joins are refused meanwhile
 /// (`draining`), so the count only falls.
-async fn drain(worker: &runtime::Handle, timeout: Duration) {
+async fn drain(workers: &runtime::Workers, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let left = match worker.call(|reply| runtime::Command::ListRooms { reply }).await {
-            Ok(rooms) => rooms.iter().map(|r| r.participants.as_ref().map_or(0, Vec::len)).sum::<usize>(),
-            Err(_) => return,
+        let left = match workers.list_rooms().await {
+            Ok(rooms) => rooms.iter().map(|r| r.room.participants.as_ref().map_or(0, Vec::len)).sum::<usize>(),
+            Err(e) => {
+                warn!(error = %e, "drain: could not count the participants left; closing them now");
+                return;
+            }
         };
         if left == 0 {
             info!("drained: no participant left");

@@ -15,6 +15,19 @@ pub struct Config {
     pub tables: Vec<(String, BTreeMap<String, Value>)>,
 }
 
+/// Media workers of a test daemon: 2 (so every test runs with rooms spread over two workers,
+/// as on a two-core machine), or `SB_IT_WORKERS` (1 to 4), to run the suite with another count.
+pub fn test_workers() -> u64 {
+    let max = u64::from(crate::ports::WEBRTC_PORTS);
+    match std::env::var("SB_IT_WORKERS") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => panic!("SB_IT_WORKERS={v:?}: a number of media workers from 1 to {max}"),
+        },
+        Err(_) => 2,
+    }
+}
+
 impl Config {
     /// The default test config for a reserved port block.
     pub fn for_ports(p: &PortBlock) -> Config {
@@ -28,6 +41,7 @@ impl Config {
         c.set("rtp", "port_max", p.rtp_max);
         c.set("rtp", "symmetric", true);
         c.set("media", "inactivity_timeout_secs", 30);
+        c.set("media", "workers", test_workers());
         c.set("rooms", "auto_create", true);
         c.set("rooms", "max_participants", 100);
         c.set("rooms", "empty_timeout_secs", 60);

@@ -126,9 +126,21 @@ impl Daemon {
         format!("{}{}", self.base_url, path)
     }
 
-    /// The UDP port all WebRTC participants share.
+    /// Worker 0's WebRTC port, which every WebRTC participant in its rooms shares.
     pub fn webrtc_port(&self) -> u16 {
         self.ports.webrtc
+    }
+
+    /// The WebRTC port of the worker that holds `room` (which must exist).
+    pub fn webrtc_port_of(&self, room: &str) -> u16 {
+        self.ports.webrtc + self.worker_of(room) as u16
+    }
+
+    /// The media worker that holds `room`, as its view says.
+    pub fn worker_of(&self, room: &str) -> u64 {
+        let (s, v) = self.get_json(&format!("/v1/rooms/{room}"));
+        assert_eq!(s, 200, "GET /v1/rooms/{room}: {v}");
+        v["worker"].as_u64().unwrap_or_else(|| panic!("room {room} names no worker: {v}"))
     }
 
     pub fn pid(&self) -> Option<u32> {

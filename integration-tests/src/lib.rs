@@ -40,7 +40,7 @@ pub use serde_json::{json, Value};
 
 pub use audio::{band_energy_db, dominant_frequency, rms, sine, sine_dbfs, tone_level_db};
 pub use clock::{poll_until, unix_now, UnixClock};
-pub use config::Config;
+pub use config::{test_workers, Config};
 pub use daemon::Daemon;
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
@@ -52,7 +52,7 @@ pub use phone_legs::{
     assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, read_s16le, require_rtp_leg,
     spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
-pub use ports::{reserve_ports, PortBlock, PORT_BLOCK};
+pub use ports::{reserve_ports, PortBlock, PORT_BLOCK, WEBRTC_PORTS};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};

@@ -9,13 +9,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Ports of one daemon: a block of [`PORT_BLOCK`] consecutive ports below the kernel's ephemeral
 /// range, held under an `flock` for as long as the daemon lives, so tests in one process (threads)
 /// and in several processes (parallel test binaries) never share one. The first port is the HTTP
-/// (TCP) port, the second the WebRTC (UDP) port, the rest the RTP range.
+/// (TCP) port, the next [`WEBRTC_PORTS`] the media workers' WebRTC (UDP) ports (worker i's is
+/// `webrtc + i`), then one spare, the rest the RTP range.
 pub const PORT_BLOCK: u16 = 64;
+/// WebRTC ports per block: test daemons run at most this many media workers.
+pub const WEBRTC_PORTS: u16 = 4;
 const PORT_BASE: u16 = 20000;
 const PORT_BLOCKS: u32 = 180; // 20000 .. 31520, below 32768 (Linux's default ephemeral start)
 
 pub struct PortBlock {
     pub http: u16,
+    /// Worker 0's WebRTC port; worker i's is `webrtc + i`.
     pub webrtc: u16,
     pub rtp_min: u16,
     pub rtp_max: u16,
@@ -65,7 +69,8 @@ pub fn reserve_ports() -> PortBlock {
         return PortBlock {
             http: base,
             webrtc: base + 1,
-            rtp_min: base + 2,
+            // Even, so the range's first pair starts on it.
+            rtp_min: base + 2 + WEBRTC_PORTS,
             rtp_max: base + PORT_BLOCK - 1,
             _lock: file,
         };
@@ -84,7 +89,8 @@ mod tests {
     fn port_blocks_do_not_overlap() {
         let blocks: Vec<PortBlock> = (0..4).map(|_| reserve_ports()).collect();
         for (i, a) in blocks.iter().enumerate() {
-            assert!(a.rtp_min > a.webrtc && a.webrtc > a.http && a.rtp_max < 32768);
+            assert!(a.rtp_min >= a.webrtc + WEBRTC_PORTS && a.webrtc > a.http && a.rtp_max < 32768);
+            assert_eq!(a.rtp_min % 2, 0);
             for b in &blocks[i + 1..] {
                 assert!(a.rtp_max < b.http || b.rtp_max < a.http, "{a:?} overlaps {b:?}");
             }

@@ -82,14 +82,16 @@ fn settle_dropped(d: &Daemon, reason: &str, want: f64) -> f64 {
 
 #[test]
 fn refused_offers_and_an_exhausted_port_range_change_nothing() {
-    // One even/odd pair in the range: room for exactly one rtp leg, resting 1 s once released.
+    // One even/odd pair per media worker (each worker has its own slice of the range), so room
+    // `gw`, on the first worker, has room for exactly one rtp leg, resting 1 s once released.
     let d = Daemon::start_with(|c| {
         let min = c.get("rtp", "port_min").and_then(Value::as_u64).unwrap();
-        c.set("rtp", "port_max", min + 1);
+        c.set("rtp", "port_max", min + 2 * test_workers() - 1);
         c.set("rtp", "port_quarantine_secs", 1);
     });
     let parts = "/v1/rooms/gw/participants";
     d.create_room("gw");
+    assert_eq!(d.worker_of("gw"), 0, "the first room goes to the first worker");
     let phone = phone_socket();
 
     // G.729 only: nothing the bridge speaks. The message names what was offered.

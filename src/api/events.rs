@@ -21,7 +21,7 @@ pub async fn stream(
     let room = room_id(&room)?;
     access.member(&room)?;
     let digits = access.is_admin_of(&room);
-    let rx = st.worker.call(|reply| Command::Subscribe { room, reply }).await?;
+    let rx = st.media.call(|reply| Command::Subscribe { room, reply }).await?;
     // A listener too slow to keep up loses events rather than slowing the room; it is told so.
     let events = BroadcastStream::new(rx).filter_map(move |item| match item {
         Ok(frame) if frame.name == "dtmf" && !digits => None,

@@ -16,7 +16,7 @@ pub use cors::CorsOrigins;
 pub use error::ApiError;
 
 use crate::metrics::{HttpMethod, Metrics};
-use crate::runtime::Handle;
+use crate::runtime::Workers;
 pub use access::{Access, Auth};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -33,7 +33,8 @@ use switchboard_driver::{ParticipantId, RoomId};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub worker: Handle,
+    /// The media workers, reached through the room each request is about.
+    pub media: Workers,
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: joins are refused while participants are closed.
     pub draining: Arc<AtomicBool>,

@@ -67,7 +67,7 @@ async fn owned(
     access.member(&room)?;
     if !access.is_admin_of(&room) {
         let r = room.clone();
-        let view = st.worker.call(|reply| Command::GetParticipant { room: r, participant, reply }).await?;
+        let view = st.media.call(|reply| Command::GetParticipant { room: r, participant, reply }).await?;
         access.owner(&room, view.identity.as_deref())?;
     }
     Ok((room, participant))
@@ -103,7 +103,7 @@ pub(crate) async fn admit(st: &AppState, room: RoomId, request: JoinRequest) -> 
     if request.display_name.as_ref().is_some_and(|name| name.len() > 256) {
         return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
     }
-    Ok(st.worker.call(|reply| Command::Join { room, request, reply }).await?)
+    Ok(st.media.call(|reply| Command::Join { room, request, reply }).await?)
 }
 
 pub async fn get(
@@ -113,7 +113,7 @@ pub async fn get(
 ) -> Result<impl IntoResponse, ApiError> {
     let (room, participant) = (room_id(&room)?, participant_id(&id)?);
     access.member(&room)?;
-    Ok(Json(st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?))
+    Ok(Json(st.media.call(|reply| Command::GetParticipant { room, participant, reply }).await?))
 }
 
 pub async fn patch(
@@ -124,8 +124,8 @@ pub async fn patch(
 ) -> Result<impl IntoResponse, ApiError> {
     let (room, participant) = owned(&st, &access, &room, &id).await?;
     let r = room.clone();
-    let answer = st.worker.call(|reply| Command::Renegotiate { room: r, participant, sdp: body.sdp, reply }).await?;
-    let view = st.worker.call(|reply| Command::GetParticipant { room, participant, reply }).await?;
+    let answer = st.media.call(|reply| Command::Renegotiate { room: r, participant, sdp: body.sdp, reply }).await?;
+    let view = st.media.call(|reply| Command::GetParticipant { room, participant, reply }).await?;
     Ok(Json(with_sdp(view, answer)))
 }
 
@@ -135,7 +135,7 @@ pub async fn delete(
     Path((room, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (room, participant) = owned(&st, &access, &room, &id).await?;
-    st.worker.call(|reply| Command::Leave { room, participant, reply }).await?;
+    st.media.call(|reply| Command::Leave { room, participant, reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -155,7 +155,7 @@ pub async fn dtmf(
         return Err(ApiError::bad_request("duration_ms must be between 40 and 5000"));
     }
     let digits = body.digits;
-    st.worker.call(|reply| Command::Dtmf { room, participant, digits, duration_ms, reply }).await?;
+    st.media.call(|reply| Command::Dtmf { room, participant, digits, duration_ms, reply }).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
@@ -179,5 +179,5 @@ pub async fn track(
             },
         )?;
     let muted = body.muted;
-    Ok(Json(st.worker.call(|reply| Command::MuteTrack { room, participant, track, muted, reply }).await?))
+    Ok(Json(st.media.call(|reply| Command::MuteTrack { room, participant, track, muted, reply }).await?))
 }

@@ -1,8 +1,12 @@
+//! The room routes: create, list, look at and delete rooms. Each room shows the worker that
+//! holds it.
+
 use super::access::Access;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{room_id, AppState};
-use crate::runtime::Command;
+use crate::runtime::workers::new_room_id;
+use crate::runtime::{Command, PlacedRoom};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -37,9 +41,13 @@ pub async fn create(
             "max_participants must be at most {cap} (rooms.max_participants_cap)"
         )));
     }
-    let room =
-        st.worker.call(|reply| Command::CreateRoom { id, max_participants: body.max_participants, reply }).await?;
-    Ok((StatusCode::CREATED, Json(room)))
+    let id = match id {
+        Some(id) => id,
+        None => new_room_id()?,
+    };
+    let max_participants = body.max_participants;
+    let (room, worker) = st.media.call_placed(|reply| Command::CreateRoom { id, max_participants, reply }).await?;
+    Ok((StatusCode::CREATED, Json(PlacedRoom { room, worker })))
 }
 
 /// Every room on the node: for an admin of every room (`room: "*"`).
@@ -48,7 +56,7 @@ pub async fn list(
     Extension(access): Extension<Access>,
 ) -> Result<impl IntoResponse, ApiError> {
     access.admin_of_all()?;
-    let rooms = st.worker.call(|reply| Command::ListRooms { reply }).await?;
+    let rooms = st.media.list_rooms().await?;
     Ok(Json(json!({ "rooms": rooms })))
 }
 
@@ -59,7 +67,8 @@ pub async fn get(
 ) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
     access.member(&room)?;
-    Ok(Json(st.worker.call(|reply| Command::GetRoom { room, reply }).await?))
+    let (room, worker) = st.media.call_placed(|reply| Command::GetRoom { room, reply }).await?;
+    Ok(Json(PlacedRoom { room, worker }))
 }
 
 pub async fn delete(
@@ -69,6 +78,6 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     let room = room_id(&room)?;
     access.admin(&room)?;
-    st.worker.call(|reply| Command::DeleteRoom { room, reply }).await?;
+    st.media.call(|reply| Command::DeleteRoom { room, reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -94,6 +94,9 @@ pub enum LeaveReason {
     TransportFailed,
     /// The daemon is shutting down.
     Shutdown,
+    /// The bridge failed around the participant (a bug outside any participant's own code took
+    /// down the thread that carried it), not the participant itself.
+    InternalError,
 }
 
 /// Why a room ended (`room_finished`).
@@ -106,4 +109,6 @@ pub enum FinishReason {
     Empty,
     /// The daemon is shutting down.
     Shutdown,
+    /// The bridge failed around the room (see `LeaveReason::InternalError`).
+    InternalError,
 }

@@ -3,7 +3,8 @@
 use super::labels::Labels;
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Counter, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts,
 };
 use std::marker::PhantomData;
 
@@ -18,6 +19,14 @@ impl Vector for IntCounterVec {
     type Series = IntCounter;
 
     fn series(&self, values: &[&str]) -> IntCounter {
+        self.with_label_values(values)
+    }
+}
+
+impl Vector for CounterVec {
+    type Series = Counter;
+
+    fn series(&self, values: &[&str]) -> Counter {
         self.with_label_values(values)
     }
 }
@@ -54,6 +63,8 @@ impl<L: Labels, V: Vector> Family<L, V> {
 
 pub type Counters<L> = Family<L, IntCounterVec>;
 pub type Gauges<L> = Family<L, IntGaugeVec>;
+/// Seconds (of CPU time, say), counted as floats.
+pub type SecondCounters<L> = Family<L, CounterVec>;
 
 /// Builds metrics and registers them in one step, so a metric is declared in one line.
 pub struct Declare<'a> {
@@ -95,6 +106,17 @@ impl Declare<'_> {
     pub fn gauges<L: Labels>(&self, name: &str, help: &str, keys: &[&str]) -> prometheus::Result<Gauges<L>> {
         Self::arity::<L>(keys)?;
         let vec = self.register(IntGaugeVec::new(opts(name, help), keys)?)?;
+        Ok(Family { vec, labels: PhantomData })
+    }
+
+    pub fn seconds_by<L: Labels>(
+        &self,
+        name: &str,
+        help: &str,
+        keys: &[&str],
+    ) -> prometheus::Result<SecondCounters<L>> {
+        Self::arity::<L>(keys)?;
+        let vec = self.register(CounterVec::new(opts(name, help), keys)?)?;
         Ok(Family { vec, labels: PhantomData })
     }
 

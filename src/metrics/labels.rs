@@ -124,8 +124,13 @@ impl Label for Direction {
 }
 
 impl Label for LeaveReason {
-    const ALL: &'static [Self] =
-        &[LeaveReason::Requested, LeaveReason::Inactive, LeaveReason::TransportFailed, LeaveReason::Shutdown];
+    const ALL: &'static [Self] = &[
+        LeaveReason::Requested,
+        LeaveReason::Inactive,
+        LeaveReason::TransportFailed,
+        LeaveReason::Shutdown,
+        LeaveReason::InternalError,
+    ];
 
     /// The spelling of the `reason` field in the `participant_left` event.
     fn value(self) -> &'static str {
@@ -134,6 +139,7 @@ impl Label for LeaveReason {
             LeaveReason::Inactive => "inactive",
             LeaveReason::TransportFailed => "transport_failed",
             LeaveReason::Shutdown => "shutdown",
+            LeaveReason::InternalError => "internal_error",
         }
     }
 }
@@ -337,5 +343,22 @@ mod tests {
         let all = <(ParticipantKind, Direction)>::every();
         assert_eq!(all.len(), 6);
         assert!(all.contains(&(ParticipantKind::Srtp, Direction::Out)));
+    }
+}
+
+/// A media worker, by index: a set as small as the node's `media.workers`, fixed at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLabel(pub usize);
+
+impl Labels for WorkerLabel {
+    const ARITY: usize = 1;
+
+    fn with_values<R>(self, f: impl FnOnce(&[&str]) -> R) -> R {
+        f(&[&self.0.to_string()])
+    }
+
+    /// Not known in advance: a worker's series appear when it first reports, 500 ms after start.
+    fn every() -> Vec<Self> {
+        Vec::new()
     }
 }

@@ -8,8 +8,10 @@
 mod family;
 mod labels;
 
-pub use family::{Counters, Gauges};
-pub use labels::{Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult};
+pub use family::{Counters, Gauges, SecondCounters};
+pub use labels::{
+    Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult, WorkerLabel,
+};
 
 use crate::core::events::LeaveReason;
 use crate::core::stats::{RoomGauges, RoomStats};
@@ -17,8 +19,19 @@ use crate::core::Route;
 use axum::http::StatusCode;
 use family::Declare;
 use prometheus::{Encoder, Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use std::sync::Mutex;
 use std::time::Duration;
 use switchboard_driver::{Codec, ParticipantKind};
+
+/// What one media worker last reported of the gauges: the node's are the sum over workers (the
+/// largest jitter target, which is a maximum), so no worker's report overwrites another's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerGauges {
+    pub rooms: usize,
+    /// Legs read at the mixer's tick (`mixer_paced_legs`).
+    pub paced: usize,
+    pub gauges: RoomGauges,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +61,11 @@ pub struct Metrics {
     pub auth_failures: Counters<crate::auth::AuthFailure>,
     pub webhook_deliveries: Counters<WebhookResult>,
     pub webhook_dropped: IntCounter,
+    pub worker_cpu: SecondCounters<WorkerLabel>,
+    pub worker_participants: Gauges<WorkerLabel>,
+    pub worker_rooms: Gauges<WorkerLabel>,
+    /// Each worker's last `WorkerGauges`, by index.
+    per_worker: Mutex<Vec<WorkerGauges>>,
 }
 
 /// The HTTP API's records. The path is the route template, a fixed set the router holds.
@@ -165,6 +183,18 @@ impl Metrics {
                 "Subscriptions that started a transcode, by codec pair",
                 &["from", "to"],
             )?,
+            worker_cpu: d.seconds_by(
+                "worker_cpu_seconds_total",
+                "CPU time each media worker thread used, by worker index",
+                &["worker"],
+            )?,
+            worker_participants: d.gauges(
+                "worker_participants",
+                "Participants in each media worker's rooms, by worker index",
+                &["worker"],
+            )?,
+            worker_rooms: d.gauges("worker_rooms", "Rooms each media worker holds, by worker index", &["worker"])?,
+            per_worker: Mutex::new(Vec::new()),
         };
         d.info(
             "build_info",
@@ -220,8 +250,31 @@ impl Metrics {
         }
     }
 
-    /// Sets the gauges from the sum over all rooms.
-    pub fn set_gauges(&self, rooms: usize, g: &RoomGauges) {
+    /// Records worker `worker`'s gauges, and sets the node's from every worker's last report. A
+    /// short lock, twice a second per worker.
+    pub fn set_worker_gauges(&self, worker: usize, report: WorkerGauges) {
+        let total = {
+            let mut all = self.per_worker.lock().unwrap_or_else(|e| e.into_inner());
+            if all.len() <= worker {
+                all.resize(worker + 1, WorkerGauges::default());
+            }
+            all[worker] = report;
+            all.iter().fold(WorkerGauges::default(), |mut t, w| {
+                t.rooms += w.rooms;
+                t.paced += w.paced;
+                t.gauges.add(&w.gauges);
+                t
+            })
+        };
+        let label = WorkerLabel(worker);
+        self.worker_rooms.with(label).set(report.rooms as i64);
+        self.worker_participants.with(label).set(report.gauges.participants.iter().map(|(_, n)| *n as i64).sum());
+        self.mixer_paced_legs.set(total.paced as i64);
+        self.set_gauges(total.rooms, &total.gauges);
+    }
+
+    /// Sets the node's gauges from the sum over all rooms.
+    fn set_gauges(&self, rooms: usize, g: &RoomGauges) {
         self.rooms.set(rooms as i64);
         for (kind, n) in g.participants.iter() {
             self.participants.with(kind).set(*n as i64);

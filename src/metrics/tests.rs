@@ -10,6 +10,8 @@ fn every_series() -> Metrics {
     let m = Metrics::new();
     m.participants_left.init_all();
     m.transcodes.init_all();
+    m.set_worker_gauges(0, WorkerGauges::default());
+    m.worker_cpu.with(WorkerLabel(0)).inc_by(0.0);
     for method in HttpMethod::ALL {
         m.http.record(*method, "/healthz", StatusCode::OK, Duration::ZERO);
     }
@@ -107,7 +109,7 @@ fn room_counts_land_in_their_typed_series() {
     let mut g = RoomGauges { jitter_target_ms: 60, ..RoomGauges::default() };
     g.participants[ParticipantKind::Srtp] = 4;
     g.subscriptions[Route::Transcode] = 2;
-    m.set_gauges(1, &g);
+    m.set_worker_gauges(0, WorkerGauges { rooms: 1, paced: 0, gauges: g });
 
     assert_eq!(m.packets.with((ParticipantKind::Rtp, Direction::In)).get(), 2);
     assert_eq!(m.bytes.with((ParticipantKind::Rtp, Direction::In)).get(), 160);
@@ -124,6 +126,33 @@ fn room_counts_land_in_their_typed_series() {
     let text = m.render();
     assert!(text.contains("switchboard_transcodes_total{from=\"opus\",to=\"pcmu\"} 1"), "{text}");
     assert!(text.contains("switchboard_mixer_jitter_target_seconds 0.06"), "{text}");
+}
+
+#[test]
+fn the_gauges_sum_what_every_worker_reported_last() {
+    let m = Metrics::new();
+    let mut a = RoomGauges { jitter_target_ms: 60, tracks: 2, ..RoomGauges::default() };
+    a.participants[ParticipantKind::Rtp] = 3;
+    let mut b = RoomGauges { jitter_target_ms: 40, tracks: 5, mixers: 1, ..RoomGauges::default() };
+    b.participants[ParticipantKind::Rtp] = 2;
+    b.participants[ParticipantKind::Webrtc] = 1;
+    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 1, gauges: a });
+    m.set_worker_gauges(1, WorkerGauges { rooms: 1, paced: 0, gauges: b });
+    // Worker 0 reports again: its new figures replace its old ones, and worker 1's stay.
+    a.tracks = 1;
+    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 2, gauges: a });
+    assert_eq!(m.rooms.get(), 3);
+    assert_eq!(m.tracks.get(), 6);
+    assert_eq!(m.mixers.get(), 1);
+    assert_eq!(m.participants.with(ParticipantKind::Rtp).get(), 5);
+    assert_eq!(m.participants.with(ParticipantKind::Webrtc).get(), 1);
+    assert_eq!(m.mixer_paced_legs.get(), 2);
+    assert_eq!(m.mixer_jitter_target.get(), 0.06, "the largest, not a sum");
+    assert_eq!(m.worker_rooms.with(WorkerLabel(1)).get(), 1);
+    assert_eq!(m.worker_participants.with(WorkerLabel(0)).get(), 3);
+    assert_eq!(m.worker_participants.with(WorkerLabel(1)).get(), 3);
+    let text = m.render();
+    assert!(text.contains("switchboard_worker_rooms{worker=\"0\"} 2"), "{text}");
 }
 
 #[test]

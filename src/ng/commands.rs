@@ -6,13 +6,13 @@ use super::calls::{room_for, Call, Calls};
 use super::message::{dict, error, text, Dict};
 use crate::core::MediaGrants;
 use crate::runtime::sdp_kind::kind_of_offer;
-use crate::runtime::{Command, CommandError, Handle, JoinRequest};
+use crate::runtime::{Command, CommandError, JoinRequest, Workers};
 use serde_bencode::value::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
 
 /// Runs one command; the reply dictionary, an ng `error` reply for anything refused.
-pub async fn handle(d: &Dict, worker: &Handle, calls: &mut Calls) -> Value {
+pub async fn handle(d: &Dict, worker: &Workers, calls: &mut Calls) -> Value {
     let result = match d.str("command") {
         Some("ping") => Ok(dict([("result", text("pong"))])),
         Some("offer") => offer(d, worker, calls).await,
@@ -56,7 +56,7 @@ fn callee_kind(d: &Dict, caller: ParticipantKind) -> Result<ParticipantKind, Str
 }
 
 async fn join(
-    worker: &Handle,
+    worker: &Workers,
     room: &RoomId,
     kind: Option<ParticipantKind>,
     sdp: Option<String>,
@@ -76,12 +76,12 @@ async fn join(
     Ok((joined.participant.id, joined.sdp))
 }
 
-async fn leave(worker: &Handle, room: &RoomId, participant: ParticipantId) {
+async fn leave(worker: &Workers, room: &RoomId, participant: ParticipantId) {
     let room = room.clone();
     let _ = worker.call(|reply| Command::Leave { room, participant, reply }).await;
 }
 
-async fn offer(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, String> {
+async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
     let id = call_id(d)?;
     let from = d.str("from-tag").ok_or("no from-tag")?.to_string();
     let sdp = d.str("sdp").ok_or("no sdp")?.to_string();
@@ -105,9 +105,14 @@ async fn offer(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, St
         Some(name) => (RoomId::new(name).ok_or("room: 1 to 64 of A-Z a-z 0-9 _ . -")?, true),
         None => (room_for(id).ok_or("call-id gives no room id")?, false),
     };
+    // Made here rather than by the join, so that `rooms.auto_create = false` does not stop ng.
     let existed = {
         let r = room.clone();
-        worker.call(|reply| Command::GetRoom { room: r, reply }).await.is_ok()
+        match worker.call(|reply| Command::CreateRoom { id: r, max_participants: None, reply }).await {
+            Ok(_) => false,
+            Err(CommandError::RoomExists(_)) => true,
+            Err(e) => return Err(why(e)),
+        }
     };
     let (caller, caller_answer) = join(worker, &room, Some(caller_kind), Some(sdp), "caller").await?;
     let (callee, callee_offer) = match join(worker, &room, Some(callee_kind), None, "callee").await {
@@ -137,7 +142,7 @@ async fn offer(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, St
     Ok(ok([("sdp", text(callee_offer))]))
 }
 
-async fn answer(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, String> {
+async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
     let id = call_id(d)?;
     let sdp = d.str("sdp").ok_or("no sdp")?.to_string();
     let call = calls.by_id.get_mut(id).ok_or_else(|| format!("unknown call-id {id:?}"))?;
@@ -149,7 +154,7 @@ async fn answer(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, S
     Ok(ok([("sdp", text(call.caller_answer.clone()))]))
 }
 
-async fn delete(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, String> {
+async fn delete(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
     let id = call_id(d)?;
     let call = calls.by_id.remove(id).ok_or_else(|| format!("unknown call-id {id:?}"))?;
     if call.shared_room {
@@ -168,7 +173,7 @@ fn secs(t: SystemTime) -> i64 {
 }
 
 /// rtpengine's `query` shape: totals, and per tag one audio media with one stream's counters.
-async fn query(d: &Dict, worker: &Handle, calls: &mut Calls) -> Result<Value, String> {
+async fn query(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
     let id = call_id(d)?;
     let call = calls.by_id.get(id).ok_or_else(|| format!("unknown call-id {id:?}"))?;
     let mut tags = Vec::new();

@@ -8,7 +8,7 @@ mod calls;
 mod commands;
 pub mod message;
 
-use crate::runtime::Handle;
+use crate::runtime::Workers;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ pub async fn bind(cfg: &NgConfig) -> std::io::Result<Option<NgServer>> {
 
 /// Serves until the process ends. Commands are carried out one at a time, in arrival order, as a
 /// proxy expects of one rtpengine.
-pub async fn serve(server: NgServer, worker: Handle) {
+pub async fn serve(server: NgServer, worker: Workers) {
     let NgServer { socket, allowed } = server;
     let mut buf = vec![0u8; message::MAX_MESSAGE + 1];
     let mut calls = calls::Calls::default();

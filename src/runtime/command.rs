@@ -1,5 +1,5 @@
-//! What the HTTP API asks of the media worker. Each command carries its own reply channel, so the
-//! worker never blocks on the API and the API never touches a room.
+//! What the HTTP API asks of a media worker, and the handle it asks through. Each command carries
+//! its own reply channel, so the worker never blocks on the API and the API never touches a room.
 
 use crate::core::view::{ParticipantView, RoomView, TrackView};
 use crate::core::{AudioPreference, MediaGrants, VideoPreference};
@@ -42,7 +42,8 @@ pub struct Joined {
 #[derive(Debug)]
 pub enum Command {
     CreateRoom {
-        id: Option<RoomId>,
+        /// Drawn by the API when the request named none, so it can be placed like any other.
+        id: RoomId,
         max_participants: Option<usize>,
         reply: Reply<RoomView>,
     },
@@ -99,8 +100,30 @@ pub enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
-    /// A test hook (`debug.stall_hook`): the media thread sleeps this long.
+    /// A test hook (`debug.stall_hook`): the worker sleeps this long.
     Stall(std::time::Duration),
+    /// A test hook (`debug.stall_hook` with `"panic": true`): the worker panics outside any
+    /// participant, as a bug in its own code would.
+    Crash,
+}
+
+impl Command {
+    /// The room a command is about; `None` for those that are about the worker.
+    pub fn room(&self) -> Option<&RoomId> {
+        match self {
+            Command::CreateRoom { id: room, .. }
+            | Command::GetRoom { room, .. }
+            | Command::DeleteRoom { room, .. }
+            | Command::Join { room, .. }
+            | Command::Renegotiate { room, .. }
+            | Command::GetParticipant { room, .. }
+            | Command::Leave { room, .. }
+            | Command::Dtmf { room, .. }
+            | Command::MuteTrack { room, .. }
+            | Command::Subscribe { room, .. } => Some(room),
+            Command::ListRooms { .. } | Command::Shutdown { .. } | Command::Stall(_) | Command::Crash => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -139,30 +162,24 @@ pub enum CommandError {
     DtmfQueueFull(String),
 }
 
-/// Lets the API reach the worker.
+/// Lets the API reach one worker. `Workers` holds one per worker and decides which to use.
 #[derive(Clone)]
 pub struct Handle {
     tx: SyncSender<Command>,
     waker: Arc<Waker>,
-    heartbeat: Arc<super::heartbeat::Heartbeat>,
-    /// How long a call waits for the media thread's answer before it is `Busy`.
+    /// How long a call waits for the worker's answer before it is `Busy`.
     timeout: Duration,
 }
 
-/// Commands waiting for the media thread at most; past it a call is answered `Busy` at once.
+/// Commands waiting for one worker at most; past it a call is answered `Busy` at once.
 pub const COMMAND_QUEUE: usize = 1024;
 
 impl Handle {
-    pub fn new(
-        tx: SyncSender<Command>,
-        waker: Arc<Waker>,
-        heartbeat: Arc<super::heartbeat::Heartbeat>,
-        timeout: Duration,
-    ) -> Handle {
-        Handle { tx, waker, heartbeat, timeout }
+    pub fn new(tx: SyncSender<Command>, waker: Arc<Waker>, timeout: Duration) -> Handle {
+        Handle { tx, waker, timeout }
     }
 
-    fn enqueue(&self, cmd: Command) -> Result<(), CommandError> {
+    pub fn enqueue(&self, cmd: Command) -> Result<(), CommandError> {
         match self.tx.try_send(cmd) {
             Ok(()) => {
                 let _ = self.waker.wake();
@@ -175,23 +192,15 @@ impl Handle {
         }
     }
 
-    /// How long ago the media thread last turned its loop.
-    pub fn media_age(&self) -> std::time::Duration {
-        self.heartbeat.age(std::time::Instant::now())
-    }
-
-    /// Sends a command that wants no reply.
-    pub fn send(&self, cmd: Command) -> Result<(), CommandError> {
-        self.enqueue(cmd)
-    }
-
-    /// Sends a command and waits for its answer, at most the configured time: a media thread
-    /// that is stuck or swamped gets the caller a `Busy`, not a hung request. A command that
-    /// times out is still carried out when the thread gets to it.
-    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.enqueue(make(reply))?;
-        match tokio::time::timeout(self.timeout, rx).await {
+    /// Waits for the answer to a command already enqueued, until `deadline` (`http.command_timeout_ms`
+    /// after it was sent): a worker that is stuck or swamped gets the caller a `Busy`, not a hung
+    /// request. A command that times out is still carried out when the worker gets to it.
+    pub async fn wait<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, CommandError>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<T, CommandError> {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(answer) => answer.map_err(|_| CommandError::ShuttingDown)?,
             Err(_) => Err(CommandError::Busy(format!(
                 "no answer within {} ms (http.command_timeout_ms)",
@@ -200,8 +209,22 @@ impl Handle {
         }
     }
 
-    pub async fn shutdown(&self) {
-        let (reply, rx) = tokio::sync::oneshot::channel();
+    /// When an answer to a command sent now is due.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.timeout
+    }
+
+    /// Sends a command and waits for its answer (see `wait`).
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(make(reply))?;
+        self.wait(rx, self.deadline()).await
+    }
+
+    /// Asks the worker to close everything and stop; the receiver resolves when it has (or at
+    /// once, if it had stopped already).
+    pub async fn ask_shutdown(&self) -> oneshot::Receiver<()> {
+        let (reply, rx) = oneshot::channel();
         let mut cmd = Command::Shutdown { reply };
         // The queue may be full of requests: the shutdown waits its turn rather than being lost.
         loop {
@@ -212,10 +235,11 @@ impl Handle {
                     let _ = self.waker.wake();
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                // The command, and the reply sender in it, are dropped: `rx` resolves at once.
+                Err(TrySendError::Disconnected(_)) => return rx,
             }
         }
         let _ = self.waker.wake();
-        let _ = rx.await;
+        rx
     }
 }

@@ -16,11 +16,14 @@ pub struct LegPorts {
     pub rtcp: UdpSocket,
 }
 
+/// `webrtc_local` is the joining worker's WebRTC address (a WebRTC participant's candidates
+/// name it); `node_webrtc` is every worker's, which no leg may send to.
 pub fn make(
     kind: ParticipantKind,
     now: Instant,
     cfg: &Config,
     webrtc_local: SocketAddr,
+    node_webrtc: &[SocketAddr],
     leg: Option<&LegPorts>,
 ) -> Result<Box<dyn Driver>, CommandError> {
     match (kind, leg) {
@@ -40,7 +43,7 @@ pub fn make(
                 rtcp_local,
                 advertised_ip: cfg.rtp.advertised_ip,
                 symmetric: cfg.rtp.symmetric,
-                peers: peer_policy(cfg, webrtc_local),
+                peers: peer_policy(cfg, node_webrtc),
             };
             Ok(Box::new(RtpDriver::new(cfg, now)))
         }
@@ -49,17 +52,19 @@ pub fn make(
 }
 
 /// Where a plain/SDES leg's media may go: into `rtp.allowed_peers`, and never back to one of the
-/// bridge's own media sockets (the leg range on the bind and advertised IPs, the WebRTC port).
-pub fn peer_policy(cfg: &Config, webrtc_local: SocketAddr) -> PeerPolicy {
+/// bridge's own media sockets: the whole leg range (every worker's slice) on the bind and
+/// advertised IPs, and every worker's WebRTC port.
+pub fn peer_policy(cfg: &Config, node_webrtc: &[SocketAddr]) -> PeerPolicy {
     let legs = cfg.rtp.port_min..=cfg.rtp.port_max;
-    let webrtc = webrtc_local.port()..=webrtc_local.port();
     let mut own: Vec<OwnAddress> =
         [cfg.rtp.bind_ip, cfg.rtp.advertised_ip].into_iter().map(|ip| OwnAddress { ip, ports: legs.clone() }).collect();
-    own.extend(
-        std::iter::once(webrtc_local.ip())
-            .chain(cfg.webrtc.advertised_ips.iter().copied())
-            .map(|ip| OwnAddress { ip, ports: webrtc.clone() }),
-    );
+    for w in node_webrtc {
+        own.extend(
+            std::iter::once(w.ip())
+                .chain(cfg.webrtc.advertised_ips.iter().copied())
+                .map(|ip| OwnAddress { ip, ports: w.port()..=w.port() }),
+        );
+    }
     // `validate` parsed the list at start-up; should it ever fail here, no peer is allowed
     // rather than every one.
     let allowed = cfg.rtp.allowed_networks().unwrap_or_default();
@@ -93,11 +98,12 @@ mod tests {
         let mut cfg = Config::default();
         cfg.rtp.advertised_ip = "203.0.113.1".parse().unwrap();
         cfg.rtp.allowed_peers = vec!["127.0.0.0/8".into(), "203.0.113.0/24".into()];
-        let p = peer_policy(&cfg, "127.0.0.1:3478".parse().unwrap());
+        let p = peer_policy(&cfg, &["127.0.0.1:3478".parse().unwrap(), "127.0.0.1:3479".parse().unwrap()]);
         let refused = |a: &str| p.check(a.parse().unwrap()).err().map(|e| e.to_string());
         assert!(refused("127.0.0.1:40002").unwrap().contains("no loops"));
         assert!(refused("203.0.113.1:40998").unwrap().contains("no loops"));
         assert!(refused("127.0.0.1:3478").unwrap().contains("no loops"));
+        assert!(refused("127.0.0.1:3479").unwrap().contains("no loops"), "another worker's WebRTC port");
         assert!(refused("192.0.2.10:30000").unwrap().contains("allowed_peers"));
         assert_eq!(refused("127.0.0.1:30000"), None);
         assert_eq!(refused("203.0.113.9:40002"), None);

@@ -1,54 +1,132 @@
-//! The IO shell: sockets, timers and the media worker thread that owns the rooms.
+//! The IO shell: sockets, timers and the media workers, each a thread that owns its rooms.
+//!
+//! `start` builds the node's workers (`worker`), the API's way to them (`workers`: routing by
+//! room, `placement`: which worker a new room goes to) and what they share (`status`).
 
 mod batch;
 pub mod command;
 mod drivers;
 pub mod heartbeat;
-mod ports;
+mod os_thread;
+pub mod placement;
+pub(crate) mod ports;
 pub mod sdp_kind;
 mod sockets;
+pub mod status;
 mod timer;
 mod worker;
+pub mod workers;
 
 pub use command::{Command, CommandError, EventFrame, Handle, JoinRequest, Joined};
+pub use workers::{PlacedRoom, Trouble, Workers};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::webhooks::Webhooks;
+use mio::net::UdpSocket;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
-/// The running media thread.
-pub struct MediaThread {
-    pub thread: JoinHandle<()>,
-    /// Resolves when the thread has ended, by a `Shutdown` command or by a panic.
-    pub ended: tokio::sync::oneshot::Receiver<()>,
+/// The running media threads, one per worker.
+pub struct MediaThreads {
+    pub threads: Vec<JoinHandle<()>>,
+    /// One per thread, each resolving when its thread has ended, by a `Shutdown` command or by a
+    /// panic (see `all_ended`).
+    pub ended: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
-/// Binds the media sockets and starts the worker thread, which offers room events to `hooks`.
-pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Result<(Handle, MediaThread)> {
+/// Resolves once every one of `ended` has: the node has no media plane left.
+pub async fn all_ended(ended: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    for e in ended {
+        let _ = e.await;
+    }
+}
+
+/// Binds every worker's WebRTC socket and starts the workers (`media.workers` of them), which
+/// offer room events to `hooks`.
+pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Result<(Workers, MediaThreads)> {
     switchboard_webrtc::init();
-    let cfg_timeout_ms = cfg.http.command_timeout_ms;
-    let poll = mio::Poll::new()?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
-    let (tx, rx) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
-    let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
-    let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone(), hooks)?;
-    let media = spawn_watched("media", move || worker.run())?;
-    let timeout = std::time::Duration::from_millis(cfg_timeout_ms);
-    Ok((Handle::new(tx, waker, heartbeat, timeout), media))
+    let n = cfg.worker_count();
+    // Every socket before any worker: each leg's peer policy names every worker's address.
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        let addr = SocketAddr::new(cfg.webrtc.listen.ip(), cfg.webrtc_port(i));
+        let sock = UdpSocket::bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("worker {i}'s WebRTC socket {addr}: {e}")))?;
+        sockets.push(sock);
+    }
+    let webrtc =
+        sockets.iter().map(|s| s.local_addr().map(|a| worker::local_webrtc(&cfg, a))).collect::<Result<_, _>>()?;
+    let now = Instant::now();
+    let shared = Arc::new(workers::Shared {
+        status: (0..n).map(|_| status::WorkerStatus::new(now)).collect(),
+        placement: placement::Placement::new(n),
+        webrtc,
+    });
+    let timeout = Duration::from_millis(cfg.http.command_timeout_ms);
+    let mut handles = Vec::with_capacity(n);
+    let mut media = MediaThreads { threads: Vec::with_capacity(n), ended: Vec::with_capacity(n) };
+    for (index, webrtc) in sockets.into_iter().enumerate() {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
+        let (tx, commands) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
+        let w = worker::Worker::new(worker::Setup {
+            index,
+            cfg: cfg.clone(),
+            poll,
+            webrtc,
+            leg_ports: ports::slice(cfg.rtp.port_min, cfg.rtp.port_max, n, index),
+            commands,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            hooks: hooks.clone(),
+        })?;
+        let pin = cfg.media.pin_workers;
+        let done = EndMark(shared.clone(), index);
+        let (thread, ended) = spawn_watched(&format!("media-{index}"), move || {
+            let _done = done;
+            if pin {
+                match os_thread::pin_to(index) {
+                    Ok(core) => info!(worker = index, core, "media worker pinned"),
+                    Err(e) => warn!(worker = index, error = %e, "media worker not pinned"),
+                }
+            }
+            w.run();
+        })?;
+        media.threads.push(thread);
+        media.ended.push(ended);
+        handles.push(Handle::new(tx, waker, timeout));
+    }
+    info!(workers = n, "media workers started");
+    Ok((Workers::new(handles, shared, cfg.rooms.auto_create, cfg.node.max_rooms), media))
 }
 
-/// Spawns `f` on a named thread whose end, however it comes, resolves `ended`: the sender is
-/// dropped when the thread returns or unwinds. A participant's panic is caught inside the room;
-/// this is for the rest of the media thread, whose loss would leave an API with nothing behind it.
-fn spawn_watched(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<MediaThread> {
+/// Marks worker `.1` ended when its thread ends, by return or unwind, so nothing is placed on it
+/// or asked of it any more.
+struct EndMark(Arc<workers::Shared>, usize);
+
+impl Drop for EndMark {
+    fn drop(&mut self) {
+        self.0.status[self.1].set_ended();
+    }
+}
+
+type Watched = (JoinHandle<()>, tokio::sync::oneshot::Receiver<()>);
+
+/// Spawns `f` on a named thread whose end, however it comes, resolves the receiver: the sender is
+/// dropped when the thread returns or unwinds. A participant's panic is caught inside its room,
+/// and the rest of a worker's inside the worker (`Worker::run`); this is the last line, for a
+/// thread that ends all the same.
+fn spawn_watched(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<Watched> {
     let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
         let _ended = ended_tx;
         f();
     })?;
-    Ok(MediaThread { thread, ended })
+    Ok((thread, ended))
 }
 
 #[cfg(test)]
@@ -57,21 +135,21 @@ mod tests {
 
     #[test]
     fn a_panicking_media_thread_is_reported_as_ended() {
-        let mut watched = spawn_watched("doomed", || panic!("simulated media-thread failure")).unwrap();
-        assert!(watched.thread.join().is_err(), "the thread panicked");
-        assert!(watched.ended.try_recv().is_err_and(|e| e == tokio::sync::oneshot::error::TryRecvError::Closed));
+        let (thread, mut ended) = spawn_watched("doomed", || panic!("simulated media-thread failure")).unwrap();
+        assert!(thread.join().is_err(), "the thread panicked");
+        assert!(ended.try_recv().is_err_and(|e| e == tokio::sync::oneshot::error::TryRecvError::Closed));
     }
 
     #[test]
     fn a_running_media_thread_is_not_reported() {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let mut watched = spawn_watched("alive", move || {
+        let (thread, mut ended) = spawn_watched("alive", move || {
             let _ = stop_rx.recv();
         })
         .unwrap();
-        assert_eq!(watched.ended.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty));
+        assert_eq!(ended.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty));
         drop(stop_tx);
-        watched.thread.join().unwrap();
-        assert_eq!(watched.ended.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed));
+        thread.join().unwrap();
+        assert_eq!(ended.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed));
     }
 }

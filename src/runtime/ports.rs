@@ -4,11 +4,40 @@
 //! Why random: a port that follows from the last one lets anyone who saw one call aim packets at
 //! the next. Why the quarantine: a peer's late packets (or a stale latch on its side) would
 //! otherwise land in the next call that took the pair. Sans-IO: time is an input.
+//!
+//! Each media worker has a pool of its own over its slice of the range (`slice`), so no two
+//! workers ever bind the same port and none of them needs a lock to take one.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// How many even/odd pairs `[min, max]` holds.
+pub fn pairs(min: u16, max: u16) -> usize {
+    let start = min.saturating_add(min % 2);
+    match start < max {
+        true => usize::from(max - start).div_ceil(2),
+        false => 0,
+    }
+}
+
+/// Worker `i`'s slice of `[min, max]`, of `workers`: the pairs split evenly in order, the later
+/// slices one pair larger when they do not divide. Inclusive, like the range; empty (`min >
+/// max`) only when there are fewer pairs than workers, which `Config::validate` refuses.
+pub fn slice(min: u16, max: u16, workers: usize, i: usize) -> (u16, u16) {
+    let start = min.saturating_add(min % 2);
+    let n = pairs(min, max);
+    let workers = workers.max(1);
+    let first = |k: usize| k * n / workers;
+    // Below `n` pairs of two ports each above `start`, all inside a `u16` range.
+    let port = |pair: usize| start + u16::try_from(2 * pair).unwrap_or(u16::MAX - start);
+    let (lo, hi) = (first(i), first(i + 1));
+    if lo == hi {
+        return (port(lo).saturating_add(1), port(lo));
+    }
+    (port(lo), port(hi - 1) + 1)
+}
 
 #[derive(Debug)]
 pub struct PortPool {
@@ -133,6 +162,34 @@ mod tests {
         assert_eq!(p.available(at(15)), 1);
         assert_eq!(p.take(at(15)), Some(b));
         assert_eq!(p.take(at(15)), None);
+    }
+
+    #[test]
+    fn the_range_is_split_into_slices_that_cover_it_once() {
+        assert_eq!(pairs(40000, 40999), 500);
+        assert_eq!(pairs(40001, 40006), 2);
+        assert_eq!(pairs(40001, 40002), 0);
+        assert_eq!(slice(40000, 40999, 1, 0), (40000, 40999), "one worker has it all");
+        assert_eq!(slice(40000, 40999, 2, 0), (40000, 40499));
+        assert_eq!(slice(40000, 40999, 2, 1), (40500, 40999));
+        // 29 pairs over 2 and 3 workers: every pair in exactly one slice, each slice whole pairs.
+        for workers in [2, 3, 4] {
+            let mut seen = BTreeSet::new();
+            for i in 0..workers {
+                let (lo, hi) = slice(20005, 20063, workers, i);
+                assert!(lo % 2 == 0 && hi % 2 == 1 && lo < hi, "{workers} workers, slice {i}: {lo}..={hi}");
+                let mut p = PortPool::new(lo, hi, Duration::ZERO);
+                let now = Instant::now();
+                while let Some(port) = p.take(now) {
+                    assert!(seen.insert(port), "{port} is in two slices");
+                }
+            }
+            assert_eq!(seen.len(), 29, "{workers} workers");
+            assert_eq!(seen.first(), Some(&20006));
+            assert_eq!(seen.last(), Some(&20062));
+        }
+        let (lo, hi) = slice(40000, 40003, 3, 0);
+        assert!(lo > hi, "fewer pairs than workers leaves a slice empty");
     }
 
     #[test]

@@ -46,12 +46,15 @@ pub enum WebhookError {
 }
 
 /// One receiver's end of its queue, as the media thread holds it.
+#[derive(Clone)]
 struct Outlet {
     queue: mpsc::Sender<Arc<HookEvent>>,
     dtmf: bool,
 }
 
-/// The media thread's side: offers room events to every receiver's queue, never waiting.
+/// The media workers' side: offers room events to every receiver's queue, never waiting. Each
+/// worker holds a clone; a receiver's queue closes when the last of them is gone.
+#[derive(Clone)]
 pub struct Webhooks {
     outlets: Vec<Outlet>,
     metrics: Arc<Metrics>,

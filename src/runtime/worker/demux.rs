@@ -60,19 +60,6 @@ impl Worker {
 
     /// Drops a departed participant's addresses from the cache, so a later datagram from one of
     /// them counts as unknown instead of reaching a participant that has gone.
-    /// Reads on the sockets that used up their budget last turn.
-    pub(super) fn read_backlog(&mut self) {
-        if std::mem::take(&mut self.webrtc_backlog) {
-            self.read_webrtc();
-        }
-        for token in std::mem::take(&mut self.leg_backlog) {
-            // A leg that became paced meanwhile is read at its room's deadline instead.
-            if self.legs.get(&token).is_some_and(|l| !l.is_paced()) {
-                self.read_leg(token, false);
-            }
-        }
-    }
-
     pub(super) fn forget_peer(&mut self, pid: ParticipantId) {
         self.peers.retain(|_, (_, p)| *p != pid);
         self.ufrags.retain(|_, (_, p)| *p != pid);

@@ -39,10 +39,14 @@ impl Worker {
             emit(&room_id, &entry.events, &self.hooks, &ev);
         }
         let closed: Vec<ParticipantId> = entry.room.take_closed().collect();
+        if closed.is_empty() {
+            return;
+        }
         for pid in closed {
             self.forget_peer(pid);
             self.free_leg(pid);
         }
+        self.status().set_participants(self.participant_count());
     }
 
     /// Removes a room: what it still had to say, then `room_finished`, then it is gone (its
@@ -53,13 +57,14 @@ impl Worker {
             self.metrics.add_room_stats(&entry.room.take_stats());
             emit(entry.room.id(), &entry.events, &self.hooks, &RoomEvent::RoomFinished { reason });
             self.room_index.remove(entry.room.id());
+            self.shared.placement.released(entry.room.id());
         }
     }
 }
 
 /// One event to the room's SSE listeners (serialized once, only when someone listens) and to
 /// the webhook receivers that want it.
-fn emit(room: &RoomId, sse: &broadcast::Sender<Arc<EventFrame>>, hooks: &Webhooks, ev: &RoomEvent) {
+pub(super) fn emit(room: &RoomId, sse: &broadcast::Sender<Arc<EventFrame>>, hooks: &Webhooks, ev: &RoomEvent) {
     hooks.offer(room, ev);
     if sse.receiver_count() > 0 {
         // RoomEvent is plain data; serializing it cannot fail.
