@@ -107,6 +107,12 @@ impl Workers {
             _ => Absent::NotFound,
         };
         let w = self.shared.placement.route(&room, absent, |rooms| self.loads(rooms))?;
+        // A worker that failed marks itself before it announces its rooms' end and before it
+        // clears them from the table: in between, its rooms are gone, not "shutting down".
+        if !self.shared.status[w].is_running() {
+            self.shared.placement.settle(&room);
+            return Err(CommandError::RoomNotFound(room.to_string()));
+        }
         let handle = &self.handles[w];
         let deadline = handle.deadline();
         if let Err(e) = handle.enqueue(cmd) {
