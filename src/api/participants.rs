@@ -90,8 +90,11 @@ pub async fn join(
         audio: body.audio,
         video: body.video,
     };
+    let location = format!("/v1/rooms/{room}/participants/");
     let joined = admit(&st, room, request).await?;
-    Ok((StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))))
+    let location = format!("{location}{}", joined.participant.id);
+    let resp = (StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))).into_response();
+    Ok(super::created_at(&location, resp))
 }
 
 /// The one way into a room, behind `POST .../participants` and the WHIP/WHEP adapters: refused

@@ -39,7 +39,8 @@ pub async fn create(
     }
     let room =
         st.worker.call(|reply| Command::CreateRoom { id, max_participants: body.max_participants, reply }).await?;
-    Ok((StatusCode::CREATED, Json(room)))
+    let location = format!("/v1/rooms/{}", room.id);
+    Ok(super::created_at(&location, (StatusCode::CREATED, Json(room)).into_response()))
 }
 
 /// Every room on the node: for an admin of every room (`room: "*"`).
