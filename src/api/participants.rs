@@ -106,7 +106,10 @@ pub(crate) async fn admit(st: &AppState, room: RoomId, request: JoinRequest) -> 
     if request.display_name.as_ref().is_some_and(|name| name.len() > 256) {
         return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
     }
-    Ok(st.worker.call(|reply| Command::Join { room, request, reply }).await?)
+    let asked = std::time::Instant::now();
+    let joined = st.worker.call(|reply| Command::Join { room, request, reply }).await?;
+    st.metrics.join_duration.with(joined.participant.kind).observe(asked.elapsed().as_secs_f64());
+    Ok(joined)
 }
 
 pub async fn get(

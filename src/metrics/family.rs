@@ -3,7 +3,7 @@
 use super::labels::Labels;
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 use std::marker::PhantomData;
 
@@ -26,6 +26,14 @@ impl Vector for IntGaugeVec {
     type Series = IntGauge;
 
     fn series(&self, values: &[&str]) -> IntGauge {
+        self.with_label_values(values)
+    }
+}
+
+impl Vector for HistogramVec {
+    type Series = Histogram;
+
+    fn series(&self, values: &[&str]) -> Histogram {
         self.with_label_values(values)
     }
 }
@@ -54,6 +62,7 @@ impl<L: Labels, V: Vector> Family<L, V> {
 
 pub type Counters<L> = Family<L, IntCounterVec>;
 pub type Gauges<L> = Family<L, IntGaugeVec>;
+pub type Histograms<L> = Family<L, HistogramVec>;
 
 /// Builds metrics and registers them in one step, so a metric is declared in one line.
 pub struct Declare<'a> {
@@ -95,6 +104,18 @@ impl Declare<'_> {
     pub fn gauges<L: Labels>(&self, name: &str, help: &str, keys: &[&str]) -> prometheus::Result<Gauges<L>> {
         Self::arity::<L>(keys)?;
         let vec = self.register(IntGaugeVec::new(opts(name, help), keys)?)?;
+        Ok(Family { vec, labels: PhantomData })
+    }
+
+    pub fn histograms<L: Labels>(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        keys: &[&str],
+    ) -> prometheus::Result<Histograms<L>> {
+        Self::arity::<L>(keys)?;
+        let vec = self.raw_histograms(name, help, buckets, keys)?;
         Ok(Family { vec, labels: PhantomData })
     }
 

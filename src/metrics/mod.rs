@@ -8,7 +8,7 @@
 mod family;
 mod labels;
 
-pub use family::{Counters, Gauges};
+pub use family::{Counters, Gauges, Histograms};
 pub use labels::{Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult};
 
 use crate::core::events::LeaveReason;
@@ -17,6 +17,7 @@ use crate::core::Route;
 use axum::http::StatusCode;
 use family::Declare;
 use prometheus::{Encoder, Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use std::sync::OnceLock;
 use std::time::Duration;
 use switchboard_driver::{Codec, ParticipantKind};
 
@@ -48,6 +49,15 @@ pub struct Metrics {
     pub auth_failures: Counters<crate::auth::AuthFailure>,
     pub webhook_deliveries: Counters<WebhookResult>,
     pub webhook_dropped: IntCounter,
+    /// The leg port range: pairs it holds, and pairs free to hand out now.
+    pub rtp_port_pairs: IntGauge,
+    pub rtp_port_pairs_free: IntGauge,
+    /// From a join reaching the API to the bridge's SDP, by the participant's kind.
+    pub join_duration: Histograms<ParticipantKind>,
+    media_loop_age: Gauge,
+    /// How long ago the media thread last turned its loop: read at each scrape, since a stalled
+    /// thread harvests nothing and its own gauges would stand still.
+    media_age: OnceLock<Box<dyn Fn() -> Duration + Send + Sync>>,
 }
 
 /// The HTTP API's records. The path is the route template, a fixed set the router holds.
@@ -160,6 +170,22 @@ impl Metrics {
                 "mixer_paced_legs",
                 "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
             )?,
+            rtp_port_pairs: d.gauge("rtp_port_pairs", "RTP/RTCP port pairs in the leg range (rtp.port_min..port_max)")?,
+            rtp_port_pairs_free: d.gauge(
+                "rtp_port_pairs_free",
+                "Leg port pairs free to hand out now: neither in use nor resting in quarantine",
+            )?,
+            join_duration: d.histograms(
+                "join_duration_seconds",
+                "Time from a join request to the bridge's SDP, by participant kind",
+                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &["kind"],
+            )?,
+            media_loop_age: d.float_gauge(
+                "media_loop_age_seconds",
+                "Seconds since the media thread last turned its loop, at the scrape; over 2 is a stall",
+            )?,
+            media_age: OnceLock::new(),
             transcodes: d.counters(
                 "transcodes_total",
                 "Subscriptions that started a transcode, by codec pair",
@@ -188,6 +214,7 @@ impl Metrics {
         m.mixer_stages.init_all();
         m.auth_failures.init_all();
         m.webhook_deliveries.init_all();
+        m.join_duration.init_all();
         Ok(m)
     }
 
@@ -239,7 +266,15 @@ impl Metrics {
         }
     }
 
+    /// Where `media_loop_age_seconds` reads the media thread's heartbeat; set once, at start.
+    pub fn watch_media(&self, age: impl Fn() -> Duration + Send + Sync + 'static) {
+        let _ = self.media_age.set(Box::new(age));
+    }
+
     pub fn render(&self) -> String {
+        if let Some(age) = self.media_age.get() {
+            self.media_loop_age.set(age().as_secs_f64());
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

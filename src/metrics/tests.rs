@@ -145,3 +145,15 @@ fn a_made_up_http_method_cannot_grow_the_series() {
         "{text}"
     );
 }
+
+#[test]
+fn the_media_loop_age_is_read_at_the_scrape() {
+    let m = Metrics::new();
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 0\n"), "no heartbeat yet: 0");
+    let age = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(250));
+    let a = age.clone();
+    m.watch_media(move || Duration::from_millis(a.load(std::sync::atomic::Ordering::Relaxed)));
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 0.25\n"));
+    age.store(3_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 3\n"), "a stall shows without a harvest");
+}

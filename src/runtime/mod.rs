@@ -33,6 +33,8 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Re
     let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
     let (tx, rx) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
     let heartbeat = Arc::new(heartbeat::Heartbeat::new(std::time::Instant::now()));
+    let hb = heartbeat.clone();
+    metrics.watch_media(move || hb.age(std::time::Instant::now()));
     let worker = worker::Worker::new(cfg, poll, rx, metrics, heartbeat.clone(), hooks)?;
     let media = spawn_watched("media", move || worker.run())?;
     let timeout = std::time::Duration::from_millis(cfg_timeout_ms);

@@ -144,8 +144,10 @@ impl Worker {
         let timer = DeadlineTimer::new(poll.registry(), TIMER)
             .inspect_err(|e| warn!(error = %e, "no timerfd: deadlines fire up to 1 ms late"))
             .ok();
+        let ports = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, cfg.port_quarantine());
+        metrics.rtp_port_pairs.set(ports.capacity() as i64);
         Ok(Worker {
-            ports: PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, cfg.port_quarantine()),
+            ports,
             cfg,
             heartbeat,
             webrtc_backlog: false,
@@ -333,6 +335,7 @@ impl Worker {
             self.oversize = 0;
         }
         self.metrics.set_gauges(self.room_index.len(), &gauges);
+        self.metrics.rtp_port_pairs_free.set(self.ports.available(now) as i64);
         self.metrics.mixer_paced_legs.set(self.rooms.iter().flatten().map(|e| e.paced.len() as i64).sum());
     }
 
