@@ -11,7 +11,9 @@ PKGS=(
   python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-numpy python3-cryptography
 )
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(chromium ffmpeg sip-tester)
+  # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for
+  # tests/package.rs.
+  PKGS+=(chromium ffmpeg sip-tester prometheus systemd)
 fi
 
 missing=()
