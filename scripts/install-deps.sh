@@ -15,6 +15,10 @@ if [ "${1:-}" = "--test" ]; then
   # tests/package.rs.
   PKGS+=(chromium ffmpeg sip-tester prometheus systemd)
 fi
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
+  # dpkg-shlibdeps, which cargo-deb runs for the package's library dependencies.
+  PKGS+=(dpkg-dev)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -36,5 +40,16 @@ if [ "${1:-}" = "--test" ]; then
   # playwright-core drives Debian's Chromium; it never downloads a browser of its own.
   if [ ! -d integration-tests/node_modules/playwright-core ]; then
     (cd integration-tests && npm install --no-audit --no-fund --silent)
+  fi
+fi
+
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
+  # cargo-deb builds the Debian package (make deb, tests/package.rs). It compiles for a few
+  # minutes, once; its build directory is removed afterwards.
+  if ! cargo deb --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-deb"
+    build_dir=$(mktemp -d)
+    CARGO_TARGET_DIR="$build_dir" cargo install cargo-deb --locked --quiet
+    rm -rf "$build_dir"
   fi
 fi
