@@ -343,7 +343,8 @@ impl Config {
             return Err(ConfigError::Invalid { key: "webhooks", message });
         }
         // RUST_LOG is the environment's, not the config's: checked where it is used.
-        if let Err(crate::logging::LogError::Filter { directive, error, .. }) = crate::logging::filter(&self.log, None) {
+        if let Err(crate::logging::LogError::Filter { directive, error, .. }) = crate::logging::filter(&self.log, None)
+        {
             return Err(ConfigError::Invalid { key: "log.filter", message: format!("{directive:?}: {error}") });
         }
         if self.metrics.listen.is_some_and(|m| m == self.http.listen) {

@@ -53,10 +53,8 @@ pub use phone_legs::{
     assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, read_s16le, require_rtp_leg,
     spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
-pub use prometheus::{
-    json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer,
-};
 pub use ports::{reserve_ports, PortBlock, PORT_BLOCK};
+pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};

@@ -27,7 +27,7 @@ fn the_dockerfile_is_pinned_locked_unprivileged_and_health_checked() {
         assert!(pinned(image), "FROM {image} is not pinned to a version");
     }
     assert!(file.contains("cargo build --locked --release"), "the build must use Cargo.lock as it is");
-    let user = file.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("a USER line");
+    let user = file.lines().filter_map(|l| l.strip_prefix("USER ")).next_back().expect("a USER line");
     assert!(!["root", "0"].contains(&user.trim()), "runs as {user}");
     let health = file.split("HEALTHCHECK").nth(1).expect("a HEALTHCHECK");
     assert!(health.contains("/healthz"), "{health}");
@@ -66,10 +66,14 @@ fn compose_restarts_every_service_and_provisions_the_dashboard() {
         }
     }
     let env = &services["switchboard"]["environment"];
-    for key in ["SWITCHBOARD_WEBRTC__ADVERTISED_IPS", "SWITCHBOARD_RTP__ADVERTISED_IP", "SWITCHBOARD_AUTH__KEYS__LOCAL"] {
+    for key in ["SWITCHBOARD_WEBRTC__ADVERTISED_IPS", "SWITCHBOARD_RTP__ADVERTISED_IP", "SWITCHBOARD_AUTH__KEYS__LOCAL"]
+    {
         assert!(env.get(key).is_some(), "switchboard's environment lacks {key}");
     }
-    assert!(text.lines().take(25).any(|l| l.contains("advertised")), "the top of compose.yml explains the advertised addresses");
+    assert!(
+        text.lines().take(25).any(|l| l.contains("advertised")),
+        "the top of compose.yml explains the advertised addresses"
+    );
 
     // Grafana finds the dashboard where its provider looks, and Prometheus the rules it loads.
     let provider = read("docker/grafana/provisioning/dashboards/switchboard.yml");

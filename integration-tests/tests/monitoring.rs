@@ -124,8 +124,15 @@ fn a_real_prometheus_scrapes_a_three_party_call() {
     let prom = PromServer::start(&format!("127.0.0.1:{}", scrape.http), &rules);
 
     let dir = tempfile::tempdir().unwrap();
-    let (_files, mut legs) =
-        spawn_tone_legs(&d, "scraped", &[("a", 440.0), ("b", 660.0), ("c", 880.0)], 0.3, 14.0, dir.path(), Duration::from_secs(40));
+    let (_files, mut legs) = spawn_tone_legs(
+        &d,
+        "scraped",
+        &[("a", 440.0), ("b", 660.0), ("c", 880.0)],
+        0.3,
+        14.0,
+        dir.path(),
+        Duration::from_secs(40),
+    );
     d.wait_for_participants("scraped", 3, &mut legs, Duration::from_secs(20));
 
     let participants = "sum(switchboard_participants{job=\"switchboard\"})";
@@ -168,9 +175,8 @@ fn a_real_prometheus_scrapes_a_three_party_call() {
         let q = as_grafana_sends(expr);
         prom.query(&q).unwrap_or_else(|e| panic!("the dashboard's {q:?} does not run: {e}"));
     }
-    let by_kind = prom.query(&as_grafana_sends(
-        "sum by (kind) (switchboard_participants{job=~\"$job\", instance=~\"$instance\"})",
-    ));
+    let by_kind = prom
+        .query(&as_grafana_sends("sum by (kind) (switchboard_participants{job=~\"$job\", instance=~\"$instance\"})"));
     assert!(by_kind.is_ok_and(|v| v.iter().any(|s| s["metric"]["kind"] == "rtp" && s["value"][1] == "3")));
     for leg in legs.iter_mut().filter_map(Option::take) {
         leg.wait();

@@ -177,7 +177,10 @@ fn the_packaged_binary_starts_on_the_packaged_config_and_stops_on_sigterm(root: 
 
     // As packaged, every address is loopback.
     let checked = run(Command::new(&bin).arg("--check-config").arg("--config").arg(&config).env(key.0, key.1));
-    assert!(checked.contains("http.listen 127.0.0.1:8080") && checked.contains("webrtc.listen 127.0.0.1:3478"), "{checked}");
+    assert!(
+        checked.contains("http.listen 127.0.0.1:8080") && checked.contains("webrtc.listen 127.0.0.1:3478"),
+        "{checked}"
+    );
     // Without the key the env file gives it, it refuses to start rather than run unprotected.
     let o = Command::new(&bin).arg("--check-config").arg("--config").arg(&config).env_remove(key.0).output().unwrap();
     assert!(!o.status.success(), "the packaged config started with no key");

@@ -170,7 +170,8 @@ impl Metrics {
                 "mixer_paced_legs",
                 "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
             )?,
-            rtp_port_pairs: d.gauge("rtp_port_pairs", "RTP/RTCP port pairs in the leg range (rtp.port_min..port_max)")?,
+            rtp_port_pairs: d
+                .gauge("rtp_port_pairs", "RTP/RTCP port pairs in the leg range (rtp.port_min..port_max)")?,
             rtp_port_pairs_free: d.gauge(
                 "rtp_port_pairs_free",
                 "Leg port pairs free to hand out now: neither in use nor resting in quarantine",
