@@ -83,6 +83,7 @@ fn every_metric_the_dashboard_and_alerts_read_is_served() {
         "switchboard_join_duration_seconds_bucket",
         "switchboard_rtp_port_pairs_free",
         "switchboard_media_loop_age_seconds",
+        "switchboard_rtt_seconds_bucket",
     ] {
         assert!(read.contains(want), "nothing reads {want}: {read:?}");
     }
@@ -124,15 +125,15 @@ fn a_real_prometheus_scrapes_a_three_party_call() {
     let prom = PromServer::start(&format!("127.0.0.1:{}", scrape.http), &rules);
 
     let dir = tempfile::tempdir().unwrap();
-    let (_files, mut legs) = spawn_tone_legs(
-        &d,
-        "scraped",
-        &[("a", 440.0), ("b", 660.0), ("c", 880.0)],
-        0.3,
-        14.0,
-        dir.path(),
-        Duration::from_secs(40),
-    );
+    let mut legs: Vec<Option<PeerHandle>> = Vec::new();
+    for (name, hz) in [("a", 440.0), ("b", 660.0), ("c", 880.0)] {
+        let mut args = tone_leg_args(hz, 0.3, 14.0, &dir.path().join(format!("{name}.s16le")));
+        if name == "c" {
+            // Receiver reports every second, claiming 5 % lost and echoing the bridge's SRs.
+            args.extend(["--report-loss", "5"].map(String::from));
+        }
+        legs.push(Some(d.join_peer(RTP_LEG, "scraped", name, &args, Duration::from_secs(40))));
+    }
     d.wait_for_participants("scraped", 3, &mut legs, Duration::from_secs(20));
 
     let participants = "sum(switchboard_participants{job=\"switchboard\"})";
@@ -154,6 +155,20 @@ fn a_real_prometheus_scrapes_a_three_party_call() {
     println!("Prometheus: {n} participants, {rate:.0} packets/s out");
     assert_eq!(prom.scalar("up{job=\"switchboard\"}"), Some(1.0));
     assert_eq!(prom.scalar("sum(switchboard_participants{job=\"switchboard\", kind=\"rtp\"})"), Some(3.0));
+
+    // Leg c's receiver reports reach the quality histograms: its claimed 5 % loss, and a round
+    // trip measured from the SRs it echoes, short on loopback.
+    let reports = "sum(switchboard_receiver_loss_ratio_count{job=\"switchboard\", kind=\"rtp\"})";
+    let rtts = "sum(switchboard_rtt_seconds_count{job=\"switchboard\", kind=\"rtp\"})";
+    let quality = poll_until(Duration::from_secs(10), || {
+        (prom.scalar(reports)? >= 2.0 && prom.scalar(rtts)? >= 1.0).then_some(())
+    });
+    assert!(quality.is_some(), "no receiver reports counted: {:?} {:?}", prom.query(reports), prom.query(rtts));
+    let loss_bucket = "sum(switchboard_receiver_loss_ratio_bucket{job=\"switchboard\", kind=\"rtp\", le=\"0.02\"})";
+    assert_eq!(prom.scalar(loss_bucket), Some(0.0), "every report claimed 5 %, none 2 % or less");
+    let rtt_fast = "sum(switchboard_rtt_seconds_bucket{job=\"switchboard\", kind=\"rtp\", le=\"0.1\"}) \
+                    / sum(switchboard_rtt_seconds_count{job=\"switchboard\", kind=\"rtp\"})";
+    assert_eq!(prom.scalar(rtt_fast), Some(1.0), "a loopback round trip over 100 ms");
 
     // The alert rules are loaded and evaluate cleanly against the live series.
     let rules = prom.api("rules", &[]).unwrap_or_else(|e| panic!("{e}"));

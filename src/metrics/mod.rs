@@ -54,6 +54,10 @@ pub struct Metrics {
     pub rtp_port_pairs_free: IntGauge,
     /// From a join reaching the API to the bridge's SDP, by the participant's kind.
     pub join_duration: Histograms<ParticipantKind>,
+    /// What receivers report of the streams the bridge sends them (RTCP), by their kind.
+    pub receiver_loss: Histograms<ParticipantKind>,
+    pub receiver_jitter: Histograms<ParticipantKind>,
+    pub receiver_rtt: Histograms<ParticipantKind>,
     media_loop_age: Gauge,
     /// How long ago the media thread last turned its loop: read at each scrape, since a stalled
     /// thread harvests nothing and its own gauges would stand still.
@@ -182,6 +186,24 @@ impl Metrics {
                 vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
                 &["kind"],
             )?,
+            receiver_loss: d.histograms(
+                "receiver_loss_ratio",
+                "Fraction of the bridge's packets lost, per RTCP receiver report, by the receiver's kind",
+                vec![0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+                &["kind"],
+            )?,
+            receiver_jitter: d.histograms(
+                "receiver_jitter_seconds",
+                "Interarrival jitter of the bridge's streams, per RTCP receiver report, by the receiver's kind",
+                vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+                &["kind"],
+            )?,
+            receiver_rtt: d.histograms(
+                "rtt_seconds",
+                "Round trip to receivers, from their RTCP reports' LSR and DLSR, by the receiver's kind",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+                &["kind"],
+            )?,
             media_loop_age: d.float_gauge(
                 "media_loop_age_seconds",
                 "Seconds since the media thread last turned its loop, at the scrape; over 2 is a stall",
@@ -216,6 +238,9 @@ impl Metrics {
         m.auth_failures.init_all();
         m.webhook_deliveries.init_all();
         m.join_duration.init_all();
+        m.receiver_loss.init_all();
+        m.receiver_jitter.init_all();
+        m.receiver_rtt.init_all();
         Ok(m)
     }
 
@@ -245,6 +270,16 @@ impl Metrics {
         self.mixer_ticks.inc_by(mx.ticks);
         for pair in &s.transcodes {
             self.transcodes.with(*pair).inc();
+        }
+        for (kind, r) in &s.reception {
+            let observe = |h: &Histograms<ParticipantKind>, v: Option<f32>| {
+                if let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) {
+                    h.with(*kind).observe(f64::from(v));
+                }
+            };
+            observe(&self.receiver_loss, r.loss);
+            observe(&self.receiver_jitter, r.jitter);
+            observe(&self.receiver_rtt, r.rtt);
         }
     }
 

@@ -157,3 +157,27 @@ fn the_media_loop_age_is_read_at_the_scrape() {
     age.store(3_000, std::sync::atomic::Ordering::Relaxed);
     assert!(m.render().contains("switchboard_media_loop_age_seconds 3\n"), "a stall shows without a harvest");
 }
+
+#[test]
+fn receiver_reports_fill_the_quality_histograms_by_kind() {
+    use switchboard_driver::ReceptionReport;
+    let m = Metrics::new();
+    let mut s = RoomStats::default();
+    s.reception(ParticipantKind::Rtp, ReceptionReport { loss: Some(0.1), jitter: Some(0.003), rtt: Some(0.04) });
+    s.reception(ParticipantKind::Rtp, ReceptionReport { loss: Some(0.0), jitter: Some(0.001), rtt: None });
+    s.reception(ParticipantKind::Webrtc, ReceptionReport { loss: None, jitter: None, rtt: Some(f32::NAN) });
+    m.add_room_stats(&s);
+    let text = m.render();
+    let count = |name: &str, kind: &str| sample(&text, &format!("{name}_count{{kind=\"{kind}\"}}")).unwrap_or(-1.0);
+    assert_eq!(count("switchboard_receiver_loss_ratio", "rtp"), 2.0);
+    assert_eq!(count("switchboard_receiver_jitter_seconds", "rtp"), 2.0);
+    assert_eq!(count("switchboard_rtt_seconds", "rtp"), 1.0, "a report without a round trip adds none");
+    assert_eq!(count("switchboard_rtt_seconds", "webrtc"), 0.0, "NaN is no sample");
+    assert_eq!(count("switchboard_receiver_loss_ratio", "srtp"), 0.0, "every kind from the start");
+    let le = sample(&text, "switchboard_receiver_loss_ratio_bucket{kind=\"rtp\",le=\"0.05\"}");
+    assert_eq!(le, Some(1.0), "one report of no loss, one of 10 %");
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
