@@ -187,7 +187,7 @@ fn the_packaged_binary_starts_on_the_packaged_config_and_stops_on_sigterm(root: 
 
     // On the test's ports, through the environment as an operator would override them.
     let ports = reserve_ports();
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg("--config")
         .arg(&config)
         .env(key.0, key.1)
@@ -201,33 +201,42 @@ fn the_packaged_binary_starts_on_the_packaged_config_and_stops_on_sigterm(root: 
         .stderr(Stdio::null())
         .spawn()
         .expect("start the packaged binary");
+    let mut child = Reaped(child);
     let base = format!("http://127.0.0.1:{}", ports.http);
     let healthy = poll_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", ports.http)).ok()?;
         let r = raw_http_with(&base, "GET", "/healthz", &[], b"");
         (r.status == 200).then_some(r.body)
     });
-    if healthy.is_none() {
-        let _ = child.kill();
-        panic!("the packaged binary did not answer /healthz within 10 s");
-    }
+    assert!(healthy.is_some(), "the packaged binary did not answer /healthz within 10 s");
     // The key from the environment is the one it checks tokens with.
     assert_eq!(raw_http_with(&base, "GET", "/v1/rooms", &[], b"").status, 401);
     let admin = Some(format!("Authorization: Bearer {}", admin_token()));
     assert_eq!(raw_http_with(&base, "GET", "/v1/rooms", &[admin], b"").status, 200);
 
-    run(Command::new("kill").arg("-TERM").arg(child.id().to_string()));
+    run(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             break Some(st);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let status = status.expect("the packaged binary ignored SIGTERM for 10 s");
     assert!(status.success(), "it exited {status} on SIGTERM");
+}
+
+/// The packaged binary's process, killed if the test ends (or fails) before it has exited.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
