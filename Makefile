@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/switchboard.toml
 
-.PHONY: run test deps test-deps build lint sizes fmt fuzz
+.PHONY: run test deps test-deps build lint sizes fmt fuzz deb
 
 deps:
 	./scripts/install-deps.sh
@@ -13,6 +13,12 @@ test-deps:
 
 build: deps
 	$(CARGO) build --release --bin switchboard
+
+# The Debian package, target/debian/switchboard_<version>_amd64.deb (cargo-deb; the install script
+# builds cargo-deb if it is missing). docs/operations.md says what is in it.
+deb: build
+	./scripts/install-deps.sh --deb
+	$(CARGO) deb --no-build
 
 # Prints a link to the demo page (/demo) with a dev token for room `demo`, then starts the daemon.
 run: build

@@ -11,7 +11,13 @@ PKGS=(
   python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-numpy python3-cryptography
 )
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(chromium ffmpeg sip-tester)
+  # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for
+  # tests/package.rs.
+  PKGS+=(chromium ffmpeg sip-tester prometheus systemd python3-venv)
+fi
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
+  # dpkg-shlibdeps, which cargo-deb runs for the package's library dependencies.
+  PKGS+=(dpkg-dev)
 fi
 
 missing=()
@@ -34,5 +40,25 @@ if [ "${1:-}" = "--test" ]; then
   # playwright-core drives Debian's Chromium; it never downloads a browser of its own.
   if [ ! -d integration-tests/node_modules/playwright-core ]; then
     (cd integration-tests && npm install --no-audit --no-fund --silent)
+  fi
+  # schemathesis (PyPI) for tests/schemathesis.rs, in a venv of its own: pinned, and kept apart
+  # from Debian's python3 packages that the peers import.
+  SCHEMATHESIS_VERSION=4.32.5
+  venv=integration-tests/.venv-schemathesis
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "install-deps: installing schemathesis $SCHEMATHESIS_VERSION in $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+fi
+
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
+  # cargo-deb builds the Debian package (make deb, tests/package.rs). It compiles for a few
+  # minutes, once; its build directory is removed afterwards.
+  if ! cargo deb --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-deb"
+    build_dir=$(mktemp -d)
+    CARGO_TARGET_DIR="$build_dir" cargo install cargo-deb --locked --quiet
+    rm -rf "$build_dir"
   fi
 fi

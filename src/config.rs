@@ -17,7 +17,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub rooms: RoomsConfig,
     pub mixer: MixerConfig,
-    pub log: LogConfig,
+    pub log: crate::logging::LogConfig,
     pub debug: DebugConfig,
     pub auth: crate::auth::AuthConfig,
     pub metrics: MetricsConfig,
@@ -128,13 +128,6 @@ pub struct MixerConfig {
     pub composite_kbps: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A `tracing` env-filter directive, e.g. `info,switchboard=debug`.
-    pub filter: String,
-}
-
 /// Hooks for tests that attack the daemon. Never on in production: each one lets an API caller
 /// hurt the node on purpose.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -233,12 +226,6 @@ impl Default for MixerConfig {
     }
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { filter: "info".into() }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config: {0}")]
@@ -274,12 +261,22 @@ pub struct LogOverride {
 }
 
 impl Config {
+    /// The config from `path`, which must exist, then the environment and `overrides`.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         if !path.exists() {
             return Err(ConfigError::Missing(path.display().to_string()));
         }
-        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(path))
+        Config::load_optional(Some(path), overrides)
+    }
+
+    /// Like [`Config::load`], with no file at all for `None`: the defaults, then the environment
+    /// and `overrides` (a container configured by `SWITCHBOARD_*` variables alone).
+    pub fn load_optional(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file(path));
+        }
+        let cfg: Config = figment
             // Only SECTION__KEY names are config, so unrelated SWITCHBOARD_* variables are left alone.
             .merge(Env::prefixed("SWITCHBOARD_").filter(|k| k.as_str().contains("__")).split("__"))
             .merge(Serialized::defaults(overrides))
@@ -365,6 +362,11 @@ impl Config {
         }
         if let Err(message) = crate::webhooks::check(&self.webhooks, &self.auth) {
             return Err(ConfigError::Invalid { key: "webhooks", message });
+        }
+        // RUST_LOG is the environment's, not the config's: checked where it is used.
+        if let Err(crate::logging::LogError::Filter { directive, error, .. }) = crate::logging::filter(&self.log, None)
+        {
+            return Err(ConfigError::Invalid { key: "log.filter", message: format!("{directive:?}: {error}") });
         }
         if self.metrics.listen.is_some_and(|m| m == self.http.listen) {
             return bad("metrics.listen", "must differ from http.listen (leave it unset to serve /metrics there)");

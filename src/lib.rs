@@ -10,6 +10,7 @@ pub mod config;
 pub mod core;
 #[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod ng;
 pub mod runtime;

@@ -5,25 +5,34 @@
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::auth::{Grant, RoomScope};
 use switchboard::config::{Config, HttpOverride, LogOverride, Overrides, WebrtcOverride};
-use switchboard::{api, metrics::Metrics, runtime, webhooks};
+use switchboard::{api, logging, metrics::Metrics, runtime, webhooks};
 use tracing::{error, info, warn};
 
 /// How long webhook events still queued at shutdown may take to go out.
 const WEBHOOK_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Read when `--config` is not given, if it exists (relative to the working directory).
+const DEFAULT_CONFIG: &str = "config/switchboard.toml";
+
 /// Hybrid SFU/MCU media bridge: WebRTC, SDES-SRTP and plain RTP participants in rooms.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// TOML configuration file. Global, so `switchboard token --config FILE ...` reads it too.
-    #[arg(long, global = true, default_value = "config/switchboard.toml")]
-    config: PathBuf,
+    /// TOML configuration file; it must exist. Without it, `config/switchboard.toml` is read if
+    /// it exists, else the defaults and SWITCHBOARD_* variables alone. Global, so
+    /// `switchboard token --config FILE ...` reads it too.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Load and check the configuration (file, environment, flags, log filter), print what was
+    /// checked, and exit: 0 when it would start, 1 with the reason when not.
+    #[arg(long)]
+    check_config: bool,
     /// HTTP API listen address (overrides http.listen).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
@@ -76,16 +85,36 @@ fn main() -> anyhow::Result<()> {
         webrtc: cli.webrtc_listen.map(|listen| WebrtcOverride { listen }),
         log: cli.log.map(|filter| LogOverride { filter }),
     };
-    let cfg = Config::load(&cli.config, &overrides)?;
+    let path = config_path(cli.config.as_deref());
+    let cfg = match &path {
+        Some(p) => Config::load(p, &overrides)?,
+        None => Config::load_optional(None, &overrides)?,
+    };
+    if cli.check_config {
+        logging::check(&cfg.log)?;
+        let from = path.map_or_else(|| "no file: defaults and environment".to_string(), |p| p.display().to_string());
+        return print(&format!(
+            "config ok ({from}): http.listen {}, webrtc.listen {}, auth {}\n",
+            cfg.http.listen,
+            cfg.webrtc.listen,
+            if cfg.auth.enabled { "on" } else { "off" }
+        ));
+    }
     if let Some(Sub::Token { room, identity, grant, ttl, key }) = cli.command {
         return print(&format!("{}\n", token(&cfg, &room, &identity, &grant, &ttl, key.as_deref())?));
     }
-    tracing_subscriber::fmt()
-        // Colour only on a terminal: log files and journald get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log.filter).context("config: log.filter")?)
-        .init();
+    logging::init(&cfg.log)?;
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(serve(cfg))
+}
+
+/// Where the config comes from. An explicit `--config` must exist (a typo must not start a
+/// daemon on defaults); without one, the repository's default path is read when present, and
+/// otherwise the defaults and the environment serve.
+fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    }
 }
 
 /// The subcommands' output is what they are for: printed to stdout, not logged.

@@ -542,6 +542,9 @@ class Leg:
         self.key_lock = threading.Lock()
         self.rx_rtcp = 0
         self.rx_bye = 0
+        # (middle 32 bits of its NTP time, when it arrived) of the bridge's last SR: echoed in
+        # the receiver reports' LSR and DLSR, so the bridge can measure the round trip.
+        self.last_sr = None
         self.rx_malformed = 0
         self.rx_sources = {}
         self.rx_plain = 0
@@ -1039,6 +1042,9 @@ class Leg:
             length = (struct.unpack("!H", data[off + 2:off + 4])[0] + 1) * 4
             if pt == 203:
                 self.rx_bye += 1
+            elif pt == 200 and off + 16 <= len(data):
+                sec, frac = struct.unpack("!II", data[off + 8:off + 16])
+                self.last_sr = (((sec & 0xFFFF) << 16) | (frac >> 16), time.monotonic())
             off += length
 
     def on_plain(self, data):
@@ -1193,14 +1199,19 @@ class Leg:
 
     def loss_report_thread(self):
         """Every second, an RTCP RR (muxed) claiming --report-loss percent of the bridge's latest
-        stream lost, as a receiver behind a lossy link would send."""
+        stream lost, as a receiver behind a lossy link would send. It echoes the bridge's last
+        SR (LSR, DLSR), so the bridge measures the round trip; jitter is reported as 0."""
         fraction = max(0, min(255, round(self.a.report_loss * 256 / 100)))
         while not self.stop_flag.wait(1.0):
             if not self.rx_log or self.dest is None or self.suite:
                 continue
             last = self.rx_log[-1]
             seq, ssrc = last[2], last[4]
-            block = struct.pack("!IIIIII", ssrc, (fraction << 24) | 0, seq, 0, 0, 0)
+            lsr, dlsr = 0, 0
+            if self.last_sr is not None:
+                lsr, at = self.last_sr
+                dlsr = min(0xFFFFFFFF, int((time.monotonic() - at) * 65536))
+            block = struct.pack("!IIIIII", ssrc, (fraction << 24) | 0, seq, 0, lsr, dlsr)
             rr = struct.pack("!BBHI", 0x81, 201, 7, self.ssrc) + block
             with self.send_lock:
                 try:

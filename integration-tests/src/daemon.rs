@@ -43,8 +43,18 @@ impl Daemon {
         }
     }
 
+    /// Like [`Daemon::start_with`], with `env` set in the daemon's environment (`RUST_LOG`,
+    /// or `SWITCHBOARD_*` variables a test means to pass).
+    pub fn start_with_env(env: &[(&str, &str)], f: impl FnOnce(&mut Config)) -> Daemon {
+        Daemon::try_start_with_env(env, f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`Daemon::start_with`], returning what went wrong instead of panicking.
     pub fn try_start_with(f: impl FnOnce(&mut Config)) -> Result<Daemon, String> {
+        Daemon::try_start_with_env(&[], f)
+    }
+
+    fn try_start_with_env(env: &[(&str, &str)], f: impl FnOnce(&mut Config)) -> Result<Daemon, String> {
         let bin = daemon_bin();
         if !bin.is_file() {
             return Err(format!(
@@ -64,11 +74,13 @@ impl Daemon {
         let mut cmd = Command::new(&bin);
         // The daemon reads SWITCHBOARD_* variables as config overrides: the test's config is
         // the whole truth, so none of the harness's own (SWITCHBOARD_BIN, ...) may leak in.
+        // RUST_LOG too: a test's log is what its config (or `env`) says.
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SWITCHBOARD_") {
+            if k.to_string_lossy().starts_with("SWITCHBOARD_") || k == "RUST_LOG" {
                 cmd.env_remove(&k);
             }
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .arg("--config")
             .arg(&config_path)

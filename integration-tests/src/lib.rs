@@ -30,6 +30,7 @@ mod peers;
 pub mod phone_legs;
 mod ports;
 mod process;
+mod prometheus;
 mod rooms;
 mod sdp;
 mod sse;
@@ -53,6 +54,7 @@ pub use phone_legs::{
     spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
 pub use ports::{reserve_ports, PortBlock, PORT_BLOCK, WEBRTC_PORTS};
+pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};

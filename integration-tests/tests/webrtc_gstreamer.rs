@@ -42,6 +42,10 @@ fn publisher_first_then_subscriber_hears_440() {
     assert_eq!(pj["connection_state"], "connected", "publisher: {}", p.describe());
     assert!(pj["sent_rtp_packets"].as_u64().unwrap_or(0) > 300, "publisher sent too little: {}", p.describe());
     assert_heard_440(&sub);
+    // The subscriber's RTCP receiver reports on that stream reached the quality histograms.
+    let (_, metrics) = d.get_text("/metrics");
+    let reports = metric_value(&metrics, "switchboard_receiver_jitter_seconds_count", &[("kind", "webrtc")]);
+    assert!(reports.is_some_and(|n| n >= 1.0), "no receiver report from the webrtc subscriber: {reports:?}");
 
     // The subscriber's one slot was served from the publisher's audio track.
     let sj = &sub.json;

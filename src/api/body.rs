@@ -58,10 +58,25 @@ where
             return Err(unsupported(JSON_ONLY));
         }
         let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a JSON body; an error names the field it is about (`kind`, `tracks[0].muted`) in its
+/// message and in the error body's `field`, so a client need not guess which value was wrong.
+/// An unknown field is named itself; a body that is not JSON at all has no `field`.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        // "." is the body itself; "?" where the parser gave up before knowing the field.
+        if field == "." || field == "?" {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body: {field}: {inner}")).with_field(field)
+        }
+    })
 }
 
 impl<S: Send + Sync> FromRequest<S> for SdpBody {
@@ -79,5 +94,48 @@ impl<S: Send + Sync> FromRequest<S> for SdpBody {
             return Err(bad_sdp("the body is empty: it must be the SDP offer"));
         }
         Ok(SdpBody(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only through Debug: the tests look at the errors
+    struct Outer {
+        name: Option<String>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        muted: bool,
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_field() {
+        let e = parse_json::<Outer>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!((e.status, e.code, e.field.as_deref()), (StatusCode::BAD_REQUEST, "bad_request", Some("name")));
+        assert!(e.message.contains("name: invalid type"), "{}", e.message);
+        let e = parse_json::<Outer>(br#"{"inner": {"muted": "yes"}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("inner.muted"), "{}", e.message);
+        let e = parse_json::<Outer>(br#"{"inner": {}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("inner"), "a missing field is named by its parent: {}", e.message);
+        assert!(e.message.contains("missing field `muted`"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unknown_field_is_the_field_and_bad_json_names_none() {
+        let e = parse_json::<Outer>(br#"{"nmae": "x"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("nmae"));
+        assert!(e.message.contains("unknown field `nmae`"), "{}", e.message);
+        let e = parse_json::<Outer>(b"{").unwrap_err();
+        assert_eq!((e.code, e.field), ("bad_request", None));
+        assert!(parse_json::<Outer>(br#"{"name": "x"}"#).is_ok());
     }
 }

@@ -11,11 +11,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request body's field the error is about (`kind`, `tracks[0].muted`), when one is.
+    pub field: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    pub fn with_field(mut self, field: String) -> ApiError {
+        self.field = Some(field);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -25,7 +32,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }

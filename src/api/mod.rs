@@ -1,6 +1,7 @@
 //! The HTTP API, version 1. Paths and field names are a contract (see docs/api.md).
 
 pub mod access;
+mod access_log;
 mod body;
 mod cors;
 mod demo;
@@ -19,13 +20,14 @@ use crate::metrics::{HttpMethod, Metrics};
 use crate::runtime::Workers;
 pub use access::{Access, Auth};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Extension;
 use axum::Router;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -121,7 +123,9 @@ pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool, cors: &C
         // Routes that share a path merge their methods.
         router = router.route(info.path, handler);
     }
-    router = router.fallback(not_found);
+    // After every route: the 405 fallback applies to the routes registered before it. axum
+    // still adds `Allow` (RFC 9110 §15.5.6) to what it answers.
+    router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
     if let Some(layer) = cors.layer() {
         router = router.layer(layer);
     }
@@ -154,6 +158,23 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path; see docs/api.md")
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method; the Allow header names the ones it takes (docs/api.md)",
+    )
+}
+
+/// A 201's `Location`: the created resource's path. Ids are `[A-Za-z0-9_.-]` and hex, always a
+/// valid header value; were one not, the response would go without the header rather than fail.
+pub(crate) fn created_at(location: &str, mut resp: Response) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
+}
+
 /// Answers 503 `timeout` for a request with no response within `http.request_timeout_secs`. An
 /// event stream's response starts at once, so only its start is timed.
 async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -168,13 +189,18 @@ async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Respo
     }
 }
 
-/// Counts every request by method, path template (never the concrete path: it holds ids) and status.
+/// Counts and logs every request by method, path template (never the concrete path: it holds
+/// ids) and status. The log line is built from those, the latency and the client's address only:
+/// no header (the token is in one), no query and no body (SDP holds ICE credentials and keys).
 async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
     let method = HttpMethod::from(req.method());
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let start = Instant::now();
     let resp = next.run(req).await;
-    st.metrics.http.record(method, &path, resp.status(), start.elapsed());
+    let took = start.elapsed();
+    st.metrics.http.record(method, &path, resp.status(), took);
+    access_log::request(method, &path, resp.status(), took, client);
     resp
 }
 

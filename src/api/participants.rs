@@ -90,8 +90,11 @@ pub async fn join(
         audio: body.audio,
         video: body.video,
     };
+    let location = format!("/v1/rooms/{room}/participants/");
     let joined = admit(&st, room, request).await?;
-    Ok((StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))))
+    let location = format!("{location}{}", joined.participant.id);
+    let resp = (StatusCode::CREATED, Json(with_sdp(joined.participant, Some(joined.sdp)))).into_response();
+    Ok(super::created_at(&location, resp))
 }
 
 /// The one way into a room, behind `POST .../participants` and the WHIP/WHEP adapters: refused
@@ -103,7 +106,10 @@ pub(crate) async fn admit(st: &AppState, room: RoomId, request: JoinRequest) -> 
     if request.display_name.as_ref().is_some_and(|name| name.len() > 256) {
         return Err(ApiError::bad_request("display_name is longer than 256 bytes"));
     }
-    Ok(st.media.call(|reply| Command::Join { room, request, reply }).await?)
+    let asked = std::time::Instant::now();
+    let joined = st.media.call(|reply| Command::Join { room, request, reply }).await?;
+    st.metrics.join_duration.with(joined.participant.kind).observe(asked.elapsed().as_secs_f64());
+    Ok(joined)
 }
 
 pub async fn get(

@@ -47,7 +47,8 @@ pub async fn create(
     };
     let max_participants = body.max_participants;
     let (room, worker) = st.media.call_placed(|reply| Command::CreateRoom { id, max_participants, reply }).await?;
-    Ok((StatusCode::CREATED, Json(PlacedRoom { room, worker })))
+    let location = format!("/v1/rooms/{}", room.id);
+    Ok(super::created_at(&location, (StatusCode::CREATED, Json(PlacedRoom { room, worker })).into_response()))
 }
 
 /// Every room on the node: for an admin of every room (`room: "*"`).

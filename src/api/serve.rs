@@ -3,6 +3,7 @@
 //! backlog), a client gets `http.header_timeout_secs` to send its request head, and running out
 //! of file descriptors slows accepting down instead of spinning on the error.
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -39,10 +40,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits, s
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     if crate::limits::is_out_of_files(&e) {
                         warn!(error = %e, "out of file descriptors: not accepting for 100 ms");
@@ -53,9 +54,12 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits, s
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router.clone().map_request(|req: hyper::Request<Incoming>| req.map(axum::body::Body::new)),
-        );
+        // The peer's address, for the request log (`ConnectInfo`, as axum::serve would give it).
+        let service = TowerToHyperService::new(router.clone().map_request(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        }));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Errors here are a client's: it closed, or sent garbage. Nothing to do about them.

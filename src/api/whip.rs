@@ -85,13 +85,8 @@ async fn session(st: &AppState, access: &Access, room: &str, offer: String, p: P
     let joined = admit(st, room, request).await.map_err(|e| webrtc_only(e, p))?;
     let location = format!("{location}/{}", joined.participant.id);
     let mut resp = (StatusCode::CREATED, joined.sdp).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
-    // Room and participant ids are [A-Za-z0-9_.-] and hex: always a valid header value.
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    Ok(super::created_at(&location, resp))
 }
 
 /// An offer that is not WebRTC (plain RTP, SDES) is a bad offer here, not a kind mismatch: a

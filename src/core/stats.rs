@@ -8,7 +8,7 @@
 
 use super::routing::Route;
 use std::ops::{AddAssign, Index, IndexMut};
-use switchboard_driver::{Codec, DropReason, MixerStats, ParticipantKind};
+use switchboard_driver::{Codec, DropReason, MixerStats, ParticipantKind, ReceptionReport};
 
 /// Defines a struct holding one `T` per value of a label enum, indexed by that enum.
 macro_rules! by_label {
@@ -90,7 +90,12 @@ impl Flow {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// Receiver reports a room keeps between two harvests. Each slot reports about once a second and
+/// the harvest runs every 500 ms, so this holds every report of a room of up to about 2,000
+/// slots; a bigger room's histograms get a sample of its reports (the first ones each harvest).
+pub const MAX_RECEPTION_REPORTS: usize = 1024;
+
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct RoomStats {
     pub received: ByKind<Flow>,
     pub sent: ByKind<Flow>,
@@ -101,11 +106,20 @@ pub struct RoomStats {
     pub mixer: MixerStats,
     /// Transcode outputs started, by (from, to) codec.
     pub transcodes: Vec<(Codec, Codec)>,
+    /// Receivers' reports on what the bridge sends them, by the receiver's kind: the quality
+    /// histograms' samples. At most [`MAX_RECEPTION_REPORTS`].
+    pub reception: Vec<(ParticipantKind, ReceptionReport)>,
 }
 
 impl RoomStats {
     pub fn drop(&mut self, reason: DropReason) {
         self.dropped[reason] += 1;
+    }
+
+    pub fn reception(&mut self, kind: ParticipantKind, report: ReceptionReport) {
+        if self.reception.len() < MAX_RECEPTION_REPORTS {
+            self.reception.push((kind, report));
+        }
     }
 }
 
@@ -171,6 +185,17 @@ mod tests {
         assert_eq!(got, vec![(ParticipantKind::Webrtc, 10), (ParticipantKind::Rtp, 11), (ParticipantKind::Srtp, 12)]);
         let got: Vec<_> = g.subscriptions.iter().map(|(r, n)| (r, *n)).collect();
         assert_eq!(got, Route::ALL.into_iter().zip(20..).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn reception_reports_are_kept_up_to_the_bound() {
+        let mut s = RoomStats::default();
+        let r = ReceptionReport { loss: Some(0.1), jitter: None, rtt: Some(0.05) };
+        for _ in 0..MAX_RECEPTION_REPORTS + 10 {
+            s.reception(ParticipantKind::Srtp, r);
+        }
+        assert_eq!(s.reception.len(), MAX_RECEPTION_REPORTS);
+        assert_eq!(s.reception[0], (ParticipantKind::Srtp, r));
     }
 
     #[test]

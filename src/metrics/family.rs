@@ -3,7 +3,7 @@
 use super::labels::Labels;
 use prometheus::core::Collector;
 use prometheus::{
-    Counter, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts,
 };
 use std::marker::PhantomData;
@@ -39,6 +39,14 @@ impl Vector for IntGaugeVec {
     }
 }
 
+impl Vector for HistogramVec {
+    type Series = Histogram;
+
+    fn series(&self, values: &[&str]) -> Histogram {
+        self.with_label_values(values)
+    }
+}
+
 /// A labelled metric: a vector that takes its label values as `L`.
 pub struct Family<L: Labels, V: Vector> {
     vec: V,
@@ -65,6 +73,7 @@ pub type Counters<L> = Family<L, IntCounterVec>;
 pub type Gauges<L> = Family<L, IntGaugeVec>;
 /// Seconds (of CPU time, say), counted as floats.
 pub type SecondCounters<L> = Family<L, CounterVec>;
+pub type Histograms<L> = Family<L, HistogramVec>;
 
 /// Builds metrics and registers them in one step, so a metric is declared in one line.
 pub struct Declare<'a> {
@@ -117,6 +126,18 @@ impl Declare<'_> {
     ) -> prometheus::Result<SecondCounters<L>> {
         Self::arity::<L>(keys)?;
         let vec = self.register(CounterVec::new(opts(name, help), keys)?)?;
+        Ok(Family { vec, labels: PhantomData })
+    }
+
+    pub fn histograms<L: Labels>(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        keys: &[&str],
+    ) -> prometheus::Result<Histograms<L>> {
+        Self::arity::<L>(keys)?;
+        let vec = self.raw_histograms(name, help, buckets, keys)?;
         Ok(Family { vec, labels: PhantomData })
     }
 

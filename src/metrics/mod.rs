@@ -8,7 +8,7 @@
 mod family;
 mod labels;
 
-pub use family::{Counters, Gauges, SecondCounters};
+pub use family::{Counters, Gauges, Histograms, SecondCounters};
 pub use labels::{
     Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult, WorkerLabel,
 };
@@ -19,7 +19,7 @@ use crate::core::Route;
 use axum::http::StatusCode;
 use family::Declare;
 use prometheus::{Encoder, Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use switchboard_driver::{Codec, ParticipantKind};
 
@@ -30,6 +30,9 @@ pub struct WorkerGauges {
     pub rooms: usize,
     /// Legs read at the mixer's tick (`mixer_paced_legs`).
     pub paced: usize,
+    /// The worker's slice of the leg port range, and the pairs in it free to hand out now.
+    pub port_pairs: usize,
+    pub port_pairs_free: usize,
     pub gauges: RoomGauges,
 }
 
@@ -66,6 +69,19 @@ pub struct Metrics {
     pub worker_rooms: Gauges<WorkerLabel>,
     /// Each worker's last `WorkerGauges`, by index.
     per_worker: Mutex<Vec<WorkerGauges>>,
+    /// The leg port range: pairs it holds, and pairs free to hand out now.
+    pub rtp_port_pairs: IntGauge,
+    pub rtp_port_pairs_free: IntGauge,
+    /// From a join reaching the API to the bridge's SDP, by the participant's kind.
+    pub join_duration: Histograms<ParticipantKind>,
+    /// What receivers report of the streams the bridge sends them (RTCP), by their kind.
+    pub receiver_loss: Histograms<ParticipantKind>,
+    pub receiver_jitter: Histograms<ParticipantKind>,
+    pub receiver_rtt: Histograms<ParticipantKind>,
+    media_loop_age: Gauge,
+    /// How long ago the media thread last turned its loop: read at each scrape, since a stalled
+    /// thread harvests nothing and its own gauges would stand still.
+    media_age: OnceLock<Box<dyn Fn() -> Duration + Send + Sync>>,
 }
 
 /// The HTTP API's records. The path is the route template, a fixed set the router holds.
@@ -178,6 +194,41 @@ impl Metrics {
                 "mixer_paced_legs",
                 "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
             )?,
+            rtp_port_pairs: d
+                .gauge("rtp_port_pairs", "RTP/RTCP port pairs in the leg range (rtp.port_min..port_max)")?,
+            rtp_port_pairs_free: d.gauge(
+                "rtp_port_pairs_free",
+                "Leg port pairs free to hand out now: neither in use nor resting in quarantine",
+            )?,
+            join_duration: d.histograms(
+                "join_duration_seconds",
+                "Time from a join request to the bridge's SDP, by participant kind",
+                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &["kind"],
+            )?,
+            receiver_loss: d.histograms(
+                "receiver_loss_ratio",
+                "Fraction of the bridge's packets lost, per RTCP receiver report, by the receiver's kind",
+                vec![0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+                &["kind"],
+            )?,
+            receiver_jitter: d.histograms(
+                "receiver_jitter_seconds",
+                "Interarrival jitter of the bridge's streams, per RTCP receiver report, by the receiver's kind",
+                vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+                &["kind"],
+            )?,
+            receiver_rtt: d.histograms(
+                "rtt_seconds",
+                "Round trip to receivers, from their RTCP reports' LSR and DLSR, by the receiver's kind",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+                &["kind"],
+            )?,
+            media_loop_age: d.float_gauge(
+                "media_loop_age_seconds",
+                "Seconds since the media thread last turned its loop, at the scrape; over 2 is a stall",
+            )?,
+            media_age: OnceLock::new(),
             transcodes: d.counters(
                 "transcodes_total",
                 "Subscriptions that started a transcode, by codec pair",
@@ -218,6 +269,10 @@ impl Metrics {
         m.mixer_stages.init_all();
         m.auth_failures.init_all();
         m.webhook_deliveries.init_all();
+        m.join_duration.init_all();
+        m.receiver_loss.init_all();
+        m.receiver_jitter.init_all();
+        m.receiver_rtt.init_all();
         Ok(m)
     }
 
@@ -248,6 +303,16 @@ impl Metrics {
         for pair in &s.transcodes {
             self.transcodes.with(*pair).inc();
         }
+        for (kind, r) in &s.reception {
+            let observe = |h: &Histograms<ParticipantKind>, v: Option<f32>| {
+                if let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) {
+                    h.with(*kind).observe(f64::from(v));
+                }
+            };
+            observe(&self.receiver_loss, r.loss);
+            observe(&self.receiver_jitter, r.jitter);
+            observe(&self.receiver_rtt, r.rtt);
+        }
     }
 
     /// Records worker `worker`'s gauges, and sets the node's from every worker's last report. A
@@ -262,6 +327,8 @@ impl Metrics {
             all.iter().fold(WorkerGauges::default(), |mut t, w| {
                 t.rooms += w.rooms;
                 t.paced += w.paced;
+                t.port_pairs += w.port_pairs;
+                t.port_pairs_free += w.port_pairs_free;
                 t.gauges.add(&w.gauges);
                 t
             })
@@ -270,6 +337,8 @@ impl Metrics {
         self.worker_rooms.with(label).set(report.rooms as i64);
         self.worker_participants.with(label).set(report.gauges.participants.iter().map(|(_, n)| *n as i64).sum());
         self.mixer_paced_legs.set(total.paced as i64);
+        self.rtp_port_pairs.set(total.port_pairs as i64);
+        self.rtp_port_pairs_free.set(total.port_pairs_free as i64);
         self.set_gauges(total.rooms, &total.gauges);
     }
 
@@ -292,7 +361,15 @@ impl Metrics {
         }
     }
 
+    /// Where `media_loop_age_seconds` reads the media thread's heartbeat; set once, at start.
+    pub fn watch_media(&self, age: impl Fn() -> Duration + Send + Sync + 'static) {
+        let _ = self.media_age.set(Box::new(age));
+    }
+
     pub fn render(&self) -> String {
+        if let Some(age) = self.media_age.get() {
+            self.media_loop_age.set(age().as_secs_f64());
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -109,7 +109,7 @@ fn room_counts_land_in_their_typed_series() {
     let mut g = RoomGauges { jitter_target_ms: 60, ..RoomGauges::default() };
     g.participants[ParticipantKind::Srtp] = 4;
     g.subscriptions[Route::Transcode] = 2;
-    m.set_worker_gauges(0, WorkerGauges { rooms: 1, paced: 0, gauges: g });
+    m.set_worker_gauges(0, WorkerGauges { rooms: 1, paced: 0, gauges: g, ..Default::default() });
 
     assert_eq!(m.packets.with((ParticipantKind::Rtp, Direction::In)).get(), 2);
     assert_eq!(m.bytes.with((ParticipantKind::Rtp, Direction::In)).get(), 160);
@@ -136,11 +136,11 @@ fn the_gauges_sum_what_every_worker_reported_last() {
     let mut b = RoomGauges { jitter_target_ms: 40, tracks: 5, mixers: 1, ..RoomGauges::default() };
     b.participants[ParticipantKind::Rtp] = 2;
     b.participants[ParticipantKind::Webrtc] = 1;
-    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 1, gauges: a });
-    m.set_worker_gauges(1, WorkerGauges { rooms: 1, paced: 0, gauges: b });
+    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 1, gauges: a, ..Default::default() });
+    m.set_worker_gauges(1, WorkerGauges { rooms: 1, paced: 0, gauges: b, ..Default::default() });
     // Worker 0 reports again: its new figures replace its old ones, and worker 1's stay.
     a.tracks = 1;
-    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 2, gauges: a });
+    m.set_worker_gauges(0, WorkerGauges { rooms: 2, paced: 2, gauges: a, ..Default::default() });
     assert_eq!(m.rooms.get(), 3);
     assert_eq!(m.tracks.get(), 6);
     assert_eq!(m.mixers.get(), 1);
@@ -173,4 +173,40 @@ fn a_made_up_http_method_cannot_grow_the_series() {
         ],
         "{text}"
     );
+}
+
+#[test]
+fn the_media_loop_age_is_read_at_the_scrape() {
+    let m = Metrics::new();
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 0\n"), "no heartbeat yet: 0");
+    let age = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(250));
+    let a = age.clone();
+    m.watch_media(move || Duration::from_millis(a.load(std::sync::atomic::Ordering::Relaxed)));
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 0.25\n"));
+    age.store(3_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(m.render().contains("switchboard_media_loop_age_seconds 3\n"), "a stall shows without a harvest");
+}
+
+#[test]
+fn receiver_reports_fill_the_quality_histograms_by_kind() {
+    use switchboard_driver::ReceptionReport;
+    let m = Metrics::new();
+    let mut s = RoomStats::default();
+    s.reception(ParticipantKind::Rtp, ReceptionReport { loss: Some(0.1), jitter: Some(0.003), rtt: Some(0.04) });
+    s.reception(ParticipantKind::Rtp, ReceptionReport { loss: Some(0.0), jitter: Some(0.001), rtt: None });
+    s.reception(ParticipantKind::Webrtc, ReceptionReport { loss: None, jitter: None, rtt: Some(f32::NAN) });
+    m.add_room_stats(&s);
+    let text = m.render();
+    let count = |name: &str, kind: &str| sample(&text, &format!("{name}_count{{kind=\"{kind}\"}}")).unwrap_or(-1.0);
+    assert_eq!(count("switchboard_receiver_loss_ratio", "rtp"), 2.0);
+    assert_eq!(count("switchboard_receiver_jitter_seconds", "rtp"), 2.0);
+    assert_eq!(count("switchboard_rtt_seconds", "rtp"), 1.0, "a report without a round trip adds none");
+    assert_eq!(count("switchboard_rtt_seconds", "webrtc"), 0.0, "NaN is no sample");
+    assert_eq!(count("switchboard_receiver_loss_ratio", "srtp"), 0.0, "every kind from the start");
+    let le = sample(&text, "switchboard_receiver_loss_ratio_bucket{kind=\"rtp\",le=\"0.05\"}");
+    assert_eq!(le, Some(1.0), "one report of no loss, one of 10 %");
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }

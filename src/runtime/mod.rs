@@ -66,6 +66,12 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Re
         placement: placement::Placement::new(n),
         webrtc,
     });
+    // `media_loop_age_seconds`, read at each scrape: the oldest heartbeat of the running workers.
+    let watched = shared.clone();
+    metrics.watch_media(move || {
+        let now = Instant::now();
+        watched.status.iter().filter(|s| s.is_running()).map(|s| s.heartbeat.age(now)).max().unwrap_or_default()
+    });
     let timeout = Duration::from_millis(cfg.http.command_timeout_ms);
     let mut handles = Vec::with_capacity(n);
     let mut media = MediaThreads { threads: Vec::with_capacity(n), ended: Vec::with_capacity(n) };

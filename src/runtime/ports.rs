@@ -47,6 +47,8 @@ pub struct PortPool {
     resting: VecDeque<(Instant, u16)>,
     quarantine: Duration,
     rng: StdRng,
+    /// Pairs in the range, whatever their state.
+    capacity: usize,
 }
 
 impl PortPool {
@@ -57,8 +59,14 @@ impl PortPool {
 
     fn with_rng(min: u16, max: u16, quarantine: Duration, rng: StdRng) -> PortPool {
         let start = min.saturating_add(min % 2);
-        let free = (start..max).step_by(2).collect();
-        PortPool { free, resting: VecDeque::new(), quarantine, rng }
+        let free: Vec<u16> = (start..max).step_by(2).collect();
+        let capacity = free.len();
+        PortPool { free, resting: VecDeque::new(), quarantine, rng, capacity }
+    }
+
+    /// Pairs in the range: free, resting or in use.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// A random free pair's even port. Ports that fail to bind are skipped by the caller and
@@ -125,6 +133,7 @@ mod tests {
         let got: BTreeSet<u16> = [p.take(now), p.take(now)].into_iter().flatten().collect();
         assert_eq!(got, BTreeSet::from([40002, 40004]));
         assert_eq!(p.take(now), None);
+        assert_eq!(p.capacity(), 2, "in use or not, the range holds two pairs");
         p.release(40002, now);
         assert_eq!(p.available(now), 1);
     }

@@ -156,6 +156,8 @@ impl Worker {
         let timer = DeadlineTimer::new(poll.registry(), TIMER)
             .inspect_err(|e| warn!(error = %e, "no timerfd: deadlines fire up to 1 ms late"))
             .ok();
+        let ports = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, cfg.port_quarantine());
+        metrics.rtp_port_pairs.set(ports.capacity() as i64);
         Ok(Worker {
             ports: PortPool::new(lo, hi, cfg.port_quarantine()),
             index,

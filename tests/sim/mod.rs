@@ -167,7 +167,8 @@ impl Driver for FakeDriver {
             out.event(DriverEvent::KeyframeRequest { slot: SlotKey(0), kind: KeyframeKind::Pli });
         }
         if let Some(fraction) = self.loss.take() {
-            out.event(DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction });
+            let report = switchboard_driver::ReceptionReport { loss: Some(fraction), jitter: None, rtt: None };
+            out.event(DriverEvent::ReceiverReport { slot: SlotKey(0), report });
         }
         // Like str0m, a closing driver reports that its transport went away.
         if std::mem::take(&mut self.closing) {

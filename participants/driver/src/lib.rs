@@ -102,9 +102,21 @@ pub enum DriverEvent {
     Dropped { reason: DropReason },
     /// The mixer's current loudest speakers changed: its input slots, loudest first.
     ActiveSpeakers { slots: Vec<SlotKey> },
-    /// The peer reports losing `fraction` (0 to 1) of what the bridge sends on `slot` (RTCP
-    /// receiver reports).
-    ReceiverLoss { slot: SlotKey, fraction: f32 },
+    /// The peer's receiver report on what the bridge sends on `slot` (RTCP RR or SR report
+    /// block): loss, jitter and the round trip, as far as the report tells them.
+    ReceiverReport { slot: SlotKey, report: ReceptionReport },
+}
+
+/// What a receiver reports of one stream the bridge sends it (RFC 3550 §6.4.1), in plain units.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReceptionReport {
+    /// Fraction (0 to 1) of the packets lost since the receiver's previous report.
+    pub loss: Option<f32>,
+    /// Interarrival jitter, in seconds (the report's timestamp units over the clock rate).
+    pub jitter: Option<f32>,
+    /// Round trip, in seconds, from the report's LSR and DLSR; `None` until the receiver has
+    /// seen one of the bridge's sender reports.
+    pub rtt: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,7 +8,9 @@ use crate::rtp_header::{audio_level, looks_like_rtcp, RtpHeader};
 use crate::srtp::{rtp_overhead, SrtpError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard_driver::{DriverEvent, DropReason, ParticipantKind, Pt, RtpMeta, SeqNo, SlotKey, Ssrc, TrackKey};
+use switchboard_driver::{
+    DriverEvent, DropReason, ParticipantKind, Pt, ReceptionReport, RtpMeta, SeqNo, SlotKey, Ssrc, TrackKey,
+};
 
 /// How long the source a plain-RTP leg latched to must have been silent before a packet from
 /// another address may take the latch. Plain RTP proves nothing about its sender: without this,
@@ -243,9 +245,14 @@ impl RtpDriver {
         };
         if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
             let report = self.remote_report_from(now, b);
-            // The room passes it on to the mixer when the leg hears a mix (Opus FEC).
-            let fraction = report.fraction_lost as f32;
-            self.queue.event(DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction });
+            // The room passes the loss on to the mixer when the leg hears a mix (Opus FEC), and
+            // all of it to the quality metrics.
+            let reception = ReceptionReport {
+                loss: Some(report.fraction_lost as f32),
+                jitter: Some((report.jitter_ms / 1e3) as f32),
+                rtt: report.rtt_ms.map(|ms| (ms / 1e3) as f32),
+            };
+            self.queue.event(DriverEvent::ReceiverReport { slot: SlotKey(0), report: reception });
             self.remote_report = Some(report);
         }
     }

@@ -15,7 +15,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output as S0Output, Pac
 use switchboard_driver::dtmf::DtmfReceiver;
 use switchboard_driver::{
     DisconnectReason, Driver, DriverEvent, DropReason, KeyframeKind, Negotiated, NegotiationError, Output,
-    ParticipantKind, Pt, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
+    ParticipantKind, Pt, ReceptionReport, RtpMeta, SdpInput, SeqNo, SlotKey, Ssrc, TrackKey, WriteError,
 };
 
 use crate::error::{OfferError, Refusal};
@@ -255,12 +255,7 @@ impl WebrtcDriver {
             // The peer closed DTLS; str0m drains its own close and then goes dead.
             Event::Closed => self.end(DisconnectReason::Closed),
             Event::RtpPacket(p) => self.on_rtp(p, out),
-            Event::MediaEgressStats(stats) => {
-                // `None` when fewer than two receiver reports arrived in the interval.
-                if let (Some(index), Some(fraction)) = (self.scan.index_of(stats.mid), stats.loss) {
-                    out.event(DriverEvent::ReceiverLoss { slot: SlotKey(index), fraction });
-                }
-            }
+            Event::MediaEgressStats(stats) => self.on_egress_stats(&stats, out),
             Event::KeyframeRequest(req) => {
                 let Some(index) = self.scan.index_of(req.mid) else {
                     return;
@@ -281,6 +276,26 @@ impl WebrtcDriver {
 
     fn end(&mut self, reason: DisconnectReason) {
         self.ended.get_or_insert(reason);
+    }
+
+    /// The browser's receiver reports on one of its slots, as str0m sums them up (about once a
+    /// second): loss is `None` when fewer than two reports arrived in the interval, RTT until
+    /// one echoed a sender report, jitter until the first report.
+    fn on_egress_stats(&self, stats: &str0m::stats::MediaEgressStats, out: &mut dyn Output) {
+        let Some(index) = self.scan.index_of(stats.mid) else { return };
+        let slot = SlotKey(index);
+        // The report's jitter is in the stream's RTP clock: the slot's preferred codec's, which is
+        // what the bridge sends it unless a route picked another of its codecs (same clock for
+        // every audio codec but G.711/G.722 against Opus, and for every video codec).
+        let clock = self.negotiated.slots.iter().find(|s| s.key == slot).and_then(|s| s.codecs.first());
+        let jitter = match (&stats.remote, clock) {
+            (Some(remote), Some(c)) if c.clock_rate > 0 => Some(remote.jitter as f32 / c.clock_rate as f32),
+            _ => None,
+        };
+        let report = ReceptionReport { loss: stats.loss, jitter, rtt: stats.rtt.map(|d| d.as_secs_f32()) };
+        if report != ReceptionReport::default() {
+            out.event(DriverEvent::ReceiverReport { slot, report });
+        }
     }
 
     /// Checks a write's slot and payload type against the negotiation, and remembers the answer

@@ -165,9 +165,11 @@ impl Room {
                 }
             }
             DriverEvent::ActiveSpeakers { .. } => {}
-            DriverEvent::ReceiverLoss { slot, fraction } => {
-                // Only a mix or transcode can do something about it (Opus FEC); a forwarded
-                // stream's sender hears of loss from its own receivers' reports.
+            DriverEvent::ReceiverReport { slot, report } => {
+                self.stats.reception(p.kind, report);
+                let Some(fraction) = report.loss else { return };
+                // Only a mix or transcode can do something about loss (Opus FEC); a forwarded
+                // stream's sender hears of it from its own receivers' reports.
                 let wired = p.slots.iter().find(|s| s.info.key == slot).and_then(|s| s.wired);
                 let output = wired.and_then(|t| self.track_owner.get(&t)).filter(|(o, _)| *o == Endpoint::Mcu);
                 if let (Some(&(_, track)), Some(m)) = (output, self.mcu.as_mut()) {
@@ -195,7 +197,7 @@ impl Room {
             }
             DriverEvent::Dropped { reason } => self.stats.drop(reason),
             DriverEvent::ActiveSpeakers { slots } => self.speakers_changed(now, &slots, net),
-            DriverEvent::Connected | DriverEvent::Dtmf { .. } | DriverEvent::ReceiverLoss { .. } => {}
+            DriverEvent::Connected | DriverEvent::Dtmf { .. } | DriverEvent::ReceiverReport { .. } => {}
         }
     }
 

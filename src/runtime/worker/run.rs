@@ -204,7 +204,14 @@ impl Worker {
             self.oversize = 0;
         }
         let paced = self.rooms.iter().flatten().map(|e| e.paced.len()).sum();
-        self.metrics.set_worker_gauges(self.index, WorkerGauges { rooms: self.room_index.len(), paced, gauges });
+        let report = WorkerGauges {
+            rooms: self.room_index.len(),
+            paced,
+            port_pairs: self.ports.capacity(),
+            port_pairs_free: self.ports.available(now),
+            gauges,
+        };
+        self.metrics.set_worker_gauges(self.index, report);
         self.publish_load(now);
     }
 

@@ -84,9 +84,18 @@ fn sender_report_after_media_and_rtt_from_the_peer() {
     assert_eq!((remote.fraction_lost, remote.cumulative_lost, remote.jitter_ms), (0.25, 5, 10.0));
     let rtt = remote.rtt_ms.unwrap();
     assert!((199.0..=201.0).contains(&rtt), "{rtt}");
-    // The room hears of the loss too: a mix sent to this leg may add FEC for it.
+    // The room hears of it too: a mix sent to this leg may add FEC for the loss, and the quality
+    // metrics take all three.
     let events = drain(&mut d, now).events;
-    assert!(events.contains(&DriverEvent::ReceiverLoss { slot: SlotKey(0), fraction: 0.25 }), "{events:?}");
+    let report = events
+        .iter()
+        .find_map(|e| match e {
+            DriverEvent::ReceiverReport { slot: SlotKey(0), report } => Some(*report),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no receiver report in {events:?}"));
+    assert_eq!((report.loss, report.jitter), (Some(0.25), Some(0.01)));
+    assert!(report.rtt.is_some_and(|s| (0.199..=0.201).contains(&s)), "{report:?}");
 }
 
 #[test]
