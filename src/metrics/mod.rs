@@ -315,6 +315,14 @@ impl Metrics {
         }
     }
 
+    /// Creates worker `worker`'s series at zero, so a scrape before its first report shows them.
+    pub fn init_worker(&self, worker: usize) {
+        let label = WorkerLabel(worker);
+        self.worker_cpu.with(label).inc_by(0.0);
+        self.worker_rooms.with(label).set(0);
+        self.worker_participants.with(label).set(0);
+    }
+
     /// Records worker `worker`'s gauges, and sets the node's from every worker's last report. A
     /// short lock, twice a second per worker.
     pub fn set_worker_gauges(&self, worker: usize, report: WorkerGauges) {

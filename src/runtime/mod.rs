@@ -76,6 +76,7 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Re
     let mut handles = Vec::with_capacity(n);
     let mut media = MediaThreads { threads: Vec::with_capacity(n), ended: Vec::with_capacity(n) };
     for (index, webrtc) in sockets.into_iter().enumerate() {
+        metrics.init_worker(index);
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
         let (tx, commands) = std::sync::mpsc::sync_channel(command::COMMAND_QUEUE);
