@@ -12,3 +12,9 @@ pub mod limits;
 pub mod metrics;
 pub mod runtime;
 pub mod webhooks;
+
+/// The unit tests count heap allocations on paths that must make none (`runtime::worker`'s
+/// receive path for dropped datagrams).
+#[cfg(test)]
+#[global_allocator]
+static COUNTING: switchboard_driver::alloc_count::Counting = switchboard_driver::alloc_count::Counting;

@@ -23,12 +23,14 @@ mod config;
 mod daemon;
 #[cfg(test)]
 mod fake_server;
+mod flood;
 mod http;
 mod metrics;
 mod paths;
 mod peers;
 pub mod phone_legs;
 mod ports;
+mod proc_stats;
 mod process;
 mod rooms;
 mod sdp;
@@ -42,6 +44,7 @@ pub use audio::{band_energy_db, dominant_frequency, rms, sine, sine_dbfs, tone_l
 pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::Config;
 pub use daemon::Daemon;
+pub use flood::{start_flood, FloodPlan, FloodReport, FLOOD_KINDS};
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
@@ -53,6 +56,9 @@ pub use phone_legs::{
     spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
 pub use ports::{reserve_ports, PortBlock, PORT_BLOCK};
+pub use proc_stats::{
+    clock_ticks_per_second, proc_sample, thread_sched, udp_sockets, ProcSample, SchedSample, UdpSocketStat,
+};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};

@@ -3,7 +3,7 @@
 use super::labels::Labels;
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 use std::marker::PhantomData;
 
@@ -112,6 +112,11 @@ impl Declare<'_> {
     ) -> prometheus::Result<HistogramVec> {
         let o = HistogramOpts::new(name, help).namespace("switchboard").buckets(buckets);
         self.register(HistogramVec::new(o, keys)?)
+    }
+
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+        let o = HistogramOpts::new(name, help).namespace("switchboard").buckets(buckets);
+        self.register(Histogram::with_opts(o)?)
     }
 
     /// A gauge whose labels describe the process; its one series is always 1.

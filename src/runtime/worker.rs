@@ -13,6 +13,8 @@ mod commands;
 mod demux;
 mod legs;
 mod publish;
+#[cfg(test)]
+mod tests;
 
 use super::batch::RecvBatch;
 use super::command::{Command, EventFrame};
@@ -211,6 +213,9 @@ impl Worker {
                 continue;
             }
             for ev in events.iter() {
+                // A turn under flood reads many sockets; a deadline that came due meanwhile (a
+                // mixer tick) goes before the next one, not after them all.
+                self.fire_due_deadlines();
                 match ev.token() {
                     WAKER => {
                         if self.drain_commands() {
@@ -239,6 +244,14 @@ impl Worker {
         }
     }
 
+    /// Wakes the rooms whose deadline has passed, if one has: between two sockets' reads.
+    fn fire_due_deadlines(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_room_deadline {
+            self.fire_room_timeouts(now);
+        }
+    }
+
     /// Wakes the rooms whose deadline has passed and finds the next one. The scan is over every
     /// room, so it runs only when a deadline is due or a command may have moved one; a packet
     /// that moves a deadline earlier lowers `next_room_deadline` in `after_room_call`.
@@ -255,7 +268,13 @@ impl Worker {
                     self.next_room_deadline = next;
                 }
                 if let Some(entry) = self.rooms[idx].as_mut() {
-                    entry.room.handle_timeout(now, &mut self.sockets);
+                    // The clock again: reading paced legs and earlier rooms took time, and a tick
+                    // is as late as the moment it really runs.
+                    let at = Instant::now();
+                    if let Some(due) = entry.room.mixer_tick_due().filter(|due| *due <= at) {
+                        self.metrics.mixer_tick_lateness.observe((at - due).as_secs_f64());
+                    }
+                    entry.room.handle_timeout(at, &mut self.sockets);
                 }
             }
             self.after_room_call(idx);

@@ -66,6 +66,7 @@ impl Worker {
             self.read_webrtc();
         }
         for token in std::mem::take(&mut self.leg_backlog) {
+            self.fire_due_deadlines();
             // A leg that became paced meanwhile is read at its room's deadline instead.
             if self.legs.get(&token).is_some_and(|l| !l.is_paced()) {
                 self.read_leg(token, false);
