@@ -126,11 +126,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn calls_hold_up_under_fifty_thousand_hostile_datagrams_a_second() {
     require_rtp_leg();
     require_gstreamer();
-    let d = Daemon::start_with(|c| {
-        if let Some(us) = std::env::var("SB_COALESCE").ok().and_then(|v| v.parse::<u64>().ok()) {
-            c.set("media", "coalesce_us", us);
-        }
-    });
+    let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
 
@@ -166,7 +162,7 @@ fn calls_hold_up_under_fifty_thousand_hostile_datagrams_a_second() {
 
     let plan = FloodPlan {
         targets: targets.clone(),
-        rate: std::env::var("SB_FLOOD_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(FLOOD_RATE),
+        rate: FLOOD_RATE,
         duration: FLOOD_FOR,
         copy_ssrcs: SSRCS.to_vec(),
         sources: 8,
@@ -190,8 +186,7 @@ fn calls_hold_up_under_fifty_thousand_hostile_datagrams_a_second() {
     let flood_to = unix_now();
     let (_, metrics_after) = d.get_text("/metrics");
     let (sched_after, proc_after) = (thread_sched(pid, "media"), proc_sample(pid));
-    let per_socket = udp_sockets(d.ports.http..=d.ports.rtp_max);
-    let socket_drops: u64 =
+    let socket_drops =
         udp_sockets(d.ports.http..=d.ports.rtp_max).iter().map(|s| s.drops).sum::<u64>() - socket_drops_before;
 
     // Let the last packets of the window arrive, and the worker harvest its drop counts (every
@@ -241,15 +236,18 @@ fn calls_hold_up_under_fifty_thousand_hostile_datagrams_a_second() {
     println!(
         "bridge: {counted_drops:.0} datagrams counted as dropped, {socket_drops} dropped by the kernel at its sockets"
     );
-    if let (Some(a), Some(b), Some(p), Some(q)) = (sched_before, sched_after, proc_before, proc_after) {
-        println!(
-            "media thread: ran {} ms, waited {} ms for a CPU; the whole daemon used {:.0} % of a core",
+    // How much of the flood's time the media thread had a CPU: on a machine shared with other
+    // work it may wait, and a timing figure that fails says so.
+    let cpu = match (sched_before, sched_after, proc_before, proc_after) {
+        (Some(a), Some(b), Some(p), Some(q)) => format!(
+            "the media thread ran {} ms and waited {} ms for a CPU; the daemon used {:.0} % of a core",
             (b.ran_ns - a.ran_ns) / 1_000_000,
             (b.waited_ns - a.waited_ns) / 1_000_000,
             100.0 * (q.cpu_ticks - p.cpu_ticks) as f64 / clock_ticks_per_second() as f64 / report.elapsed.as_secs_f64()
-        );
-    }
-    println!("socket drops by port: {:?}", per_socket.iter().map(|s| (s.port, s.drops)).collect::<Vec<_>>());
+        ),
+        _ => "no scheduler figures".to_string(),
+    };
+    println!("cpu: {cpu}");
     for (call, got, expected) in &calls {
         let lost = expected - got;
         println!(
@@ -278,18 +276,23 @@ fn calls_hold_up_under_fifty_thousand_hostile_datagrams_a_second() {
     for (call, got, expected) in &calls {
         assert!(*expected >= 450, "call {call}: only {expected} packets expected in 10 s of flood");
         let lost = (expected - got) as f64 / *expected as f64;
-        assert!(lost < MAX_LOSS, "call {call} lost {:.2} % of its packets during the flood", 100.0 * lost);
+        assert!(
+            lost < MAX_LOSS,
+            "call {call} lost {:.2} % of its packets during the flood ({socket_drops} datagrams dropped at the \
+             bridge's sockets); {cpu}",
+            100.0 * lost
+        );
     }
     assert!(ticks >= 450.0, "the mixer ran only {ticks} ticks during 10 s of flood");
     assert!(
         on_time >= 0.99,
-        "mixer tick lateness p99 {} (only {:.2} % within {MAX_TICK_LATENESS_P99} s)",
+        "mixer tick lateness p99 {} (only {:.2} % within {MAX_TICK_LATENESS_P99} s); {cpu}",
         p99_bound(&metrics_before, &metrics_after, lateness),
         100.0 * on_time
     );
     assert!(api_errors.is_empty(), "GET /v1/rooms failed during the flood: {api_errors:?}");
     assert!(api.len() >= 150, "only {} API probes in 10 s", api.len());
-    assert!(api_p99 <= MAX_API_P99, "GET /v1/rooms p99 {api_p99:?} during the flood");
+    assert!(api_p99 <= MAX_API_P99, "GET /v1/rooms p99 {api_p99:?} during the flood; {cpu}");
     // Every participant is still there, and each leg heard its call.
     for out in leg_outs.iter().chain(&web_outs) {
         assert_eq!(out.json["left_status"], 204, "a participant was dropped: {}", out.describe());
