@@ -18,6 +18,7 @@
 #![allow(unsafe_code, reason = "flock and kill through libc, on our own lock files and children")]
 
 mod audio;
+mod churn;
 mod clock;
 mod config;
 mod daemon;
@@ -41,6 +42,7 @@ mod webhook_receiver;
 pub use serde_json::{json, Value};
 
 pub use audio::{band_energy_db, dominant_frequency, rms, sine, sine_dbfs, tone_level_db};
+pub use churn::{answer_port, churn_offer, join_retrying, pcmu_packet, LegKind, CHURN_KINDS};
 pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::Config;
 pub use daemon::Daemon;
