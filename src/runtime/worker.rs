@@ -49,6 +49,10 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Batches one socket may read per loop turn (of `BATCH` datagrams each) before timers, mixer
 /// ticks and commands get their turn; a flooded socket is read on in the next turn.
 pub(super) const READ_BUDGET: usize = 4;
+/// Within a turn, how long after the last scan of the rooms' deadlines the worker scans again
+/// between two sockets' reads. A scan visits every room, and on a node of many rooms some
+/// deadline is always due: scanning before every socket would cost rooms × sockets a turn.
+const MID_TURN_SCAN_GAP: Duration = Duration::from_millis(1);
 /// How far past a deadline mio's own timeout would wake the worker if the timerfd did not.
 const TIMER_BACKSTOP: Duration = Duration::from_millis(5);
 /// How often the worker decides whether it is busy enough to coalesce (see `coalesce`).
@@ -114,6 +118,8 @@ pub struct Worker {
     next_room_deadline: Instant,
     /// Set by commands, which can add rooms or move their deadlines.
     rescan_deadlines: bool,
+    /// When the rooms' deadlines were last scanned (`fire_room_timeouts`).
+    last_scan: Instant,
     /// Wakes the poller at the next deadline to the microsecond; without it (no timerfd), mio's
     /// millisecond timeout does, late by up to a millisecond.
     timer: Option<DeadlineTimer>,
@@ -175,6 +181,7 @@ impl Worker {
             coalesce,
             next_room_deadline: Instant::now(),
             rescan_deadlines: false,
+            last_scan: Instant::now(),
             timer,
             paced_scratch: Vec::new(),
         })
@@ -244,10 +251,11 @@ impl Worker {
         }
     }
 
-    /// Wakes the rooms whose deadline has passed, if one has: between two sockets' reads.
+    /// Between two sockets' reads: wakes the rooms whose deadline has passed, if one has and the
+    /// last scan is at least `MID_TURN_SCAN_GAP` old.
     fn fire_due_deadlines(&mut self) {
         let now = Instant::now();
-        if now >= self.next_room_deadline {
+        if now >= self.next_room_deadline && now >= self.last_scan + MID_TURN_SCAN_GAP {
             self.fire_room_timeouts(now);
         }
     }
@@ -256,6 +264,7 @@ impl Worker {
     /// room, so it runs only when a deadline is due or a command may have moved one; a packet
     /// that moves a deadline earlier lowers `next_room_deadline` in `after_room_call`.
     fn fire_room_timeouts(&mut self, now: Instant) {
+        self.last_scan = now;
         self.next_room_deadline = now + HOUSEKEEPING;
         for idx in 0..self.rooms.len() {
             let Some(entry) = self.rooms[idx].as_mut() else { continue };
