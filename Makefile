@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/switchboard.toml
 
-.PHONY: run test deps test-deps build lint sizes fmt fuzz deb
+.PHONY: run test deps test-deps build lint sizes fmt fuzz deb soak
 
 deps:
 	./scripts/install-deps.sh
@@ -53,6 +53,16 @@ fmt:
 # Every fuzz target for FUZZ_SECONDS (default 60) each, on nightly; not part of `make test`.
 fuzz:
 	./scripts/fuzz.sh
+
+# The soak (not part of `make test`): SOAK_PARTICIPANTS (200) participants of mixed kinds joining
+# and leaving for SOAK_MINUTES (30), against a release build; it prints the daemon's descriptors,
+# memory and CPU every 10 s and compares the start with the end (docs/reliability.md).
+SOAK_MINUTES ?= 30
+SOAK_PARTICIPANTS ?= 200
+soak: test-deps
+	$(CARGO) build --release --bin switchboard
+	SWITCHBOARD_BIN=$${CARGO_TARGET_DIR:-target}/release/switchboard SOAK_MINUTES=$(SOAK_MINUTES) \
+		SOAK_PARTICIPANTS=$(SOAK_PARTICIPANTS) $(CARGO) test -p switchboard-integration-tests --test soak -- --ignored --nocapture
 
 # Benchmarks (make bench, make bench-compare) live in bench/bench.mk.
 -include bench/bench.mk

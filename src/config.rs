@@ -79,6 +79,10 @@ pub struct RtpConfig {
     /// How long a released leg port pair rests before it is handed out again, so a late packet
     /// of one call never reaches the next.
     pub port_quarantine_secs: u64,
+    /// Kernel receive and send buffer asked for on each leg socket (capped by
+    /// net.core.rmem_max / wmem_max): what a flooded leg port holds while the media thread waits
+    /// for a CPU.
+    pub socket_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +178,7 @@ impl Default for RtpConfig {
             symmetric: true,
             allowed_peers: vec!["0.0.0.0/0".into(), "::/0".into()],
             port_quarantine_secs: 10,
+            socket_buffer_bytes: 1 << 20,
         }
     }
 }

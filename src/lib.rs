@@ -15,3 +15,9 @@ pub mod metrics;
 pub mod ng;
 pub mod runtime;
 pub mod webhooks;
+
+/// The unit tests count heap allocations on paths that must make none (`runtime::worker`'s
+/// receive path for dropped datagrams).
+#[cfg(test)]
+#[global_allocator]
+static COUNTING: switchboard_driver::alloc_count::Counting = switchboard_driver::alloc_count::Counting;

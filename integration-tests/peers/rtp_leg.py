@@ -517,7 +517,7 @@ class Leg:
 
         # send state
         self.send_lock = threading.Lock()
-        self.ssrc = random.randint(1, 2**32 - 1)
+        self.ssrc = a.ssrc if a.ssrc is not None else random.randint(1, 2**32 - 1)
         self.seq = random.randint(0, 65535)
         self.ts_base = random.randint(0, 2**32 - 1)
         self.pay_ts0 = None
@@ -1376,6 +1376,7 @@ def main():
     p.add_argument("--bind-ip", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="local RTP port (0: any free one)")
     p.add_argument("--codec", choices=sorted(CODECS), default="pcmu")
+    p.add_argument("--ssrc", type=int, default=None, help="the SSRC to send with (default: random)")
     p.add_argument("--pt", type=int, default=None, help="PT to offer for the codec (default: its usual one)")
     p.add_argument("--te-pt", type=int, default=101, help="telephone-event PT to offer")
     p.add_argument("--tone", type=float, default=0.0, help="send a sine of HZ (0: send no audio)")

@@ -17,6 +17,8 @@ Roles (combinable):
   --video-pref P      send "video": P in the join body (auto or composite)
 With both, the single audio transceiver is sendrecv (use --recv-slots for extra recvonly slots).
 
+  --rtp-log           report each received RTP packet's arrival (unix time) and sequence number,
+                      from which a test counts the packets lost in a stretch of time
 Other modes:
   --dump-offer        build an offer (gathering complete) and print {"offer": sdp}; no HTTP at all
 
@@ -36,7 +38,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
-from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
+gi.require_version("GstRtp", "1.0")
+from gi.repository import GLib, Gst, GstRtp, GstSdp, GstWebRTC  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -100,6 +103,7 @@ class Peer:
         self.incoming_pads = 0
         self.first_rtp_at = None
         self.first_rtp_unix = None
+        self.rtp_log = []  # (unix time, sequence number) of each received packet, with --rtp-log
         self.samples = []
         self.samples_lock = threading.Lock()
         self.offer_sdp = None
@@ -206,6 +210,11 @@ class Peer:
 
     def on_recv_buffer(self, pad, info):
         self.received_rtp_packets += 1
+        if self.args.rtp_log:
+            ok, rtp = GstRtp.RTPBuffer.map(info.get_buffer(), Gst.MapFlags.READ)
+            if ok:
+                self.rtp_log.append((round(time.time(), 4), rtp.get_seq()))
+                rtp.unmap()
         if self.first_rtp_at is None:
             self.first_rtp_at = time.monotonic() - self.start
             # Wall clock, for tests that compare it with when they started another peer.
@@ -488,6 +497,8 @@ class Peer:
             "renegotiations": self.renegotiations,
             "stats": self.stats,
         }
+        if self.args.rtp_log:
+            out["rtp_log"] = self.rtp_log
         if self.args.receive_video:
             out.update(self.video_report())
         if self.join_response is not None:
@@ -519,6 +530,8 @@ def arg_parser(doc, display_name, receive_help):
     p.add_argument("--local-ip", action="append", default=None,
                    help="local address for ICE (default 127.0.0.1; repeatable)")
     p.add_argument("--no-leave", action="store_true", help="do not DELETE the participant at the end")
+    p.add_argument("--rtp-log", action="store_true",
+                   help="report [unix time, sequence number] of every received RTP packet (rtp_log)")
     return p
 
 

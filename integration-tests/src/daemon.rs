@@ -81,6 +81,17 @@ impl Daemon {
             }
         }
         cmd.envs(env.iter().copied());
+        // A session of its own, as a service has: the scheduler's autogroups share the CPU
+        // between sessions, and in the test's session the daemon would share one share with
+        // every peer the test runs and any flooder it starts (tests/flood.rs).
+        // SAFETY: setsid is async-signal-safe, the one call the child makes between fork and
+        // exec, and it touches no memory of the parent's.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::setsid();
+                Ok(())
+            });
+        }
         let child = cmd
             .arg("--config")
             .arg(&config_path)

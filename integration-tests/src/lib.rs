@@ -18,17 +18,20 @@
 #![allow(unsafe_code, reason = "flock and kill through libc, on our own lock files and children")]
 
 mod audio;
+mod churn;
 mod clock;
 mod config;
 mod daemon;
 #[cfg(test)]
 mod fake_server;
+mod flood;
 mod http;
 mod metrics;
 mod paths;
 mod peers;
 pub mod phone_legs;
 mod ports;
+mod proc_stats;
 mod process;
 mod prometheus;
 mod rooms;
@@ -40,9 +43,11 @@ mod webhook_receiver;
 pub use serde_json::{json, Value};
 
 pub use audio::{band_energy_db, dominant_frequency, rms, sine, sine_dbfs, tone_level_db};
+pub use churn::{answer_port, churn_offer, join_retrying, pcmu_packet, LegKind, CHURN_KINDS};
 pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::{test_workers, Config};
 pub use daemon::Daemon;
+pub use flood::{start_flood, FloodPlan, FloodReport, FLOOD_KINDS};
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
@@ -54,6 +59,9 @@ pub use phone_legs::{
     spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
 pub use ports::{reserve_ports, PortBlock, PORT_BLOCK, WEBRTC_PORTS};
+pub use proc_stats::{
+    clock_ticks_per_second, proc_sample, thread_sched, udp_sockets, ProcSample, SchedSample, UdpSocketStat,
+};
 pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};

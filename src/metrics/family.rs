@@ -157,6 +157,11 @@ impl Declare<'_> {
         self.register(HistogramVec::new(o, keys)?)
     }
 
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+        let o = HistogramOpts::new(name, help).namespace("switchboard").buckets(buckets);
+        self.register(Histogram::with_opts(o)?)
+    }
+
     /// A gauge whose labels describe the process; its one series is always 1.
     pub fn info(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> prometheus::Result<()> {
         let keys: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();

@@ -18,7 +18,7 @@ use crate::core::stats::{RoomGauges, RoomStats};
 use crate::core::Route;
 use axum::http::StatusCode;
 use family::Declare;
-use prometheus::{Encoder, Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use switchboard_driver::{Codec, ParticipantKind};
@@ -55,6 +55,9 @@ pub struct Metrics {
     pub mixer_errors: IntCounter,
     pub mixer_processing: prometheus::Counter,
     pub mixer_ticks: IntCounter,
+    /// How long after its 20 ms schedule each mix tick ran; the worker observes it, since only it
+    /// knows when the tick really ran.
+    pub mixer_tick_lateness: Histogram,
     pub mixers: IntGauge,
     pub mixer_stages: Gauges<MixerStage>,
     pub mixer_jitter_target: Gauge,
@@ -176,6 +179,11 @@ impl Metrics {
             mixer_processing: d
                 .seconds("mixer_processing_seconds_total", "Time the mixers spent decoding, mixing and encoding")?,
             mixer_ticks: d.counter("mixer_ticks_total", "20 ms mix cycles run")?,
+            mixer_tick_lateness: d.histogram(
+                "mixer_tick_lateness_seconds",
+                "How long after its scheduled time each room's mix tick ran",
+                vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+            )?,
             mixers: d.gauge("mixers", "Rooms with a running mixer")?,
             mixer_stages: d.gauges(
                 "mixer_stages",

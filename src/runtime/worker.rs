@@ -19,6 +19,8 @@ mod joining;
 mod legs;
 mod publish;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use super::batch::RecvBatch;
 use super::command::{Command, EventFrame};
@@ -127,6 +129,8 @@ pub struct Worker {
     next_room_deadline: Instant,
     /// Set by commands, which can add rooms or move their deadlines.
     rescan_deadlines: bool,
+    /// When the rooms' deadlines were last scanned (`fire_room_timeouts`).
+    last_scan: Instant,
     /// Wakes the poller at the next deadline to the microsecond; without it (no timerfd), mio's
     /// millisecond timeout does, late by up to a millisecond.
     timer: Option<DeadlineTimer>,
@@ -189,6 +193,7 @@ impl Worker {
             coalesce,
             next_room_deadline: Instant::now(),
             rescan_deadlines: false,
+            last_scan: Instant::now(),
             timer,
             paced_scratch: Vec::new(),
         })

@@ -32,10 +32,15 @@ impl RtpDriver {
     }
 
     pub(crate) fn receive(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
-        // Before the first SDP there is nothing to check packets against; after close, nobody
-        // listens. Either way the datagram is ignored.
-        if self.plan.is_none() || self.is_closed() {
+        // After close, nobody listens.
+        if self.is_closed() {
             return;
+        }
+        // Before the peer's SDP (a late-offer leg still waiting for its answer) nothing says
+        // who the peer is, so nothing that arrives is known to be its: dropped as a stranger's,
+        // it cannot keep the leg alive.
+        if self.plan.is_none() {
+            return self.dropped(DropReason::UnknownSource);
         }
         // A forbidden source is never taken, so it can never be latched to and sent back to.
         if !self.cfg.peers.permits(src) {
@@ -83,7 +88,8 @@ impl RtpDriver {
 
     /// The same for plain RTCP, which comes every few seconds, so silence says nothing: it is
     /// taken from the latched RTCP source, the SDP's RTCP (or, muxed, RTP) address, or the host
-    /// the media is latched to (a NAT keeps the host and moves the port).
+    /// the media is latched to (a NAT keeps the host and moves the port), or before that the
+    /// SDP's host.
     fn rtcp_source_ok(&self, src: SocketAddr) -> bool {
         if !self.cfg.symmetric || self.kind == ParticipantKind::Srtp || self.latched_rtcp == Some(src) {
             return true;
@@ -92,10 +98,11 @@ impl RtpDriver {
         if plan.remote_rtcp == Some(src) || (plan.rtcp_mux && plan.remote_rtp == Some(src)) {
             return true;
         }
-        match self.latched_rtp {
-            Some(rtp) => rtp.ip() == src.ip(),
-            None => self.latched_rtcp.is_none(),
-        }
+        // Before any media has latched, the host the SDP named stands in for the latched one.
+        // RTCP from any other host is a stranger's: taking it would let anyone who guessed the
+        // port keep the leg alive, and pick where its reports go, with a forged report a second.
+        let host = self.latched_rtp.or(plan.remote_rtp);
+        host.is_some_and(|h| h.ip() == src.ip())
     }
 
     fn mark_valid(&mut self, now: Instant, src: SocketAddr, rtcp: bool) {
@@ -152,7 +159,16 @@ impl RtpDriver {
         let te = plan.telephone_event.as_ref().filter(|t| t.pt.0 == header.pt).map(|t| t.clock_rate);
         let audio_clock = (plan.audio.pt.0 == header.pt).then_some(plan.audio.clock_rate);
         if te.is_none() && audio_clock.is_none() {
-            return self.dropped(DropReason::UnknownPayloadType);
+            // A packet that cannot latch says nothing of who sent it: from anyone but the
+            // latched source or the SDP's address (an unlatched leg takes any sender's first
+            // valid packet), it is a stranger's, and must not count as the peer's activity. An
+            // SRTP packet that authenticated came from the key's holder.
+            let from_peer =
+                self.kind == ParticipantKind::Srtp || self.latched_rtp == Some(src) || plan.remote_rtp == Some(src);
+            return self.dropped(match from_peer {
+                true => DropReason::UnknownPayloadType,
+                false => DropReason::UnknownSource,
+            });
         }
         // 0 to 127 fits an i8; the mixer skips decoding an input whose level keeps it out.
         let level = plan.audio_level_ext.and_then(|id| audio_level(packet, &header, id)).map(|l| l as i8);

@@ -58,89 +58,108 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn parse_blocks(body: &[u8], count: usize) -> Result<Vec<ReportBlock>, RtcpError> {
-    if body.len() < count * 24 {
+/// One 24-byte reception report block.
+fn report_block(b: &[u8]) -> ReportBlock {
+    let lost24 = be32(b, 4) & 0x00ff_ffff;
+    // Sign-extend the 24-bit cumulative loss.
+    let cumulative_lost = ((lost24 << 8) as i32) >> 8;
+    ReportBlock {
+        ssrc: be32(b, 0),
+        fraction_lost: b[4],
+        cumulative_lost,
+        extended_highest_seq: be32(b, 8),
+        jitter: be32(b, 12),
+        lsr: be32(b, 16),
+        dlsr: be32(b, 20),
+    }
+}
+
+/// One packet of a compound at the front of `rest`: its count field, type, body (padding
+/// removed) and its whole length.
+fn frame(rest: &[u8]) -> Result<(usize, u8, &[u8], usize), RtcpError> {
+    if rest.len() < 4 {
+        return Err(RtcpError::TooShort);
+    }
+    if rest[0] >> 6 != 2 {
+        return Err(RtcpError::Version);
+    }
+    let count = usize::from(rest[0] & 0x1f);
+    let pt = rest[1];
+    let len = 4 * (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1);
+    if len > rest.len() {
+        return Err(RtcpError::Length);
+    }
+    let mut body = &rest[4..len];
+    if rest[0] & 0x20 != 0 {
+        // Padding: the last octet counts the padding octets, itself included.
+        let pad = usize::from(body.last().copied().unwrap_or(0));
+        if pad == 0 || pad > body.len() {
+            return Err(RtcpError::Length);
+        }
+        body = &body[..body.len() - pad];
+    }
+    Ok((count, pt, body, len))
+}
+
+/// Whether a packet's body holds what its type and count promise.
+fn check(count: usize, pt: u8, body: &[u8]) -> Result<(), RtcpError> {
+    let (fixed, per_item) = match pt {
+        SR => (24, 24),
+        RR => (4, 24),
+        BYE => (0, 4),
+        _ => return Ok(()),
+    };
+    if body.len() < fixed {
+        return Err(RtcpError::TooShort);
+    }
+    if body.len() - fixed < count * per_item {
         return Err(RtcpError::Count);
     }
-    Ok(body
-        .chunks_exact(24)
-        .take(count)
-        .map(|b| {
-            let lost24 = be32(b, 4) & 0x00ff_ffff;
-            // Sign-extend the 24-bit cumulative loss.
-            let cumulative_lost = ((lost24 << 8) as i32) >> 8;
-            ReportBlock {
-                ssrc: be32(b, 0),
-                fraction_lost: b[4],
-                cumulative_lost,
-                extended_highest_seq: be32(b, 8),
-                jitter: be32(b, 12),
-                lsr: be32(b, 16),
-                dlsr: be32(b, 20),
-            }
-        })
-        .collect())
+    Ok(())
+}
+
+/// A checked packet (see [`check`]), built.
+fn build(count: usize, pt: u8, body: &[u8]) -> RtcpPacket {
+    let blocks = |b: &[u8]| b.chunks_exact(24).take(count).map(report_block).collect();
+    match pt {
+        SR => {
+            let info = SenderInfo {
+                ntp: (u64::from(be32(body, 4)) << 32) | u64::from(be32(body, 8)),
+                rtp_ts: be32(body, 12),
+                packets: be32(body, 16),
+                octets: be32(body, 20),
+            };
+            RtcpPacket::SenderReport { ssrc: be32(body, 0), info, blocks: blocks(&body[24..]) }
+        }
+        RR => RtcpPacket::ReceiverReport { ssrc: be32(body, 0), blocks: blocks(&body[4..]) },
+        BYE => RtcpPacket::Bye { ssrcs: body.chunks_exact(4).take(count).map(|c| be32(c, 0)).collect() },
+        other => RtcpPacket::Other { pt: other },
+    }
 }
 
 /// Parses a (decrypted) compound RTCP packet. Also a fuzzing entry point: it never panics.
+///
+/// The whole compound is checked before anything is built, so a datagram that is refused costs
+/// no allocation (a flood of forged RTCP is dropped for free).
 pub fn parse_rtcp(data: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
-    let mut packets = Vec::new();
+    let mut packets = 0;
     let mut rest = data;
     while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(RtcpError::TooShort);
-        }
-        if rest[0] >> 6 != 2 {
-            return Err(RtcpError::Version);
-        }
-        let count = usize::from(rest[0] & 0x1f);
-        let pt = rest[1];
-        let len = 4 * (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1);
-        if len > rest.len() {
-            return Err(RtcpError::Length);
-        }
-        let mut body = &rest[4..len];
-        if rest[0] & 0x20 != 0 {
-            // Padding: the last octet counts the padding octets, itself included.
-            let pad = usize::from(body.last().copied().unwrap_or(0));
-            if pad == 0 || pad > body.len() {
-                return Err(RtcpError::Length);
-            }
-            body = &body[..body.len() - pad];
-        }
-        packets.push(match pt {
-            SR => {
-                if body.len() < 24 {
-                    return Err(RtcpError::TooShort);
-                }
-                let info = SenderInfo {
-                    ntp: (u64::from(be32(body, 4)) << 32) | u64::from(be32(body, 8)),
-                    rtp_ts: be32(body, 12),
-                    packets: be32(body, 16),
-                    octets: be32(body, 20),
-                };
-                RtcpPacket::SenderReport { ssrc: be32(body, 0), info, blocks: parse_blocks(&body[24..], count)? }
-            }
-            RR => {
-                if body.len() < 4 {
-                    return Err(RtcpError::TooShort);
-                }
-                RtcpPacket::ReceiverReport { ssrc: be32(body, 0), blocks: parse_blocks(&body[4..], count)? }
-            }
-            BYE => {
-                if body.len() < 4 * count {
-                    return Err(RtcpError::Count);
-                }
-                RtcpPacket::Bye { ssrcs: body.chunks_exact(4).take(count).map(|c| be32(c, 0)).collect() }
-            }
-            other => RtcpPacket::Other { pt: other },
-        });
+        let (count, pt, body, len) = frame(rest)?;
+        check(count, pt, body)?;
+        packets += 1;
         rest = &rest[len..];
     }
-    if packets.is_empty() {
+    if packets == 0 {
         return Err(RtcpError::TooShort);
     }
-    Ok(packets)
+    let mut out = Vec::with_capacity(packets);
+    let mut rest = data;
+    while let Ok((count, pt, body, len)) = frame(rest) {
+        out.push(build(count, pt, body));
+        rest = &rest[len..];
+    }
+    Ok(out)
 }
 
 /// Writes a packet header; the length is patched by `finish`.

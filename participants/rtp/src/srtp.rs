@@ -7,7 +7,9 @@
 //! `srtp` crate. `webrtc-srtp` shares its code but pulls in the async `webrtc-util` stack.
 //!
 //! Cost: `rtc-srtp` returns a fresh `BytesMut` per protected or unprotected packet, so the SRTP
-//! path makes one heap allocation per packet; the plain RTP path makes none.
+//! path makes one heap allocation per packet, forged ones included (it allocates before it checks
+//! the tag); the plain RTP path makes none. What forged SSRCs can make it hold is bounded: see
+//! [`SrtpInbound`].
 
 use crate::sdes::{KeyMaterial, SrtpSuite};
 use rtc_shared::error::Error as SrtpLibError;
@@ -70,16 +72,45 @@ fn context(key: &KeyMaterial, inbound: bool) -> Result<Context, SrtpError> {
         .map_err(|e| SrtpError::Setup(e.to_string()))
 }
 
+/// SSRCs (RTP and RTCP apart) whose packets go straight to the receive context.
+const KNOWN_SSRCS: usize = 8;
+/// Failed trials after which the trial context is rebuilt, forgetting what strangers made it hold.
+const TRIAL_RESET: u32 = 64;
+
 /// Receive side: one context for the peer's key, with replay protection.
+///
+/// rtc-srtp keeps state for every SSRC it is shown (rollover counter and a replay window on the
+/// heap), and makes it before it checks the packet's tag. Shown a flood of forged packets with
+/// random SSRCs, one context would grow without end. So only SSRCs that have authenticated reach
+/// `ctx`; a packet of any other SSRC is tried on `trial` first, which is thrown away and rebuilt
+/// after [`TRIAL_RESET`] failures. A peer's new SSRC (a restarted stream) costs one extra
+/// decryption, of its first packet.
 pub struct SrtpInbound {
     key: KeyMaterial,
     ctx: Context,
+    known_rtp: Vec<u32>,
+    known_rtcp: Vec<u32>,
+    trial: Option<Context>,
+    trial_failures: u32,
+}
+
+/// The SSRC field of an RTP (bytes 8 to 11) or RTCP (4 to 7) header.
+fn ssrc_at(packet: &[u8], at: usize) -> Result<u32, SrtpError> {
+    let b = packet.get(at..at + 4).ok_or(SrtpError::Malformed)?;
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl SrtpInbound {
     pub fn new(key: KeyMaterial) -> Result<SrtpInbound, SrtpError> {
         let ctx = context(&key, true)?;
-        Ok(SrtpInbound { key, ctx })
+        Ok(SrtpInbound {
+            key,
+            ctx,
+            known_rtp: Vec::with_capacity(KNOWN_SSRCS),
+            known_rtcp: Vec::with_capacity(KNOWN_SSRCS),
+            trial: None,
+            trial_failures: 0,
+        })
     }
 
     pub fn key(&self) -> &KeyMaterial {
@@ -88,6 +119,11 @@ impl SrtpInbound {
 
     /// Authenticates and decrypts an SRTP packet into `out` (cleared first).
     pub fn unprotect_rtp(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        let ssrc = ssrc_at(packet, 8)?;
+        if !self.known_rtp.contains(&ssrc) {
+            self.try_stranger(|c| c.decrypt_rtp(packet).map(drop))?;
+            remember(&mut self.known_rtp, ssrc);
+        }
         let plain = self.ctx.decrypt_rtp(packet).map_err(classify)?;
         out.clear();
         out.extend_from_slice(&plain);
@@ -103,11 +139,43 @@ impl SrtpInbound {
         if packet.get(e_at).is_none_or(|b| b & 0x80 == 0) {
             return Err(SrtpError::Auth);
         }
+        let ssrc = ssrc_at(packet, 4)?;
+        if !self.known_rtcp.contains(&ssrc) {
+            self.try_stranger(|c| c.decrypt_rtcp(packet).map(drop))?;
+            remember(&mut self.known_rtcp, ssrc);
+        }
         let plain = self.ctx.decrypt_rtcp(packet).map_err(classify)?;
         out.clear();
         out.extend_from_slice(&plain);
         Ok(())
     }
+
+    /// Tries a packet of an SSRC not yet known on the trial context.
+    fn try_stranger(
+        &mut self,
+        decrypt: impl FnOnce(&mut Context) -> Result<(), SrtpLibError>,
+    ) -> Result<(), SrtpError> {
+        let trial = match &mut self.trial {
+            Some(t) if self.trial_failures < TRIAL_RESET => t,
+            slot => {
+                self.trial_failures = 0;
+                slot.insert(context(&self.key, true)?)
+            }
+        };
+        decrypt(trial).map_err(|e| {
+            self.trial_failures += 1;
+            classify(e)
+        })
+    }
+}
+
+/// Adds `ssrc` to a known list, forgetting the oldest past [`KNOWN_SSRCS`]: its state stays in
+/// the context, but only SSRCs that authenticated ever made any there.
+fn remember(known: &mut Vec<u32>, ssrc: u32) {
+    if known.len() == KNOWN_SSRCS {
+        known.remove(0);
+    }
+    known.push(ssrc);
 }
 
 /// Send side: the bridge's own key.
@@ -187,6 +255,31 @@ mod tests {
         assert_eq!(rx.unprotect_rtp(&buf, &mut out), Err(SrtpError::Replay));
         assert_eq!(rx.unprotect_rtp(&buf[..13], &mut out), Err(SrtpError::Malformed));
         assert_eq!(rx.unprotect_rtcp(&[0x80, 201, 0], &mut out), Err(SrtpError::Malformed));
+    }
+
+    #[test]
+    fn forged_ssrcs_never_reach_the_receive_context_and_a_new_real_one_does() {
+        let (mut tx, mut rx) = pair(SrtpSuite::AesCm128HmacSha1_80);
+        let mut out = Vec::new();
+        let mut first = Vec::new();
+        write_packet(&mut first, false, 0, 1, 160, 42, &[7; 20]);
+        tx.protect_rtp(&mut first).unwrap();
+        rx.unprotect_rtp(&first, &mut out).unwrap();
+        for ssrc in 0..1000u32 {
+            let mut forged = Vec::new();
+            write_packet(&mut forged, false, 0, 1, 160, 0x1000_0000 + ssrc, &[7; 30]);
+            assert_eq!(rx.unprotect_rtp(&forged, &mut out), Err(SrtpError::Auth));
+        }
+        assert_eq!(rx.known_rtp, [42], "only the SSRC that authenticated");
+        // The trial context was rebuilt every 64 failures: 1000 = 15 × 64 + 40.
+        assert_eq!(rx.trial_failures, 40, "failures since the trial context was last rebuilt");
+        // The peer restarts its stream under a new SSRC: its first packet gets through.
+        let mut restarted = Vec::new();
+        write_packet(&mut restarted, false, 0, 5000, 9_000, 77, &[8; 20]);
+        tx.protect_rtp(&mut restarted).unwrap();
+        rx.unprotect_rtp(&restarted, &mut out).unwrap();
+        assert_eq!(rx.known_rtp, [42, 77]);
+        assert_eq!(rx.unprotect_rtp(&restarted, &mut out), Err(SrtpError::Replay), "and is replay-protected");
     }
 
     #[test]

@@ -19,8 +19,9 @@ impl Room {
         f: impl FnOnce(&mut dyn Driver) -> R,
     ) -> Option<R> {
         let mut p = self.slab.get_mut(idx).and_then(Option::take)?;
-        let span = p.span.clone();
-        let entered = span.enter();
+        // Entered in place, not cloned: this runs for every datagram, and a clone is a trip
+        // through the subscriber's registry and back.
+        let entered = p.span.enter();
         // A driver that panics takes down only its own participant: the room, and every other
         // participant in it, carry on.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -69,8 +70,7 @@ impl Room {
         f: impl FnOnce(&mut dyn Mcu) -> R,
     ) -> Option<R> {
         let mut m = self.mcu.take()?;
-        let span = m.span.clone();
-        let entered = span.enter();
+        let entered = m.span.enter();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let r = f(m.mcu.as_mut());
             let mut out = Fanout {

@@ -315,6 +315,12 @@ impl Room {
         self.earliest
     }
 
+    /// When the room's mixer is due to run its next 20 ms tick, while it has mixes to make: the
+    /// runtime compares it with when it really calls `handle_timeout` (tick lateness).
+    pub fn mixer_tick_due(&self) -> Option<Instant> {
+        self.mcu.as_ref().filter(|m| !m.outputs.is_empty()).map(|m| m.next_timeout)
+    }
+
     /// Whether everything participant `id` publishes goes to the room's mixer and nowhere else.
     /// The mixer takes its input only at its tick, and the tick is among the room's deadlines,
     /// so the runtime may hold such a participant's datagrams until the room's next deadline and

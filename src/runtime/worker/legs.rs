@@ -5,6 +5,7 @@ use super::{Worker, READ_BUDGET};
 use crate::runtime::batch::{stamp_arrivals, BATCH};
 use crate::runtime::command::CommandError;
 use crate::runtime::drivers::LegPorts;
+use crate::runtime::sockets::size_buffers;
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use std::io::ErrorKind;
@@ -18,9 +19,9 @@ use tracing::warn;
 pub(super) struct Leg {
     room: usize,
     participant: ParticipantId,
-    local: SocketAddr,
+    pub(super) local: SocketAddr,
     /// The leg's RTP socket (the other is its RTCP socket, which is never paced).
-    rtp: bool,
+    pub(super) rtp: bool,
     paced: bool,
     /// The latest arrival time handed to the room for this socket, so a paced read never goes
     /// back in time.
@@ -44,6 +45,11 @@ impl Worker {
             let ip = self.cfg.rtp.bind_ip;
             match (UdpSocket::bind(SocketAddr::new(ip, port)), UdpSocket::bind(SocketAddr::new(ip, port + 1))) {
                 (Ok(rtp), Ok(rtcp)) => {
+                    // At the kernel's default (208 KiB) a leg port flooded at a few thousand
+                    // datagrams a second overflows within a few tens of milliseconds of the
+                    // media thread waiting for a CPU, and the call's own packets go with it.
+                    size_buffers(&rtp, self.cfg.rtp.socket_buffer_bytes);
+                    size_buffers(&rtcp, self.cfg.rtp.socket_buffer_bytes);
                     found = Ok(LegPorts { port, rtp, rtcp });
                     break;
                 }

@@ -24,6 +24,11 @@ const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// would end in a wake-up for a single datagram anyway.
 const COALESCE_MIN_PER_PAUSE: u128 = 2;
 
+/// Within a turn, how long after the last scan of the rooms' deadlines the worker scans again
+/// between two sockets' reads. A scan visits every room, and on a node of many rooms some
+/// deadline is always due: scanning before every socket would cost rooms × sockets a turn.
+const MID_TURN_SCAN_GAP: Duration = Duration::from_millis(1);
+
 impl Worker {
     /// Runs until a `Shutdown` command has been carried out. A panic outside any participant (a
     /// participant's own is caught inside its room) ends the loop: the worker then closes what it
@@ -69,6 +74,9 @@ impl Worker {
                 continue;
             }
             for ev in events.iter() {
+                // A turn under flood reads many sockets; a deadline that came due meanwhile (a
+                // mixer tick) goes before the next one, not after them all.
+                self.fire_due_deadlines();
                 match ev.token() {
                     WAKER => {
                         if self.drain_commands() {
@@ -101,6 +109,7 @@ impl Worker {
     /// room, so it runs only when a deadline is due or a command may have moved one; a packet
     /// that moves a deadline earlier lowers `next_room_deadline` in `after_room_call`.
     fn fire_room_timeouts(&mut self, now: Instant) {
+        self.last_scan = now;
         self.next_room_deadline = now + HOUSEKEEPING;
         for idx in 0..self.rooms.len() {
             let Some(entry) = self.rooms[idx].as_mut() else { continue };
@@ -113,7 +122,13 @@ impl Worker {
                     self.next_room_deadline = next;
                 }
                 if let Some(entry) = self.rooms[idx].as_mut() {
-                    entry.room.handle_timeout(now, &mut self.sockets);
+                    // The clock again: reading paced legs and earlier rooms took time, and a tick
+                    // is as late as the moment it really runs.
+                    let at = Instant::now();
+                    if let Some(due) = entry.room.mixer_tick_due().filter(|due| *due <= at) {
+                        self.metrics.mixer_tick_lateness.observe((at - due).as_secs_f64());
+                    }
+                    entry.room.handle_timeout(at, &mut self.sockets);
                 }
             }
             self.after_room_call(idx);
@@ -148,12 +163,22 @@ impl Worker {
         }
     }
 
+    /// Between two sockets' reads: wakes the rooms whose deadline has passed, if one has and the
+    /// last scan is at least `MID_TURN_SCAN_GAP` old.
+    fn fire_due_deadlines(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_room_deadline && now >= self.last_scan + MID_TURN_SCAN_GAP {
+            self.fire_room_timeouts(now);
+        }
+    }
+
     /// Reads on the sockets that used up their budget last turn.
     fn read_backlog(&mut self) {
         if std::mem::take(&mut self.webrtc_backlog) {
             self.read_webrtc();
         }
         for token in std::mem::take(&mut self.leg_backlog) {
+            self.fire_due_deadlines();
             // A leg that became paced meanwhile is read at its room's deadline instead.
             if self.legs.get(&token).is_some_and(|l| !l.is_paced()) {
                 self.read_leg(token, false);

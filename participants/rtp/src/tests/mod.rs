@@ -1,5 +1,6 @@
 //! Scenario tests: whole drivers, a fake clock and a recording `Output`.
 
+mod drop_tests;
 mod dtmf_tests;
 mod media_tests;
 mod peer_policy_tests;
