@@ -64,7 +64,7 @@ pub use proc_stats::{
 };
 pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
-pub use sdp::{assert_webrtc_answer, MediaSection, Sdp};
+pub use sdp::{assert_webrtc_answer, pcmu_dtmf_offer, pcmu_offer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};
 pub use tokens::{admin_token, sign, token, TEST_KID, TEST_SECRET, TOKEN_ENV};
 pub use webhook_receiver::{closed_port_url, WebhookPost, WebhookReceiver};

@@ -155,6 +155,21 @@ pub fn assert_webrtc_answer(offer: &str, answer: &str, webrtc_port: u16) {
     }
 }
 
+/// A phone's plain-RTP offer: PCMU, 20 ms, sendrecv, media at 127.0.0.1:`port`.
+pub fn pcmu_offer(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=phone\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
+/// [`pcmu_offer`] with RFC 4733 telephone-event (payload type 101), for tests that send DTMF.
+pub fn pcmu_dtmf_offer(port: u16) -> String {
+    pcmu_offer(port)
+        .replace("RTP/AVP 0\r\n", "RTP/AVP 0 101\r\n")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,13 +32,6 @@ fn routes() -> Vec<Route> {
     routes
 }
 
-fn rtp_offer(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 5 1 IN IP4 127.0.0.1\r\ns=gw\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-}
-
 fn expired(room: &str) -> String {
     let now = unix_now() as u64;
     sign(&json!({"sub": "late", "room": room, "grants": ["admin", "publish", "subscribe"], "exp": now - 3600}))
@@ -68,7 +61,7 @@ struct Fixture {
 fn room_fixture(d: &Daemon) -> Fixture {
     d.create_room("r1");
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let v = d.join("r1", &rtp_offer(phone.local_addr().unwrap().port()));
+    let v = d.join("r1", &pcmu_dtmf_offer(phone.local_addr().unwrap().port()));
     let participant = v["id"].as_str().unwrap().to_string();
     let track = v["tracks"][0]["id"].as_str().unwrap_or_else(|| panic!("no track in {v}")).to_string();
     Fixture { participant, track, _phone: phone }
@@ -76,7 +69,7 @@ fn room_fixture(d: &Daemon) -> Fixture {
 
 /// A fresh participant in `r1`, for a route that removes one.
 fn another_participant(d: &Daemon, phone: &std::net::UdpSocket) -> String {
-    d.join("r1", &rtp_offer(phone.local_addr().unwrap().port()))["id"].as_str().unwrap().to_string()
+    d.join("r1", &pcmu_dtmf_offer(phone.local_addr().unwrap().port()))["id"].as_str().unwrap().to_string()
 }
 
 fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpSocket) -> Call {
@@ -117,7 +110,7 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
         }
         "POST /v1/rooms/{room}/participants" => (
             sub(&r.path, p),
-            Some(json!({"sdp": rtp_offer(spare.local_addr().unwrap().port())})),
+            Some(json!({"sdp": pcmu_dtmf_offer(spare.local_addr().unwrap().port())})),
             "r1".into(),
             token("r1", "caller", &["publish", "subscribe"]),
         ),
@@ -126,7 +119,7 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
         }
         "PATCH /v1/rooms/{room}/participants/{id}" => (
             sub(&r.path, p),
-            Some(json!({"sdp": rtp_offer(spare.local_addr().unwrap().port())})),
+            Some(json!({"sdp": pcmu_dtmf_offer(spare.local_addr().unwrap().port())})),
             "r1".into(),
             admin_of("r1"),
         ),

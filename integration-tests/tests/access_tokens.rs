@@ -99,13 +99,6 @@ fn a_body_that_is_not_json_is_refused_whatever_it_holds() {
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
-fn offer(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=leg\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-}
-
 /// A phone leg made by hand: a UDP socket named in its offer, and the bridge's port from the answer.
 struct Leg {
     sock: UdpSocket,
@@ -116,7 +109,7 @@ struct Leg {
 fn join_leg(d: &Daemon, room: &str, tok: &str) -> Leg {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_nonblocking(true).unwrap();
-    let body = json!({"sdp": offer(sock.local_addr().unwrap().port())});
+    let body = json!({"sdp": pcmu_offer(sock.local_addr().unwrap().port())});
     let (s, v) = d.call_as(Some(tok), "POST", &format!("/v1/rooms/{room}/participants"), Some(&body));
     assert_eq!(s, 201, "join: {v}");
     let bridge = Sdp::parse(v["sdp"].as_str().unwrap()).media[0].port;

@@ -7,15 +7,8 @@ use std::time::{Duration, Instant};
 
 use switchboard_integration_tests::*;
 
-fn offer(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 3 1 IN IP4 127.0.0.1\r\ns=leg\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-}
-
 fn join(d: &Daemon, room: &str, phone: &UdpSocket) -> (u16, Value) {
-    let body = json!({"sdp": offer(phone.local_addr().unwrap().port())});
+    let body = json!({"sdp": pcmu_dtmf_offer(phone.local_addr().unwrap().port())});
     d.post_json(&format!("/v1/rooms/{room}/participants"), &body)
 }
 

@@ -7,13 +7,6 @@ use std::time::Duration;
 
 use switchboard_integration_tests::*;
 
-fn rtp_offer(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=gw\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-}
-
 /// The request lines of a JSON log: `(method, route, status)` and the line itself.
 fn requests(log: &str) -> Vec<Value> {
     log.lines()
@@ -35,7 +28,7 @@ fn json_lines_with_one_line_per_request_and_no_secret() {
         c.set("log", "format", "json");
     });
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let offer = rtp_offer(phone.local_addr().unwrap().port());
+    let offer = pcmu_offer(phone.local_addr().unwrap().port());
     let joined = d.join("logged", &offer);
     let id = joined["id"].as_str().unwrap().to_string();
     let answer = joined["sdp"].as_str().unwrap().to_string();

@@ -82,13 +82,6 @@ fn int(v: &B, path: &[&str]) -> i64 {
     }
 }
 
-fn phone_sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=sipp\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-}
-
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     let mut p = vec![0x80, 0];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -142,7 +135,7 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
         ("command", s("offer")),
         ("call-id", s(call)),
         ("from-tag", s("1928301774")),
-        ("sdp", s(&phone_sdp(caller.local_addr().unwrap().port()))),
+        ("sdp", s(&pcmu_offer(caller.local_addr().unwrap().port()))),
         ("ICE", s("remove")),
         ("transport-protocol", s("RTP/AVP")),
         ("flags", l(&["trust-address", "symmetric"])),
@@ -157,7 +150,7 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
         ("call-id", s(call)),
         ("from-tag", s("1928301774")),
         ("to-tag", s("a6c85cf")),
-        ("sdp", s(&phone_sdp(callee.local_addr().unwrap().port()))),
+        ("sdp", s(&pcmu_offer(callee.local_addr().unwrap().port()))),
     ]);
     assert_eq!(text(&answer, "result"), "ok", "{answer:?}");
     let to_caller = Sdp::parse(&text(&answer, "sdp"));
@@ -181,7 +174,7 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
     // `query` counts what each side sent: 50 from the caller, 30 from the callee.
     let q = ng.cmd(&[("command", s("query")), ("call-id", s(call))]);
     assert_eq!(text(&q, "result"), "ok", "{q:?}");
-    let tags = B::Dict(get(&q, "tags").cloned().map(|t| if let B::Dict(d) = t { d } else { HashMap::new() }).unwrap());
+    let tags = get(&q, "tags").cloned().unwrap_or_else(|| panic!("no tags in {q:?}"));
     assert_eq!(int(&tags, &["1928301774", "medias", "0", "streams", "0", "stats", "packets"]), 50);
     assert_eq!(int(&tags, &["a6c85cf", "medias", "0", "streams", "0", "stats", "packets"]), 30);
     let totals = get(&q, "totals").unwrap().clone();
@@ -213,7 +206,7 @@ fn bad_input_gets_an_error_reply_and_leaves_no_room() {
     let (r, why) = error(&ng.cmd(&[("command", s("teleport"))]));
     assert_eq!(r, "error");
     assert!(why.contains("teleport"), "{why}");
-    let (r, why) = error(&ng.cmd(&[("command", s("answer")), ("call-id", s("nobody")), ("sdp", s(&phone_sdp(4000)))]));
+    let (r, why) = error(&ng.cmd(&[("command", s("answer")), ("call-id", s("nobody")), ("sdp", s(&pcmu_offer(4000)))]));
     assert_eq!(r, "error");
     assert!(why.contains("unknown call-id"), "{why}");
     // An offer the bridge cannot take: an error, and no room, no participant left behind.
@@ -228,7 +221,7 @@ fn bad_input_gets_an_error_reply_and_leaves_no_room() {
         ("command", s("offer")),
         ("call-id", s("to-webrtc")),
         ("from-tag", s("x")),
-        ("sdp", s(&phone_sdp(4002))),
+        ("sdp", s(&pcmu_offer(4002))),
         ("transport-protocol", s("UDP/TLS/RTP/SAVPF")),
     ]));
     assert_eq!(r, "error");
@@ -241,7 +234,7 @@ fn bad_input_gets_an_error_reply_and_leaves_no_room() {
         ("command", s("offer")),
         ("call-id", s("twice")),
         ("from-tag", s("t")),
-        ("sdp", s(&phone_sdp(4004))),
+        ("sdp", s(&pcmu_offer(4004))),
     ]))
     .unwrap();
     let (_, first) = ng.raw(Some("retry-1"), &body);

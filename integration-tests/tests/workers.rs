@@ -115,12 +115,6 @@ fn a_webrtc_peer_and_a_phone_in_rooms_on_each_worker_hear_each_other() {
 }
 
 /// A plain RTP offer from `port` that needs no peer behind it.
-fn rtp_offer(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=leg\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-    )
-}
 
 #[test]
 fn answers_carry_each_workers_port_and_metrics_and_lists_cover_both() {
@@ -133,7 +127,7 @@ fn answers_carry_each_workers_port_and_metrics_and_lists_cover_both() {
         assert_eq!(d.webrtc_port_of(room), port);
         let joined = d.join(room, &offer);
         assert_webrtc_answer(&offer, joined["sdp"].as_str().unwrap(), port);
-        let leg = d.join(room, &rtp_offer(phone.local_addr().unwrap().port()));
+        let leg = d.join(room, &pcmu_offer(phone.local_addr().unwrap().port()));
         // Each worker has its own slice of the leg range: worker 0 the lower half.
         let m = Sdp::parse(leg["sdp"].as_str().unwrap()).media.remove(0);
         let middle = d.ports.rtp_min + (d.ports.rtp_max - d.ports.rtp_min) / 2;
@@ -206,7 +200,7 @@ fn a_worker_that_panics_closes_only_its_own_rooms() {
     assert_eq!((d.worker_of("alive"), d.worker_of("doomed")), (0, 1));
     // On worker 1, a WebRTC participant and a phone leg (no peers needed behind them).
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let doomed: Vec<String> = [fixture("webrtcbin_offer.sdp"), rtp_offer(phone.local_addr().unwrap().port())]
+    let doomed: Vec<String> = [fixture("webrtcbin_offer.sdp"), pcmu_offer(phone.local_addr().unwrap().port())]
         .iter()
         .map(|offer| d.join("doomed", offer)["id"].as_str().unwrap().to_string())
         .collect();
@@ -243,7 +237,7 @@ fn a_worker_that_panics_closes_only_its_own_rooms() {
         assert_eq!(left.data["reason"], "requested", "a leg of the live room left early: {}", left.data);
     }
     // A new join places the failed worker's room afresh on the one that runs.
-    d.join("doomed", &rtp_offer(phone.local_addr().unwrap().port()));
+    d.join("doomed", &pcmu_offer(phone.local_addr().unwrap().port()));
     assert_eq!(d.worker_of("doomed"), 0);
     let (s, list) = d.get_json("/v1/rooms");
     assert_eq!(s, 200, "listing skips the failed worker: {list}");
