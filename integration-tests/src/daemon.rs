@@ -83,12 +83,15 @@ impl Daemon {
         cmd.envs(env.iter().copied());
         // A session of its own, as a service has: the scheduler's autogroups share the CPU
         // between sessions, and in the test's session the daemon would share one share with
-        // every peer the test runs and any flooder it starts (tests/flood.rs).
-        // SAFETY: setsid is async-signal-safe, the one call the child makes between fork and
-        // exec, and it touches no memory of the parent's.
+        // every peer the test runs and any flooder it starts (tests/flood.rs). Out of the
+        // test's session, a Ctrl-C no longer reaches it, so it is told to stop when the test
+        // process goes, however it goes.
+        // SAFETY: setsid and prctl are async-signal-safe, the only calls the child makes between
+        // fork and exec, and they touch no memory of the parent's.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 libc::setsid();
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
         }
