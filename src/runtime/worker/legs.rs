@@ -1,7 +1,7 @@
 //! The sockets of rtp/srtp legs: a port pair bound, adopted into the poller and freed per leg,
 //! each socket read on arrival or, when only the mixer takes its media, at its room's deadline.
 
-use super::{Worker, READ_BUDGET};
+use super::{RoomEntry, Worker, READ_BUDGET};
 use crate::runtime::batch::{stamp_arrivals, BATCH};
 use crate::runtime::command::CommandError;
 use crate::runtime::drivers::LegPorts;
@@ -15,6 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use switchboard_driver::ParticipantId;
 use tracing::warn;
 
+/// Datagrams one paced read may find on a leg's RTP socket before the leg is taken for flooded:
+/// a talking leg sends one a 20 ms tick, two at a 10 ms ptime.
+const PACED_BURST: usize = 16;
+/// Datagrams a flooded leg's socket may still bring between two housekeeping turns (500 ms) and
+/// be paced again: twice what a 10 ms ptime leg sends.
+const FLOOD_QUIET: u32 = 200;
+
 /// The sockets of one rtp/srtp leg.
 pub(super) struct Leg {
     room: usize,
@@ -26,6 +33,12 @@ pub(super) struct Leg {
     /// The latest arrival time handed to the room for this socket, so a paced read never goes
     /// back in time.
     last_arrival: Instant,
+    /// Flooded: read on arrival even if the room would pace it. A paced socket is drained just
+    /// before its room's mixer tick, so a flood queued on it would make every tick late by the
+    /// time it takes to read it; read on arrival, the flood is read between ticks.
+    flooded: bool,
+    /// Datagrams read since the last housekeeping turn.
+    read_since: u32,
 }
 
 impl Leg {
@@ -94,14 +107,22 @@ impl Worker {
             }
             let rtp = i == 0;
             tokens[i] = token;
-            self.legs.insert(token, Leg { room, participant, local, rtp, paced: false, last_arrival: Instant::now() });
+            let leg = Leg {
+                room,
+                participant,
+                local,
+                rtp,
+                paced: false,
+                last_arrival: Instant::now(),
+                flooded: false,
+                read_since: 0,
+            };
+            self.legs.insert(token, leg);
             self.sockets.legs.insert(local, sock);
         }
         self.leg_ports.insert(participant, (port, tokens));
         // The room decided the leg's routes before the leg was adopted: look again.
-        if let Some(entry) = self.rooms.get_mut(room).and_then(Option::as_mut) {
-            entry.pacing_seen = entry.room.pacing_epoch().wrapping_sub(1);
-        }
+        restate_pacing(&mut self.rooms, room);
     }
 
     pub(super) fn free_leg(&mut self, pid: ParticipantId) {
@@ -139,7 +160,7 @@ impl Worker {
             true => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
             false => Duration::ZERO,
         };
-        let mut batches = 0;
+        let (mut batches, mut read) = (0, 0);
         while let Some(sock) = self.sockets.legs.get(&local) {
             if !paced && batches == READ_BUDGET {
                 // A paced read drains (it happens once per deadline); a flood on an unpaced
@@ -157,6 +178,7 @@ impl Worker {
                 // forever if retried; what is still queued is read at the next readiness.
                 Err(_) => break,
             };
+            read += n;
             if !paced {
                 // Coalescing is about wake-ups, and a paced read causes none.
                 self.read_count += n;
@@ -181,10 +203,29 @@ impl Worker {
                 break;
             }
         }
-        if let Some(leg) = self.legs.get_mut(&token).filter(|_| paced) {
-            leg.last_arrival = last;
+        if let Some(leg) = self.legs.get_mut(&token) {
+            leg.read_since = leg.read_since.saturating_add(read as u32);
+            if paced {
+                leg.last_arrival = last;
+                if read > PACED_BURST && !leg.flooded {
+                    leg.flooded = true;
+                    restate_pacing(&mut self.rooms, idx);
+                }
+            }
         }
         self.after_room_call(idx);
+    }
+
+    /// At housekeeping: a flooded leg whose socket has gone quiet follows its room's pacing
+    /// again.
+    pub(super) fn review_floods(&mut self) {
+        for leg in self.legs.values_mut() {
+            if leg.flooded && leg.read_since < FLOOD_QUIET {
+                leg.flooded = false;
+                restate_pacing(&mut self.rooms, leg.room);
+            }
+            leg.read_since = 0;
+        }
     }
 
     /// Reads a room's paced legs, just before its deadline is handled. Each datagram carries the
@@ -210,7 +251,7 @@ impl Worker {
         let Some(entry) = self.rooms.get_mut(idx).and_then(Option::as_mut) else { return };
         entry.pacing_seen = entry.room.pacing_epoch();
         for (&token, leg) in self.legs.iter_mut().filter(|(_, l)| l.room == idx && l.rtp) {
-            let want = entry.room.is_mixer_paced(leg.participant);
+            let want = entry.room.is_mixer_paced(leg.participant) && !leg.flooded;
             if want == leg.paced {
                 continue;
             }
@@ -237,5 +278,13 @@ impl Worker {
                 false => entry.paced.retain(|t| *t != token),
             }
         }
+    }
+}
+
+/// Makes the worker bring room `idx`'s paced legs in line again (`repace`) after its next call,
+/// as if the room's pacing had changed.
+fn restate_pacing(rooms: &mut [Option<RoomEntry>], idx: usize) {
+    if let Some(entry) = rooms.get_mut(idx).and_then(Option::as_mut) {
+        entry.pacing_seen = entry.room.pacing_epoch().wrapping_sub(1);
     }
 }

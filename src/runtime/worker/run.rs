@@ -108,7 +108,7 @@ impl Worker {
     /// Wakes the rooms whose deadline has passed and finds the next one. The scan is over every
     /// room, so it runs only when a deadline is due or a command may have moved one; a packet
     /// that moves a deadline earlier lowers `next_room_deadline` in `after_room_call`.
-    fn fire_room_timeouts(&mut self, now: Instant) {
+    pub(super) fn fire_room_timeouts(&mut self, now: Instant) {
         self.last_scan = now;
         self.next_room_deadline = now + HOUSEKEEPING;
         for idx in 0..self.rooms.len() {
@@ -200,6 +200,7 @@ impl Worker {
     }
 
     pub(super) fn housekeeping(&mut self, now: Instant) {
+        self.review_floods();
         let mut gauges = RoomGauges::default();
         let mut expired = Vec::new();
         for (idx, entry) in self.rooms.iter_mut().enumerate() {

@@ -41,7 +41,8 @@ fn worker() -> Worker {
     .unwrap()
 }
 
-/// Joins a plain PCMU leg whose peer is `phone`; returns the leg's RTP address and token.
+/// Joins a plain PCMU leg whose peer is `phone` to room `flood`; returns the leg's RTP address
+/// and token.
 fn join_leg(w: &mut Worker, phone: &StdSocket) -> (SocketAddr, Token) {
     let port = phone.local_addr().unwrap().port();
     let offer = format!(
@@ -155,4 +156,41 @@ fn dropping_a_strangers_datagrams_allocates_nothing() {
     let stats = entry.room.take_stats();
     assert!(stats.dropped[DropReason::UnknownSource] + stats.dropped[DropReason::Malformed] >= 4000, "{stats:?}");
     assert_eq!(entry.room.len(), 1);
+}
+
+#[test]
+fn a_flooded_mixer_leg_is_read_on_arrival_until_it_is_quiet_again() {
+    let mut w = worker();
+    let phones: Vec<StdSocket> = (0..3).map(|_| StdSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let legs: Vec<(SocketAddr, Token)> = phones.iter().map(|p| join_leg(&mut w, p)).collect();
+    for (seq, (phone, (leg, _))) in phones.iter().zip(&legs).enumerate() {
+        phone.send_to(&rtp(seq as u16, 0x5eed + seq as u32), leg).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let tick = |w: &mut Worker| {
+        let now = Instant::now() + Duration::from_secs(1);
+        w.fire_room_timeouts(now);
+        // A second scan: the first one's calls restate what changed, the next carries it out.
+        w.fire_room_timeouts(now);
+    };
+    tick(&mut w);
+    let paced = |w: &Worker| legs.iter().map(|(_, t)| w.legs[t].is_paced()).collect::<Vec<_>>();
+    assert_eq!(paced(&w), [true; 3], "three legs heard only by the mixer are read at its ticks");
+
+    // A stranger floods the first leg's port: 300 datagrams wait for the next tick.
+    let stranger = StdSocket::bind("127.0.0.2:0").unwrap();
+    for i in 0..300u16 {
+        stranger.send_to(&rtp(i, 0xbad), legs[0].0).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    tick(&mut w);
+    assert_eq!(paced(&w), [false, true, true], "the flooded leg is read on arrival");
+    // Still flooded at the next housekeeping turn (it read 300 since the last), quiet at the one
+    // after: paced again.
+    w.review_floods();
+    tick(&mut w);
+    assert_eq!(paced(&w), [false, true, true]);
+    w.review_floods();
+    tick(&mut w);
+    assert_eq!(paced(&w), [true; 3], "quiet again, the leg is read at the ticks");
 }
