@@ -23,6 +23,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub node: crate::limits::NodeConfig,
     pub ng: crate::ng::NgConfig,
+    /// `[cluster]`: the Redis shared with other nodes; unset, the node runs alone.
+    pub cluster: crate::cluster::ClusterConfig,
     /// `[[webhooks]]`: receivers of room events (`src/webhooks/`).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
@@ -299,6 +301,9 @@ impl Config {
         let first_even = self.rtp.port_min + self.rtp.port_min % 2;
         if first_even >= self.rtp.port_max {
             return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
+        }
+        if let Err((key, message)) = self.cluster.check() {
+            return Err(ConfigError::Invalid { key, message });
         }
         if let Err(message) = self.check_workers() {
             return Err(ConfigError::Invalid { key: "media.workers", message });

@@ -174,9 +174,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let (hooks, deliveries) = webhooks::start(&cfg.webhooks, &cfg.auth.keyring(), metrics.clone())?;
-    let (workers, media) = runtime::start(cfg.clone(), metrics.clone(), hooks)
+    let (workers, media) = runtime::start(cfg.clone(), metrics.clone(), hooks.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
+    let cluster = switchboard::cluster::Cluster::start(&cfg, workers.clone(), hooks, draining.clone())
+        .await
+        .context("joining the cluster (cluster.redis_url)")?;
     let auth = if cfg.auth.enabled {
         api::Auth::new(cfg.auth.keyring())
     } else {
@@ -202,6 +205,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let limits = api::ApiLimits {
         max_participants_cap: cfg.rooms.max_participants_cap,
         request_timeout: Duration::from_secs(cfg.http.request_timeout_secs),
+        max_body_bytes: cfg.http.max_body_bytes,
     };
     let state = api::AppState {
         media: workers.clone(),
@@ -209,6 +213,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         draining: draining.clone(),
         auth: Arc::new(auth),
         limits: Arc::new(limits),
+        cluster: cluster.clone(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
@@ -256,6 +261,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     api::serve::serve(listener, router, serve_limits, shutdown).await;
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     for thread in media.threads {
         let _ = thread.join();
     }

@@ -194,6 +194,14 @@ impl Daemon {
         }
     }
 
+    /// `kill -9`: the daemon gets no chance to say goodbye (a crashed node). Reaped at once.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits up to `timeout` for the daemon to exit by itself; its status, or `None` if it has not.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

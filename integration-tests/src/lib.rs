@@ -34,6 +34,7 @@ mod ports;
 mod proc_stats;
 mod process;
 mod prometheus;
+mod redis_server;
 mod rooms;
 mod sdp;
 mod sse;
@@ -63,6 +64,7 @@ pub use proc_stats::{
     clock_ticks_per_second, proc_sample, thread_sched, udp_sockets, ProcSample, SchedSample, UdpSocketStat,
 };
 pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
+pub use redis_server::RedisServer;
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, pcmu_dtmf_offer, pcmu_offer, MediaSection, Sdp};
 pub use sse::{event_participant_id, SseClient, SseEvent};

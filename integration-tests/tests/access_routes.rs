@@ -98,7 +98,7 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
             let room = format!("made-{n}");
             ("/v1/rooms".into(), Some(json!({"id": room})), room.clone(), admin_of(&room))
         }
-        "GET /v1/rooms" | "GET /metrics" => (r.path.clone(), None, "*".into(), admin_of("*")),
+        "GET /v1/rooms" | "GET /metrics" | "GET /v1/nodes" => (r.path.clone(), None, "*".into(), admin_of("*")),
         "POST /v1/debug/stall" => (r.path.clone(), Some(json!({"ms": 1})), "*".into(), admin_of("*")),
         "GET /v1/rooms/{room}" | "GET /v1/rooms/{room}/events" => {
             (sub(&r.path, p), None, "r1".into(), token("r1", "viewer", &["subscribe"]))

@@ -3,6 +3,7 @@
 pub mod access;
 mod access_log;
 mod body;
+mod cluster;
 mod cors;
 mod demo;
 mod error;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     pub auth: Arc<Auth>,
     pub limits: Arc<ApiLimits>,
+    /// `[cluster]`: set when the node is one of several sharing a Redis.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The API's own limits (config `http.*`, `rooms.max_participants_cap`).
@@ -50,6 +53,8 @@ pub struct ApiLimits {
     pub max_participants_cap: usize,
     /// A request with no answer by then gets 503 `timeout`.
     pub request_timeout: std::time::Duration,
+    /// `http.max_body_bytes`: also what a body read whole to be proxied may hold.
+    pub max_body_bytes: usize,
 }
 
 /// Whether a route needs a token. Open routes are this short list; everything else passes
@@ -93,6 +98,7 @@ fn table(stall_hook: bool) -> Vec<(RouteInfo, Handler)> {
         (Method::POST, "/whep/{room}", Token, post(whip::subscribe)),
         (Method::DELETE, "/whep/{room}/{id}", Token, delete(participants::delete)),
         (Method::PATCH, "/whep/{room}/{id}", Token, patch(whip::patch)),
+        (Method::GET, "/v1/nodes", Token, get(cluster::nodes)),
         (Method::GET, "/metrics", Token, get(metrics_with_token)),
         (Method::GET, "/healthz", Open, get(health::healthz)),
         (Method::GET, "/readyz", Open, get(health::readyz)),
@@ -118,6 +124,10 @@ pub fn router(state: AppState, max_body_bytes: usize, stall_hook: bool, cors: &C
     for (info, handler) in table(stall_hook) {
         let handler = match info.guard {
             Guard::Open => handler,
+            // The cluster's routing runs after the token check (the inner layer runs last).
+            Guard::Token if info.path.starts_with("/v1/rooms") || info.path.starts_with("/wh") => handler
+                .route_layer(middleware::from_fn_with_state(state.clone(), cluster::route_room))
+                .route_layer(middleware::from_fn_with_state(state.clone(), access::require_token)),
             Guard::Token => handler.route_layer(middleware::from_fn_with_state(state.clone(), access::require_token)),
         };
         // Routes that share a path merge their methods.

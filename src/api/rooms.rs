@@ -5,14 +5,15 @@ use super::access::Access;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{room_id, AppState};
+use crate::cluster::proxy::FORWARDED;
 use crate::runtime::workers::new_room_id;
 use crate::runtime::{Command, PlacedRoom};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,17 +49,33 @@ pub async fn create(
     let max_participants = body.max_participants;
     let (room, worker) = st.media.call_placed(|reply| Command::CreateRoom { id, max_participants, reply }).await?;
     let location = format!("/v1/rooms/{}", room.id);
-    Ok(super::created_at(&location, (StatusCode::CREATED, Json(PlacedRoom { room, worker })).into_response()))
+    let view = on_node(&st, &PlacedRoom { room, worker });
+    Ok(super::created_at(&location, (StatusCode::CREATED, Json(view)).into_response()))
 }
 
-/// Every room on the node: for an admin of every room (`room: "*"`).
+/// Every room: for an admin of every room (`room: "*"`). In a cluster, every node's rooms,
+/// unless another node is asking for this node's own.
 pub async fn list(
     State(st): State<AppState>,
     Extension(access): Extension<Access>,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     access.admin_of_all()?;
-    let rooms = st.media.list_rooms().await?;
+    let mut rooms: Vec<Value> = st.media.list_rooms().await?.iter().map(|r| on_node(&st, r)).collect();
+    if let Some(c) = st.cluster.as_ref().filter(|_| !headers.contains_key(FORWARDED)) {
+        rooms.extend(c.gather_rooms(headers.get(header::AUTHORIZATION)).await);
+        rooms.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    }
     Ok(Json(json!({ "rooms": rooms })))
+}
+
+/// A room's view, with the node that holds it when the node is in a cluster.
+fn on_node(st: &AppState, room: &PlacedRoom) -> Value {
+    let mut v = serde_json::to_value(room).unwrap_or(Value::Null);
+    if let (Some(c), Some(obj)) = (&st.cluster, v.as_object_mut()) {
+        obj.insert("node".into(), Value::String(c.id().to_owned()));
+    }
+    v
 }
 
 pub async fn get(
@@ -69,7 +86,7 @@ pub async fn get(
     let room = room_id(&room)?;
     access.member(&room)?;
     let (room, worker) = st.media.call_placed(|reply| Command::GetRoom { room, reply }).await?;
-    Ok(Json(PlacedRoom { room, worker }))
+    Ok(Json(on_node(&st, &PlacedRoom { room, worker })))
 }
 
 pub async fn delete(

@@ -62,6 +62,13 @@ pub enum RoomEvent {
     ActiveSpeaker {
         participant_id: ParticipantId,
     },
+    /// The node that held the room stopped answering (a cluster, `src/cluster/`), and another
+    /// node released the room. Sent by that other node, with the participants the lost node
+    /// last reported; the next join re-creates the room.
+    RoomLost {
+        node: String,
+        participants: serde_json::Value,
+    },
 }
 
 impl RoomEvent {
@@ -79,6 +86,7 @@ impl RoomEvent {
             RoomEvent::RouteChanged { .. } => "route_changed",
             RoomEvent::Dtmf { .. } => "dtmf",
             RoomEvent::ActiveSpeaker { .. } => "active_speaker",
+            RoomEvent::RoomLost { .. } => "room_lost",
         }
     }
 }

@@ -69,7 +69,8 @@ pub fn wanted(ev: &RoomEvent, dtmf: bool) -> bool {
         | RoomEvent::TrackPublished { .. }
         | RoomEvent::TrackUnpublished { .. }
         | RoomEvent::TrackMuted { .. }
-        | RoomEvent::TrackUnmuted { .. } => true,
+        | RoomEvent::TrackUnmuted { .. }
+        | RoomEvent::RoomLost { .. } => true,
         RoomEvent::Dtmf { .. } => dtmf,
         RoomEvent::RouteChanged { .. } | RoomEvent::ActiveSpeaker { .. } => false,
     }

@@ -109,7 +109,7 @@ impl Deliveries {
 /// post-quantum key exchange; aws-lc-rs, which has it, is a second crypto library and a long C
 /// build, for TLS whose payload (room events) is signed and short-lived anyway.
 #[allow(deprecated)]
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     // An Err means a provider is installed already, which is all that is needed.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
