@@ -234,3 +234,67 @@ fn two_nodes_creating_one_room_at_once_always_agree_on_its_owner() {
         assert_eq!(oa, ob, "{room}: the nodes disagree");
     }
 }
+
+#[test]
+fn a_join_its_full_owner_cannot_take_goes_to_a_part_of_the_room_on_another_node() {
+    require_rtp_leg();
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", 2, |c| {
+        c.set("cluster", "capacity", 2);
+    });
+    let b = node(&redis, "b", 3, |_| {});
+    wait_nodes(&a, &["a", "b"], Duration::from_secs(5));
+    let (s, v) = a.post_json("/v1/rooms", &json!({ "id": "big" }));
+    assert_eq!((s, v["node"].as_str()), (201, Some("a")), "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(format!("{n}.s16le"));
+    let spec = [("p1", 440.0_f32, 18.0), ("p2", 660.0, 18.0), ("p3", 880.0, 10.0)];
+    let start = |d: &Daemon, (name, hz, secs): (&str, f32, f64)| {
+        Some(d.join_peer(RTP_LEG, "big", name, &tone_leg_args(hz, 0.3, secs, &file(name)), Duration::from_secs(60)))
+    };
+    let (mut p1, mut p2) = (start(&a, spec[0]), start(&a, spec[1]));
+    a.wait_for_participants("big", 2, &mut [&mut p1, &mut p2], JOIN_WAIT);
+    // Node a's record says it is full before the third join.
+    let full = poll_until(Duration::from_secs(5), || {
+        let (_, v) = a.get_json("/v1/nodes");
+        v["nodes"].as_array()?.iter().find(|n| n["id"] == "a" && n["participants"] == 2).map(|_| ())
+    });
+    assert!(full.is_some(), "{}", a.get_json("/v1/nodes").1);
+    // The third joins through a, and lands on b, in a part of the room trunked to a.
+    let p3 = start(&a, spec[2]).unwrap();
+    let trunk = poll_until(Duration::from_secs(10), || {
+        let (_, v) = a.get_json("/v1/rooms/big");
+        v["participants"].as_array()?.iter().find(|p| p["display_name"] == "trunk to b").cloned()
+    });
+    let trunk =
+        trunk.unwrap_or_else(|| panic!("no trunk from b in the owner's room: {}", a.get_json("/v1/rooms/big").1));
+    assert_eq!(trunk["kind"], "srtp", "trunks are SDES-SRTP by default: {trunk}");
+    let p3 = p3.wait();
+    let outs = [p1.take().unwrap().wait(), p2.take().unwrap().wait(), p3];
+    // On b: the part held p3 and the trunk; p3's leg talked to b's ports, not a's.
+    let b_min = b.config.get("rtp", "port_min").and_then(Value::as_u64).unwrap();
+    let b_max = b.config.get("rtp", "port_max").and_then(Value::as_u64).unwrap();
+    let p3_port = outs[2].json["answer_sdp"]
+        .as_str()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse::<u64>().ok()));
+    assert!(
+        p3_port.is_some_and(|p| (b_min..=b_max).contains(&p)),
+        "p3's answer port {p3_port:?} is not b's ({b_min}-{b_max}): {}",
+        outs[2].json["answer_sdp"]
+    );
+
+    // Over the seconds p3 was in: each hears the other two, and not itself.
+    let t3 = leg_joined_at(&outs[2]);
+    let (from, to) = (t3 + 3.0, t3 + spec[2].2 - 1.0);
+    for (i, (name, own, _)) in spec.iter().enumerate() {
+        let (heard, rate) = leg_heard_all(&outs[i], &file(name), (from, to));
+        let others: Vec<(f32, f32)> =
+            spec.iter().filter(|s| s.0 != *name).map(|s| (s.1, tone_level_db(&heard, rate, s.1))).collect();
+        let own_db = tone_level_db(&heard, rate, *own);
+        eprintln!("{name} (sends {own} Hz) hears: own {own_db:.1} dBFS, others {others:?}");
+        for (hz, db) in &others {
+            assert!(*db > -25.0, "{name} does not hear {hz} Hz ({db:.1} dBFS): {}", outs[i].describe());
+            assert!(own_db < db - 20.0, "{name} hears itself: own {own_db:.1} dBFS against {hz} Hz at {db:.1}");
+        }
+    }
+}

@@ -5,20 +5,24 @@ use super::access::Access;
 use super::error::ApiError;
 use super::{room_id, AppState};
 use crate::cluster::proxy::{self, FORWARDED};
-use crate::cluster::Route;
+use crate::cluster::{Cluster, Intent, Route, PART_OF};
 use crate::runtime::workers::new_room_id;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
-/// Routes that make their room when it is missing: placement chooses its node now.
-fn creates(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && matches!(path, "/v1/rooms" | "/v1/rooms/{room}/participants" | "/whip/{room}" | "/whep/{room}")
+/// What the route does to its room: placement chooses a node for a room made now, and a join
+/// may go to a part of the room.
+fn intent(method: &Method, path: &str) -> Intent {
+    match (method == Method::POST, path) {
+        (true, "/v1/rooms") => Intent::Create,
+        (true, "/v1/rooms/{room}/participants" | "/whip/{room}" | "/whep/{room}") => Intent::Join,
+        _ => Intent::Use,
+    }
 }
 
 /// Runs after the token check, before the handler: serves the request here, or passes it to the
@@ -26,11 +30,11 @@ fn creates(method: &Method, path: &str) -> bool {
 pub async fn route_room(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let Some(cluster) = st.cluster.clone() else { return next.run(req).await };
     if req.headers().contains_key(FORWARDED) {
-        return next.run(req).await;
+        return served_as_part(&cluster, req, next).await;
     }
     let (mut parts, body) = req.into_parts();
     let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let creating = creates(&parts.method, &path);
+    let intent = intent(&parts.method, &path);
     let mut body = match axum::body::to_bytes(body, st.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
@@ -61,12 +65,41 @@ pub async fn route_room(State(st): State<AppState>, req: Request, next: Next) ->
             return e.into_response();
         }
     }
-    match cluster.route(&room, creating).await {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    match cluster.route(&room, intent).await {
         Ok(Route::Here) => next.run(Request::from_parts(parts, Body::from(body))).await,
         Ok(Route::Owner(base)) => {
-            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
             proxy::forward(&cluster.http, &base, parts.method, &pq, &parts.headers, body, cluster.id()).await
         }
+        Ok(Route::Part { at: None, owner, owner_url }) => match cluster.ensure_part(&room, &owner, &owner_url).await {
+            Ok(()) => next.run(Request::from_parts(parts, Body::from(body))).await,
+            Err(e) => e.into_response(),
+        },
+        Ok(Route::Part { at: Some(base), owner, .. }) => {
+            let mut headers = parts.headers.clone();
+            if let Ok(v) = HeaderValue::from_str(&owner) {
+                headers.insert(PART_OF, v);
+            }
+            proxy::forward(&cluster.http, &base, parts.method, &pq, &headers, body, cluster.id()).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A request another node passed here is served here; one that asks this node to hold a part
+/// of its room gets the part (and its trunk to the owner) first.
+async fn served_as_part(cluster: &Cluster, req: Request, next: Next) -> Response {
+    let owner = req.headers().get(PART_OF).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(owner) = owner else { return next.run(req).await };
+    let (mut parts, body) = req.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, &()).await.ok();
+    let room = params.and_then(|p| p.iter().find(|(k, _)| *k == "room").and_then(|(_, v)| room_id(v).ok()));
+    let (Some(room), Some(owner_url)) = (room, cluster.url_of(&owner)) else {
+        return ApiError::new(StatusCode::BAD_GATEWAY, "trunk_failed", "the room's owner is not a live node")
+            .into_response();
+    };
+    match cluster.ensure_part(&room, &owner, &owner_url).await {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => e.into_response(),
     }
 }

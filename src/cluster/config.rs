@@ -21,6 +21,9 @@ pub struct ClusterConfig {
     pub capacity: Option<usize>,
     /// Prefix of every key, so several clusters can share one Redis.
     pub key_prefix: String,
+    /// Trunks between nodes (cascaded rooms) are SDES-SRTP; false: plain RTP, for a trusted
+    /// private network only.
+    pub trunk_srtp: bool,
 }
 
 impl Default for ClusterConfig {
@@ -33,6 +36,7 @@ impl Default for ClusterConfig {
             node_ttl_ms: 6000,
             capacity: None,
             key_prefix: "sb".into(),
+            trunk_srtp: true,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Heartbeat {
         let c = &self.cluster;
         let rooms = self.workers.list_rooms().await.map_err(|e| ClusterError::Data(e.to_string()))?;
         let mut held = HashMap::new();
+        let mut counts = HashMap::new();
         let mut participants = 0;
         for r in &rooms {
             let list: Vec<_> = r
@@ -89,6 +90,7 @@ impl Heartbeat {
                 .map(|p| json!({ "id": p.id, "kind": p.kind, "identity": p.identity, "display_name": p.display_name }))
                 .collect();
             participants += list.len();
+            counts.insert(r.room.id.as_str().to_string(), list.len());
             held.insert(r.room.id.as_str().to_string(), serde_json::Value::Array(list).to_string());
         }
         let rec = NodeRecord {
@@ -109,6 +111,7 @@ impl Heartbeat {
             c.registry.release(gone, &c.id).await?;
         }
         self.held = held.into_keys().collect();
+        c.prune_parts(&counts).await;
         let (live, lapsed) = c.registry.nodes().await?;
         if let Ok(mut view) = c.view.lock() {
             *view = live;

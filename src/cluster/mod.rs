@@ -2,12 +2,14 @@
 //! atomically at creation, requests for a room proxied to its owner from any node, and a lapsed
 //! node's rooms released and announced (`room_lost`). See docs/cluster.md.
 
+mod cascade;
 mod config;
 mod heartbeat;
 mod node;
 pub mod proxy;
 mod registry;
 
+pub use cascade::PART_OF;
 pub use config::ClusterConfig;
 pub use node::{choose, NodeRecord};
 
@@ -48,12 +50,30 @@ impl From<ClusterError> for ApiError {
     }
 }
 
+/// What a request does to its room, for placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Reads or changes a room that must exist.
+    Use,
+    /// `POST /v1/rooms`: makes the room, so one with no owner gets one now.
+    Create,
+    /// A join: makes the room if it is missing, and may be served by a part of the room when
+    /// its owner is full.
+    Join,
+}
+
 /// Where a request about a room is served.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     Here,
     /// The owner's API URL.
     Owner(String),
+    /// A join for a part of the room: `at` holds it (`None`: this node), trunked to the owner.
+    Part {
+        at: Option<String>,
+        owner: String,
+        owner_url: String,
+    },
 }
 
 /// This node's part in the cluster.
@@ -66,6 +86,12 @@ pub struct Cluster {
     view: Mutex<Vec<NodeRecord>>,
     draining: Arc<AtomicBool>,
     pub(crate) http: reqwest::Client,
+    /// Signs the calls this node makes to others (trunks): every node has the same keys.
+    keyring: crate::auth::Keyring,
+    /// The parts of rooms held here, by room.
+    parts: Mutex<std::collections::HashMap<String, cascade::Part>>,
+    /// One trunk set up at a time: two joins at once must not make two parts.
+    part_lock: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -94,6 +120,9 @@ impl Cluster {
             view: Mutex::new(Vec::new()),
             draining,
             http,
+            keyring: cfg.auth.keyring(),
+            parts: Mutex::new(std::collections::HashMap::new()),
+            part_lock: tokio::sync::Mutex::new(()),
         });
         let media =
             vec![format!("webrtc {}", cfg.webrtc.listen), format!("rtp {}-{}", cfg.rtp.port_min, cfg.rtp.port_max)];
@@ -118,12 +147,11 @@ impl Cluster {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Where a request about `room` is served. `creating`: the request makes the room if it is
-    /// missing (a create or a join), so a room with no owner gets one now.
-    pub async fn route(&self, room: &RoomId, creating: bool) -> Result<Route, ApiError> {
+    /// Where a request about `room` is served.
+    pub async fn route(&self, room: &RoomId, intent: Intent) -> Result<Route, ApiError> {
         let owner = match self.registry.owner(room.as_str()).await? {
             Some(owner) => owner,
-            None if !creating => {
+            None if intent == Intent::Use => {
                 if let Some(stone) = self.registry.lost(room.as_str()).await? {
                     return Err(ApiError::new(
                         StatusCode::GONE,
@@ -138,7 +166,7 @@ impl Cluster {
                 // A draining node takes no new room, even before its record says so.
                 let nodes: Vec<NodeRecord> =
                     self.nodes().into_iter().filter(|n| !(n.id == self.id && self.draining())).collect();
-                let Some(chosen) = choose(&nodes) else {
+                let Some(chosen) = choose(&nodes, &self.id) else {
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "no_capacity",
@@ -148,14 +176,20 @@ impl Cluster {
                 self.registry.claim(room.as_str(), &chosen.id).await?
             }
         };
-        if owner == self.id {
-            return Ok(Route::Here);
-        }
         let known = self.nodes().into_iter().find(|n| n.id == owner);
         let rec = match known {
             Some(rec) => Some(rec),
+            None if owner == self.id => None,
             None => self.registry.node(&owner).await?,
         };
+        if let Some(rec) = rec.as_ref().filter(|r| intent == Intent::Join && !r.has_room_left()) {
+            if let Some(part) = self.part_for(room, rec).await? {
+                return Ok(part);
+            }
+        }
+        if owner == self.id {
+            return Ok(Route::Here);
+        }
         match rec {
             Some(rec) => Ok(Route::Owner(rec.api_url)),
             None => Err(ApiError::new(
@@ -164,6 +198,24 @@ impl Cluster {
                 "the node that holds this room stopped answering; its rooms are released within seconds, then join again",
             )),
         }
+    }
+
+    /// The node to hold a part of `room` for a join its full owner cannot take: one that holds
+    /// a part already, if it has capacity, else the least loaded other node. `None`: no node
+    /// can, and the owner takes the join or refuses it by its own limits.
+    async fn part_for(&self, room: &RoomId, owner: &NodeRecord) -> Result<Option<Route>, ApiError> {
+        let holding = self.registry.parts(room.as_str()).await?;
+        let others: Vec<NodeRecord> =
+            self.nodes().into_iter().filter(|n| n.id != owner.id && !(n.id == self.id && self.draining())).collect();
+        let held: Vec<NodeRecord> = others.iter().filter(|n| holding.contains(&n.id)).cloned().collect();
+        let Some(at) = choose(&held, &self.id).or_else(|| choose(&others, &self.id)) else { return Ok(None) };
+        let at = (at.id != self.id).then(|| at.api_url.clone());
+        Ok(Some(Route::Part { at, owner: owner.id.clone(), owner_url: owner.api_url.clone() }))
+    }
+
+    /// The API URL of a live node.
+    pub fn url_of(&self, id: &str) -> Option<String> {
+        self.nodes().into_iter().find(|n| n.id == id).map(|n| n.api_url)
     }
 
     /// A clean exit: this node leaves the registry and gives up its rooms at once.

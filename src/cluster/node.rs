@@ -32,16 +32,23 @@ impl NodeRecord {
     fn load(&self) -> f64 {
         self.participants as f64 / self.capacity.unwrap_or(1000).max(1) as f64
     }
+
+    pub fn has_room_left(&self) -> bool {
+        !self.draining && self.room_left()
+    }
 }
 
-/// The node for a new room: not draining, with capacity left, the least loaded (by participants
-/// against capacity, then CPU, then id, so every node that looks at the same records picks the
-/// same one).
-pub fn choose(nodes: &[NodeRecord]) -> Option<&NodeRecord> {
-    nodes
-        .iter()
-        .filter(|n| !n.draining && n.room_left())
-        .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.cpu.total_cmp(&b.cpu)).then_with(|| a.id.cmp(&b.id)))
+/// The node for a new room: not draining, with capacity left, the least loaded by participants
+/// against capacity. Among equals `prefer` (the node the request entered: no proxying), then the
+/// least CPU, then the lowest id.
+pub fn choose<'a>(nodes: &'a [NodeRecord], prefer: &str) -> Option<&'a NodeRecord> {
+    nodes.iter().filter(|n| n.has_room_left()).min_by(|a, b| {
+        a.load()
+            .total_cmp(&b.load())
+            .then((b.id == prefer).cmp(&(a.id == prefer)))
+            .then(a.cpu.total_cmp(&b.cpu))
+            .then_with(|| a.id.cmp(&b.id))
+    })
 }
 
 #[cfg(test)]
@@ -66,10 +73,10 @@ mod tests {
     #[test]
     fn the_least_loaded_node_with_room_left_is_chosen() {
         let nodes = [node("a", 10, Some(20), 0.1), node("b", 5, Some(20), 0.9), node("c", 19, Some(20), 0.0)];
-        assert_eq!(choose(&nodes).map(|n| n.id.as_str()), Some("b"));
+        assert_eq!(choose(&nodes, "").map(|n| n.id.as_str()), Some("b"));
         // Load is relative to capacity: 10 of 100 is lighter than 5 of 20.
         let nodes = [node("a", 10, Some(100), 0.1), node("b", 5, Some(20), 0.1)];
-        assert_eq!(choose(&nodes).map(|n| n.id.as_str()), Some("a"));
+        assert_eq!(choose(&nodes, "").map(|n| n.id.as_str()), Some("a"));
     }
 
     #[test]
@@ -77,16 +84,25 @@ mod tests {
         let mut d = node("a", 0, Some(20), 0.0);
         d.draining = true;
         let nodes = [d, node("b", 20, Some(20), 0.0), node("c", 19, Some(20), 0.0)];
-        assert_eq!(choose(&nodes).map(|n| n.id.as_str()), Some("c"));
+        assert_eq!(choose(&nodes, "").map(|n| n.id.as_str()), Some("c"));
         let nodes = [node("b", 20, Some(20), 0.0)];
-        assert_eq!(choose(&nodes), None);
+        assert_eq!(choose(&nodes, ""), None);
     }
 
     #[test]
     fn ties_break_on_cpu_then_id_so_every_node_agrees() {
         let nodes = [node("b", 3, Some(20), 0.2), node("a", 3, Some(20), 0.2), node("c", 3, Some(20), 0.1)];
-        assert_eq!(choose(&nodes).map(|n| n.id.as_str()), Some("c"));
+        assert_eq!(choose(&nodes, "").map(|n| n.id.as_str()), Some("c"));
         let nodes = [node("b", 3, Some(20), 0.2), node("a", 3, Some(20), 0.2)];
-        assert_eq!(choose(&nodes).map(|n| n.id.as_str()), Some("a"));
+        assert_eq!(choose(&nodes, "").map(|n| n.id.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn among_equals_the_entering_node_keeps_the_room() {
+        let nodes = [node("a", 3, Some(20), 0.1), node("b", 3, Some(20), 0.9)];
+        assert_eq!(choose(&nodes, "b").map(|n| n.id.as_str()), Some("b"));
+        // Only among equals: a lighter node still wins.
+        let nodes = [node("a", 2, Some(20), 0.1), node("b", 3, Some(20), 0.0)];
+        assert_eq!(choose(&nodes, "b").map(|n| n.id.as_str()), Some("a"));
     }
 }

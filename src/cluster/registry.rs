@@ -195,3 +195,21 @@ impl Registry {
         timed(c.srem(self.members(), me)).await
     }
 }
+
+impl Registry {
+    /// The nodes holding a part of `room` (cascaded rooms, docs/cluster.md).
+    pub async fn parts(&self, room: &str) -> Result<Vec<String>, ClusterError> {
+        let mut c = self.conn.clone();
+        timed(c.smembers(self.key("parts", room))).await
+    }
+
+    pub async fn add_part(&self, room: &str, node: &str) -> Result<(), ClusterError> {
+        let mut c = self.conn.clone();
+        timed(c.sadd(self.key("parts", room), node)).await
+    }
+
+    pub async fn remove_part(&self, room: &str, node: &str) -> Result<(), ClusterError> {
+        let mut c = self.conn.clone();
+        timed(c.srem(self.key("parts", room), node)).await
+    }
+}
