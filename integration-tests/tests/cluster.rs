@@ -98,9 +98,12 @@ fn a_room_is_served_by_its_owner_whichever_node_a_party_enters() {
     // The room's event stream through a node that does not hold it.
     let sse = SseClient::connect(&a.base_url, "/v1/rooms/r/events");
     let dir = tempfile::tempdir().unwrap();
-    let audio = dir.path().join("phone.s16le");
-    let mut leg = Some(phone(&b, "r", "phone", 660.0, 14.0, &audio));
-    b.wait_for_participants("r", 1, &mut [&mut leg], JOIN_WAIT);
+    let (fb, fa) = (dir.path().join("b.s16le"), dir.path().join("a.s16le"));
+    // Three parties: a phone through b (660 Hz), one through a (880 Hz), a browser through c
+    // (440 Hz).
+    let (mut leg_b, mut leg_a) =
+        (Some(phone(&b, "r", "phone-b", 660.0, 16.0, &fb)), Some(phone(&a, "r", "phone-a", 880.0, 16.0, &fa)));
+    b.wait_for_participants("r", 2, &mut [&mut leg_b, &mut leg_a], JOIN_WAIT);
     let browser = c.join_peer(
         "webrtcbin_peer.py",
         "r",
@@ -108,19 +111,39 @@ fn a_room_is_served_by_its_owner_whichever_node_a_party_enters() {
         &["--publish-tone", "440", "--receive", "4", "--duration", "9"],
         Duration::from_secs(60),
     );
-    // Both are in the room, whichever node is asked.
-    let (_, view) = a.get_json("/v1/rooms/r");
     sse.wait_for_matching("participant_joined", |v| v["kind"] == "webrtc", Duration::from_secs(20));
+    // All three are in the room, whichever node is asked.
+    let (_, view) = a.get_json("/v1/rooms/r");
     let browser = browser.wait();
-    let leg = leg.take().unwrap().wait();
+    let (leg_b, leg_a) = (leg_b.take().unwrap().wait(), leg_a.take().unwrap().wait());
     let kinds: Vec<&str> =
         view["participants"].as_array().into_iter().flatten().filter_map(|p| p["kind"].as_str()).collect();
-    assert!(kinds.contains(&"rtp"), "room r through node a: {view}");
+    assert_eq!(kinds.iter().filter(|k| **k == "rtp").count(), 2, "room r through node a: {view}");
+
+    // The browser's one audio slot carries the two phones (a mix): it hears them, not itself.
     let j = browser.expect_ok();
     assert_eq!(j["connection_state"], "connected", "{}", browser.describe());
     let hz = j["dominant_hz"].as_f64().unwrap_or_else(|| panic!("the browser decoded nothing: {}", browser.describe()));
-    assert!((hz - 660.0).abs() <= 10.0, "the browser through node c heard {hz:.1} Hz: {}", browser.describe());
-    assert_heard("the phone through node b", &leg, &audio, 440.0);
+    assert!(
+        (hz - 660.0).abs() <= 10.0 || (hz - 880.0).abs() <= 10.0,
+        "the browser through node c heard {hz:.1} Hz: {}",
+        browser.describe()
+    );
+    assert!(j["rms"].as_f64().unwrap_or(0.0) > 0.05, "the browser heard too little: {}", browser.describe());
+    // Each phone, while the browser was in, hears the other two and not itself.
+    let t = j["first_rtp_unix_s"].as_f64().unwrap_or_else(|| panic!("no first_rtp_unix_s: {}", browser.describe()));
+    let window = (t + 2.0, t + 6.0);
+    for (name, out, file, own, others) in
+        [("phone-b", &leg_b, &fb, 660.0, [440.0, 880.0]), ("phone-a", &leg_a, &fa, 880.0, [440.0, 660.0])]
+    {
+        let (heard, rate) = leg_heard_all(out, file, window);
+        let own_db = tone_level_db(&heard, rate, own);
+        for hz in others {
+            let db = tone_level_db(&heard, rate, hz);
+            assert!(db > -25.0, "{name} does not hear {hz} Hz ({db:.1} dBFS): {}", out.describe());
+            assert!(own_db < db - 20.0, "{name} hears itself: own {own_db:.1} dBFS against {hz} Hz at {db:.1}");
+        }
+    }
 }
 
 #[test]
