@@ -85,6 +85,7 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
         ("replace", l(&["origin", "session-connection"])),
     ]);
     assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert_eq!(get(&offer, "warning"), None, "everything asked was done: {offer:?}");
     let to_callee = Sdp::parse(&text(&offer, "sdp"));
     assert_eq!(to_callee.media[0].proto, "RTP/AVP");
     assert!(text(&offer, "sdp").contains("c=IN IP4 127.0.0.1"), "the bridge's address: {}", text(&offer, "sdp"));
@@ -132,6 +133,21 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
     assert_eq!(text(&ng.cmd(&[("command", s("delete")), ("call-id", s(call))]), "result"), "ok");
     let (_, rooms) = d.get_json("/v1/rooms");
     assert_eq!(rooms["rooms"], json!([]), "the room outlived the call");
+
+    // What the bridge does not do is said in a `warning`, and the call is made all the same.
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("recorded")),
+        ("from-tag", s("r")),
+        ("sdp", s(&pcmu_offer(caller.local_addr().unwrap().port()))),
+        ("record-call", s("yes")),
+        ("flags", l(&["trust-address", "strict-source"])),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    let warning = text(&offer, "warning");
+    assert!(warning.contains("record-call") && warning.contains("strict-source"), "{warning}");
+    assert!(!warning.contains("trust-address"), "{warning}");
+    assert_eq!(text(&ng.cmd(&[("command", s("delete")), ("call-id", s("recorded"))]), "result"), "ok");
 }
 
 #[test]

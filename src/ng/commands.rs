@@ -11,7 +11,7 @@ use serde_bencode::value::Value;
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Runs one command; the reply dictionary, an ng `error` reply for anything refused.
 pub async fn handle(d: &Dict, worker: &Workers, calls: &mut Calls) -> Value {
@@ -34,6 +34,17 @@ fn call_id(d: &Dict) -> Result<&str, String> {
 
 fn ok(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     dict(std::iter::once(("result", text("ok"))).chain(pairs))
+}
+
+/// An `offer` or `answer` reply: the SDP, and a `warning` naming what was asked and not done.
+/// Also logged: Kamailio 5.6's module does not log a reply's `warning`. (No call-id in the line:
+/// call-ids carry phone numbers and addresses.)
+fn sdp_reply(d: &Dict, sdp: String) -> Value {
+    let warning = super::flags::warning(d);
+    if let Some(w) = &warning {
+        warn!(command = d.str("command").unwrap_or(""), warning = %w, "ng request asked for what the bridge does not do");
+    }
+    ok(std::iter::once(("sdp", text(sdp))).chain(warning.map(|w| ("warning", text(w)))))
 }
 
 fn why(e: CommandError) -> String {
@@ -124,7 +135,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             .map_err(why)?
             .ok_or("the caller's re-offer produced no answer")?;
         call.caller_answer = answer;
-        return Ok(ok([("sdp", text(call.callee_offer.clone()))]));
+        return Ok(sdp_reply(d, call.callee_offer.clone()));
     }
     let caller_kind = kind_of_offer(&sdp)?;
     let callee_kind = callee_kind(d, caller_kind)?;
@@ -166,7 +177,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             created: SystemTime::now(),
         },
     );
-    Ok(ok([("sdp", text(callee_offer))]))
+    Ok(sdp_reply(d, callee_offer))
 }
 
 async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
@@ -184,7 +195,7 @@ async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, 
     if let Some(to) = d.str("to-tag") {
         call.callee.0 = Some(to.to_string());
     }
-    Ok(ok([("sdp", text(call.caller_answer.clone()))]))
+    Ok(sdp_reply(d, call.caller_answer.clone()))
 }
 
 async fn delete(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {

@@ -6,6 +6,7 @@
 
 mod calls;
 mod commands;
+mod flags;
 pub mod message;
 
 use crate::runtime::Workers;
