@@ -280,3 +280,62 @@ fn a_call_whose_room_ends_on_its_own_is_forgotten() {
     let q = ng.cmd(&[("command", s("query")), ("call-id", s("room-deleted"))]);
     assert_eq!(text(&q, "result"), "ok", "{q:?}");
 }
+
+#[test]
+fn the_callee_is_offered_the_callers_codec_first_and_not_what_the_proxy_strips() {
+    let ng_port = reserve_ports();
+    let d = Daemon::start_with(|c| {
+        c.set("ng", "listen", format!("127.0.0.1:{}", ng_port.http));
+    });
+    let mut ng = Ng::new(ng_port.http);
+    let pcma =
+        |port: u16| pcmu_offer(port).replace("RTP/AVP 0", "RTP/AVP 8").replace("a=rtpmap:0 PCMU", "a=rtpmap:8 PCMA");
+    // Kamailio's rtpengine_offer("codec-strip-G722 codec-mask-opus codec-transcode-PCMU").
+    let codec = B::Dict(
+        [("strip", l(&["G722"])), ("mask", l(&["opus"])), ("transcode", l(&["PCMU"]))]
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    );
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("pcma-caller")),
+        ("from-tag", s("f")),
+        ("sdp", s(&pcma(4020))),
+        ("transport-protocol", s("RTP/AVP")),
+        ("codec", codec),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert_eq!(get(&offer, "warning"), None, "{offer:?}");
+    let sdp = text(&offer, "sdp");
+    let m = Sdp::parse(&sdp).media.remove(0);
+    // The m-line's order is the offer's preference.
+    assert!(sdp.contains(&format!("m=audio {} RTP/AVP 8 0 101\r\n", m.port)), "{sdp}");
+    assert!(!sdp.contains("G722") && !sdp.contains("opus"), "{sdp}");
+
+    // A callee that takes the first codec: both legs PCMA, so the call is forwarded, untranscoded.
+    let answer =
+        ng.cmd(&[("command", s("answer")), ("call-id", s("pcma-caller")), ("to-tag", s("t")), ("sdp", s(&pcma(4022)))]);
+    assert_eq!(text(&answer, "result"), "ok", "{answer:?}");
+    let (_, rooms) = d.get_json("/v1/rooms");
+    let routes: Vec<&Value> = rooms["rooms"][0]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["subscriptions"].as_array().into_iter().flatten())
+        .map(|s| &s["route"])
+        .collect();
+    assert_eq!(routes, vec!["forward", "forward"], "{rooms}");
+
+    // Asking for a codec the bridge does not have is said in a warning.
+    let codec = B::Dict([(b"transcode".to_vec(), l(&["AMR-WB"]))].into_iter().collect());
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("amr")),
+        ("from-tag", s("f")),
+        ("sdp", s(&pcma(4024))),
+        ("codec", codec),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert!(text(&offer, "warning").contains("amr-wb"), "{offer:?}");
+}

@@ -39,8 +39,8 @@ fn ok(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
 /// An `offer` or `answer` reply: the SDP, and a `warning` naming what was asked and not done.
 /// Also logged: Kamailio 5.6's module does not log a reply's `warning`. (No call-id in the line:
 /// call-ids carry phone numbers and addresses.)
-fn sdp_reply(d: &Dict, sdp: String) -> Value {
-    let warning = super::flags::warning(d);
+fn sdp_reply(d: &Dict, sdp: String, codecs_not_done: Vec<String>) -> Value {
+    let warning = super::flags::warning(d).into_iter().chain(codecs_not_done).reduce(|a, b| format!("{a}; {b}"));
     if let Some(w) = &warning {
         warn!(command = d.str("command").unwrap_or(""), warning = %w, "ng request asked for what the bridge does not do");
     }
@@ -135,7 +135,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             .map_err(why)?
             .ok_or("the caller's re-offer produced no answer")?;
         call.caller_answer = answer;
-        return Ok(sdp_reply(d, call.callee_offer.clone()));
+        return Ok(sdp_reply(d, call.callee_offer.clone(), Vec::new()));
     }
     let caller_kind = kind_of_offer(&sdp)?;
     let callee_kind = callee_kind(d, caller_kind)?;
@@ -165,6 +165,9 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             return Err(e);
         }
     };
+    let first = super::codecs::first_codec(&caller_answer);
+    let shaped = super::codecs::shape(&callee_offer, first.as_deref(), d);
+    let callee_offer = shaped.sdp;
     calls.by_id.insert(
         id.to_string(),
         Call {
@@ -177,7 +180,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             created: SystemTime::now(),
         },
     );
-    Ok(sdp_reply(d, callee_offer))
+    Ok(sdp_reply(d, callee_offer, shaped.not_done))
 }
 
 async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
@@ -195,7 +198,7 @@ async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, 
     if let Some(to) = d.str("to-tag") {
         call.callee.0 = Some(to.to_string());
     }
-    Ok(sdp_reply(d, call.caller_answer.clone()))
+    Ok(sdp_reply(d, call.caller_answer.clone(), Vec::new()))
 }
 
 async fn delete(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {

@@ -1,4 +1,5 @@
-//! What an `offer` or `answer` asks for that the bridge does not carry out. The command still
+//! What an `offer` or `answer` asks for that the bridge does not carry out (the `codec`
+//! dictionary is `codecs.rs`'s). The command still
 //! succeeds, and the reply says so in rtpengine's `warning` key (Kamailio's module logs it as
 //! "proxy replied with warning"), so nothing the proxy asked for is dropped without a word.
 
@@ -34,9 +35,6 @@ pub fn warning(d: &Dict) -> Option<String> {
         if let Some(v) = d.str(key).filter(|v| !allowed.iter().any(|a| a.eq_ignore_ascii_case(v))) {
             not_done.push(format!("{key}={v} is not supported, ignored"));
         }
-    }
-    if d.0.contains_key(b"codec".as_slice()) {
-        not_done.push("codec: not applied; the bridge transcodes when the two sides share no codec".into());
     }
     (!not_done.is_empty()).then(|| not_done.join("; "))
 }
@@ -80,14 +78,12 @@ mod tests {
             ("flags", list(&["trust-address", "strict-source", "always-transcode"])),
             ("record-call", text("yes")),
             ("ICE", text("force-relay")),
-            ("codec", dict([("strip", list(&["PCMA"]))])),
         ]);
         let w = warning(&d).unwrap();
         assert!(w.contains("strict-source, always-transcode"), "{w}");
         assert!(!w.contains("trust-address"), "{w}");
         assert!(w.contains("record-call"), "{w}");
         assert!(w.contains("ICE=force-relay"), "{w}");
-        assert!(w.contains("codec: not applied"), "{w}");
         let d = request(vec![("flags", list(&["RECORD-CALL"]))]);
         assert_eq!(warning(&d).unwrap(), "record-call: recording is not supported yet");
     }
