@@ -27,6 +27,20 @@ pub fn require_sip_tools() {
     assert!(module.exists(), "{} not found: Debian's kamailio package ships it", module.display());
 }
 
+/// Runs `cmd` in a process group of its own (so [`kill_group`] ends all it forks), and has the
+/// kernel send it `signal` when the thread that started it ends, so a test killed outright leaves
+/// no proxy or phone behind.
+fn own_group_ended_with_us(cmd: &mut Command, signal: libc::c_int) {
+    // SAFETY: setpgid and prctl are async-signal-safe and touch only the child being started.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+            Ok(())
+        });
+    }
+}
+
 /// A stateful proxy that relays every call to `callee` and has the bridge at `ng` relay its
 /// media, as an operator would set Kamailio up in front of rtpengine: `rtpengine_offer()` on the
 /// INVITE, `rtpengine_answer()` on its 2xx, `rtpengine_delete()` on BYE, CANCEL and a failed call.
@@ -125,7 +139,8 @@ impl Kamailio {
         cmd.arg("-f").arg(&cfg).args(["-DD", "-E", "-m", "32", "-M", "4"]).arg("-Y").arg(&run);
         cmd.arg("-P").arg(run.join("kamailio.pid")).arg("-w").arg(dir);
         cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone().expect("dup the log"))).stderr(Stdio::from(log));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // SIGTERM, not SIGKILL, if the test dies first: Kamailio's main process then ends its workers.
+        own_group_ended_with_us(&mut cmd, libc::SIGTERM);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {KAMAILIO}: {e}"));
         let mut k = Kamailio { child: Some(child), log_path, config };
         k.wait_for_bridge(Duration::from_secs(10));
@@ -198,7 +213,7 @@ impl Sipp {
             cmd.arg(r.to_string());
         }
         cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        own_group_ended_with_us(&mut cmd, libc::SIGKILL);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {SIPP}: {e}"));
         Sipp { name: name.to_string(), child: Some(child), screen, messages }
     }
