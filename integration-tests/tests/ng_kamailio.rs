@@ -3,7 +3,8 @@
 //! PCMU tone from a pcap the test writes; the callee's media is the test's own UDP socket, so the
 //! test reads what the bridge relays. Checked: each side's SDP names the bridge, not the other
 //! phone; the callee gets every packet as one stream with the payload as sent; ng `query` counts
-//! what each side sent; the BYE removes the room and the call.
+//! what each side sent; the BYE removes the room and the call. And a call the caller gives up
+//! while it rings: the CANCEL (and the 487 that ends the INVITE) removes the room the INVITE made.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -26,7 +27,12 @@ fn scenario(dir: &Path, name: &str, values: &[(&str, String)]) -> std::path::Pat
     for (k, v) in values {
         text = text.replace(&format!("@{k}@"), v);
     }
-    assert!(!text.contains("@PCAP@") && !text.contains("@MEDIA_PORT@"), "{name}: a placeholder is left");
+    let left = text
+        .split('@')
+        .skip(1)
+        .step_by(2)
+        .find(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+    assert!(left.is_none(), "{name}: @{}@ is left", left.unwrap_or_default());
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write a scenario");
     path
@@ -66,20 +72,51 @@ fn sdp_of(messages: &[String], first_line: &str) -> Sdp {
     Sdp::parse(sip_body(m).unwrap_or_else(|| panic!("no SDP in {m}")))
 }
 
+/// The daemon with `ng.listen`, Kamailio in front of it, and the ports of the SIP side.
+struct SipSide {
+    d: Daemon,
+    kamailio: Kamailio,
+    dir: tempfile::TempDir,
+    ng_port: u16,
+    proxy: u16,
+    uac: u16,
+    uas: u16,
+    /// The caller's RTP port; sipp binds it and the one two above it (for video), so the callee's
+    /// is 8 above.
+    uac_media: u16,
+    _ports: PortBlock,
+}
+
+impl SipSide {
+    fn start() -> SipSide {
+        require_sip_tools();
+        let ports = reserve_ports();
+        let (ng_port, proxy, uac, uas) = (ports.webrtc, ports.webrtc + 1, ports.webrtc + 2, ports.webrtc + 3);
+        let d = Daemon::start_with(|c| {
+            c.set("ng", "listen", format!("127.0.0.1:{ng_port}"));
+        });
+        let dir = tempfile::Builder::new().prefix("switchboard-sip-").tempdir().unwrap();
+        let kamailio = Kamailio::start(dir.path(), local(proxy), local(ng_port), local(uas));
+        SipSide { d, kamailio, dir, ng_port, proxy, uac, uas, uac_media: ports.rtp_min, _ports: ports }
+    }
+
+    fn callee(&self, scenario: &Path) -> Sipp {
+        let callee = Sipp::start(self.dir.path(), "callee", scenario, self.uas, self.uac_media + 8, None);
+        // Kamailio resends an INVITE that finds no one after 500 ms; this spares the wait.
+        std::thread::sleep(Duration::from_millis(300));
+        callee
+    }
+
+    fn caller(&self, scenario: &Path) -> Sipp {
+        Sipp::start(self.dir.path(), "caller", scenario, self.uac, self.uac_media, Some(local(self.proxy)))
+    }
+}
+
 #[test]
 fn a_sipp_call_through_kamailio_is_relayed_by_the_bridge_and_ends_with_the_bye() {
-    require_sip_tools();
-    // The SIP side's ports: ng, the proxy, the caller and callee's SIP, and the caller's RTP.
-    let sip = reserve_ports();
-    let (ng_port, proxy, uac, uas) = (sip.webrtc, sip.webrtc + 1, sip.webrtc + 2, sip.webrtc + 3);
-    let uac_media = sip.rtp_min;
-    let d = Daemon::start_with(|c| {
-        c.set("ng", "listen", format!("127.0.0.1:{ng_port}"));
-    });
+    let sip = SipSide::start();
+    let (d, dir, uac_media) = (&sip.d, &sip.dir, sip.uac_media);
     let (rtp_min, rtp_max) = (d.ports.rtp_min, d.ports.rtp_max);
-    let dir = tempfile::Builder::new().prefix("switchboard-sip-").tempdir().unwrap();
-    let kamailio = Kamailio::start(dir.path(), local(proxy), local(ng_port), local(uas));
-
     let callee_media = UdpSocket::bind("127.0.0.1:0").unwrap();
     let callee_port = callee_media.local_addr().unwrap().port();
     let tone = pcmu_tone_packets(440.0, 3.0, 0x5eed_0001);
@@ -91,10 +128,8 @@ fn a_sipp_call_through_kamailio_is_relayed_by_the_bridge_and_ends_with_the_bye()
         "sipp_caller.xml",
         &[("PCAP", pcap.display().to_string()), ("HANGUP_MS", HANGUP_MS.to_string())],
     );
-    // sipp binds its -mp port and the one two above it (for video).
-    let callee = Sipp::start(dir.path(), "callee", &callee_xml, uas, sip.rtp_min + 8, None);
-    std::thread::sleep(Duration::from_millis(300));
-    let caller = Sipp::start(dir.path(), "caller", &caller_xml, uac, uac_media, Some(local(proxy)));
+    let callee = sip.callee(&callee_xml);
+    let caller = sip.caller(&caller_xml);
 
     // The caller's tone, through the bridge: every packet, one stream, the payload as sent.
     let (got, bridge) = receive_rtp(&callee_media, tone.len(), Duration::from_secs(15));
@@ -127,7 +162,7 @@ fn a_sipp_call_through_kamailio_is_relayed_by_the_bridge_and_ends_with_the_bye()
     let room = &rooms["rooms"][0];
     assert_eq!(rooms["rooms"].as_array().map(Vec::len), Some(1), "{rooms}");
     assert_eq!(room["participants"].as_array().map(Vec::len), Some(2), "{rooms}");
-    let mut ng = Ng::new(ng_port);
+    let mut ng = Ng::new(sip.ng_port);
     let calls = ng.list();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let q = ng.cmd(&[("command", bstr("query")), ("call-id", bstr(&calls[0]))]);
@@ -160,7 +195,29 @@ fn a_sipp_call_through_kamailio_is_relayed_by_the_bridge_and_ends_with_the_bye()
         assert!(!sdp.has_line("o=caller") && !sdp.has_line("o=callee"), "the {who}'s SDP keeps a phone's origin");
     }
     assert_eq!(to_callee.media[0].port, bridge.port(), "the bridge sends from another port than it offered");
-    let log = kamailio.log();
+    let log = sip.kamailio.log();
     assert!(!log.contains("replied with error"), "the bridge refused a command of Kamailio's:\n{log}");
     assert!(!d.log().contains("does not do"), "the bridge ignored something Kamailio asked for");
+}
+
+#[test]
+fn a_call_given_up_while_ringing_is_deleted_when_cancelled() {
+    let sip = SipSide::start();
+    let dir = sip.dir.path();
+    let callee = sip.callee(&scenario(dir, "sipp_callee_ringing.xml", &[]));
+    let caller = sip.caller(&scenario(dir, "sipp_caller_cancel.xml", &[("CANCEL_MS", "2000".into())]));
+
+    // Ringing: the INVITE's offer made the room and both legs; the callee has not answered.
+    let ringing = poll_until(Duration::from_secs(5), || {
+        let (_, rooms) = sip.d.get_json("/v1/rooms");
+        (rooms["rooms"][0]["participants"].as_array().map(Vec::len) == Some(2)).then_some(rooms)
+    });
+    assert!(ringing.is_some(), "no room with two legs while ringing: {}", sip.d.get_json("/v1/rooms").1);
+    let mut ng = Ng::new(sip.ng_port);
+    assert_eq!(ng.list().len(), 1);
+
+    caller.expect_success(Duration::from_secs(15));
+    callee.expect_success(Duration::from_secs(10));
+    assert_eq!(sip.d.get_json("/v1/rooms").1["rooms"], json!([]), "the room outlived the CANCEL");
+    assert_eq!(ng.list(), Vec::<String>::new(), "the call outlived the CANCEL");
 }
