@@ -13,7 +13,6 @@ use crate::process::{kill_group, last_lines};
 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
 const SIPP: &str = "/usr/bin/sipp";
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
 /// Panics with what to install unless Kamailio, its `rtpengine` module and sipp are here.
 pub fn require_sip_tools() {
@@ -23,8 +22,14 @@ pub fn require_sip_tools() {
             "{path} not found: apt-get install {package} (scripts/install-deps.sh --test)"
         );
     }
-    let module = Path::new(MODULES).join("rtpengine.so");
-    assert!(module.exists(), "{} not found: Debian's kamailio package ships it", module.display());
+    // Kamailio finds its modules in its own multiarch dir (/usr/lib/<triplet>/kamailio/modules).
+    let module = fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("kamailio/modules/rtpengine.so"))
+        .find(|p| p.exists());
+    assert!(module.is_some(), "no kamailio/modules/rtpengine.so under /usr/lib: Debian's kamailio package ships it");
 }
 
 /// Runs `cmd` in a process group of its own (so [`kill_group`] ends all it forks), and has the
@@ -52,7 +57,6 @@ log_stderror=yes
 children=1
 auto_aliases=no
 listen=udp:{listen}
-mpath="{MODULES}/"
 
 loadmodule "tm.so"
 loadmodule "sl.so"
