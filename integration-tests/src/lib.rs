@@ -27,6 +27,7 @@ mod fake_server;
 mod flood;
 mod g711;
 mod http;
+mod kamailio;
 mod metrics;
 mod ng;
 mod paths;
@@ -39,7 +40,7 @@ mod process;
 mod prometheus;
 mod rooms;
 mod sdp;
-mod sip;
+mod sipp;
 mod sse;
 mod tokens;
 mod webhook_receiver;
@@ -56,6 +57,7 @@ pub use g711::{pcmu_payload_samples, pcmu_tone_packets, ulaw_decode, ulaw_encode
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
+pub use kamailio::{kamailio_config, require_sip_tools, Kamailio};
 pub use metrics::metric_value;
 pub use ng::{bdict, blist, bstr, ng_int, ng_text, Ng, NgReply};
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
@@ -72,7 +74,7 @@ pub use proc_stats::{
 pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_tool, served_metric_names, PromServer};
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, pcmu_dtmf_offer, pcmu_offer, MediaSection, Sdp};
-pub use sip::{kamailio_config, require_sip_tools, sip_body, sipp_messages, Kamailio, Sipp};
+pub use sipp::{sip_body, sipp_messages, Sipp};
 pub use sse::{event_participant_id, SseClient, SseEvent};
 pub use tokens::{admin_token, sign, token, TEST_KID, TEST_SECRET, TOKEN_ENV};
 pub use webhook_receiver::{closed_port_url, WebhookPost, WebhookReceiver};
