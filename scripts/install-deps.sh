@@ -12,8 +12,9 @@ PKGS=(
 )
 if [ "${1:-}" = "--test" ]; then
   # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for
-  # tests/package.rs.
-  PKGS+=(chromium ffmpeg sip-tester prometheus systemd python3-venv redis-server)
+  # tests/package.rs; kamailio (its main package ships the rtpengine module) and sip-tester
+  # (sipp) for tests/ng_kamailio.rs; redis-server for tests/cluster.rs.
+  PKGS+=(chromium ffmpeg sip-tester kamailio prometheus systemd python3-venv redis-server)
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
   # dpkg-shlibdeps, which cargo-deb runs for the package's library dependencies.

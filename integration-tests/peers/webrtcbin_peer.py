@@ -21,6 +21,10 @@ With both, the single audio transceiver is sendrecv (use --recv-slots for extra 
                       from which a test counts the packets lost in a stretch of time
 Other modes:
   --dump-offer        build an offer (gathering complete) and print {"offer": sdp}; no HTTP at all
+  --offer-file PATH --answer-file PATH
+                      no HTTP either: write the offer (gathering complete) to PATH, wait for the
+                      answer to appear in the other file, apply it, and stay --duration seconds.
+                      For tests that carry the SDP themselves (e.g. through the ng protocol)
 
 Output (last stdout line), e.g.
   {"participant_id": "...", "received_rtp_packets": 812, "dominant_hz": 440.1, "rms": 0.35, ...}
@@ -29,6 +33,7 @@ On failure: {"error": "..."} and a non-zero exit code.
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -363,8 +368,25 @@ class Peer:
         if self.args.dump_offer:
             self.loop.quit()
             return False
+        if getattr(self.args, "offer_file", None):
+            threading.Thread(target=self.exchange_through_files, daemon=True).start()
+            return False
         threading.Thread(target=self.post_offer, daemon=True).start()
         return False
+
+    def exchange_through_files(self):
+        """Writes the offer (whole, by a rename) and polls for the answer's file."""
+        a = self.args
+        tmp = a.offer_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.offer_sdp)
+        os.rename(tmp, a.offer_file)
+        log("offer written to", a.offer_file, "; waiting for", a.answer_file)
+        while not os.path.exists(a.answer_file):
+            time.sleep(0.05)
+        with open(a.answer_file) as f:
+            self.answer_sdp = f.read()
+        GLib.idle_add(self.apply_answer)
 
     def post_offer(self):
         a = self.args
@@ -550,7 +572,11 @@ def run(peer_class, a):
 def main():
     p = arg_parser(__doc__, "webrtcbin", "receive audio and analyse the last SECONDS of it")
     p.add_argument("--dump-offer", action="store_true", help="print {\"offer\": sdp} and exit; no HTTP")
+    p.add_argument("--offer-file", default=None, help="write the offer here instead of POSTing it")
+    p.add_argument("--answer-file", default=None, help="with --offer-file: read the answer from here")
     a = p.parse_args()
+    if bool(a.offer_file) != bool(a.answer_file):
+        p.error("--offer-file and --answer-file go together")
     if a.dump_offer and a.publish_tone is None and a.receive is None:
         a.publish_tone = 440.0
     run(Peer, a)

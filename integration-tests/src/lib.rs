@@ -25,9 +25,13 @@ mod daemon;
 #[cfg(test)]
 mod fake_server;
 mod flood;
+mod g711;
 mod http;
+mod kamailio;
 mod metrics;
+mod ng;
 mod paths;
+mod pcap;
 mod peers;
 pub mod phone_legs;
 mod ports;
@@ -37,6 +41,7 @@ mod prometheus;
 mod redis_server;
 mod rooms;
 mod sdp;
+mod sipp;
 mod sse;
 mod tokens;
 mod webhook_receiver;
@@ -49,11 +54,15 @@ pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::{test_workers, Config};
 pub use daemon::Daemon;
 pub use flood::{start_flood, FloodPlan, FloodReport, FLOOD_KINDS};
+pub use g711::{pcmu_payload_samples, pcmu_tone_packets, ulaw_decode, ulaw_encode};
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
+pub use kamailio::{kamailio_config, require_sip_tools, Kamailio};
 pub use metrics::metric_value;
+pub use ng::{bdict, blist, bstr, ng_int, ng_text, Ng, NgReply};
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
+pub use pcap::write_udp_pcap;
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};
 pub use phone_legs::{
     assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, read_s16le, require_rtp_leg,
@@ -67,6 +76,7 @@ pub use prometheus::{json_exprs, monitoring_file, promql_metric_names, require_t
 pub use redis_server::RedisServer;
 pub use rooms::{assert_api_error, participant_ids, JOIN_WAIT};
 pub use sdp::{assert_webrtc_answer, pcmu_dtmf_offer, pcmu_offer, MediaSection, Sdp};
+pub use sipp::{sip_body, sipp_messages, Sipp};
 pub use sse::{event_participant_id, SseClient, SseEvent};
 pub use tokens::{admin_token, sign, token, TEST_KID, TEST_SECRET, TOKEN_ENV};
 pub use webhook_receiver::{closed_port_url, WebhookPost, WebhookReceiver};

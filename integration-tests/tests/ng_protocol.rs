@@ -3,83 +3,26 @@
 //! `query` counts what each side sent, `delete` removes the room; bad input gets an ng error
 //! reply and leaves no room behind.
 
-use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
 use serde_bencode::value::Value as B;
 use switchboard_integration_tests::*;
 
-/// A bencoded dictionary from `(key, value)` pairs: strings, or lists of strings.
-fn bdict(pairs: &[(&str, B)]) -> B {
-    B::Dict(pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.clone())).collect())
-}
 fn s(v: &str) -> B {
-    B::Bytes(v.as_bytes().to_vec())
+    bstr(v)
 }
 fn l(v: &[&str]) -> B {
-    B::List(v.iter().map(|x| s(x)).collect())
+    blist(v)
 }
-
-struct Ng {
-    sock: UdpSocket,
-    to: String,
-    n: u32,
-}
-
-impl Ng {
-    fn new(port: u16) -> Ng {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Ng { sock, to: format!("127.0.0.1:{port}"), n: 0 }
-    }
-
-    /// Sends raw bytes with a fresh cookie (or `cookie`); returns the reply's cookie and dictionary.
-    fn raw(&mut self, cookie: Option<&str>, body: &[u8]) -> (String, HashMap<Vec<u8>, B>) {
-        self.n += 1;
-        let cookie = cookie.map(str::to_string).unwrap_or_else(|| format!("{}_{}", std::process::id(), self.n));
-        let mut msg = format!("{cookie} ").into_bytes();
-        msg.extend_from_slice(body);
-        self.sock.send_to(&msg, &self.to).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = self.sock.recv_from(&mut buf).expect("an ng reply");
-        let reply = &buf[..n];
-        let space = reply.iter().position(|&b| b == b' ').expect("cookie in the reply");
-        let got_cookie = String::from_utf8_lossy(&reply[..space]).to_string();
-        assert_eq!(got_cookie, cookie, "the reply carries the request's cookie");
-        match serde_bencode::from_bytes::<B>(&reply[space + 1..]).expect("a bencoded reply") {
-            B::Dict(d) => (got_cookie, d),
-            other => panic!("reply is not a dictionary: {other:?}"),
-        }
-    }
-
-    fn cmd(&mut self, pairs: &[(&str, B)]) -> HashMap<Vec<u8>, B> {
-        self.raw(None, &serde_bencode::to_bytes(&bdict(pairs)).unwrap()).1
-    }
-}
-
-fn get<'a>(d: &'a HashMap<Vec<u8>, B>, key: &str) -> Option<&'a B> {
+fn get<'a>(d: &'a NgReply, key: &str) -> Option<&'a B> {
     d.get(key.as_bytes())
 }
-fn text(d: &HashMap<Vec<u8>, B>, key: &str) -> String {
-    match get(d, key) {
-        Some(B::Bytes(b)) => String::from_utf8_lossy(b).to_string(),
-        other => panic!("{key}: {other:?} in {d:?}"),
-    }
+fn text(d: &NgReply, key: &str) -> String {
+    ng_text(d, key)
 }
 fn int(v: &B, path: &[&str]) -> i64 {
-    let mut cur = v;
-    for k in path {
-        cur = match cur {
-            B::Dict(d) => d.get(k.as_bytes()).unwrap_or_else(|| panic!("no {k} in {cur:?}")),
-            B::List(items) => &items[k.parse::<usize>().unwrap()],
-            _ => panic!("{k}: not a container"),
-        };
-    }
-    match cur {
-        B::Int(i) => *i,
-        other => panic!("{path:?}: {other:?}"),
-    }
+    ng_int(v, path)
 }
 
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
@@ -142,6 +85,7 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
         ("replace", l(&["origin", "session-connection"])),
     ]);
     assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert_eq!(get(&offer, "warning"), None, "everything asked was done: {offer:?}");
     let to_callee = Sdp::parse(&text(&offer, "sdp"));
     assert_eq!(to_callee.media[0].proto, "RTP/AVP");
     assert!(text(&offer, "sdp").contains("c=IN IP4 127.0.0.1"), "the bridge's address: {}", text(&offer, "sdp"));
@@ -189,6 +133,21 @@ fn a_two_party_call_set_up_by_offer_and_answer_carries_media_and_is_counted() {
     assert_eq!(text(&ng.cmd(&[("command", s("delete")), ("call-id", s(call))]), "result"), "ok");
     let (_, rooms) = d.get_json("/v1/rooms");
     assert_eq!(rooms["rooms"], json!([]), "the room outlived the call");
+
+    // What the bridge does not do is said in a `warning`, and the call is made all the same.
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("recorded")),
+        ("from-tag", s("r")),
+        ("sdp", s(&pcmu_offer(caller.local_addr().unwrap().port()))),
+        ("record-call", s("yes")),
+        ("flags", l(&["trust-address", "strict-source"])),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    let warning = text(&offer, "warning");
+    assert!(warning.contains("record-call") && warning.contains("strict-source"), "{warning}");
+    assert!(!warning.contains("trust-address"), "{warning}");
+    assert_eq!(text(&ng.cmd(&[("command", s("delete")), ("call-id", s("recorded"))]), "result"), "ok");
 }
 
 #[test]
@@ -198,7 +157,7 @@ fn bad_input_gets_an_error_reply_and_leaves_no_room() {
         c.set("ng", "listen", format!("127.0.0.1:{}", ng_port.http));
     });
     let mut ng = Ng::new(ng_port.http);
-    let error = |d: &HashMap<Vec<u8>, B>| (text(d, "result"), text(d, "error-reason"));
+    let error = |d: &NgReply| (text(d, "result"), text(d, "error-reason"));
     let (r, why) = error(&ng.raw(None, b"%%%% not bencode").1);
     assert_eq!(r, "error", "{why}");
     let (r, _) = error(&ng.raw(None, b"d7:command5:off").1);
@@ -246,4 +205,137 @@ fn bad_input_gets_an_error_reply_and_leaves_no_room() {
     assert_eq!(parts, Some(2), "a retransmission made another leg: {rooms}");
     // The daemon is fine.
     assert_eq!(d.get_json("/healthz").0, 200);
+}
+
+/// Sets up a call by `offer` (and `answer`, when `to_tag` is given); returns its room.
+fn call_up(ng: &mut Ng, d: &Daemon, call: &str, to_tag: Option<&str>) -> String {
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s(call)),
+        ("from-tag", s("f")),
+        ("sdp", s(&pcmu_offer(4010))),
+        ("ICE", s("remove")),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    if let Some(to) = to_tag {
+        let answer = ng.cmd(&[
+            ("command", s("answer")),
+            ("call-id", s(call)),
+            ("from-tag", s("f")),
+            ("to-tag", s(to)),
+            ("sdp", s(&pcmu_offer(4012))),
+        ]);
+        assert_eq!(text(&answer, "result"), "ok", "{answer:?}");
+    }
+    let (_, rooms) = d.get_json("/v1/rooms");
+    let room = rooms["rooms"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["id"].as_str().is_some_and(|id| id.contains(call))));
+    room.and_then(|r| r["id"].as_str()).unwrap_or_else(|| panic!("no room for {call}: {rooms}")).to_string()
+}
+
+#[test]
+fn a_call_whose_room_ends_on_its_own_is_forgotten() {
+    let ng_port = reserve_ports();
+    let d = Daemon::start_with(|c| {
+        c.set("ng", "listen", format!("127.0.0.1:{}", ng_port.http));
+    });
+    let mut ng = Ng::new(ng_port.http);
+    let deleted = call_up(&mut ng, &d, "room-deleted", Some("t1"));
+    let emptied = call_up(&mut ng, &d, "legs-left", None);
+    let half = call_up(&mut ng, &d, "one-leg-left", Some("t3"));
+    let _kept = call_up(&mut ng, &d, "untouched", Some("t4"));
+    assert_eq!(ng.list(), vec!["legs-left", "one-leg-left", "room-deleted", "untouched"]);
+
+    // One room deleted through the API; every leg of another leaves; one leg of a third.
+    assert_eq!(d.delete(&format!("/v1/rooms/{deleted}")).0, 204);
+    let (_, room) = d.get_json(&format!("/v1/rooms/{emptied}"));
+    for id in participant_ids(&room) {
+        assert_eq!(d.delete(&format!("/v1/rooms/{emptied}/participants/{id}")).0, 204);
+    }
+    let (_, room) = d.get_json(&format!("/v1/rooms/{half}"));
+    let first = participant_ids(&room).into_iter().next().unwrap();
+    assert_eq!(d.delete(&format!("/v1/rooms/{half}/participants/{first}")).0, 204);
+
+    // The emptied room still exists (until rooms.empty_timeout_secs), but its call is over; a call
+    // with one leg left is the proxy's to delete.
+    assert_eq!(d.get_json(&format!("/v1/rooms/{emptied}")).0, 200);
+    assert_eq!(ng.list(), vec!["one-leg-left", "untouched"]);
+    for gone in ["room-deleted", "legs-left"] {
+        let q = ng.cmd(&[("command", s("query")), ("call-id", s(gone))]);
+        assert_eq!(text(&q, "result"), "error", "{gone}: {q:?}");
+        assert!(text(&q, "error-reason").contains("unknown call-id"), "{q:?}");
+    }
+    // `query` finds out for itself, without a `list` first.
+    assert_eq!(d.delete(&format!("/v1/rooms/{half}")).0, 204);
+    let q = ng.cmd(&[("command", s("query")), ("call-id", s("one-leg-left"))]);
+    assert!(text(&q, "error-reason").contains("has ended"), "{q:?}");
+    assert_eq!(ng.list(), vec!["untouched"]);
+    // The proxy's late delete of a forgotten call is an error, and harms nothing.
+    let del = ng.cmd(&[("command", s("delete")), ("call-id", s("room-deleted"))]);
+    assert_eq!(text(&del, "result"), "error", "{del:?}");
+    // An INVITE reusing a call-id whose room ended starts a new call, not a re-offer.
+    call_up(&mut ng, &d, "room-deleted", Some("t5"));
+    assert_eq!(ng.list(), vec!["room-deleted", "untouched"]);
+    let q = ng.cmd(&[("command", s("query")), ("call-id", s("room-deleted"))]);
+    assert_eq!(text(&q, "result"), "ok", "{q:?}");
+}
+
+#[test]
+fn the_callee_is_offered_the_callers_codec_first_and_not_what_the_proxy_strips() {
+    let ng_port = reserve_ports();
+    let d = Daemon::start_with(|c| {
+        c.set("ng", "listen", format!("127.0.0.1:{}", ng_port.http));
+    });
+    let mut ng = Ng::new(ng_port.http);
+    let pcma =
+        |port: u16| pcmu_offer(port).replace("RTP/AVP 0", "RTP/AVP 8").replace("a=rtpmap:0 PCMU", "a=rtpmap:8 PCMA");
+    // Kamailio's rtpengine_offer("codec-strip-G722 codec-mask-opus codec-transcode-PCMU").
+    let codec = B::Dict(
+        [("strip", l(&["G722"])), ("mask", l(&["opus"])), ("transcode", l(&["PCMU"]))]
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    );
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("pcma-caller")),
+        ("from-tag", s("f")),
+        ("sdp", s(&pcma(4020))),
+        ("transport-protocol", s("RTP/AVP")),
+        ("codec", codec),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert_eq!(get(&offer, "warning"), None, "{offer:?}");
+    let sdp = text(&offer, "sdp");
+    let m = Sdp::parse(&sdp).media.remove(0);
+    // The m-line's order is the offer's preference.
+    assert!(sdp.contains(&format!("m=audio {} RTP/AVP 8 0 101\r\n", m.port)), "{sdp}");
+    assert!(!sdp.contains("G722") && !sdp.contains("opus"), "{sdp}");
+
+    // A callee that takes the first codec: both legs PCMA, so the call is forwarded, untranscoded.
+    let answer =
+        ng.cmd(&[("command", s("answer")), ("call-id", s("pcma-caller")), ("to-tag", s("t")), ("sdp", s(&pcma(4022)))]);
+    assert_eq!(text(&answer, "result"), "ok", "{answer:?}");
+    let (_, rooms) = d.get_json("/v1/rooms");
+    let routes: Vec<&Value> = rooms["rooms"][0]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["subscriptions"].as_array().into_iter().flatten())
+        .map(|s| &s["route"])
+        .collect();
+    assert_eq!(routes, vec!["forward", "forward"], "{rooms}");
+
+    // Asking for a codec the bridge does not have is said in a warning.
+    let codec = B::Dict([(b"transcode".to_vec(), l(&["AMR-WB"]))].into_iter().collect());
+    let offer = ng.cmd(&[
+        ("command", s("offer")),
+        ("call-id", s("amr")),
+        ("from-tag", s("f")),
+        ("sdp", s(&pcma(4024))),
+        ("codec", codec),
+    ]);
+    assert_eq!(text(&offer, "result"), "ok", "{offer:?}");
+    assert!(text(&offer, "warning").contains("amr-wb"), "{offer:?}");
 }

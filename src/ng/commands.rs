@@ -8,8 +8,10 @@ use crate::core::MediaGrants;
 use crate::runtime::sdp_kind::kind_of_offer;
 use crate::runtime::{Command, CommandError, JoinRequest, Workers};
 use serde_bencode::value::Value;
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_driver::{ParticipantId, ParticipantKind, RoomId};
+use tracing::{info, warn};
 
 /// Runs one command; the reply dictionary, an ng `error` reply for anything refused.
 pub async fn handle(d: &Dict, worker: &Workers, calls: &mut Calls) -> Value {
@@ -19,7 +21,7 @@ pub async fn handle(d: &Dict, worker: &Workers, calls: &mut Calls) -> Value {
         Some("answer") => answer(d, worker, calls).await,
         Some("delete") => delete(d, worker, calls).await,
         Some("query") => query(d, worker, calls).await,
-        Some("list") => Ok(list(calls)),
+        Some("list") => Ok(list(worker, calls).await),
         Some(other) => Err(format!("unknown command {other:?}")),
         None => Err("no command".into()),
     };
@@ -34,8 +36,38 @@ fn ok(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     dict(std::iter::once(("result", text("ok"))).chain(pairs))
 }
 
+/// An `offer` or `answer` reply: the SDP, and a `warning` naming what was asked and not done.
+/// Also logged: Kamailio 5.6's module does not log a reply's `warning`. (No call-id in the line:
+/// call-ids carry phone numbers and addresses.)
+fn sdp_reply(d: &Dict, sdp: String, codecs_not_done: Vec<String>) -> Value {
+    let warning = super::flags::warning(d).into_iter().chain(codecs_not_done).reduce(|a, b| format!("{a}; {b}"));
+    if let Some(w) = &warning {
+        warn!(command = d.str("command").unwrap_or(""), warning = %w, "ng request asked for what the bridge does not do");
+    }
+    ok(std::iter::once(("sdp", text(sdp))).chain(warning.map(|w| ("warning", text(w)))))
+}
+
 fn why(e: CommandError) -> String {
     e.to_string()
+}
+
+/// Whether an error says a leg or its room is gone, rather than that the worker is busy.
+fn gone(e: &CommandError) -> bool {
+    matches!(e, CommandError::RoomNotFound(_) | CommandError::ParticipantNotFound)
+}
+
+fn ended(id: &str) -> String {
+    format!("unknown call-id {id:?}: its room has ended")
+}
+
+/// Whether `call` still has a leg in its room. A worker that cannot say (busy) counts as yes:
+/// a call is forgotten only on proof.
+async fn still_there(worker: &Workers, call: &Call) -> bool {
+    let room = call.room.clone();
+    match worker.call(|reply| Command::GetRoom { room, reply }).await {
+        Ok(view) => call.has_a_leg(|_, p| view.participants.iter().flatten().any(|v| v.id == p)),
+        Err(e) => !gone(&e),
+    }
 }
 
 /// The kind of the leg toward the callee: what `transport-protocol` asks for, else plain RTP
@@ -85,6 +117,12 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
     let id = call_id(d)?;
     let from = d.str("from-tag").ok_or("no from-tag")?.to_string();
     let sdp = d.str("sdp").ok_or("no sdp")?.to_string();
+    if let Some(call) = calls.by_id.get(id) {
+        if !still_there(worker, call).await {
+            // Its room ended on its own: this offer starts the call afresh.
+            calls.by_id.remove(id);
+        }
+    }
     if let Some(call) = calls.by_id.get_mut(id) {
         // A re-offer from the caller (re-INVITE): renegotiate its leg; the callee's offer stands.
         if call.caller.0 != from {
@@ -97,7 +135,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             .map_err(why)?
             .ok_or("the caller's re-offer produced no answer")?;
         call.caller_answer = answer;
-        return Ok(ok([("sdp", text(call.callee_offer.clone()))]));
+        return Ok(sdp_reply(d, call.callee_offer.clone(), Vec::new()));
     }
     let caller_kind = kind_of_offer(&sdp)?;
     let callee_kind = callee_kind(d, caller_kind)?;
@@ -127,6 +165,9 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             return Err(e);
         }
     };
+    let first = super::codecs::first_codec(&caller_answer);
+    let shaped = super::codecs::shape(&callee_offer, first.as_deref(), d);
+    let callee_offer = shaped.sdp;
     calls.by_id.insert(
         id.to_string(),
         Call {
@@ -139,7 +180,7 @@ async fn offer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
             created: SystemTime::now(),
         },
     );
-    Ok(ok([("sdp", text(callee_offer))]))
+    Ok(sdp_reply(d, callee_offer, shaped.not_done))
 }
 
 async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
@@ -147,11 +188,17 @@ async fn answer(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, 
     let sdp = d.str("sdp").ok_or("no sdp")?.to_string();
     let call = calls.by_id.get_mut(id).ok_or_else(|| format!("unknown call-id {id:?}"))?;
     let (room, participant) = (call.room.clone(), call.callee.1);
-    worker.call(|reply| Command::Renegotiate { room, participant, sdp, reply }).await.map_err(why)?;
+    if let Err(e) = worker.call(|reply| Command::Renegotiate { room, participant, sdp, reply }).await {
+        if gone(&e) {
+            calls.by_id.remove(id);
+            return Err(ended(id));
+        }
+        return Err(why(e));
+    }
     if let Some(to) = d.str("to-tag") {
         call.callee.0 = Some(to.to_string());
     }
-    Ok(ok([("sdp", text(call.caller_answer.clone()))]))
+    Ok(sdp_reply(d, call.caller_answer.clone(), Vec::new()))
 }
 
 async fn delete(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, String> {
@@ -179,10 +226,15 @@ async fn query(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
     let mut tags = Vec::new();
     let (mut packets, mut bytes) = (0i64, 0i64);
     let legs = [(Some(call.caller.0.clone()), call.caller.1), (call.callee.0.clone(), call.callee.1)];
+    let mut legs_gone = 0;
     for (tag, participant) in legs {
         let room = call.room.clone();
-        let Ok(view) = worker.call(|reply| Command::GetParticipant { room, participant, reply }).await else {
-            continue;
+        let view = match worker.call(|reply| Command::GetParticipant { room, participant, reply }).await {
+            Ok(view) => view,
+            Err(e) => {
+                legs_gone += usize::from(gone(&e));
+                continue;
+            }
         };
         let (p, b) = (view.received.packets as i64, view.received.bytes as i64);
         packets += p;
@@ -198,6 +250,10 @@ async fn query(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
         ]);
         tags.push((tag.clone().into_bytes(), dict([("tag", text(tag)), ("medias", Value::List(vec![media]))])));
     }
+    if legs_gone == 2 {
+        calls.by_id.remove(id);
+        return Err(ended(id));
+    }
     let totals = dict([(
         "RTP",
         dict([("packets", Value::Int(packets)), ("bytes", Value::Int(bytes)), ("errors", Value::Int(0))]),
@@ -209,7 +265,21 @@ async fn query(d: &Dict, worker: &Workers, calls: &mut Calls) -> Result<Value, S
     ]))
 }
 
-fn list(calls: &Calls) -> Value {
+/// The calls still alive: those whose room ended on its own are forgotten first (one look at
+/// every worker's rooms; if a worker is busy, the table is listed as it is).
+async fn list(worker: &Workers, calls: &mut Calls) -> Value {
+    if !calls.by_id.is_empty() {
+        if let Ok(rooms) = worker.list_rooms().await {
+            let present: HashSet<(&RoomId, ParticipantId)> = rooms
+                .iter()
+                .flat_map(|placed| placed.room.participants.iter().flatten().map(|p| (&placed.room.id, p.id)))
+                .collect();
+            let ended = calls.forget_ended(|room, p| present.contains(&(room, p)));
+            if !ended.is_empty() {
+                info!(calls = ended.len(), "ng calls forgotten: their rooms ended without a delete");
+            }
+        }
+    }
     let mut ids: Vec<&String> = calls.by_id.keys().collect();
     ids.sort();
     ok([("calls", Value::List(ids.into_iter().map(|c| text(c.clone())).collect()))])

@@ -5,7 +5,9 @@
 //! `ng.allowed_sources` (loopback by default) are answered; the rest are dropped and counted.
 
 mod calls;
+mod codecs;
 mod commands;
+mod flags;
 pub mod message;
 
 use crate::runtime::Workers;
