@@ -56,7 +56,7 @@ listen = "127.0.0.1:0"
 bind_ip = "127.0.0.1"
 advertised_ip = "127.0.0.1"
 port_min = {rtp_base}
-port_max = {rtp_base + 1999}
+port_max = {rtp_base + 5999}
 [rooms]
 max_participants = 1000
 [auth]
@@ -147,6 +147,7 @@ def trunk_bench(seconds, a_url, b_url, pa, pb):
     assert st == 201 and v.get("node") == "a", (st, v)
     n2, ca2, cb2 = window("casc", a_url, a_url)
     print(f"  cascaded (a owns, b part) relayed {n2}  a {ca2 / max(n2, 1) * 1e6:.1f}  b {cb2 / max(n2, 1) * 1e6:.1f}")
+    print(f"  CPU seconds: one node a {ca:.2f} b {cb:.2f}; cascaded a {ca2:.2f} b {cb2:.2f}")
     st, v, _ = call("GET", a_url + "/v1/nodes")
     print(f"  (both windows include each node's heartbeats and idle work; the first row's a is that alone)")
 
@@ -170,8 +171,8 @@ def main():
     try:
         time.sleep(0.3)
         url = f"redis://127.0.0.1:{rport}/"
-        pa, a_url = node(a.bin, tmp, url, "a", "127.0.0.2", 34000, capacity=1 if a.trunk else None)
-        pb, b_url = node(a.bin, tmp, url, "b", "127.0.0.3", 36000)
+        pa, a_url = node(a.bin, tmp, url, "a", "127.0.0.2", 20000, capacity=1 if a.trunk else None)
+        pb, b_url = node(a.bin, tmp, url, "b", "127.0.0.3", 26000)
         procs += [pa, pb]
         time.sleep(1.0)
         if a.trunk:
@@ -182,7 +183,7 @@ def main():
         lat = {"owner (a)": [], "other node (b)": []}
         for i in range(a.joins * 2):
             name, base = (("owner (a)", a_url), ("other node (b)", b_url))[i % 2]
-            st, v, dt = call("POST", base + "/v1/rooms/bench/participants", {"sdp": offer(50000 + (i % 1000) * 2)})
+            st, v, dt = call("POST", base + "/v1/rooms/bench/participants", {"sdp": offer(10000 + (i % 1000) * 2)})
             assert st == 201, (st, v)
             lat[name].append(dt * 1000)
             call("DELETE", f"{base}/v1/rooms/bench/participants/{v['id']}")
