@@ -191,6 +191,9 @@ def start(target, args=()):
         return d
     if target == "floor":
         return start_floor(args)
+    # janus-elK: Janus with `event_loops = K` (K shared threads for every PeerConnection).
+    loops = target[len("janus-el"):] if target.startswith("janus-el") else None
+    target = "janus" if loops else target
     busy = {"rtpengine": [(socket.SOCK_DGRAM, NG[1])], "janus": [(socket.SOCK_STREAM, 18088)]}[target]
     for kind, port in busy:
         if port_busy(kind, port):
@@ -204,10 +207,23 @@ def start(target, args=()):
     if target == "janus":
         return Daemon(
             "janus",
-            ["janus", "-C", "bench/peers/janus/janus.jcfg", "-F", "bench/peers/janus"],
+            ["janus", "-C", janus_config(loops), "-F", "bench/peers/janus"],
             lambda: http_ok(JANUS_API, b'{"janus":"info","transaction":"ready"}'),
         )
     raise ValueError(target)
+
+
+def janus_config(loops=None):
+    """Janus's core config. With `loops` (target janus-elK, or BENCH_JANUS_EVENT_LOOPS=K for every
+    Janus run): a copy with `event_loops = K`, so K shared threads serve every PeerConnection
+    instead of Janus's default of one thread per handle."""
+    loops = loops or os.environ.get("BENCH_JANUS_EVENT_LOOPS")
+    if not loops:
+        return "bench/peers/janus/janus.jcfg"
+    text = (BENCH / "peers/janus/janus.jcfg").read_text()
+    path = RUNDIR / f"janus-event-loops-{int(loops)}.jcfg"
+    path.write_text(text.replace("general: {", f"general: {{\n\tevent_loops = {int(loops)}", 1))
+    return str(path)
 
 
 def start_floor(args):
@@ -236,6 +252,7 @@ BASE_SUT = RUNDIR / "switchboard-baseline"
 def loadgen(target, daemon, tag, args, opts, timeout=600):
     # The baseline and switchboard-wK are Switchboards too: the load generator drives them the same way.
     lg_target = "switchboard" if target == "baseline" or target.startswith("switchboard-w") else target
+    lg_target = "janus" if target.startswith("janus-el") else lg_target
     cmd = pinned(GEN_CPU) + [str(LOADGEN), "--target", lg_target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
     log("  $", " ".join(cmd[6:]))
@@ -307,8 +324,9 @@ def plan(mode, quick):
         # VideoRoom, the legs on the machine's own address since Janus gathers no loopback
         # candidates (bench/peers/janus/janus.jcfg).
         for n in ([100, 300, 500] if not quick else [100]):
+            # janus-el1: the same Janus with one shared event loop instead of a thread per handle.
             cases.append(("s1janus", f"N={n}", ["--bind-ip", host_ip(), "s1", "--subs", str(n)],
-                          ["switchboard", "janus"]))
+                          ["switchboard", "janus", "janus-el1"]))
         # Plain-RTP subscribers on both sides: Janus's fan-out is VideoRoom rtp_forward.
         for n in ([100, 500] if not quick else [100]):
             cases.append(("s1rtp", f"N={n}", ["s1", "--subs", str(n), "--subs-kind", "rtp", "--janus-ssrc", "__JSSRC__"],
@@ -511,6 +529,8 @@ def summary(mode, results, meta):
                 lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="janus")
             row("s1janus", n, "WebRTC subscribers, delay p99 ms", "delay_p99_ms", "–", lambda s, p, r: "–", peer="janus")
             row("s1janus", n, "WebRTC subscribers, loss %", "loss_pct", "–", lambda s, p, r: "–", peer="janus")
+            row("s1janus", n, "WebRTC subscribers, CPU µs / forwarded pkt", "cpu_us_per_pkt", "≤ 1/3 of Janus",
+                lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="janus-el1")
         for n in ("N=100", "N=500"):
             row("s1rtp", n, "CPU µs / forwarded pkt", "cpu_us_per_pkt", "–", lambda s, p, r: "–", peer="janus")
             # One socket for every subscriber, as WebRTC's fan-out has: the least S1 could cost.
