@@ -246,3 +246,36 @@ impl Ticks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_sum_every_series_and_count_the_late_ones() {
+        let text = "\
+# TYPE switchboard_mixer_tick_lateness_seconds histogram
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"0\",le=\"0.005\"} 90
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"0\",le=\"0.01\"} 95
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"0\",le=\"0.02\"} 99
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"0\",le=\"+Inf\"} 100
+switchboard_mixer_tick_lateness_seconds_count{worker=\"0\"} 100
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"1\",le=\"0.01\"} 50
+switchboard_mixer_tick_lateness_seconds_bucket{worker=\"1\",le=\"0.02\"} 50
+switchboard_mixer_tick_lateness_seconds_count{worker=\"1\"} 50
+switchboard_mixer_ticks_total 150
+";
+        let t = Ticks::parse(text);
+        assert_eq!((t.all, t.over_10ms, t.over_20ms), (150, 5, 1));
+        let later = Ticks { all: 250, over_10ms: 6, over_20ms: 1 };
+        let d = later.since(t);
+        assert_eq!((d.all, d.over_10ms, d.over_20ms), (100, 1, 0));
+    }
+
+    #[test]
+    fn the_audio_mid_is_the_first_audio_m_lines() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=mid:a1\r\n";
+        assert_eq!(audio_mid(sdp).as_deref(), Some("a1"));
+        assert_eq!(audio_mid("v=0\r\nm=video 9 RTP/AVP 96\r\na=mid:0\r\n"), None);
+    }
+}
