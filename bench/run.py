@@ -272,7 +272,9 @@ def loadgen(target, daemon, tag, args, opts, timeout=600):
     except subprocess.TimeoutExpired:
         return {"error": f"loadgen timed out after {timeout} s"}
     if p.returncode != 0:
-        return {"error": (p.stderr or p.stdout).strip()[-800:]}
+        # The first line is the error; a backtrace may follow it.
+        text = (p.stderr or p.stdout).strip()
+        return {"error": text if len(text) <= 800 else text[:400] + " … " + text[-400:]}
     try:
         return json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
