@@ -1,7 +1,8 @@
 # Benchmarks (included by the top Makefile). See docs/benchmarks.md.
 #
 #   make bench            Switchboard alone: S1-S5, median of 3 runs each -> bench/results/*.md
-#   make bench-compare    the same load against Janus and rtpengine (apt), side by side, and
+#   make bench-compare    the same load against Janus and rtpengine (apt), side by side (S1 with
+#                         WebRTC subscribers on Janus VideoRoom included), and
 #                         against kernel-floor (the system calls alone, no server)
 #   make bench-profile    perf profiles of the daemon under S1 and S2 -> bench/results/profile.md
 #   make bench-quick      one short run of each scenario (smoke test of the harness)
