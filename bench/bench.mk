@@ -1,10 +1,16 @@
 # Benchmarks (included by the top Makefile). See docs/benchmarks.md.
 #
 #   make bench            Switchboard alone: S1-S5, median of 3 runs each -> bench/results/*.md
-#   make bench-compare    the same load against Janus and rtpengine (apt), side by side, and
+#   make bench-compare    the same load against Janus and rtpengine (apt), side by side (S1 with
+#                         WebRTC subscribers on Janus VideoRoom included), and
 #                         against kernel-floor (the system calls alone, no server)
 #   make bench-profile    perf profiles of the daemon under S1 and S2 -> bench/results/profile.md
 #   make bench-quick      one short run of each scenario (smoke test of the harness)
+#   make bench-janus-webrtc   S1 with WebRTC subscribers on Switchboard and on Janus VideoRoom, side by side
+#   make bench-scale      one media worker against two: CPU per participant (S3, S4 in 4 rooms) and
+#                         per packet (S1 in 2 rooms) -> bench/results/scaling-cost.md
+#   make bench-capacity   the most participants held with one and with two workers (S3, S4)
+#                         -> bench/results/scaling-capacity.md
 #   make bench-ab BASE=<commit>   A/B probe: that commit's daemon against this tree's, alternating
 #                         run by run (default S1 N=300 and S3 N=200, 5 runs each)
 #
@@ -13,7 +19,8 @@
 BENCH_LOADGEN := bench/loadgen/target/release/loadgen
 BENCH_ARGS ?=
 
-.PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers bench-ab
+.PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers bench-ab \
+	bench-janus-webrtc bench-scale bench-capacity
 
 bench-deps:
 	@missing=""; \
@@ -49,6 +56,16 @@ bench-peers:
 bench-compare: bench-build bench-peers
 	python3 bench/run.py compare $(BENCH_ARGS)
 	@echo "results: bench/results/compare-summary.md"
+
+bench-janus-webrtc: bench-build bench-peers
+	python3 bench/run.py compare --only s1janus $(BENCH_ARGS)
+	@echo "results: bench/results/compare-s1janus.md"
+
+bench-scale: bench-build
+	python3 bench/scale.py cost $(BENCH_ARGS)
+
+bench-capacity: bench-build
+	python3 bench/scale.py capacity $(BENCH_ARGS)
 
 bench-profile: bench-build
 	@perf --version >/dev/null 2>&1 || { \

@@ -43,12 +43,24 @@ JANUS_API = "http://127.0.0.1:18088/janus"
 NG = ("127.0.0.1", 22222)
 GEN_CPU = os.environ.get("BENCH_GEN_CPU", "0")
 DUT_CPU = os.environ.get("BENCH_DUT_CPU", "1")
+# A daemon with more than one media worker runs on these (the load generator stays on GEN_CPU).
+WIDE_CPUS = os.environ.get("BENCH_WIDE_CPUS", "0,1")
 # Both the process under test and the load generator run at this nice level, so that other work on
 # a shared machine (builds) disturbs the measurement less. BENCH_NICE=0 turns it off.
 NICE = os.environ.get("BENCH_NICE", "-10")
 
 
-def pinned(cpu):
+# BENCH_RT=1: the process under test and the load generator run SCHED_FIFO (the generator one
+# priority above, so it keeps its schedule on the core it may share with a worker) instead of
+# at nice -10. On a machine whose other tenants keep both cores busy, a nice -10 thread still
+# waits in the run queue for milliseconds, which makes the mixer's ticks late whatever the
+# daemon does; bench/scale.py's capacity runs need the daemon's own lateness.
+RT = os.environ.get("BENCH_RT") == "1"
+
+
+def pinned(cpu, gen=False):
+    if RT:
+        return ["chrt", "-f", "11" if gen else "10", "taskset", "-c", cpu]
     return ["nice", "-n", NICE, "taskset", "-c", cpu]
 
 
@@ -67,9 +79,9 @@ def no_core_files():
 
 
 class Daemon:
-    """One process under test, started by us, pinned to DUT_CPU."""
+    """One process under test, started by us, pinned to DUT_CPU (or to `cpus`)."""
 
-    def __init__(self, name, cmd, ready, env=None):
+    def __init__(self, name, cmd, ready, env=None, cpus=None):
         self.name = name
         # What the load generator needs in its environment to drive this process (a token).
         self.env = {}
@@ -77,7 +89,7 @@ class Daemon:
         self.logf = open(RUNDIR / f"{name}.log", "ab")
         self.args = []
         self.proc = subprocess.Popen(
-            pinned(DUT_CPU) + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True,
+            pinned(cpus or DUT_CPU) + cmd, cwd=ROOT, stdout=self.logf, stderr=self.logf, start_new_session=True,
             preexec_fn=no_core_files, env={**os.environ, **(env or {})},
         )
         deadline = time.time() + 30
@@ -155,20 +167,28 @@ def start(target, args=()):
     """Starts the process under test. Switchboard gets free ports of its own (another daemon may be
     running on this machine); the peers' fixed ports must be free, or this fails rather than
     measuring someone else's process."""
-    if target in ("switchboard", "baseline"):
+    if target in ("switchboard", "baseline") or target.startswith("switchboard-w"):
         http = free_port(socket.SOCK_STREAM)
         api = f"http://127.0.0.1:{http}"
-        exe = str(SUT if target == "switchboard" else BASE_SUT)
+        exe = str(BASE_SUT if target == "baseline" else SUT)
         # BENCH_BASELINE_AUTH=off: the baseline runs with auth.enabled = false, so `ab` measures
         # what checking tokens costs (the same binary as BENCH_BASELINE).
         noauth = target == "baseline" and os.environ.get("BENCH_BASELINE_AUTH") == "off"
+        env = {"SWITCHBOARD_AUTH__ENABLED": "false"} if noauth else {}
+        # switchboard-wK: K media workers (the scaling figures). One worker keeps the daemon's
+        # core to itself; more than one run on both cores, the load generator's included.
+        cpus = None
+        if target.startswith("switchboard-w"):
+            k = int(target[len("switchboard-w"):])
+            env["SWITCHBOARD_MEDIA__WORKERS"] = str(k)
+            cpus = DUT_CPU if k == 1 else WIDE_CPUS
         d = Daemon(
             "switchboard",
             # Port 0: each media worker binds a free WebRTC port of its own (a fixed port would
             # need the next media.workers - 1 free too); the answers carry it to the peers.
             [exe, "--config", str(SB_CONFIG), "--http-listen", f"127.0.0.1:{http}", "--webrtc-listen", "127.0.0.1:0"],
             lambda: http_ok(api + "/healthz"),
-            env={"SWITCHBOARD_AUTH__ENABLED": "false"} if noauth else None,
+            env=env, cpus=cpus,
         )
         d.args = ["--api", api]
         if not noauth:
@@ -181,6 +201,9 @@ def start(target, args=()):
         return d
     if target == "floor":
         return start_floor(args)
+    # janus-elK: Janus with `event_loops = K` (K shared threads for every PeerConnection).
+    loops = target[len("janus-el"):] if target.startswith("janus-el") else None
+    target = "janus" if loops else target
     busy = {"rtpengine": [(socket.SOCK_DGRAM, NG[1])], "janus": [(socket.SOCK_STREAM, 18088)]}[target]
     for kind, port in busy:
         if port_busy(kind, port):
@@ -194,10 +217,23 @@ def start(target, args=()):
     if target == "janus":
         return Daemon(
             "janus",
-            ["janus", "-C", "bench/peers/janus/janus.jcfg", "-F", "bench/peers/janus"],
+            ["janus", "-C", janus_config(loops), "-F", "bench/peers/janus"],
             lambda: http_ok(JANUS_API, b'{"janus":"info","transaction":"ready"}'),
         )
     raise ValueError(target)
+
+
+def janus_config(loops=None):
+    """Janus's core config. With `loops` (target janus-elK, or BENCH_JANUS_EVENT_LOOPS=K for every
+    Janus run): a copy with `event_loops = K`, so K shared threads serve every PeerConnection
+    instead of Janus's default of one thread per handle."""
+    loops = loops or os.environ.get("BENCH_JANUS_EVENT_LOOPS")
+    if not loops:
+        return "bench/peers/janus/janus.jcfg"
+    text = (BENCH / "peers/janus/janus.jcfg").read_text()
+    path = RUNDIR / f"janus-event-loops-{int(loops)}.jcfg"
+    path.write_text(text.replace("general: {", f"general: {{\n\tevent_loops = {int(loops)}", 1))
+    return str(path)
 
 
 def start_floor(args):
@@ -224,8 +260,10 @@ BASE_SUT = RUNDIR / "switchboard-baseline"
 
 
 def loadgen(target, daemon, tag, args, opts, timeout=600):
-    # The baseline is a Switchboard too: the load generator drives it the same way.
-    cmd = pinned(GEN_CPU) + [str(LOADGEN), "--target", "switchboard" if target == "baseline" else target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
+    # The baseline and switchboard-wK are Switchboards too: the load generator drives them the same way.
+    lg_target = "switchboard" if target == "baseline" or target.startswith("switchboard-w") else target
+    lg_target = "janus" if target.startswith("janus-el") else lg_target
+    cmd = pinned(GEN_CPU, gen=True) + [str(LOADGEN), "--target", lg_target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
     log("  $", " ".join(cmd[6:]))
     try:
@@ -234,7 +272,9 @@ def loadgen(target, daemon, tag, args, opts, timeout=600):
     except subprocess.TimeoutExpired:
         return {"error": f"loadgen timed out after {timeout} s"}
     if p.returncode != 0:
-        return {"error": (p.stderr or p.stdout).strip()[-800:]}
+        # The first line is the error; a backtrace may follow it.
+        text = (p.stderr or p.stdout).strip()
+        return {"error": text if len(text) <= 800 else text[:400] + " … " + text[-400:]}
     try:
         return json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -292,6 +332,13 @@ def plan(mode, quick):
         for n in ([50, 100] if not quick else [50]):
             cases.append(("s1v", f"N={n}", ["s1", "--subs", str(n), "--video"], ["switchboard"]))
     if mode == "compare":
+        # WebRTC on both sides (ICE, DTLS-SRTP): str0m clients on Switchboard and on Janus
+        # VideoRoom, the legs on the machine's own address since Janus gathers no loopback
+        # candidates (bench/peers/janus/janus.jcfg).
+        for n in ([100, 300, 500] if not quick else [100]):
+            # janus-el1: the same Janus with one shared event loop instead of a thread per handle.
+            cases.append(("s1janus", f"N={n}", ["--bind-ip", host_ip(), "s1", "--subs", str(n)],
+                          ["switchboard", "janus", "janus-el1"]))
         # Plain-RTP subscribers on both sides: Janus's fan-out is VideoRoom rtp_forward.
         for n in ([100, 500] if not quick else [100]):
             cases.append(("s1rtp", f"N={n}", ["s1", "--subs", str(n), "--subs-kind", "rtp", "--janus-ssrc", "__JSSRC__"],
@@ -399,11 +446,13 @@ COLUMNS = {
 }
 COLUMNS["s1v"] = COLUMNS["s1"]
 COLUMNS["s1rtp"] = COLUMNS["s1"]
+COLUMNS["s1janus"] = COLUMNS["s1"]
 COLUMNS["s4"] = COLUMNS["s3"]
 
 TITLES = {
     "s1": "S1 WebRTC audio fan-out (one Opus publisher, N WebRTC subscribers)",
     "s1v": "S1 WebRTC video fan-out (one VP8 publisher ~1 Mbit/s, N WebRTC subscribers)",
+    "s1janus": "S1 WebRTC audio fan-out (one str0m Opus publisher, N str0m subscribers) vs Janus VideoRoom WebRTC subscribers",
     "s1rtp": "S1 plain-RTP fan-out (one Opus publisher, N plain RTP subscribers) vs Janus VideoRoom rtp_forward",
     "s2": "S2 1:1 phone relay (M rooms of two PCMU legs, every leg sending)",
     "s3": "S3 audio MCU, PCMU legs (one room of N legs, three talking)",
@@ -487,6 +536,13 @@ def summary(mode, results, meta):
         row("s1v", n, "forwarded pkts / CPU-s", "pkts_per_cpu_s", "–", lambda s, p, r: "–")
         row("s1v", n, "delay p99 ms", "delay_p99_ms", "< 2 ms", lambda s, p, r: yn(None if s is None else s < 2))
     if mode == "compare":
+        for n in ("N=100", "N=300", "N=500"):
+            row("s1janus", n, "WebRTC subscribers, CPU µs / forwarded pkt", "cpu_us_per_pkt", "≤ 1/3 of Janus",
+                lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="janus")
+            row("s1janus", n, "WebRTC subscribers, delay p99 ms", "delay_p99_ms", "–", lambda s, p, r: "–", peer="janus")
+            row("s1janus", n, "WebRTC subscribers, loss %", "loss_pct", "–", lambda s, p, r: "–", peer="janus")
+            row("s1janus", n, "WebRTC subscribers, CPU µs / forwarded pkt", "cpu_us_per_pkt", "≤ 1/3 of Janus",
+                lambda s, p, r: yn(None if r is None else r <= 1 / 3), peer="janus-el1")
         for n in ("N=100", "N=500"):
             row("s1rtp", n, "CPU µs / forwarded pkt", "cpu_us_per_pkt", "–", lambda s, p, r: "–", peer="janus")
             # One socket for every subscriber, as WebRTC's fan-out has: the least S1 could cost.
@@ -550,6 +606,16 @@ def git_desc():
         return f"git {rev}" + (" + uncommitted changes" if dirty else "")
     except OSError:
         return "?"
+
+
+def host_ip():
+    """The machine's first global IPv4 (BENCH_HOST_IP overrides): where Janus gathers ICE candidates."""
+    if os.environ.get("BENCH_HOST_IP"):
+        return os.environ["BENCH_HOST_IP"]
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        return line.split()[3].split("/")[0]
+    sys.exit("no global IPv4 address for the WebRTC comparison with Janus: set BENCH_HOST_IP")
 
 
 def janus_ssrc_probe():

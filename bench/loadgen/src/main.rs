@@ -77,6 +77,9 @@ enum Cmd {
         /// SSRC the Janus VideoRoom remote publisher expects for its m-line 0 (its base SSRC).
         #[arg(long, default_value_t = 1000)]
         janus_ssrc: u32,
+        /// Split the subscribers over this many rooms, each with a publisher (Switchboard only).
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
     },
     /// 1:1 phone relay: M rooms of two PCMU legs.
     S2 {
@@ -101,6 +104,9 @@ enum Cmd {
 struct McuArgs {
     #[arg(long, default_value_t = 25)]
     legs: usize,
+    /// Spread the legs over this many rooms (Switchboard only), `talkers` talking in each.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
     #[arg(long, default_value_t = 3)]
     talkers: usize,
     #[arg(long, default_value_t = 12)]
@@ -112,8 +118,8 @@ struct McuArgs {
 
 impl McuArgs {
     fn scenario(self, codec: media::Codec) -> scenarios::Mcu {
-        let McuArgs { legs, talkers, sample, janus_rate } = self;
-        scenarios::Mcu { legs, codec, talkers, sample, janus_rate }
+        let McuArgs { legs, rooms, talkers, sample, janus_rate } = self;
+        scenarios::Mcu { legs, rooms, codec, talkers, sample, janus_rate }
     }
 }
 
@@ -159,8 +165,8 @@ fn main() -> Result<()> {
         tag: cli.tag,
     };
     let out = match cli.cmd {
-        Cmd::S1 { subs, video, subs_kind, janus_ssrc } => {
-            scenarios::s1(&c, &scenarios::S1 { subs, video, subs_kind, janus_ssrc })?
+        Cmd::S1 { subs, video, subs_kind, janus_ssrc, rooms } => {
+            scenarios::s1(&c, &scenarios::S1 { subs, video, subs_kind, janus_ssrc, rooms })?
         }
         Cmd::S2 { rooms } => scenarios::s2(&c, rooms)?,
         Cmd::S3(a) => scenarios::mcu(&c, &a.scenario(media::Codec::Pcmu))?,

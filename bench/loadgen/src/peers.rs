@@ -56,21 +56,37 @@ impl Janus {
     /// Sends a plugin request; returns the plugin's data, waiting for the event of asynchronous
     /// requests.
     pub fn message(&mut self, handle: u64, body: Value) -> Result<Value> {
+        self.message_jsep(handle, body, None).map(|(data, _)| data)
+    }
+
+    /// [`Janus::message`] with an SDP (`{"type": "offer" | "answer", "sdp": ...}`) attached;
+    /// returns the plugin's data and the SDP Janus attached to its answer, if any.
+    pub fn message_jsep(&mut self, handle: u64, body: Value, jsep: Option<Value>) -> Result<(Value, Option<Value>)> {
         let url = format!("{}/{}/{}", self.base, self.session, handle);
-        let r = self.post(&url, json!({"janus": "message", "body": body}))?;
-        let data = match r["janus"].as_str() {
-            Some("success") => r["plugindata"]["data"].clone(),
+        let mut req = json!({"janus": "message", "body": body});
+        if let Some(j) = jsep {
+            req["jsep"] = j;
+        }
+        let r = self.post(&url, req)?;
+        let ev = match r["janus"].as_str() {
+            Some("success") => r,
             Some("ack") => {
                 let tx = r["transaction"].as_str().unwrap_or_default().to_owned();
-                let ev = self.wait_event(&tx, Duration::from_secs(15))?;
-                ev["plugindata"]["data"].clone()
+                self.wait_event(&tx, Duration::from_secs(15))?
             }
             _ => bail!("janus message: unexpected {r}"),
         };
+        let data = ev["plugindata"]["data"].clone();
         if data.get("error").is_some() {
             bail!("janus plugin error: {data}");
         }
-        Ok(data)
+        Ok((data, ev.get("jsep").cloned()))
+    }
+
+    /// Tells Janus that the handle's peer has no more ICE candidates than its SDP carried.
+    pub fn trickle_done(&mut self, handle: u64) -> Result<()> {
+        let url = format!("{}/{}/{}", self.base, self.session, handle);
+        self.post(&url, json!({"janus": "trickle", "candidate": {"completed": true}})).map(|_| ())
     }
 
     fn wait_event(&mut self, tx: &str, limit: Duration) -> Result<Value> {

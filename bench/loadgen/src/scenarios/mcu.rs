@@ -1,7 +1,8 @@
-//! S3 and S4, the audio MCU: N plain RTP legs in one mix (PCMU or Opus), a few of them talking in
-//! bursts, and each burst's onset timed from the talker's send to the listeners' mix.
+//! S3 and S4, the audio MCU: N plain RTP legs in one mix (PCMU or Opus), or spread over R rooms,
+//! a few of them talking in bursts in each room, and each burst's onset timed from the talker's
+//! send to the listeners' mix. On Switchboard it also reads how late the mixer ticks ran.
 
-use super::measure::{measure, pct, result};
+use super::measure::{measure_with, pct, result};
 use super::{floor_addr, join_plain, stagger};
 use crate::engine::{self, Cmd, Detect, IoSpec, LegSpec, SendCfg};
 use crate::media::{self, Codec};
@@ -16,6 +17,8 @@ use std::time::Instant;
 
 pub struct Mcu {
     pub legs: usize,
+    /// Rooms the legs are spread over (leg i in room i mod R), each with `talkers` talking.
+    pub rooms: usize,
     pub codec: Codec,
     pub talkers: usize,
     /// Listeners (besides the talkers) whose audio is decoded for onset detection.
@@ -35,12 +38,22 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
     let eng = engine::spawn()?;
     let t_setup = Instant::now();
     let t0 = util::now_ns() + 300_000_000;
-    let room = format!("{scenario}-{}", c.tag);
+    let rooms = p.rooms.max(1);
+    let room_ids: Vec<String> = (0..rooms)
+        .map(|r| if rooms == 1 { format!("{scenario}-{}", c.tag) } else { format!("{scenario}-{}-{r}", c.tag) })
+        .collect();
+    let talkers = p.talkers * rooms;
     let mut notes = Vec::new();
     let mut janus: Option<(Janus, u64, u64)> = None;
     let api = Api::new(&c.api);
+    if rooms > 1 && c.target != "switchboard" {
+        bail!("{scenario}: --rooms is for Switchboard (the scaling figures)");
+    }
     if c.target == "switchboard" {
-        api.create_room(&room, p.legs + 5)?;
+        // Created before anyone joins, so the placement spreads them over the workers.
+        for room in &room_ids {
+            api.create_room(room, p.legs / rooms + 5)?;
+        }
     } else if c.target == "janus" {
         let mut jn = Janus::connect(&c.janus)?;
         let h = jn.attach("janus.plugin.audiobridge")?;
@@ -56,10 +69,11 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
     }
     for i in 0..p.legs {
         let (sock, local) = sb::bind(c.bind_ip)?;
-        let talker = i < p.talkers;
+        let talker = i < talkers;
+        let room = &room_ids[i % rooms];
         let remote = match janus.as_mut() {
             None if c.target == "floor" => floor_addr(c, i),
-            None => join_plain(&api, &room, local, p.codec, pt, "sendrecv")?.0,
+            None => join_plain(&api, room, local, p.codec, pt, "sendrecv")?.0,
             Some((jn, _, room_id)) => {
                 let h = jn.attach("janus.plugin.audiobridge")?;
                 let d = jn.message(
@@ -72,10 +86,11 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
                 format!("{ip}:{port}").parse()?
             }
         };
-        // Talkers' bursts are spread over the second so each onset is attributable.
-        let phase = if talker { i as u64 * 1_000_000_000 / p.talkers.max(1) as u64 } else { 0 };
+        // Talkers' bursts are spread over the second so each onset is attributable (with more
+        // than about 5 rooms, onsets come closer than the mix delay and the attribution fails).
+        let phase = if talker { i as u64 * 1_000_000_000 / talkers.max(1) as u64 } else { 0 };
         let start = if talker { t0 + phase } else { stagger(t0, i, p.legs) };
-        let detect_here = talker || i < p.talkers + p.sample;
+        let detect_here = talker || i < talkers + p.sample;
         eng.add(LegSpec {
             id: i as u32,
             io: IoSpec::Plain { sock, remote },
@@ -91,23 +106,34 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
         });
     }
     let setup_s = t_setup.elapsed().as_secs_f64();
-    let m = measure(c, &eng);
+    let mut ticks = [sb::Ticks::default(); 2];
+    let sb_target = c.target == "switchboard";
+    let m = measure_with(c, &eng, &mut |end| {
+        if sb_target {
+            ticks[end as usize] = api.metrics().map(|t| sb::Ticks::parse(&t)).unwrap_or_default();
+        }
+    });
+    let ticks = ticks[1].since(ticks[0]);
     eng.send(Cmd::Quiet);
     let mut routes = Value::Null;
+    let mut workers = Vec::new();
     if let Some((mut jn, h, room_id)) = janus.take() {
         let _ = jn.message(h, json!({"request": "destroy", "room": room_id}));
         jn.destroy();
-    } else if c.target == "switchboard" {
-        if let Ok(v) = api.room(&room) {
-            let mut counts = std::collections::BTreeMap::<String, usize>::new();
-            for part in v["participants"].as_array().into_iter().flatten() {
-                for s in part["subscriptions"].as_array().into_iter().flatten() {
-                    *counts.entry(s["route"].as_str().unwrap_or("none").to_owned()).or_default() += 1;
+    } else if sb_target {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for room in &room_ids {
+            if let Ok(v) = api.room(room) {
+                workers.push(v["worker"].clone());
+                for part in v["participants"].as_array().into_iter().flatten() {
+                    for s in part["subscriptions"].as_array().into_iter().flatten() {
+                        *counts.entry(s["route"].as_str().unwrap_or("none").to_owned()).or_default() += 1;
+                    }
                 }
             }
-            routes = json!(counts);
+            api.delete_room(room);
         }
-        api.delete_room(&room);
+        routes = json!(counts);
     }
     eng.stop();
     let r = &m.report;
@@ -128,13 +154,17 @@ pub fn mcu(c: &Common, p: &Mcu) -> Result<Value> {
         "mix_delay_p50_ms": r.onset_delay.p50_ms,
         "mix_delay_p99_ms": r.onset_delay.p99_ms,
         "routes": routes,
+        "room_workers": workers,
+        "ticks": sb_target.then_some(ticks.all),
+        "tick_late_10ms_pct": sb_target.then(|| pct(ticks.over_10ms, ticks.all)).flatten(),
+        "tick_late_20ms_pct": sb_target.then(|| pct(ticks.over_20ms, ticks.all)).flatten(),
         "rss_kib": m.rss_kib,
         "gen_core_pct": m.gen_cpu.core_share * 100.0,
     });
     Ok(result(
         c,
         scenario,
-        json!({"legs": p.legs, "codec": codec_name, "talkers": p.talkers, "sampled_listeners": p.sample,
+        json!({"legs": p.legs, "rooms": rooms, "codec": codec_name, "talkers": p.talkers, "sampled_listeners": p.sample,
                "janus_sampling_rate": (c.target == "janus").then_some(p.janus_rate)}),
         setup_s,
         &m,

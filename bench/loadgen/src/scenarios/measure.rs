@@ -22,6 +22,12 @@ pub(super) struct Measured {
 }
 
 pub(super) fn measure(c: &Common, eng: &engine::Handle) -> Measured {
+    measure_with(c, eng, &mut |_| {})
+}
+
+/// [`measure`], calling `edge(false)` as the window opens and `edge(true)` as it closes (for
+/// readings of the target's own, such as its metrics).
+pub(super) fn measure_with(c: &Common, eng: &engine::Handle, edge: &mut dyn FnMut(bool)) -> Measured {
     std::thread::sleep(Duration::from_secs_f64(c.warmup));
     let start = util::now_ns() + 5_000_000;
     let end = start + (c.duration * 1e9) as u64;
@@ -29,9 +35,11 @@ pub(super) fn measure(c: &Common, eng: &engine::Handle) -> Measured {
     std::thread::sleep(Duration::from_nanos(start.saturating_sub(util::now_ns())));
     let me = [std::process::id()];
     let drops = || (c.pid.and_then(util::udp_drops), util::udp_drops(std::process::id()));
+    edge(false);
     let (a, ga, ja, da) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies(), drops());
     std::thread::sleep(Duration::from_nanos(end.saturating_sub(util::now_ns())));
     let (b, gb, jb, db) = (util::cpu_mark(&c.pids()), util::cpu_mark(&me), util::cpu_jiffies(), drops());
+    edge(true);
     let diff = |x: Option<u64>, y: Option<u64>| Some(y?.saturating_sub(x?));
     let rss_kib = c.pid.and_then(util::rss_kib);
     // Late packets of the window still count.

@@ -7,6 +7,7 @@
 mod mcu;
 mod measure;
 mod s1;
+mod s1_janus;
 mod s2;
 mod s5;
 

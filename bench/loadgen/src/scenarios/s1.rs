@@ -1,5 +1,6 @@
 //! S1, fan-out: one publisher to N subscribers, on Switchboard (WebRTC or plain RTP subscribers),
-//! on Janus's VideoRoom (one `rtp_forward` per subscriber) or on the kernel's floor.
+//! on Janus's VideoRoom (WebRTC subscribers, `s1_janus`, or one `rtp_forward` per plain RTP
+//! subscriber) or on the kernel's floor.
 
 use super::measure::{forwarding_figures, measure, result};
 use super::{floor_addr, join_plain, join_rtc, wait_connected};
@@ -22,14 +23,17 @@ pub struct S1 {
     /// webrtc or rtp subscribers (rtp: the plain-RTP fallback, and the Janus comparison).
     pub subs_kind: String,
     pub janus_ssrc: u32,
+    /// Rooms (Switchboard only): each has a publisher of its own and subs / rooms subscribers.
+    pub rooms: usize,
 }
 
 /// What a target needs after the window to take its room down.
 enum Teardown {
-    Switchboard(Api, String),
+    Switchboard(Api, Vec<String>),
     Floor,
     /// The session, the VideoRoom handle and the room.
     Janus(Janus, u64, u64),
+    JanusRtc(super::s1_janus::JanusRoom),
 }
 
 pub fn s1(c: &Common, p: &S1) -> Result<Value> {
@@ -37,35 +41,52 @@ pub fn s1(c: &Common, p: &S1) -> Result<Value> {
     let src: Arc<Source> =
         Arc::new(if p.video { media::vp8(&c.media, 1100)? } else { media::tone(Codec::Opus, &c.media)? });
     let params = json!({
-        "subs": p.subs, "video": p.video, "subs_kind": p.subs_kind,
+        "subs": p.subs, "rooms": p.rooms, "video": p.video, "subs_kind": p.subs_kind,
         "publisher_kbps": media::bitrate(&src) / 1000.0, "publisher_pps": media::packets_per_second(&src),
     });
+    if p.rooms > 1 && c.target != "switchboard" {
+        bail!("s1: --rooms is for Switchboard (the scaling figures)");
+    }
     let eng = engine::spawn()?;
     let t_setup = Instant::now();
     let mut notes = Vec::new();
-    let fanout = p.subs as u32;
+    let fanout = (p.subs / p.rooms.max(1)) as u32;
     let teardown = match c.target.as_str() {
         "switchboard" => switchboard(c, p, &eng, src, codec, fanout, &mut notes)?,
         "floor" => floor(c, p, &eng, src, fanout)?,
+        "janus" if p.subs_kind == "webrtc" => {
+            if p.video {
+                bail!("s1 on Janus with WebRTC subscribers is audio only");
+            }
+            let room = super::s1_janus::setup(c, p.subs, &eng, src, &mut notes)?;
+            eng.send(Cmd::StartAll { at_ns: util::now_ns() + 10_000_000 });
+            Teardown::JanusRtc(room)
+        }
         "janus" => janus(c, p, &eng, src, fanout)?,
         t => bail!("s1: unsupported target {t}"),
     };
     let setup_s = t_setup.elapsed().as_secs_f64();
     let m = measure(c, &eng);
     match teardown {
-        Teardown::Switchboard(api, room) => api.delete_room(&room),
+        Teardown::Switchboard(api, rooms) => {
+            for room in rooms {
+                api.delete_room(&room)
+            }
+        }
         Teardown::Floor => {}
         Teardown::Janus(mut jn, h, room_id) => {
             let _ = jn.message(h, json!({"request": "destroy", "room": room_id}));
             jn.destroy();
             notes.push("Janus VideoRoom: remote publisher (plain RTP in) + one rtp_forward per subscriber".into());
         }
+        Teardown::JanusRtc(room) => room.teardown(),
     }
     eng.stop();
     Ok(result(c, "s1", params, setup_s, &m, forwarding_figures(&m), notes))
 }
 
-/// A str0m publisher and N subscribers in one room; the publisher starts once all are connected.
+/// A str0m publisher and N subscribers in one room (or in each of `rooms`, N / rooms to a room);
+/// the publishers start once all are connected.
 fn switchboard(
     c: &Common,
     p: &S1,
@@ -75,36 +96,59 @@ fn switchboard(
     fanout: u32,
     notes: &mut Vec<String>,
 ) -> Result<Teardown> {
-    let room = format!("s1-{}", c.tag);
+    let rooms = p.rooms.max(1);
+    let names: Vec<String> =
+        (0..rooms).map(|r| if rooms == 1 { format!("s1-{}", c.tag) } else { format!("s1-{}-{r}", c.tag) }).collect();
     let api = Api::new(&c.api);
-    api.create_room(&room, p.subs + 5)?;
-    // Publisher: a str0m client sending Opus (or VP8).
-    let (sock, local) = sb::bind(c.bind_ip)?;
-    let (io, pt, _) =
-        join_rtc(&api, &room, sock, local, p.video, Direction::SendOnly, json!({"display_name": "publisher"}))?;
-    eng.add(LegSpec {
-        id: 0,
-        io,
-        // Held until every subscriber is connected: the audience joins, then the talk starts.
-        send: Some(SendCfg { src, ssrc: 0, pt: *pt, start_ns: engine::HOLD, stamp: true, fanout }),
-        detect: Detect::Off,
-    });
-    let mut rtc_subs = 0;
-    for i in 0..p.subs {
+    // Created before anyone joins, so the placement spreads them over the workers.
+    for room in &names {
+        api.create_room(room, p.subs / rooms + 5)?;
+    }
+    let mut rtc_legs = 0;
+    let per_room = p.subs / rooms;
+    for (r, room) in names.iter().enumerate() {
+        // Publisher: a str0m client sending Opus (or VP8).
         let (sock, local) = sb::bind(c.bind_ip)?;
-        if p.subs_kind == "rtp" {
-            let (remote, _) = join_plain(&api, &room, local, codec, 111, "recvonly")?;
-            add_listener(eng, 1 + i as u32, sock, remote);
-        } else {
-            let (io, _, _) = join_rtc(&api, &room, sock, local, p.video, Direction::RecvOnly, json!({}))?;
-            eng.add(LegSpec { id: 1 + i as u32, io, send: None, detect: Detect::Off });
-            rtc_subs += 1;
+        let (io, pt, _) =
+            join_rtc(&api, room, sock, local, p.video, Direction::SendOnly, json!({"display_name": "publisher"}))?;
+        let first = (r * (per_room + 1)) as u32;
+        eng.add(LegSpec {
+            id: first,
+            io,
+            // Held until every subscriber is connected: the audience joins, then the talk starts.
+            send: Some(SendCfg {
+                src: src.clone(),
+                ssrc: r as u32,
+                pt: *pt,
+                start_ns: engine::HOLD,
+                stamp: true,
+                fanout,
+            }),
+            detect: Detect::Off,
+        });
+        rtc_legs += 1;
+        for i in 0..per_room {
+            let id = first + 1 + i as u32;
+            let (sock, local) = sb::bind(c.bind_ip)?;
+            if p.subs_kind == "rtp" {
+                let (remote, _) = join_plain(&api, room, local, codec, 111, "recvonly")?;
+                add_listener(eng, id, sock, remote);
+            } else {
+                let (io, _, _) = join_rtc(&api, room, sock, local, p.video, Direction::RecvOnly, json!({}))?;
+                eng.add(LegSpec { id, io, send: None, detect: Detect::Off });
+                rtc_legs += 1;
+            }
         }
     }
-    let (ok, failed) = wait_connected(eng, rtc_subs + 1, Duration::from_secs(60));
-    notes.push(format!("webrtc connected {ok}, failed {failed} of {}", rtc_subs + 1));
+    let (ok, failed) = wait_connected(eng, rtc_legs, Duration::from_secs(60));
+    notes.push(format!("webrtc connected {ok}, failed {failed} of {rtc_legs}"));
+    if rooms > 1 {
+        let workers: Vec<String> =
+            names.iter().map(|r| api.room(r).map(|v| v["worker"].to_string()).unwrap_or_else(|_| "?".into())).collect();
+        notes.push(format!("rooms' workers: {}", workers.join(", ")));
+    }
     eng.send(Cmd::StartAll { at_ns: util::now_ns() + 10_000_000 });
-    Ok(Teardown::Switchboard(api, room))
+    Ok(Teardown::Switchboard(api, names))
 }
 
 /// kernel-floor's fan-out: the publisher sends to its first port; every subscriber says hello once
@@ -128,7 +172,7 @@ fn floor(c: &Common, p: &S1, eng: &engine::Handle, src: Arc<Source>, fanout: u32
 /// A VideoRoom with a remote (plain RTP) publisher, forwarded to each subscriber's port.
 fn janus(c: &Common, p: &S1, eng: &engine::Handle, src: Arc<Source>, fanout: u32) -> Result<Teardown> {
     if p.subs_kind != "rtp" {
-        bail!("the Janus comparison uses plain RTP subscribers (rtp_forward): pass --subs-kind rtp");
+        bail!("Janus's subscribers are webrtc (s1_janus) or rtp (rtp_forward), not {}", p.subs_kind);
     }
     let mut jn = Janus::connect(&c.janus)?;
     let h = jn.attach("janus.plugin.videoroom")?;
