@@ -83,6 +83,20 @@ pub struct RtpConfig {
     /// net.core.rmem_max / wmem_max): what a flooded leg port holds while the media thread waits
     /// for a CPU.
     pub socket_buffer_bytes: usize,
+    /// In-kernel forwarding of two-party plain-RTP calls (docs/sip-gateway.md): `auto` uses it
+    /// where it can and falls back to user space, `off` never loads it.
+    pub kernel_forwarding: KernelForwarding,
+    /// The interface whose ingress the forwarding program attaches to; empty: `lo` when
+    /// `bind_ip` is a loopback address (elsewhere it must be named).
+    pub kernel_interface: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelForwarding {
+    Auto,
+    #[default]
+    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -179,11 +193,22 @@ impl Default for RtpConfig {
             allowed_peers: vec!["0.0.0.0/0".into(), "::/0".into()],
             port_quarantine_secs: 10,
             socket_buffer_bytes: 1 << 20,
+            kernel_forwarding: KernelForwarding::Off,
+            kernel_interface: String::new(),
         }
     }
 }
 
 impl RtpConfig {
+    /// The interface the forwarding program attaches to, if it can be told.
+    pub fn kernel_interface(&self) -> Option<String> {
+        match self.kernel_interface.trim() {
+            "" if self.bind_ip.is_loopback() => Some("lo".into()),
+            "" => None,
+            name => Some(name.into()),
+        }
+    }
+
     /// `allowed_peers` parsed; the message names the entry that is not a CIDR.
     pub fn allowed_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.allowed_peers
