@@ -200,15 +200,6 @@ impl Default for RtpConfig {
 }
 
 impl RtpConfig {
-    /// The interface the forwarding program attaches to, if it can be told.
-    pub fn kernel_interface(&self) -> Option<String> {
-        match self.kernel_interface.trim() {
-            "" if self.bind_ip.is_loopback() => Some("lo".into()),
-            "" => None,
-            name => Some(name.into()),
-        }
-    }
-
     /// `allowed_peers` parsed; the message names the entry that is not a CIDR.
     pub fn allowed_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.allowed_peers

@@ -111,7 +111,7 @@ impl Phone {
     }
 
     fn declared_ssrc(&self) -> u32 {
-        Sdp::parse(&self.answer).media[0].ssrcs.first().map(|s| *s as u32).expect("the answer declares a=ssrc")
+        Sdp::parse(&self.answer).media[0].ssrcs.first().copied().expect("the answer declares a=ssrc")
     }
 }
 

@@ -216,7 +216,8 @@ mod tests {
         let kernel_out = newest_in.wrapping_add(seq_off);
         assert_eq!(kernel_out, (last.seq.0 as u16).wrapping_add(5_000), "the kernel's numbering continues the slot's");
         // Back in user space: the next packet of the same source, extended as the leg extends it.
-        let next = f.rewrite(end + Duration::from_millis(20), TrackId(1), &from(1, 60_049 + 5_001, newest_ts + 160), Pt(0));
+        let next =
+            f.rewrite(end + Duration::from_millis(20), TrackId(1), &from(1, 60_049 + 5_001, newest_ts + 160), Pt(0));
         let next = next.expect("forwarded");
         assert_eq!(next.seq.0 as u16, kernel_out.wrapping_add(1));
         assert_eq!(next.timestamp, newest_ts.wrapping_add(160).wrapping_add(ts_off));

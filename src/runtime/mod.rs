@@ -6,8 +6,8 @@
 mod batch;
 pub mod command;
 mod drivers;
-pub mod kernel;
 pub mod heartbeat;
+pub mod kernel;
 mod os_thread;
 pub mod placement;
 pub(crate) mod ports;

@@ -25,8 +25,8 @@ mod packet;
 pub mod testing;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
-pub use kernel::{extend_near, KernelCounts, KernelLeg};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
+pub use kernel::{extend_near, KernelCounts, KernelLeg};
 pub use mix::{Mcu, MixInput, MixOutput, MixOutputKind, MixPlan, MixerStats, VideoSettings};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 

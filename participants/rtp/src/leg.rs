@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_driver::dtmf::{DtmfReceiver, DtmfSender};
 use switchboard_driver::{
-    CodecSpec, Driver, KeyframeKind, MediaKind, Negotiated, NegotiationError, Output, ParticipantKind, RtpMeta,
-    KernelCounts, KernelLeg, SdpInput, SlotInfo, SlotKey, Ssrc, TrackInfo, TrackKey, WriteError,
+    CodecSpec, Driver, KernelCounts, KernelLeg, KeyframeKind, MediaKind, Negotiated, NegotiationError, Output,
+    ParticipantKind, RtpMeta, SdpInput, SlotInfo, SlotKey, Ssrc, TrackInfo, TrackKey, WriteError,
 };
 
 /// Seconds from 1900 (NTP) to 1970 (Unix).

@@ -88,7 +88,7 @@ impl KernelForwarder {
         if OBJECT.is_empty() {
             return Err(Error::NotBuilt);
         }
-        let interface = cfg.rtp.kernel_interface().ok_or(Error::NoInterface)?;
+        let interface = interface(cfg).ok_or(Error::NoInterface)?;
         let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| Error::Load(e.to_string()))?;
         let prog: &mut SchedClassifier = ebpf
             .program_mut(PROGRAM)
@@ -141,9 +141,20 @@ impl KernelForwarder {
     }
 }
 
+/// The interface the program attaches to: `rtp.kernel_interface`, else `lo` when the legs bind
+/// a loopback address; elsewhere the operator must name it.
+fn interface(cfg: &Config) -> Option<String> {
+    match cfg.rtp.kernel_interface.trim() {
+        "" if cfg.rtp.bind_ip.is_loopback() => Some("lo".into()),
+        "" => None,
+        name => Some(name.into()),
+    }
+}
+
 /// TCX first; on a kernel without it, `clsact` and a netlink filter (see the module docs).
 fn attach(prog: &mut SchedClassifier, interface: &str) -> Result<(), Error> {
-    let tcx = prog.attach_with_options(interface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()));
+    let tcx =
+        prog.attach_with_options(interface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()));
     let Err(tcx_err) = tcx else { return Ok(()) };
     let failed = |why: String| Error::Attach { interface: interface.into(), why };
     if let Err(e) = tc::qdisc_add_clsact(interface) {

@@ -188,7 +188,8 @@ mod tests {
     fn the_delta_is_what_the_kernel_forwarded_since_the_last_read() {
         let clock = Clock::now();
         let seen = Stats { packets: 10, bytes: 1720, last_ns: 0, last_seq: 110, last_ts: 1600 };
-        let now = Stats { packets: 60, bytes: 10_320, last_ns: clock.mono_ns.unwrap_or(0), last_seq: 160, last_ts: 9600 };
+        let now =
+            Stats { packets: 60, bytes: 10_320, last_ns: clock.mono_ns.unwrap_or(0), last_seq: 160, last_ts: 9600 };
         let (counts, metrics) = delta(&path(), &seen, &now, &clock);
         let c = counts.expect("50 packets");
         assert_eq!((c.packets, c.bytes, c.seq, c.ts, c.ssrc), (50, 8600, 160, 9600, Ssrc(7)));
