@@ -40,6 +40,8 @@ struct Phone {
     ts: u32,
     sent: u32,
     got: Vec<Rx>,
+    /// The bridge's sender reports: (media packets received when the SR came, its packet count).
+    srs: Vec<(usize, u32)>,
     /// The answer the bridge gave this phone.
     answer: String,
     id: String,
@@ -66,12 +68,26 @@ impl Phone {
         sock.set_nonblocking(true).unwrap();
         let port = sock.local_addr().unwrap().port();
         let offer = if dtmf { pcmu_dtmf_offer(port) } else { pcmu_offer(port) };
+        // rtcp-mux: the bridge's reports come to this one socket.
+        let offer = offer.replace("a=sendrecv\r\n", "a=rtcp-mux\r\na=sendrecv\r\n");
         let joined = d.join(room, &offer);
         let answer = joined["sdp"].as_str().unwrap().to_string();
         let bridge = SocketAddr::from(([127, 0, 0, 1], Sdp::parse(&answer).media[0].port));
         let id = joined["id"].as_str().unwrap().to_string();
         // Start numbers far from zero, so a wrap or an offset mistake shows.
-        Phone { name, sock, bridge, ssrc, seq: 65_000, ts: 4_000_000_000, sent: 0, got: Vec::new(), answer, id }
+        Phone {
+            name,
+            sock,
+            bridge,
+            ssrc,
+            seq: 65_000,
+            ts: 4_000_000_000,
+            sent: 0,
+            got: Vec::new(),
+            srs: Vec::new(),
+            answer,
+            id,
+        }
     }
 
     fn send_audio(&mut self) {
@@ -96,7 +112,11 @@ impl Phone {
         let mut buf = [0u8; 2048];
         while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
             let b = &buf[..n];
-            // RTCP (the bridge's reports, PT 200-204) is not media.
+            // RTCP (the bridge's reports, PT 200-204) is not media; its SR's sender packet count
+            // (bytes 20-23) is kept.
+            if n >= 28 && b[1] == 200 {
+                self.srs.push((self.got.len(), u32::from_be_bytes([b[20], b[21], b[22], b[23]])));
+            }
             if n < 12 || (200..=204).contains(&b[1]) {
                 continue;
             }
@@ -146,8 +166,10 @@ fn metric(d: &Daemon, name: &str) -> f64 {
 /// Starts a daemon with kernel forwarding on; `None` (the test skips) only when the kernel
 /// refused the program.
 fn daemon() -> Option<Daemon> {
+    // A short inactivity timeout: a leg the kernel carries must stay alive on the kernel's count.
     let d = Daemon::start_with(|c| {
         c.set("rtp", "kernel_forwarding", "auto");
+        c.set("media", "inactivity_timeout_secs", 2);
     });
     if metric(&d, "switchboard_kernel_forwarding_active") == 1.0 {
         return Some(d);
@@ -224,6 +246,9 @@ fn a_two_party_pcmu_call_is_forwarded_in_the_kernel_and_arrives_whole() {
     let in_rtp = metric_value(&text, "switchboard_packets_total", &[("kind", "rtp"), ("direction", "in")]);
     assert!(in_rtp.unwrap_or(0.0) >= f64::from(a.sent + b.sent) - 2.0, "packets_total in: {in_rtp:?}");
 
+    // Three seconds in the kernel, past the 2 s inactivity timeout: both legs are alive.
+    assert_eq!(d.participants_of("kcall").len(), 2, "the kernel's packets keep the legs alive");
+
     // The call ends: both legs leave, and the rules go with them.
     for p in [&a, &b] {
         let (s, v) = d.delete(&format!("/v1/rooms/kcall/participants/{}", p.id));
@@ -265,6 +290,16 @@ fn a_third_party_switches_the_call_to_mix_and_back_without_a_break() {
         assert_continuous(p.name, &p.got, p.declared_ssrc());
         let ts_back = p.got.windows(2).filter(|w| (w[1].ts.wrapping_sub(w[0].ts) as i32) <= 0).count();
         assert_eq!(ts_back, 0, "{}: timestamps that did not move forward", p.name);
+    }
+    // The bridge's sender reports count what it sent, kernel or not: an SR's packet count is
+    // what the phone had received when it came (give or take the packets still in flight).
+    for p in [&a, &b] {
+        let &(received, counted) = p.srs.last().unwrap_or_else(|| panic!("{}: no sender report in 9 s", p.name));
+        assert!(
+            (i64::from(counted) - received as i64).abs() <= 3,
+            "{}: SR counts {counted} packets, the phone had received {received}",
+            p.name
+        );
     }
     // The mixer's packets are in the middle of each stream, not at its ends.
     let mixed = b.got.iter().filter(|r| !a_sent(&a, r)).count();
@@ -311,4 +346,28 @@ fn dtmf_during_kernel_forwarding_is_reported_once_and_the_stream_stays_whole() {
     assert_continuous("alice", &a.got, a.declared_ssrc());
     // And the kernel carries the call again after the digit.
     assert_eq!(metric(&d, "switchboard_kernel_forwarding_rules"), 2.0);
+}
+
+#[test]
+fn without_the_capability_the_call_is_forwarded_in_user_space_and_says_why_once() {
+    // An interface that does not exist stands for a kernel that refuses: the attach fails.
+    let d = Daemon::start_with(|c| {
+        c.set("rtp", "kernel_forwarding", "auto");
+        c.set("rtp", "kernel_interface", "sb-absent0");
+    });
+    assert_eq!(metric(&d, "switchboard_kernel_forwarding_active"), 0.0);
+    assert_eq!(metric(&d, "switchboard_kernel_forwarding_fallbacks_total"), 1.0);
+    let said = d.log().matches("in-kernel forwarding unavailable").count();
+    assert_eq!(said, 1, "one log line says why: {}", d.log_tail(20));
+    d.create_room("kuser");
+    let mut a = Phone::join(&d, "kuser", "alice", 0x0a11_ce03, false);
+    let mut b = Phone::join(&d, "kuser", "bob", 0x0b0b_0003, false);
+    let read_before = metric(&d, "switchboard_leg_datagrams_read_total");
+    talk(&mut [&mut a, &mut b], Duration::from_secs(2));
+    settle(&mut [&mut a, &mut b]);
+    assert_forwarded_all(&a, &b);
+    assert_forwarded_all(&b, &a);
+    let read = metric(&d, "switchboard_leg_datagrams_read_total") - read_before;
+    assert!(read >= f64::from(a.sent + b.sent), "user space read {read} datagrams of {}", a.sent + b.sent);
+    assert_eq!(metric(&d, "switchboard_kernel_forwarding_rules"), 0.0);
 }

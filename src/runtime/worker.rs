@@ -66,6 +66,8 @@ struct RoomEntry {
     started: bool,
     /// The in-kernel forwarding rules this room's calls have now (`worker::kernel`).
     kernel: Vec<kernel::Installed>,
+    /// After the kernel refused one of the room's rules: no new rule before this.
+    kernel_retry: Option<Instant>,
 }
 
 /// What a worker is made from: its index and its share of the node.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use switchboard_driver::KernelCounts;
 use tracing::warn;
 
+/// How long a room whose rule the kernel refused stays in user space before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// A rule this worker installed for one of its rooms.
 pub(super) struct Installed {
     path: KernelPath,
@@ -83,7 +86,10 @@ impl Worker {
                 }
             }
         }
-        for path in &wanted {
+        // After a refusal the room's calls stay in user space a while: retrying on every packet
+        // would cost a system call each and say nothing new.
+        let backing_off = entry.kernel_retry.is_some_and(|t| clock.now < t);
+        for path in wanted.iter().filter(|_| !backing_off) {
             if entry.kernel.iter().any(|k| same_rule(&k.path, path)) {
                 continue;
             }
@@ -95,6 +101,7 @@ impl Worker {
                     entry.kernel.push(Installed { path: *path, key, seen });
                 }
                 Err(e) => {
+                    entry.kernel_retry = Some(clock.now + RETRY_AFTER);
                     self.metrics.kernel_fallbacks.inc();
                     if !self.kernel_refused {
                         self.kernel_refused = true;
