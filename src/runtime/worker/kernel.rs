@@ -69,11 +69,13 @@ impl Worker {
         // Rules no longer wanted, or wanted with another rewrite: out first, and their last
         // counts to the room, before anything else moves.
         let mut i = 0;
+        let mut removed = false;
         while i < entry.kernel.len() {
             if wanted.iter().any(|w| same_rule(w, &entry.kernel[i].path)) {
                 i += 1;
                 continue;
             }
+            removed = true;
             let inst = entry.kernel.swap_remove(i);
             let last = fwd.remove(&inst.key);
             self.metrics.kernel_rules.dec();
@@ -85,6 +87,11 @@ impl Worker {
                     self.metrics.kernel_bytes.inc_by(forwarded.1);
                 }
             }
+        }
+        // What the removed rules forwarded moved the streams on: a rule made now starts from
+        // where they are, or the program would take the next packet for a jump.
+        if removed {
+            entry.room.kernel_paths(&mut wanted);
         }
         // After a refusal the room's calls stay in user space a while: retrying on every packet
         // would cost a system call each and say nothing new.
