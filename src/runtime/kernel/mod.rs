@@ -153,6 +153,12 @@ fn interface(cfg: &Config) -> Option<String> {
 
 /// TCX first; on a kernel without it, `clsact` and a netlink filter (see the module docs).
 fn attach(prog: &mut SchedClassifier, interface: &str) -> Result<(), Error> {
+    // A netlink filter of ours that a crashed run left would go on forwarding its dead calls'
+    // ports with their stale rules. Only the netlink fallback makes such filters, so on a kernel
+    // with TCX there is none and this finds nothing.
+    if tc::qdisc_detach_program(interface, TcAttachType::Ingress, PROGRAM).is_ok() {
+        warn!(interface, "removed a forwarding filter left by an earlier run");
+    }
     let tcx =
         prog.attach_with_options(interface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()));
     let Err(tcx_err) = tcx else { return Ok(()) };
@@ -161,10 +167,6 @@ fn attach(prog: &mut SchedClassifier, interface: &str) -> Result<(), Error> {
         if e.kind() != std::io::ErrorKind::AlreadyExists {
             return Err(failed(format!("TCX: {tcx_err}; clsact: {e}")));
         }
-    }
-    // A filter of ours that a crashed run left would go on forwarding its dead calls' ports.
-    if tc::qdisc_detach_program(interface, TcAttachType::Ingress, PROGRAM).is_ok() {
-        warn!(interface, "removed a forwarding filter left by an earlier run");
     }
     prog.attach_with_options(interface, TcAttachType::Ingress, TcAttachOptions::Netlink(NlOptions::default()))
         .map(|_| ())
