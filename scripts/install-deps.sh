@@ -9,6 +9,10 @@ PKGS=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools
   python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 python3-numpy python3-cryptography
+  # The in-kernel forwarding program (bpf/rtp_forward.bpf.c, built by build.rs): clang for the
+  # BPF target, libbpf's helper headers, and the kernel's UAPI headers (linux-libc-dev). The
+  # loader (aya) is pure Rust and links no libbpf, libelf or zlib.
+  clang libbpf-dev linux-libc-dev
 )
 if [ "${1:-}" = "--test" ]; then
   # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for

@@ -85,6 +85,20 @@ pub struct RtpConfig {
     /// net.core.rmem_max / wmem_max): what a flooded leg port holds while the media thread waits
     /// for a CPU.
     pub socket_buffer_bytes: usize,
+    /// In-kernel forwarding of two-party plain-RTP calls (docs/sip-gateway.md): `auto` uses it
+    /// where it can and falls back to user space, `off` never loads it.
+    pub kernel_forwarding: KernelForwarding,
+    /// The interface whose ingress the forwarding program attaches to; empty: `lo` when
+    /// `bind_ip` is a loopback address (elsewhere it must be named).
+    pub kernel_interface: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelForwarding {
+    Auto,
+    #[default]
+    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +195,8 @@ impl Default for RtpConfig {
             allowed_peers: vec!["0.0.0.0/0".into(), "::/0".into()],
             port_quarantine_secs: 10,
             socket_buffer_bytes: 1 << 20,
+            kernel_forwarding: KernelForwarding::Off,
+            kernel_interface: String::new(),
         }
     }
 }

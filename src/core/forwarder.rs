@@ -143,6 +143,32 @@ impl Forwarder {
         self.paused = true;
     }
 
+    /// The rewrite the slot applies to `source` now, for a kernel rule to apply the same: the
+    /// sequence offset (16 bits, as on the wire), the timestamp offset, and the source's SSRC.
+    /// `None` until a packet of `source` went through, or while the slot is on hold.
+    pub fn kernel_mapping(&self, source: TrackId) -> Option<(u16, u32, Ssrc)> {
+        let st = self.state.as_ref().filter(|s| s.source == source && !self.paused)?;
+        Some((st.seq_offset as u16, st.ts_offset, st.ssrc))
+    }
+
+    /// The kernel forwarded `packets` of `source` with the mapping above, the newest arriving
+    /// as `seq` / `ts` at `at`: the continuation point moves past them, so the next packet in
+    /// user space (or the next source) follows the last one the kernel sent, with no gap and no
+    /// restart.
+    pub fn kernel_advance(&mut self, source: TrackId, seq: u16, ts: u32, packets: u64, at: Instant) {
+        let Some(st) = self.state.as_mut().filter(|s| s.source == source) else { return };
+        if packets == 0 {
+            return;
+        }
+        let out_wire = seq.wrapping_add(st.seq_offset as u16);
+        let out = switchboard_driver::extend_near(st.last_out_seq, out_wire, packets);
+        if out > st.last_out_seq {
+            st.last_out_seq = out;
+            st.last_out_ts = ts.wrapping_add(st.ts_offset);
+            st.last_out_at = at;
+        }
+    }
+
     pub fn source(&self) -> Option<TrackId> {
         self.state.map(|s| s.source)
     }
@@ -171,6 +197,34 @@ mod tests {
             last = Some((out.expect("forwarded"), at));
         }
         last.expect("50 packets")
+    }
+
+    /// The kernel carried 5,000 packets (100 s, past the restart limit) with the slot's
+    /// mapping; user space then continues them, and a new source after them, without a gap.
+    #[test]
+    fn kernel_forwarded_packets_continue_in_user_space_without_gap_or_restart() {
+        let mut f = Forwarder::new(8_000);
+        let t0 = Instant::now();
+        let (last, at) = talk(&mut f, t0, 1, 60_000, 1_000);
+        let (seq_off, ts_off, ssrc) = f.kernel_mapping(TrackId(1)).expect("mapped");
+        assert_eq!(ssrc, Ssrc(1));
+        // The kernel's view: 16-bit numbers in and out.
+        let newest_in = (60_049u64 + 5_000) as u16;
+        let newest_ts = 1_000u32 + 160 * (49 + 5_000);
+        let end = at + Duration::from_secs(100);
+        f.kernel_advance(TrackId(1), newest_in, newest_ts, 5_000, end);
+        let kernel_out = newest_in.wrapping_add(seq_off);
+        assert_eq!(kernel_out, (last.seq.0 as u16).wrapping_add(5_000), "the kernel's numbering continues the slot's");
+        // Back in user space: the next packet of the same source, extended as the leg extends it.
+        let next =
+            f.rewrite(end + Duration::from_millis(20), TrackId(1), &from(1, 60_049 + 5_001, newest_ts + 160), Pt(0));
+        let next = next.expect("forwarded");
+        assert_eq!(next.seq.0 as u16, kernel_out.wrapping_add(1));
+        assert_eq!(next.timestamp, newest_ts.wrapping_add(160).wrapping_add(ts_off));
+        // And the mixer's output (another source) continues after it.
+        let mixed = f.rewrite(end + Duration::from_millis(40), TrackId(9), &from(77, 3, 5), Pt(0)).unwrap();
+        assert_eq!(mixed.seq.0, next.seq.0 + 1);
+        assert_eq!(mixed.timestamp, next.timestamp + 160);
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub use events::{FinishReason, LeaveReason, RoomEvent};
 pub use fanout::Network;
 pub use mixing::{MixerFactory, MixerSettings};
 pub use participant::MediaGrants;
-pub use room::{Joining, Room, RoomConfig, RoomError};
+pub use room::{Joining, KernelPath, Room, RoomConfig, RoomError};
 pub use routing::{AudioPreference, Route, VideoPreference};

@@ -88,6 +88,12 @@ impl Flow {
         self.packets += 1;
         self.bytes += bytes as u64;
     }
+
+    /// Adds what the kernel forwarded, counted there (`core::room::kernel`).
+    pub fn add_many(&mut self, packets: u64, bytes: u64) {
+        self.packets += packets;
+        self.bytes += bytes;
+    }
 }
 
 /// Receiver reports a room keeps between two harvests. Each slot reports about once a second and

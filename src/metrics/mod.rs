@@ -72,6 +72,15 @@ pub struct Metrics {
     pub worker_rooms: Gauges<WorkerLabel>,
     /// Each worker's last `WorkerGauges`, by index.
     per_worker: Mutex<Vec<WorkerGauges>>,
+    /// Datagrams user space read from leg sockets (RTP and RTCP): what kernel forwarding saves.
+    pub leg_datagrams_read: IntCounter,
+    /// In-kernel forwarding (`runtime::kernel`): whether the program is attached, why not,
+    /// the rules installed now, and what they forwarded.
+    pub kernel_active: IntGauge,
+    pub kernel_fallbacks: IntCounter,
+    pub kernel_rules: IntGauge,
+    pub kernel_packets: IntCounter,
+    pub kernel_bytes: IntCounter,
     /// The leg port range: pairs it holds, and pairs free to hand out now.
     pub rtp_port_pairs: IntGauge,
     pub rtp_port_pairs_free: IntGauge,
@@ -202,6 +211,24 @@ impl Metrics {
                 "mixer_paced_legs",
                 "RTP/SRTP legs whose media goes only to a mixer, read at the mixer's tick instead of on arrival",
             )?,
+            leg_datagrams_read: d.counter(
+                "leg_datagrams_read_total",
+                "Datagrams read in user space from rtp/srtp leg sockets (RTP and RTCP)",
+            )?,
+            kernel_active: d.gauge(
+                "kernel_forwarding_active",
+                "1 while the in-kernel forwarding program is attached (rtp.kernel_forwarding = \"auto\")",
+            )?,
+            kernel_fallbacks: d.counter(
+                "kernel_forwarding_fallbacks_total",
+                "Times in-kernel forwarding was wanted and user space carried on instead: the program did not load or attach, or the kernel refused a rule",
+            )?,
+            kernel_rules: d.gauge("kernel_forwarding_rules", "Directions of two-party calls forwarded in the kernel now")?,
+            kernel_packets: d.counter(
+                "kernel_forwarded_packets_total",
+                "RTP packets forwarded in the kernel, never reaching user space",
+            )?,
+            kernel_bytes: d.counter("kernel_forwarded_bytes_total", "UDP payload bytes of those packets")?,
             rtp_port_pairs: d
                 .gauge("rtp_port_pairs", "RTP/RTCP port pairs in the leg range (rtp.port_min..port_max)")?,
             rtp_port_pairs_free: d.gauge(

@@ -7,6 +7,7 @@ mod batch;
 pub mod command;
 mod drivers;
 pub mod heartbeat;
+pub mod kernel;
 mod os_thread;
 pub mod placement;
 pub(crate) mod ports;
@@ -72,6 +73,7 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Re
         let now = Instant::now();
         watched.status.iter().filter(|s| s.is_running()).map(|s| s.heartbeat.age(now)).max().unwrap_or_default()
     });
+    let kernel = kernel::KernelForwarder::start(&cfg, &metrics);
     let timeout = Duration::from_millis(cfg.http.command_timeout_ms);
     let mut handles = Vec::with_capacity(n);
     let mut media = MediaThreads { threads: Vec::with_capacity(n), ended: Vec::with_capacity(n) };
@@ -90,6 +92,7 @@ pub fn start(cfg: Config, metrics: Arc<Metrics>, hooks: Webhooks) -> std::io::Re
             shared: shared.clone(),
             metrics: metrics.clone(),
             hooks: hooks.clone(),
+            kernel: kernel.clone(),
         })?;
         let pin = cfg.media.pin_workers;
         let done = EndMark(shared.clone(), index);

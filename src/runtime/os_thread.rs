@@ -17,6 +17,15 @@ pub fn cpu_time() -> Option<Duration> {
     Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `Instant` and of the kernel's
+/// `bpf_ktime_get_ns`, by which the forwarding program stamps its packets.
+pub fn monotonic_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// Pins the calling thread to the `i`-th core of those the process may run on (counting round
 /// again when there are more workers than cores). Returns the core, or the OS's error.
 pub fn pin_to(i: usize) -> std::io::Result<usize> {

@@ -16,6 +16,7 @@ mod commands;
 mod demux;
 mod failure;
 mod joining;
+mod kernel;
 mod legs;
 mod publish;
 mod run;
@@ -63,6 +64,10 @@ struct RoomEntry {
     paced: Vec<Token>,
     /// Whether `room_started` went out; a room whose creating join failed never starts.
     started: bool,
+    /// The in-kernel forwarding rules this room's calls have now (`worker::kernel`).
+    kernel: Vec<kernel::Installed>,
+    /// After the kernel refused one of the room's rules: no new rule before this.
+    kernel_retry: Option<Instant>,
 }
 
 /// What a worker is made from: its index and its share of the node.
@@ -79,6 +84,8 @@ pub struct Setup {
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
     pub hooks: Webhooks,
+    /// The forwarding program, when it is attached (`runtime::kernel`).
+    pub kernel: Option<Arc<crate::runtime::kernel::KernelForwarder>>,
 }
 
 /// All that one worker holds. Its parts (`legs`, `demux`, `commands`) reach these fields directly;
@@ -136,6 +143,11 @@ pub struct Worker {
     timer: Option<DeadlineTimer>,
     /// Reused by `read_paced` for its copy of a room's paced tokens.
     paced_scratch: Vec<Token>,
+    kernel: Option<Arc<crate::runtime::kernel::KernelForwarder>>,
+    /// Reused by `kernel_review` for the paths a room wants.
+    kernel_scratch: Vec<crate::core::KernelPath>,
+    /// Whether the kernel refused a rule already (logged once per worker).
+    kernel_refused: bool,
 }
 
 /// The address a worker's candidates name for its bound socket: a wildcard bind has no address of
@@ -149,7 +161,7 @@ pub fn local_webrtc(cfg: &Config, bound: SocketAddr) -> SocketAddr {
 
 impl Worker {
     pub fn new(setup: Setup) -> std::io::Result<Worker> {
-        let Setup { index, cfg, poll, mut webrtc, leg_ports, commands, shared, metrics, hooks } = setup;
+        let Setup { index, cfg, poll, mut webrtc, leg_ports, commands, shared, metrics, hooks, kernel } = setup;
         let (rcv, snd) = size_buffers(&webrtc, cfg.media.socket_buffer_bytes);
         poll.registry().register(&mut webrtc, WEBRTC, Interest::READABLE)?;
         let bound = webrtc.local_addr()?;
@@ -196,6 +208,9 @@ impl Worker {
             last_scan: Instant::now(),
             timer,
             paced_scratch: Vec::new(),
+            kernel,
+            kernel_scratch: Vec::new(),
+            kernel_refused: false,
         })
     }
 

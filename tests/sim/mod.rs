@@ -57,6 +57,13 @@ pub struct FakeDriver {
     pub loss: Option<f32>,
     /// A PLI on slot 0, reported at the next poll (a datagram `PLI`).
     pub pli: bool,
+    /// Whether it offers itself for in-kernel forwarding (`Driver::kernel_leg`), and the newest
+    /// (SSRC, sequence number) it took.
+    pub kernel: bool,
+    pub last_in: Option<(u32, u64)>,
+    /// What the kernel forwarded to and from it, as the room handed it over.
+    pub kernel_received: u64,
+    pub kernel_sent: Vec<(u64, u16, u32)>,
 }
 
 impl FakeDriver {
@@ -105,6 +112,10 @@ impl FakeDriver {
             garbage: 0,
             loss: None,
             pli: false,
+            kernel: false,
+            last_in: None,
+            kernel_received: 0,
+            kernel_sent: Vec::new(),
         }
     }
 }
@@ -139,6 +150,7 @@ impl Driver for FakeDriver {
                 ssrc: Ssrc(ssrc),
                 audio_level: None,
             };
+            self.last_in = Some((ssrc, seq));
             self.inbox.push((TrackKey(track), meta, payload.to_vec()));
         } else {
             self.garbage += 1;
@@ -178,6 +190,23 @@ impl Driver for FakeDriver {
     }
     fn close(&mut self, _: Instant) {
         self.closing = true;
+    }
+    fn kernel_leg(&self) -> Option<KernelLeg> {
+        self.kernel.then(|| KernelLeg {
+            local: self.local,
+            latched: Some(self.remote),
+            dest: Some(self.remote),
+            in_pt: self.negotiated.tracks[0].codec.pt,
+            in_stream: self.last_in.map(|(s, q)| (Ssrc(s), q as u16)),
+            out_ssrc: self.negotiated.slots[0].ssrc,
+            out_seq_offset: Some(0),
+        })
+    }
+    fn kernel_received(&mut self, counts: &KernelCounts) {
+        self.kernel_received += counts.packets;
+    }
+    fn kernel_sent(&mut self, counts: &KernelCounts, seq: u16, ts: u32) {
+        self.kernel_sent.push((counts.packets, seq, ts));
     }
 }
 

@@ -18,6 +18,7 @@ pub mod alloc_count;
 mod codec;
 pub mod dtmf;
 mod ids;
+mod kernel;
 mod mix;
 mod packet;
 #[cfg(feature = "testing")]
@@ -25,6 +26,7 @@ pub mod testing;
 
 pub use codec::{Codec, CodecSpec, MediaKind};
 pub use ids::{ParticipantId, ParticipantKind, RoomId, SlotKey, TrackId, TrackKey};
+pub use kernel::{extend_near, KernelCounts, KernelLeg};
 pub use mix::{Mcu, MixInput, MixOutput, MixOutputKind, MixPlan, MixerStats, VideoSettings};
 pub use packet::{KeyframeKind, Pt, RtpMeta, SeqNo, Ssrc};
 
@@ -245,4 +247,17 @@ pub trait Driver: Send {
 
     /// Starts an orderly close. `poll` still drains what closing produced.
     fn close(&mut self, now: Instant);
+
+    /// A plain-RTP leg's side of an in-kernel forwarding rule; `None` for every other kind.
+    fn kernel_leg(&self) -> Option<KernelLeg> {
+        None
+    }
+
+    /// The kernel forwarded `counts` of the peer's stream past this driver: take them as if
+    /// received (statistics, latch freshness). See the `kernel` module.
+    fn kernel_received(&mut self, _counts: &KernelCounts) {}
+
+    /// The kernel sent these on this driver's slot, numbered `seq` / `ts` on the wire for the
+    /// newest: count them and continue the slot's numbering after them.
+    fn kernel_sent(&mut self, _counts: &KernelCounts, _seq: u16, _ts: u32) {}
 }

@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_driver::dtmf::{DtmfReceiver, DtmfSender};
 use switchboard_driver::{
-    CodecSpec, Driver, KeyframeKind, MediaKind, Negotiated, NegotiationError, Output, ParticipantKind, RtpMeta,
-    SdpInput, SlotInfo, SlotKey, Ssrc, TrackInfo, TrackKey, WriteError,
+    CodecSpec, Driver, KernelCounts, KernelLeg, KeyframeKind, MediaKind, Negotiated, NegotiationError, Output,
+    ParticipantKind, RtpMeta, SdpInput, SlotInfo, SlotKey, Ssrc, TrackInfo, TrackKey, WriteError,
 };
 
 /// Seconds from 1900 (NTP) to 1970 (Unix).
@@ -461,6 +461,18 @@ impl Driver for RtpDriver {
             .flatten()
             .min()
             .unwrap_or(now + IDLE)
+    }
+
+    fn kernel_leg(&self) -> Option<KernelLeg> {
+        RtpDriver::kernel_leg(self)
+    }
+
+    fn kernel_received(&mut self, counts: &KernelCounts) {
+        RtpDriver::kernel_received(self, counts)
+    }
+
+    fn kernel_sent(&mut self, counts: &KernelCounts, seq: u16, ts: u32) {
+        RtpDriver::kernel_sent(self, counts, seq, ts)
     }
 
     fn close(&mut self, now: Instant) {

@@ -22,6 +22,7 @@
 
 mod config;
 mod inbound;
+mod kernel;
 mod leg;
 mod negotiation;
 mod outbound;

@@ -90,6 +90,25 @@ impl Reception {
         self.transit = Some(transit);
     }
 
+    /// The newest sequence number taken, as on the wire.
+    pub fn max_seq(&self) -> u16 {
+        self.max_seq
+    }
+
+    /// Takes `packets` that the kernel forwarded past the leg, the newest numbered `seq`: the
+    /// highest number moves to it (across as many wraps as the count says) and the packets
+    /// count as received, so loss and the reports' highest number stay true.
+    pub fn advance(&mut self, seq: u16, packets: u64) {
+        let prev = u64::from(self.extended_max());
+        let ext = switchboard_driver::extend_near(prev, seq, packets);
+        if ext > prev {
+            self.cycles = (ext as u32) & 0xffff_0000;
+            self.max_seq = ext as u16;
+        }
+        self.bad_seq = u32::MAX;
+        self.received = self.received.wrapping_add(packets as u32);
+    }
+
     pub fn extended_max(&self) -> u32 {
         self.cycles.wrapping_add(u32::from(self.max_seq))
     }
@@ -172,6 +191,22 @@ mod tests {
             r.update_jitter(i * 160, u64::from(1000 + i * 160 + late));
         }
         assert!((60..=80).contains(&r.jitter()), "{}", r.jitter());
+    }
+
+    #[test]
+    fn kernel_forwarded_packets_move_the_highest_number_and_count_as_received() {
+        let mut r = Reception::new(1, 65_000);
+        for s in 65_000..65_010 {
+            r.update_seq(s);
+        }
+        // 1,000 packets went through the kernel, the newest wrapped past 65,535.
+        let newest = 65_009u16.wrapping_add(1_000);
+        r.advance(newest, 1_000);
+        assert_eq!(r.extended_max(), 65_009 + 1_000);
+        assert_eq!(r.cumulative_lost(), 0);
+        // The next packet in user space follows without a probation drop.
+        assert!(r.update_seq(newest.wrapping_add(1)));
+        assert_eq!(r.extend(newest.wrapping_add(1)), 65_009 + 1_001);
     }
 
     #[test]

@@ -53,6 +53,14 @@ impl PeerStream {
         Some(reception.extend(seq))
     }
 
+    /// The kernel forwarded `packets` of stream `ssrc`, the newest numbered `seq`, at `at`.
+    pub(crate) fn kernel_advance(&mut self, at: Instant, ssrc: u32, seq: u16, packets: u64) {
+        if let Some(r) = self.current.as_mut().filter(|r| r.ssrc == ssrc) {
+            r.advance(seq, packets);
+            self.heard = Some(at);
+        }
+    }
+
     /// The current stream's statistics, if the peer has sent one.
     pub(crate) fn reception(&self) -> Option<&Reception> {
         self.current.as_ref()

@@ -6,7 +6,10 @@
 //! `take_events` / `take_closed` after each call.
 
 mod drive;
+mod kernel;
 mod tracks;
+
+pub use kernel::KernelPath;
 mod wiring;
 
 use super::events::{LeaveReason, RoomEvent};

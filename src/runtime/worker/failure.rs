@@ -29,6 +29,8 @@ impl Worker {
     }
 
     fn abandon_room(&mut self, idx: usize) {
+        // The kernel would go on forwarding the room's calls with nobody to count them.
+        self.kernel_forget(idx);
         let Some(entry) = self.rooms.get_mut(idx).and_then(Option::take) else { return };
         let room = entry.room.id().clone();
         self.room_index.remove(&room);

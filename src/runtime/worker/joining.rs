@@ -49,7 +49,15 @@ impl Worker {
                 self.rooms.len() - 1
             }
         };
-        self.rooms[idx] = Some(RoomEntry { room, events, pacing_seen: 0, paced: Vec::new(), started: false });
+        self.rooms[idx] = Some(RoomEntry {
+            room,
+            events,
+            pacing_seen: 0,
+            paced: Vec::new(),
+            started: false,
+            kernel: Vec::new(),
+            kernel_retry: None,
+        });
         self.shared.placement.held(&id, self.index);
         self.room_index.insert(id, idx);
         Ok(idx)

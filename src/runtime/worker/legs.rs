@@ -155,6 +155,9 @@ impl Worker {
             return;
         };
         let (idx, pid, local, mut last) = (leg.room, leg.participant, leg.local, leg.last_arrival);
+        // What reaches user space of a kernel-forwarded call (RTCP, digits, another source)
+        // meets the room's state as the kernel left it.
+        self.kernel_catch_up(idx);
         let now = Instant::now();
         let wall = match paced {
             true => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
@@ -203,6 +206,7 @@ impl Worker {
                 break;
             }
         }
+        self.metrics.leg_datagrams_read.inc_by(read as u64);
         if let Some(leg) = self.legs.get_mut(&token) {
             leg.read_since = leg.read_since.saturating_add(read as u32);
             if paced {

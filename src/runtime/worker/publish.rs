@@ -53,6 +53,7 @@ impl Worker {
     /// counters harvested), and with its event sender its SSE streams end.
     pub(super) fn finish_room(&mut self, idx: usize, reason: FinishReason) {
         self.publish(idx);
+        self.kernel_forget(idx);
         if let Some(mut entry) = self.rooms.get_mut(idx).and_then(Option::take) {
             self.metrics.add_room_stats(&entry.room.take_stats());
             emit(entry.room.id(), &entry.events, &self.hooks, &RoomEvent::RoomFinished { reason });

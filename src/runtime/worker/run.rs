@@ -121,6 +121,7 @@ impl Worker {
                     self.read_paced(idx);
                     self.next_room_deadline = next;
                 }
+                self.kernel_catch_up(idx);
                 if let Some(entry) = self.rooms[idx].as_mut() {
                     // The clock again: reading paced legs and earlier rooms took time, and a tick
                     // is as late as the moment it really runs.
@@ -196,6 +197,7 @@ impl Worker {
         if entry.room.pacing_epoch() != entry.pacing_seen {
             self.repace(idx);
         }
+        self.kernel_review(idx);
         self.publish(idx);
     }
 
@@ -203,6 +205,10 @@ impl Worker {
         self.review_floods();
         let mut gauges = RoomGauges::default();
         let mut expired = Vec::new();
+        // What the kernel forwarded goes into the rooms' counters before they are harvested.
+        for idx in 0..self.rooms.len() {
+            self.kernel_catch_up(idx);
+        }
         for (idx, entry) in self.rooms.iter_mut().enumerate() {
             let Some(entry) = entry else { continue };
             self.metrics.add_room_stats(&entry.room.take_stats());
@@ -273,6 +279,10 @@ impl Worker {
                 Ok(cmd) => {
                     self.rescan_deadlines = true;
                     let room = cmd.room().cloned();
+                    // A view or an ng query reads counters; any command may change a route.
+                    if let Some(idx) = room.as_ref().and_then(|r| self.room_index.get(r).copied()) {
+                        self.kernel_catch_up(idx);
+                    }
                     self.handle_command(cmd);
                     // The API counted it in flight when it routed it here (`Placement::route`).
                     if let Some(room) = room {

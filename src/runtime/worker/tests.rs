@@ -37,6 +37,7 @@ fn worker() -> Worker {
         shared,
         metrics,
         hooks,
+        kernel: None,
     })
     .unwrap()
 }
