@@ -20,7 +20,7 @@ BENCH_LOADGEN := bench/loadgen/target/release/loadgen
 BENCH_ARGS ?=
 
 .PHONY: bench bench-compare bench-profile bench-quick bench-build bench-deps bench-peers bench-ab \
-	bench-janus-webrtc bench-scale bench-capacity
+	bench-janus-webrtc bench-scale bench-capacity bench-kernel
 
 bench-deps:
 	@missing=""; \
@@ -80,3 +80,8 @@ bench-ab: bench-build
 	cd bench/run/base-src && CARGO_TARGET_DIR=$(CURDIR)/bench/run/base-target $(CARGO) build --release --bin switchboard
 	BENCH_BASELINE=bench/run/base-target/release/switchboard python3 bench/run.py ab $(AB_ARGS)
 	git worktree remove --force bench/run/base-src
+
+# S2 with in-kernel forwarding against rtpengine (user space), kernel-floor and the user-space
+# path, on whole-machine CPU minus the load generator's (issue 24). Needs root for the TC program.
+bench-kernel: bench-build bench-peers
+	python3 bench/run.py compare --only s2k $(BENCH_ARGS)

@@ -167,7 +167,7 @@ def start(target, args=()):
     """Starts the process under test. Switchboard gets free ports of its own (another daemon may be
     running on this machine); the peers' fixed ports must be free, or this fails rather than
     measuring someone else's process."""
-    if target in ("switchboard", "baseline") or target.startswith("switchboard-w"):
+    if target in ("switchboard", "baseline", "switchboard-kernel") or target.startswith("switchboard-w"):
         http = free_port(socket.SOCK_STREAM)
         api = f"http://127.0.0.1:{http}"
         exe = str(BASE_SUT if target == "baseline" else SUT)
@@ -175,6 +175,9 @@ def start(target, args=()):
         # what checking tokens costs (the same binary as BENCH_BASELINE).
         noauth = target == "baseline" and os.environ.get("BENCH_BASELINE_AUTH") == "off"
         env = {"SWITCHBOARD_AUTH__ENABLED": "false"} if noauth else {}
+        if target == "switchboard-kernel":
+            # Two-party plain calls forwarded by the TC program (docs/sip-gateway.md); needs root.
+            env["SWITCHBOARD_RTP__KERNEL_FORWARDING"] = "auto"
         # switchboard-wK: K media workers (the scaling figures). One worker keeps the daemon's
         # core to itself; more than one run on both cores, the load generator's included.
         cpus = None
@@ -261,7 +264,7 @@ BASE_SUT = RUNDIR / "switchboard-baseline"
 
 def loadgen(target, daemon, tag, args, opts, timeout=600):
     # The baseline and switchboard-wK are Switchboards too: the load generator drives them the same way.
-    lg_target = "switchboard" if target == "baseline" or target.startswith("switchboard-w") else target
+    lg_target = "switchboard" if target in ("baseline", "switchboard-kernel") or target.startswith("switchboard-w") else target
     lg_target = "janus" if target.startswith("janus-el") else lg_target
     cmd = pinned(GEN_CPU, gen=True) + [str(LOADGEN), "--target", lg_target, "--pid", str(daemon.pid), "--tag", tag] + daemon.args + [
            "--media", str(BENCH / "media"), "--duration", str(opts.duration), "--warmup", str(opts.warmup)] + args
@@ -348,6 +351,13 @@ def plan(mode, quick):
         # kernel alone costs; docs/benchmarks.md).
         cases.append(("s2", f"M={m}", ["s2", "--rooms", str(m)],
                       ["switchboard", "rtpengine", "floor"] if mode == "compare" else ["switchboard"]))
+    if mode == "compare":
+        # Kernel forwarding against rtpengine in user space, the kernel floor and the user-space
+        # path, on whole-machine CPU (issue 24): the kernel's work is billed to softirq and to the
+        # sender, not to the daemon.
+        for m in ([100, 500] if not quick else [100]):
+            cases.append(("s2k", f"M={m}", ["s2", "--rooms", str(m)],
+                          ["switchboard-kernel", "switchboard", "rtpengine", "floor"]))
     for codec in ("s3", "s4"):
         for n in (S3_N if not quick else [25]):
             peers = ["janus", "floor"] if codec == "s3" else ["janus"]
@@ -448,6 +458,7 @@ COLUMNS["s1v"] = COLUMNS["s1"]
 COLUMNS["s1rtp"] = COLUMNS["s1"]
 COLUMNS["s1janus"] = COLUMNS["s1"]
 COLUMNS["s4"] = COLUMNS["s3"]
+COLUMNS["s2k"] = [("machine_cpu_us_per_pkt", "machine CPU µs / relayed pkt (minus generator)")] + COLUMNS["s2"]
 
 TITLES = {
     "s1": "S1 WebRTC audio fan-out (one Opus publisher, N WebRTC subscribers)",
@@ -455,6 +466,7 @@ TITLES = {
     "s1janus": "S1 WebRTC audio fan-out (one str0m Opus publisher, N str0m subscribers) vs Janus VideoRoom WebRTC subscribers",
     "s1rtp": "S1 plain-RTP fan-out (one Opus publisher, N plain RTP subscribers) vs Janus VideoRoom rtp_forward",
     "s2": "S2 1:1 phone relay (M rooms of two PCMU legs, every leg sending)",
+    "s2k": "S2 1:1 phone relay with kernel forwarding, on whole-machine CPU minus the load generator's",
     "s3": "S3 audio MCU, PCMU legs (one room of N legs, three talking)",
     "s4": "S4 audio MCU, Opus legs (one room of N legs, three talking)",
     "s5": "S5 joins (200 sequential rtp joins, 200 sequential WebRTC subscriber joins)",

@@ -15,6 +15,9 @@ pub(super) struct Measured {
     pub(super) gen_cpu: CpuUse,
     /// Busy % of every CPU in the window (all processes): the background load of a shared machine.
     cpus_busy_pct: Vec<f64>,
+    /// CPU-seconds every core was busy in the window, all processes and the kernel's softirq work
+    /// included: what a relay costs the machine when the kernel does the relaying.
+    machine_busy_s: f64,
     /// Receive-buffer drops on the target's own UDP sockets in the window, and on ours.
     target_udp_drops: Option<u64>,
     gen_udp_drops: Option<u64>,
@@ -50,6 +53,7 @@ pub(super) fn measure_with(c: &Common, eng: &engine::Handle, edge: &mut dyn FnMu
         cpu: util::cpu_between(a, b),
         gen_cpu: util::cpu_between(ga, gb),
         cpus_busy_pct: util::cpu_busy_pct(&ja, &jb),
+        machine_busy_s: util::busy_seconds(&ja, &jb),
         target_udp_drops: diff(da.0, db.0),
         gen_udp_drops: diff(da.1, db.1),
         rss_kib,
@@ -74,6 +78,9 @@ pub(super) fn forwarding_figures(m: &Measured) -> Value {
         "pkts_per_cpu_s": (cpu > 0.0).then(|| pkts / cpu),
         "pkts_per_sched_cpu_s": (m.cpu.sched_cpu_s > 0.0).then(|| pkts / m.cpu.sched_cpu_s),
         "cpu_us_per_pkt": (pkts > 0.0).then(|| cpu * 1e6 / pkts),
+        // The whole machine minus the load generator: only meaningful on an otherwise idle
+        // machine, which the run's other-load figures show.
+        "machine_cpu_us_per_pkt": (pkts > 0.0).then(|| (m.machine_busy_s - m.gen_cpu.cpu_s).max(0.0) * 1e6 / pkts),
         "sched_cpu_us_per_pkt": (pkts > 0.0).then(|| m.cpu.sched_cpu_s * 1e6 / pkts),
         "core_pct": m.cpu.core_share * 100.0,
         "loss_pct": loss_pct(r),
