@@ -26,6 +26,7 @@ mod daemon;
 mod fake_server;
 mod flood;
 mod http;
+mod media_files;
 mod metrics;
 mod paths;
 mod peers;
@@ -52,6 +53,7 @@ pub use flood::{start_flood, FloodPlan, FloodReport, FLOOD_KINDS};
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
+pub use media_files::{decoded_audio, decoded_video, ffprobe, media_duration, require_ffprobe};
 pub use metrics::metric_value;
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};
