@@ -265,7 +265,7 @@ impl Composite {
                 (&mut self.audio, "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! avenc_aac")
             }
             ("audio", "OPUS", false) => (&mut self.audio, "rtpopusdepay ! opusparse"),
-            ("video", "H264", true) => (&mut self.video, "rtph264depay ! h264parse ! video/x-h264,stream-format=avc"),
+            ("video", "H264", true) => (&mut self.video, "rtph264depay ! h264parse"),
             ("video", "VP8", false) => (&mut self.video, "rtpvp8depay"),
             _ => return Err(EgressError::Pipeline(format!("a composite cannot take {media} in {encoding}"))),
         };
