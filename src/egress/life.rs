@@ -14,6 +14,8 @@ use tracing::info;
 
 /// How often a running egress is looked at: its pipeline's health and new streams.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// An egress's subscriber joins as `egress:{id}`.
+const IDENTITY_PREFIX: &str = "egress:";
 /// Every this many looks, whether its subscriber is still in the room.
 const PRESENCE_EVERY: u32 = 4;
 
@@ -41,7 +43,7 @@ pub async fn start(reg: &Arc<Egresses>, e: Arc<Egress>, audio: usize, video: usi
         kind: Some(ParticipantKind::Webrtc),
         sdp: Some(offer),
         display_name: Some(format!("egress {}", e.id)),
-        identity: Some(format!("egress:{}", e.id)),
+        identity: Some(format!("{IDENTITY_PREFIX}{}", e.id)),
         media: MediaGrants { publish: false, subscribe: true },
         audio: audio_pref,
         video: video_pref,
@@ -149,7 +151,8 @@ async fn fail(reg: &Egresses, e: &Egress, reason: String) -> EgressView {
 }
 
 /// Watches an active egress: a pipeline error fails it, a new stream is an `egress_updated`,
-/// and a subscriber that has left the room (room deleted, transport failed) ends it.
+/// and a subscriber that has left the room (room deleted, transport failed) or is left alone
+/// in it with other recordings at most ends it.
 async fn watch(reg: Arc<Egresses>, e: Arc<Egress>) {
     let mut streams = 0;
     let mut looks = 0u32;
@@ -177,10 +180,19 @@ async fn watch(reg: Arc<Egresses>, e: Arc<Egress>) {
         }
         let Some(participant) = participant else { continue };
         let room = e.room.clone();
-        match reg.media.call(|reply| Command::GetParticipant { room, participant, reply }).await {
+        match reg.media.call(|reply| Command::GetRoom { room, reply }).await {
             Err(CommandError::RoomNotFound(_)) => return end(&reg, &e, "room_finished").await,
-            Err(CommandError::ParticipantNotFound) => return end(&reg, &e, "participant_left").await,
-            _ => {}
+            Ok(view) => {
+                let people = view.participants.unwrap_or_default();
+                if !people.iter().any(|p| p.id == participant) {
+                    return end(&reg, &e, "participant_left").await;
+                }
+                // Only recordings left: nothing more to record, and they would keep the room open.
+                if people.iter().all(|p| p.identity.as_deref().is_some_and(|i| i.starts_with(IDENTITY_PREFIX))) {
+                    return end(&reg, &e, "room_empty").await;
+                }
+            }
+            Err(_) => {}
         }
     }
 }

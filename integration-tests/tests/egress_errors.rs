@@ -1,0 +1,119 @@
+//! What an egress cannot do is said, never a 5xx: a request it cannot carry out is a 400 naming
+//! why, a limit is a 429, and an output that fails once started (a directory it cannot write)
+//! is `egress_failed` with the reason, while the room's call goes on. An egress whose room is
+//! deleted ends with its files finalised.
+
+use std::time::Duration;
+
+use switchboard_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn phone_room(d: &Daemon, room: &str) -> std::net::UdpSocket {
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    d.join(room, &pcmu_offer(phone.local_addr().unwrap().port()));
+    phone
+}
+
+#[test]
+fn requests_it_cannot_carry_out_are_400_naming_why() {
+    let d = Daemon::start();
+    d.create_room("empty");
+    let post = |room: &str, body: Value| d.post_json(&format!("/v1/rooms/{room}/egress"), &body);
+    let file = json!([{"type": "file"}]);
+    let r = post("empty", json!({"kind": "tracks", "outputs": file}));
+    assert_api_error(&r, 400, "bad_request");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("no published track"), "{}", r.1);
+    let _phone = phone_room(&d, "empty");
+    for (body, says) in [
+        (json!({"kind": "tracks", "outputs": [{"type": "ftp"}]}), "unknown output type"),
+        (
+            json!({"kind": "composite", "outputs": [{"type": "rtmp", "url": "rtmp://127.0.0.1:1/live"}]}),
+            "not built yet",
+        ),
+        (json!({"kind": "composite", "outputs": [{"type": "s3", "bucket": "missing"}]}), "not built yet"),
+        (json!({"kind": "video-wall", "outputs": file}), "unknown kind"),
+        (json!({"kind": "tracks", "outputs": []}), "at least one"),
+        (json!({"kind": "composite", "outputs": [{"type": "file", "format": "avi"}]}), "mp4 or webm"),
+    ] {
+        let r = post("empty", body.clone());
+        assert_api_error(&r, 400, "bad_request");
+        assert!(r.1["error"]["message"].as_str().unwrap().contains(says), "{body} -> {}", r.1);
+    }
+    let r = post("nowhere", json!({"kind": "tracks", "outputs": file}));
+    assert_api_error(&r, 404, "room_not_found");
+    assert_api_error(&d.get_json("/v1/rooms/empty/egress/0123456789abcdef"), 404, "egress_not_found");
+    assert_api_error(&d.delete("/v1/rooms/empty/egress/0123456789abcdef"), 404, "egress_not_found");
+    let (status, list) = d.get_json("/v1/rooms/empty/egress");
+    assert_eq!((status, list), (200, json!([])));
+}
+
+#[test]
+fn an_output_that_cannot_write_fails_with_the_reason_and_the_call_goes_on() {
+    require_gstreamer();
+    // A regular file where the directory should be: nothing can be created under it.
+    let tmp = tempfile::tempdir().unwrap();
+    let blocker = tmp.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let d = Daemon::start_with(|c| {
+        c.set("egress", "dir", blocker.to_str().unwrap());
+    });
+    let sse = d.create_and_follow("call");
+    let _phone = phone_room(&d, "call");
+    let (status, e) = d.post_json("/v1/rooms/call/egress", &json!({"kind": "tracks", "outputs": [{"type": "file"}]}));
+    assert_eq!(status, 201, "{e}");
+    assert_eq!(e["state"], "failed", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("cannot be used"), "{e}");
+    let ev = sse.wait_for("egress_failed", WAIT);
+    assert_eq!(ev["egress_id"], e["id"], "{ev}");
+    assert!(ev["reason"].as_str().unwrap().contains("cannot be used"), "{ev}");
+    // The reason names the directory, never more than the operator configured.
+    assert_eq!(d.participants_of("call").len(), 1, "the phone is still in the call");
+}
+
+#[test]
+fn limits_are_429_and_a_deleted_room_ends_its_egress() {
+    require_gstreamer();
+    let d = Daemon::start_with(|c| {
+        c.set("egress", "max_per_room", 1);
+    });
+    let sse = d.create_and_follow("busy");
+    let _phone = phone_room(&d, "busy");
+    let body = json!({"kind": "tracks", "outputs": [{"type": "file"}]});
+    let (status, first) = d.post_json("/v1/rooms/busy/egress", &body);
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["state"], "active", "{first}");
+    let r = d.post_json("/v1/rooms/busy/egress", &body);
+    assert_api_error(&r, 429, "egress_limit");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("egress.max_per_room"), "{}", r.1);
+
+    let (status, _) = d.delete("/v1/rooms/busy");
+    assert_eq!(status, 204);
+    let path = format!("/v1/rooms/busy/egress/{}", first["id"].as_str().unwrap());
+    let ended = poll_until(WAIT, || {
+        let v = d.get_json(&path).1;
+        (v["state"] == "complete").then_some(v)
+    })
+    .unwrap_or_else(|| panic!("the egress of a deleted room did not end: {}", d.get_json(&path).1));
+    assert!(ended["ended_at"].as_u64().is_some(), "{ended}");
+    drop(sse);
+}
+
+#[test]
+fn an_egress_left_alone_in_its_room_ends() {
+    require_gstreamer();
+    let d = Daemon::start();
+    let sse = d.create_and_follow("alone");
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let joined = d.join("alone", &pcmu_offer(phone.local_addr().unwrap().port()));
+    let body = json!({"kind": "tracks", "outputs": [{"type": "file"}]});
+    let (status, e) = d.post_json("/v1/rooms/alone/egress", &body);
+    assert_eq!(status, 201, "{e}");
+    let (status, _) = d.delete(&format!("/v1/rooms/alone/participants/{}", joined["id"].as_str().unwrap()));
+    assert_eq!(status, 204);
+    let ended = sse.wait_for("egress_ended", WAIT);
+    assert_eq!(ended["egress_id"], e["id"], "{ended}");
+    assert_eq!(ended["reason"], "room_empty", "{ended}");
+    // Its subscriber has left too, so the room can empty and be removed as usual.
+    poll_until(WAIT, || d.participants_of("alone").is_empty().then_some(())).expect("the egress's subscriber left");
+}
