@@ -177,7 +177,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (workers, media) = runtime::start(cfg.clone(), metrics.clone(), hooks.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
-    let egress = switchboard::egress::Egresses::new(cfg.egress.clone(), workers.clone(), hooks.clone());
+    let egress =
+        switchboard::egress::Egresses::new(cfg.egress.clone(), workers.clone(), hooks.clone(), metrics.clone());
     let cluster = switchboard::cluster::Cluster::start(&cfg, workers.clone(), hooks, draining.clone())
         .await
         .context("joining the cluster (cluster.redis_url)")?;

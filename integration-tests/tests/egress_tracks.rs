@@ -78,6 +78,11 @@ fn each_track_is_recorded_to_its_own_file_in_its_own_codec() {
     assert_eq!(list[0]["state"], "complete", "{list}");
     // The subscriber has left the room.
     assert_eq!(d.participants_of("rec").len(), 2);
+    let (_, m) = d.get_text("/metrics");
+    let written: u64 = files(&stopped).iter().map(|f| f["bytes_written"].as_u64().unwrap()).sum();
+    assert_eq!(metric_value(&m, "switchboard_egress_bytes_written_total", &[]), Some(written as f64));
+    assert_eq!(metric_value(&m, "switchboard_egress_ended_total", &[("outcome", "complete")]), Some(1.0));
+    assert_eq!(metric_value(&m, "switchboard_egresses", &[]), Some(0.0));
 
     let by_container = |c: &str| -> PathBuf {
         let f =

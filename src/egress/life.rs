@@ -123,6 +123,7 @@ async fn end(reg: &Egresses, e: &Egress, reason: &str) {
         l.state = State::Complete;
         l.ended_at = Some(unix_now());
     }
+    reg.retire(e, "complete");
     info!(room = %e.room, egress = %e.id, reason, "egress ended");
     let ev = RoomEvent::EgressEnded { egress_id: e.id.clone(), reason: reason.into(), files: e.files() };
     reg.announce(&e.room, ev).await;
@@ -145,6 +146,7 @@ async fn fail(reg: &Egresses, e: &Egress, reason: String) -> EgressView {
         }
     }
     leave(reg, e, participant).await;
+    reg.retire(e, "failed");
     info!(room = %e.room, egress = %e.id, reason = %reason, "egress failed");
     reg.announce(&e.room, RoomEvent::EgressFailed { egress_id: e.id.clone(), reason }).await;
     e.view()

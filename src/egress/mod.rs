@@ -16,11 +16,13 @@ pub use life::{start, stop, stop_all};
 pub use request::{plan, EgressRequest, Plan};
 
 use crate::core::RoomEvent;
+use crate::metrics::{EgressTotals, Metrics};
 use crate::runtime::{Command, CommandError, Workers};
 use crate::webhooks::Webhooks;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_driver::{ParticipantId, RoomId};
@@ -133,12 +135,56 @@ pub struct Egresses {
     cfg: EgressConfig,
     media: Workers,
     hooks: Webhooks,
+    metrics: Arc<Metrics>,
     rooms: Mutex<HashMap<RoomId, Vec<Arc<Egress>>>>,
+    /// What the ended egresses wrote and dropped, so the node's totals never fall.
+    retired_bytes: AtomicU64,
+    retired_dropped: AtomicU64,
 }
 
 impl Egresses {
-    pub fn new(cfg: EgressConfig, media: Workers, hooks: Webhooks) -> Arc<Egresses> {
-        Arc::new(Egresses { cfg, media, hooks, rooms: Mutex::new(HashMap::new()) })
+    pub fn new(cfg: EgressConfig, media: Workers, hooks: Webhooks, metrics: Arc<Metrics>) -> Arc<Egresses> {
+        let reg = Arc::new(Egresses {
+            cfg,
+            media,
+            hooks,
+            metrics: metrics.clone(),
+            rooms: Mutex::new(HashMap::new()),
+            retired_bytes: AtomicU64::new(0),
+            retired_dropped: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&reg);
+        metrics.egress.set_source(move || weak.upgrade().map(|r| r.totals()).unwrap_or_default());
+        reg
+    }
+
+    /// The node's totals for the metrics: the running egresses' statistics now, plus what the
+    /// ended ones wrote.
+    pub fn totals(&self) -> EgressTotals {
+        let mut t = EgressTotals {
+            bytes_written: self.retired_bytes.load(Ordering::Relaxed),
+            dropped_buffers: self.retired_dropped.load(Ordering::Relaxed),
+            ..EgressTotals::default()
+        };
+        for e in self.running() {
+            t.running += 1;
+            let l = e.life();
+            for f in l.recorder.as_ref().map(Recorder::stats).unwrap_or_default() {
+                t.bytes_written += f.bytes_written;
+                t.dropped_buffers += f.dropped_buffers;
+                t.queued += u64::from(f.queue_level);
+                t.latency_seconds = t.latency_seconds.max(f.latency_ms.unwrap_or(0.0) / 1000.0);
+            }
+        }
+        t
+    }
+
+    /// Counts an egress that has ended (its recorder already stopped).
+    fn retire(&self, e: &Egress, outcome: &str) {
+        let l = e.life();
+        self.retired_bytes.fetch_add(l.last.iter().map(|f| f.bytes_written).sum(), Ordering::Relaxed);
+        self.retired_dropped.fetch_add(l.last.iter().map(|f| f.dropped_buffers).sum(), Ordering::Relaxed);
+        self.metrics.egress.ended.with_label_values(&[outcome]).inc();
     }
 
     fn rooms(&self) -> MutexGuard<'_, HashMap<RoomId, Vec<Arc<Egress>>>> {
