@@ -177,7 +177,7 @@ async fn watch(reg: Arc<Egresses>, e: Arc<Egress>) {
             reg.announce(&e.room, ev).await;
         }
         looks += 1;
-        if looks % PRESENCE_EVERY != 0 {
+        if !looks.is_multiple_of(PRESENCE_EVERY) {
             continue;
         }
         let Some(participant) = participant else { continue };
