@@ -13,7 +13,8 @@ PKGS=(
 if [ "${1:-}" = "--test" ]; then
   # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for
   # tests/package.rs.
-  PKGS+=(chromium ffmpeg sip-tester prometheus systemd python3-venv redis-server)
+  # nginx with libnginx-mod-rtmp: the RTMP server of tests/egress_rtmp.rs.
+  PKGS+=(chromium ffmpeg sip-tester prometheus systemd python3-venv redis-server libnginx-mod-rtmp)
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
   # dpkg-shlibdeps, which cargo-deb runs for the package's library dependencies.

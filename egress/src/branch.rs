@@ -10,7 +10,7 @@ use crate::EgressError;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub enum Container {
     Webm,
     Mp4,
     Wav,
+    /// FLV pushed to an RTMP server (H.264 + AAC), never a file.
+    Flv,
 }
 
 impl Container {
@@ -35,6 +37,7 @@ impl Container {
             Container::Webm => "webm",
             Container::Mp4 => "mp4",
             Container::Wav => "wav",
+            Container::Flv => "flv",
         }
     }
 
@@ -99,10 +102,11 @@ pub(crate) struct Branch {
 }
 
 impl Branch {
-    /// A file sink with its counters: bytes and latency at its sink pad, end of stream seen.
-    fn sink(path: &Path) -> Result<(gst::Element, Arc<Counters>), EgressError> {
-        let sink = make("filesink")?;
-        sink.set_property("location", path.to_string_lossy().as_ref());
+    /// A sink with its counters (bytes and latency at its sink pad, end of stream seen): a
+    /// `filesink` writing `location`, or with `rtmp` an `rtmp2sink` pushing to that URL.
+    fn sink(location: &str, rtmp: bool) -> Result<(gst::Element, Arc<Counters>), EgressError> {
+        let sink = make(if rtmp { "rtmp2sink" } else { "filesink" })?;
+        sink.set_property("location", location);
         // Live input: write as it comes, never wait for a clock or a preroll.
         sink.set_property("sync", false);
         sink.set_property("async", false);
@@ -143,7 +147,7 @@ impl Branch {
             .ok_or_else(|| EgressError::Pipeline(format!("no recording format for {encoding}")))?;
         let bin = gst::parse::bin_from_description(chain, true).map_err(|e| EgressError::Pipeline(e.to_string()))?;
         let queue = leaky_queue()?;
-        let (sink, counters) = Self::sink(&path)?;
+        let (sink, counters) = Self::sink(&path.to_string_lossy(), false)?;
         pipeline.add_many([&queue, bin.upcast_ref(), &sink]).map_err(pipe_err)?;
         gst::Element::link_many([&queue, bin.upcast_ref(), &sink]).map_err(pipe_err)?;
         let mut b = Branch {
@@ -162,14 +166,21 @@ impl Branch {
         Ok(b)
     }
 
-    /// A composite file: one muxer whose audio and video request pads are taken now (a muxer
-    /// takes no new pad once it runs); the chains that feed them come with the streams.
+    /// A composite: one muxer whose audio and video request pads are taken now (a muxer takes
+    /// no new pad once it runs); the chains that feed them come with the streams. `path` is the
+    /// file, or for FLV what the API shows of the RTMP URL `rtmp` (no stream key).
     pub(crate) fn composite(
         pipeline: &gst::Pipeline,
         container: Container,
         path: PathBuf,
+        rtmp: Option<&str>,
     ) -> Result<Composite, EgressError> {
         let mux = match container {
+            Container::Flv => {
+                let m = make("flvmux")?;
+                m.set_property("streamable", true);
+                m
+            }
             Container::Mp4 => {
                 let m = make("mp4mux")?;
                 // Fragmented: a crash leaves every finished fragment playable.
@@ -178,16 +189,17 @@ impl Branch {
             }
             _ => make("webmmux")?,
         };
-        let (sink, counters) = Self::sink(&path)?;
+        let (sink, counters) = match rtmp {
+            Some(url) => Self::sink(url, true)?,
+            None => Self::sink(&path.to_string_lossy(), false)?,
+        };
         pipeline.add_many([&mux, &sink]).map_err(pipe_err)?;
         mux.link(&sink).map_err(pipe_err)?;
-        let audio = mux
-            .request_pad_simple("audio_%u")
-            .ok_or_else(|| EgressError::Pipeline("muxer gave no audio pad".into()))?;
-        let video = mux
-            .request_pad_simple("video_%u")
-            .ok_or_else(|| EgressError::Pipeline("muxer gave no video pad".into()))?;
-        let codec = if container == Container::Mp4 { "h264+aac" } else { "vp8+opus" };
+        // flvmux names its pads without a number.
+        let (a, v) = if container == Container::Flv { ("audio", "video") } else { ("audio_%u", "video_%u") };
+        let audio = mux.request_pad_simple(a).ok_or_else(|| EgressError::Pipeline("muxer gave no audio pad".into()))?;
+        let video = mux.request_pad_simple(v).ok_or_else(|| EgressError::Pipeline("muxer gave no video pad".into()))?;
+        let codec = if container == Container::Webm { "vp8+opus" } else { "h264+aac" };
         let branch = Branch { path, codec: codec.into(), container, inputs: Vec::new(), queues: Vec::new(), counters };
         Ok(Composite { branch, audio: Some(audio), video: Some(video) })
     }
@@ -259,11 +271,13 @@ impl Composite {
         media: &str,
         encoding: &str,
     ) -> Result<(), EgressError> {
-        let mp4 = self.branch.container == Container::Mp4;
-        let (slot, chain) = match (media, encoding.to_ascii_uppercase().as_str(), mp4) {
-            ("audio", "OPUS", true) => {
-                (&mut self.audio, "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! avenc_aac")
-            }
+        let h264 = self.branch.container != Container::Webm;
+        let (slot, chain) = match (media, encoding.to_ascii_uppercase().as_str(), h264) {
+            // FLV's AAC is at 44.1 kHz, the rate its header can name.
+            ("audio", "OPUS", true) => (
+                &mut self.audio,
+                "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,rate=44100 ! avenc_aac",
+            ),
             ("audio", "OPUS", false) => (&mut self.audio, "rtpopusdepay ! opusparse"),
             ("video", "H264", true) => (&mut self.video, "rtph264depay ! h264parse"),
             ("video", "VP8", false) => (&mut self.video, "rtpvp8depay"),

@@ -9,7 +9,7 @@ mod branch;
 mod recorder;
 
 pub use branch::{Container, OutputStats};
-pub use recorder::{Layout, Recorder, Spec};
+pub use recorder::{Layout, Recorder, Rtmp, Spec};
 
 use std::sync::OnceLock;
 
@@ -35,7 +35,7 @@ pub fn init() -> Result<(), EgressError> {
 
 /// The elements every egress may need, checked before a pipeline is built, so a missing plugin
 /// is a clear refusal rather than a pipeline error mid-stream.
-pub const ELEMENTS: [&str; 14] = [
+pub const ELEMENTS: [&str; 16] = [
     "webrtcbin",
     "rtpopusdepay",
     "opusparse",
@@ -50,6 +50,8 @@ pub const ELEMENTS: [&str; 14] = [
     "wavenc",
     "opusdec",
     "avenc_aac",
+    "flvmux",
+    "rtmp2sink",
 ];
 
 /// The first of [`ELEMENTS`] that GStreamer cannot make, if any.

@@ -52,6 +52,21 @@ pub struct Spec {
     pub stem: String,
     /// Addresses ICE gathers on; libnice leaves loopback out unless it is named.
     pub local_ips: Vec<String>,
+    /// For `Composite(Flv)`: the RTMP URL pushed to, and what may be shown of it (no stream
+    /// key). The URL never leaves this crate: failure reasons have it replaced by `shown`.
+    pub rtmp: Option<Rtmp>,
+}
+
+#[derive(Clone)]
+pub struct Rtmp {
+    pub url: String,
+    pub shown: String,
+}
+
+impl std::fmt::Debug for Rtmp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rtmp").field("shown", &self.shown).finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -60,10 +75,12 @@ struct Shared {
     composite: Mutex<Option<Composite>>,
     failure: Mutex<Option<String>>,
     streams: AtomicUsize,
+    rtmp: Option<Rtmp>,
 }
 
 impl Shared {
     fn fail(&self, reason: String) {
+        let reason = self.rtmp.as_ref().map_or(reason.clone(), |r| scrub(&reason, r));
         let mut f = lock(&self.failure);
         if f.is_none() {
             tracing::warn!(reason = %reason, "egress pipeline failed");
@@ -101,10 +118,15 @@ impl Recorder {
         for ip in &spec.local_ips {
             agent.emit_by_name::<bool>("add-local-ip-address", &[ip]);
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { rtmp: spec.rtmp.clone(), ..Shared::default() });
         if let Layout::Composite(c) = spec.layout {
-            let path = spec.dir.join(format!("{}.{}", spec.stem, c.extension()));
-            *lock(&shared.composite) = Some(Branch::composite(&pipeline, c, path)?);
+            let rtmp = spec.rtmp.as_ref().filter(|_| c == Container::Flv);
+            let path = match rtmp {
+                Some(r) => PathBuf::from(&r.shown),
+                None => spec.dir.join(format!("{}.{}", spec.stem, c.extension())),
+            };
+            let branch = Branch::composite(&pipeline, c, path, rtmp.map(|r| r.url.as_str()));
+            *lock(&shared.composite) = Some(branch.map_err(|e| scrub_err(e, rtmp))?);
         }
         add_transceivers(&webrtc, &spec)?;
         connect_pads(&pipeline, &webrtc, &spec, &shared);
@@ -115,7 +137,19 @@ impl Recorder {
                 s.fail("the WebRTC connection to the room failed".into());
             }
         });
-        pipeline.set_state(gst::State::Playing).map_err(|e| EgressError::Pipeline(e.to_string()))?;
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            // The element's own error, on the bus, says more than the failed state change.
+            let why = pipeline
+                .bus()
+                .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(e.error().to_string()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "the pipeline did not start".into());
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(scrub_err(EgressError::Pipeline(why), spec.rtmp.as_ref()));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let bus = watch_bus(&pipeline, shared.clone(), stop.clone())?;
         let rec = Recorder { pipeline, webrtc, shared, stop, bus: Some(bus) };
@@ -225,8 +259,8 @@ use gstreamer::glib as glib_error;
 fn add_transceivers(webrtc: &gst::Element, spec: &Spec) -> Result<(), EgressError> {
     let (audio, video) = match spec.layout {
         Layout::Tracks => (AUDIO_CODECS, format!("{VP8};{H264}")),
-        Layout::Composite(Container::Mp4) => (OPUS, H264.to_string()),
-        Layout::Composite(_) => (OPUS, VP8.to_string()),
+        Layout::Composite(Container::Webm) => (OPUS, VP8.to_string()),
+        Layout::Composite(_) => (OPUS, H264.to_string()),
     };
     let recv = gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly;
     for (n, caps) in [(spec.audio_slots, audio), (spec.video_slots, video.as_str())] {
@@ -287,6 +321,23 @@ fn watch_bus(
             }
         })
         .map_err(|e| EgressError::Pipeline(e.to_string()))
+}
+
+/// A reason with the RTMP URL, and its path (the stream key), replaced by what may be shown.
+fn scrub(reason: &str, r: &Rtmp) -> String {
+    let mut out = reason.replace(&r.url, &r.shown);
+    let path = r.url.splitn(4, '/').nth(3).unwrap_or("");
+    if !path.is_empty() {
+        out = out.replace(path, "…");
+    }
+    out
+}
+
+fn scrub_err(e: EgressError, r: Option<&Rtmp>) -> EgressError {
+    match (e, r) {
+        (EgressError::Pipeline(m), Some(r)) => EgressError::Pipeline(scrub(&m, r)),
+        (e, _) => e,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -28,6 +28,7 @@ mod flood;
 mod http;
 mod media_files;
 mod metrics;
+mod nginx_rtmp;
 mod paths;
 mod peers;
 pub mod phone_legs;
@@ -55,6 +56,7 @@ pub use http::{
 };
 pub use media_files::{decoded_audio, decoded_video, ffprobe, media_duration, require_ffprobe};
 pub use metrics::metric_value;
+pub use nginx_rtmp::{require_nginx_rtmp, NginxRtmp};
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};
 pub use phone_legs::{

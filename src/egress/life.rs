@@ -9,7 +9,7 @@ use crate::runtime::{Command, CommandError, JoinRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_driver::{ParticipantId, ParticipantKind};
-use switchboard_egress::{Layout, Recorder, Spec};
+use switchboard_egress::{Layout, Recorder, Rtmp, Spec};
 use tracing::info;
 
 /// How often a running egress is looked at: its pipeline's health and new streams.
@@ -29,6 +29,7 @@ pub async fn start(reg: &Arc<Egresses>, e: Arc<Egress>, audio: usize, video: usi
         dir: e.dir.clone(),
         stem: e.id.clone(),
         local_ips: vec![reg.cfg.local_ip.clone()],
+        rtmp: e.plan.rtmp.clone().map(|(url, shown)| Rtmp { url, shown }),
     };
     let (rec, offer) = match tokio::task::spawn_blocking(move || Recorder::start(spec)).await {
         Ok(Ok(started)) => started,

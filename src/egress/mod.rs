@@ -68,8 +68,12 @@ pub struct EgressView {
 pub struct OutputView {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The directory the files go into.
-    pub dir: String,
+    /// The directory the files go into (`file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Where the stream is pushed (`rtmp`): scheme, host and port only, never the stream key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// One entry per file, with its statistics; files appear as the streams arrive.
     pub files: Vec<OutputStats>,
 }
@@ -112,7 +116,10 @@ impl Egress {
             participant_id: l.participant,
             started_at: self.started_at,
             ended_at: l.ended_at,
-            outputs: vec![OutputView { kind: "file", dir: self.dir.display().to_string(), files }],
+            outputs: vec![match &self.plan.rtmp {
+                Some((_, shown)) => OutputView { kind: "rtmp", dir: None, url: Some(shown.clone()), files },
+                None => OutputView { kind: "file", dir: Some(self.dir.display().to_string()), url: None, files },
+            }],
         }
     }
 

@@ -26,9 +26,17 @@ pub struct OutputRequest {
 const KNOWN_OUTPUTS: [&str; 5] = ["file", "rtmp", "hls", "s3", "whip"];
 
 /// A request this build can carry out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Plan {
     pub layout: Layout,
+    /// An RTMP output: the URL (with its stream key: never shown) and what may be shown of it.
+    pub rtmp: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("layout", &self.layout).field("rtmp", &self.rtmp.as_ref().map(|r| &r.1)).finish()
+    }
 }
 
 impl Plan {
@@ -51,8 +59,19 @@ pub fn plan(req: &EgressRequest) -> Result<Plan, String> {
     if !KNOWN_OUTPUTS.contains(&out.kind.as_str()) {
         return Err(format!("unknown output type {:?}: one of file, rtmp, hls, s3, whip", out.kind));
     }
+    if out.kind == "rtmp" {
+        if req.kind != "composite" {
+            return Err("an rtmp output takes kind \"composite\"".into());
+        }
+        if out.format.is_some() || out.bucket.is_some() {
+            return Err("an rtmp output takes a url only".into());
+        }
+        let url = out.url.as_deref().ok_or("an rtmp output needs a url")?;
+        let shown = rtmp_shown(url)?;
+        return Ok(Plan { layout: Layout::Composite(Container::Flv), rtmp: Some((url.to_string(), shown)) });
+    }
     if out.kind != "file" {
-        return Err(format!("output type {:?} is not built yet: only \"file\" is (docs/egress.md)", out.kind));
+        return Err(format!("output type {:?} is not built yet: \"file\" and \"rtmp\" are (docs/egress.md)", out.kind));
     }
     if out.url.is_some() || out.bucket.is_some() {
         return Err("a file output takes no url or bucket".into());
@@ -72,7 +91,25 @@ pub fn plan(req: &EgressRequest) -> Result<Plan, String> {
         "participant" => return Err("kind \"participant\" is not built yet: tracks or composite".into()),
         k => return Err(format!("unknown kind {k:?}: tracks or composite")),
     };
-    Ok(Plan { layout })
+    Ok(Plan { layout, rtmp: None })
+}
+
+/// Checks an RTMP URL and returns what may be shown of it: scheme, host and port. Its path
+/// holds the application and the stream key, a credential, so it is never shown.
+fn rtmp_shown(url: &str) -> Result<String, String> {
+    let bad = || "url must be rtmp:// or rtmps://host[:port]/app/stream".to_string();
+    if url.len() > 1024 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if scheme != "rtmp" && scheme != "rtmps" {
+        return Err(bad());
+    }
+    let (host, path) = rest.split_once('/').ok_or_else(bad)?;
+    if host.is_empty() || host.contains('@') || path.is_empty() {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{host}/…"))
 }
 
 #[cfg(test)]
@@ -93,11 +130,29 @@ mod tests {
     }
 
     #[test]
+    fn an_rtmp_url_is_shown_without_its_stream_key() {
+        let p =
+            plan(&req("composite", serde_json::json!({"type": "rtmp", "url": "rtmp://127.0.0.1:1935/live/s3cret"})))
+                .unwrap();
+        assert_eq!(p.layout, Layout::Composite(Container::Flv));
+        let (url, shown) = p.rtmp.clone().unwrap();
+        assert_eq!((url.as_str(), shown.as_str()), ("rtmp://127.0.0.1:1935/live/s3cret", "rtmp://127.0.0.1:1935/…"));
+        assert!(!format!("{p:?}").contains("s3cret"));
+        for bad in ["rtmp://", "rtmp://host", "rtmp://user:pw@host/live/x", "rtmp://h/a b"] {
+            assert!(rtmp_shown(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn what_cannot_be_done_is_refused_by_name() {
         let e = plan(&req("tracks", serde_json::json!({"type": "ftp"}))).unwrap_err();
         assert!(e.contains("unknown output type \"ftp\""), "{e}");
-        let e = plan(&req("composite", serde_json::json!({"type": "rtmp", "url": "rtmp://x/y"}))).unwrap_err();
+        let e = plan(&req("composite", serde_json::json!({"type": "hls"}))).unwrap_err();
         assert!(e.contains("not built yet"), "{e}");
+        let e = plan(&req("composite", serde_json::json!({"type": "rtmp", "url": "http://x/y"}))).unwrap_err();
+        assert!(e.contains("rtmp://"), "{e}");
+        let e = plan(&req("tracks", serde_json::json!({"type": "rtmp", "url": "rtmp://x/y"}))).unwrap_err();
+        assert!(e.contains("composite"), "{e}");
         let e = plan(&req("everything", serde_json::json!({"type": "file"}))).unwrap_err();
         assert!(e.contains("unknown kind"), "{e}");
         let e = plan(&req("composite", serde_json::json!({"type": "file", "format": "avi"}))).unwrap_err();
