@@ -27,10 +27,9 @@ fn requests_it_cannot_carry_out_are_400_naming_why() {
     let _phone = phone_room(&d, "empty");
     for (body, says) in [
         (json!({"kind": "tracks", "outputs": [{"type": "ftp"}]}), "unknown output type"),
-        (
-            json!({"kind": "composite", "outputs": [{"type": "rtmp", "url": "rtmp://127.0.0.1:1/live"}]}),
-            "not built yet",
-        ),
+        (json!({"kind": "composite", "outputs": [{"type": "hls"}]}), "not built yet"),
+        (json!({"kind": "composite", "outputs": [{"type": "rtmp", "url": "http://127.0.0.1/live/x"}]}), "rtmp://"),
+        (json!({"kind": "composite", "outputs": [{"type": "rtmp"}]}), "needs a url"),
         (json!({"kind": "composite", "outputs": [{"type": "s3", "bucket": "missing"}]}), "not built yet"),
         (json!({"kind": "video-wall", "outputs": file}), "unknown kind"),
         (json!({"kind": "tracks", "outputs": []}), "at least one"),
@@ -69,6 +68,25 @@ fn an_output_that_cannot_write_fails_with_the_reason_and_the_call_goes_on() {
     assert!(ev["reason"].as_str().unwrap().contains("cannot be used"), "{ev}");
     // The reason names the directory, never more than the operator configured.
     assert_eq!(d.participants_of("call").len(), 1, "the phone is still in the call");
+}
+
+#[test]
+fn an_unreachable_rtmp_url_fails_the_egress_with_the_reason() {
+    require_gstreamer();
+    let d = Daemon::start();
+    let sse = d.create_and_follow("nowhere");
+    let _phone = phone_room(&d, "nowhere");
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("rtmp://127.0.0.1:{port}/live/hidden-key");
+    let body = json!({"kind": "composite", "outputs": [{"type": "rtmp", "url": url}]});
+    let (status, e) = d.post_json("/v1/rooms/nowhere/egress", &body);
+    assert_eq!(status, 201, "{e}");
+    let failed = if e["state"] == "failed" { e.clone() } else { sse.wait_for("egress_failed", WAIT) };
+    let reason = failed["error"].as_str().or(failed["reason"].as_str()).unwrap_or_default();
+    assert!(!reason.is_empty() && !reason.contains("hidden-key"), "{failed}");
+    assert!(!d.log().contains("hidden-key"), "the stream key is in the log");
+    assert_eq!(d.participants_of("nowhere").len(), 1, "the phone is still in the room");
 }
 
 #[test]
