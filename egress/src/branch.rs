@@ -11,7 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Buffers a chain's queue holds before it drops the oldest: about 4 s of 20 ms audio.
@@ -28,6 +28,8 @@ pub enum Container {
     Wav,
     /// FLV pushed to an RTMP server (H.264 + AAC), never a file.
     Flv,
+    /// HLS: MPEG-TS segments (H.264 + AAC) and a playlist, by `hlssink2`.
+    Hls,
 }
 
 impl Container {
@@ -38,6 +40,7 @@ impl Container {
             Container::Mp4 => "mp4",
             Container::Wav => "wav",
             Container::Flv => "flv",
+            Container::Hls => "m3u8",
         }
     }
 
@@ -87,7 +90,8 @@ struct Counters {
     /// The first buffer's timestamp plus one (0: none yet). Every timestamp the chains carry is
     /// moved back by it, so a file starts at 0 however long after the pipeline its stream came.
     base: AtomicU64,
-    eos: AtomicBool,
+    /// Ends of stream the sink has seen: one per input pad it has.
+    eos: AtomicU32,
 }
 
 /// One file and the chains that feed it.
@@ -99,6 +103,8 @@ pub(crate) struct Branch {
     inputs: Vec<gst::Pad>,
     queues: Vec<gst::Element>,
     counters: Arc<Counters>,
+    /// How many ends of stream the sink sees when the file is done (HLS: one per stream).
+    sink_pads: u32,
 }
 
 impl Branch {
@@ -111,27 +117,8 @@ impl Branch {
         sink.set_property("sync", false);
         sink.set_property("async", false);
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
-        let pad = sink.static_pad("sink").ok_or_else(|| EgressError::Pipeline("filesink has no sink pad".into()))?;
-        let weak = sink.downgrade();
-        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    c.bytes.fetch_add(b.size() as u64, Ordering::Relaxed);
-                    let now = weak.upgrade().and_then(|s| s.current_running_time());
-                    let base = c.base.load(Ordering::Acquire).saturating_sub(1);
-                    if let (Some(now), Some(pts)) = (now, b.pts()) {
-                        let lat = now.nseconds().saturating_sub(pts.nseconds() + base);
-                        c.latency_ns.store(lat + 1, Ordering::Relaxed);
-                    }
-                }
-                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
-                    c.eos.store(true, Ordering::Release)
-                }
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        });
+        let pad = sink.static_pad("sink").ok_or_else(|| EgressError::Pipeline("the sink has no sink pad".into()))?;
+        count_into(&pad, &sink, &counters);
         Ok((sink, counters))
     }
 
@@ -157,6 +144,7 @@ impl Branch {
             inputs: Vec::new(),
             queues: Vec::new(),
             counters,
+            sink_pads: 1,
         };
         b.attach(&queue)?;
         for e in [&sink, bin.upcast_ref(), &queue] {
@@ -189,6 +177,9 @@ impl Branch {
             }
             _ => make("webmmux")?,
         };
+        if container == Container::Hls {
+            return Self::hls(pipeline, path);
+        }
         let (sink, counters) = match rtmp {
             Some(url) => Self::sink(url, true)?,
             None => Self::sink(&path.to_string_lossy(), false)?,
@@ -200,7 +191,49 @@ impl Branch {
         let audio = mux.request_pad_simple(a).ok_or_else(|| EgressError::Pipeline("muxer gave no audio pad".into()))?;
         let video = mux.request_pad_simple(v).ok_or_else(|| EgressError::Pipeline("muxer gave no video pad".into()))?;
         let codec = if container == Container::Webm { "vp8+opus" } else { "h264+aac" };
-        let branch = Branch { path, codec: codec.into(), container, inputs: Vec::new(), queues: Vec::new(), counters };
+        let branch = Branch {
+            path,
+            codec: codec.into(),
+            container,
+            inputs: Vec::new(),
+            queues: Vec::new(),
+            counters,
+            sink_pads: 1,
+        };
+        Ok(Composite { branch, audio: Some(audio), video: Some(video) })
+    }
+
+    /// HLS: `hlssink2` muxes to MPEG-TS segments of about 2 s beside the playlist `path`
+    /// (`stem-00000.ts`, …), cutting at keyframes it asks for. It is the muxer and the sink in
+    /// one, so what it is handed is counted as written.
+    fn hls(pipeline: &gst::Pipeline, path: PathBuf) -> Result<Composite, EgressError> {
+        let sink = make("hlssink2")?;
+        let stem = path.with_extension("");
+        sink.set_property("location", format!("{}-%05d.ts", stem.to_string_lossy()));
+        sink.set_property("playlist-location", path.to_string_lossy().as_ref());
+        sink.set_property("target-duration", 2u32);
+        // Keep every segment, and list them all: a recording, not a sliding live window.
+        sink.set_property("max-files", 0u32);
+        sink.set_property("playlist-length", 0u32);
+        pipeline.add(&sink).map_err(pipe_err)?;
+        let counters = Arc::new(Counters::default());
+        let audio = sink
+            .request_pad_simple("audio")
+            .ok_or_else(|| EgressError::Pipeline("hlssink2 gave no audio pad".into()))?;
+        let video = sink
+            .request_pad_simple("video")
+            .ok_or_else(|| EgressError::Pipeline("hlssink2 gave no video pad".into()))?;
+        count_into(&audio, &sink, &counters);
+        count_into(&video, &sink, &counters);
+        let branch = Branch {
+            path,
+            codec: "h264+aac".into(),
+            container: Container::Hls,
+            inputs: Vec::new(),
+            queues: Vec::new(),
+            counters,
+            sink_pads: 2,
+        };
         Ok(Composite { branch, audio: Some(audio), video: Some(video) })
     }
 
@@ -232,7 +265,7 @@ impl Branch {
     }
 
     pub(crate) fn finished(&self) -> bool {
-        self.counters.eos.load(Ordering::Acquire)
+        self.counters.eos.load(Ordering::Acquire) >= self.sink_pads
     }
 
     pub(crate) fn stats(&self) -> OutputStats {
@@ -299,6 +332,30 @@ impl Composite {
         link_input(src, &queue)?;
         Ok(())
     }
+}
+
+/// Counts what reaches `pad` of `sink`: bytes, the latency from the room, ends of stream.
+fn count_into(pad: &gst::Pad, sink: &gst::Element, counters: &Arc<Counters>) {
+    let c = counters.clone();
+    let weak = sink.downgrade();
+    pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        match &info.data {
+            Some(gst::PadProbeData::Buffer(b)) => {
+                c.bytes.fetch_add(b.size() as u64, Ordering::Relaxed);
+                let now = weak.upgrade().and_then(|s| s.current_running_time());
+                let base = c.base.load(Ordering::Acquire).saturating_sub(1);
+                if let (Some(now), Some(pts)) = (now, b.pts()) {
+                    let lat = now.nseconds().saturating_sub(pts.nseconds() + base);
+                    c.latency_ns.store(lat + 1, Ordering::Relaxed);
+                }
+            }
+            Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                c.eos.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Links a stream to its chain, and asks for a keyframe: a video chain can start its file only

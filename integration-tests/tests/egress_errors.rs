@@ -27,7 +27,11 @@ fn requests_it_cannot_carry_out_are_400_naming_why() {
     let _phone = phone_room(&d, "empty");
     for (body, says) in [
         (json!({"kind": "tracks", "outputs": [{"type": "ftp"}]}), "unknown output type"),
-        (json!({"kind": "composite", "outputs": [{"type": "hls"}]}), "not built yet"),
+        (
+            json!({"kind": "composite", "outputs": [{"type": "whip", "url": "http://127.0.0.1/whip/b"}]}),
+            "not built yet",
+        ),
+        (json!({"kind": "tracks", "outputs": [{"type": "hls"}]}), "composite"),
         (json!({"kind": "composite", "outputs": [{"type": "rtmp", "url": "http://127.0.0.1/live/x"}]}), "rtmp://"),
         (json!({"kind": "composite", "outputs": [{"type": "rtmp"}]}), "needs a url"),
         (json!({"kind": "composite", "outputs": [{"type": "s3", "bucket": "missing"}]}), "not built yet"),

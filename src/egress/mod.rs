@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_driver::{ParticipantId, RoomId};
-use switchboard_egress::{OutputStats, Recorder};
+use switchboard_egress::{Container, Layout, OutputStats, Recorder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,7 +118,10 @@ impl Egress {
             ended_at: l.ended_at,
             outputs: vec![match &self.plan.rtmp {
                 Some((_, shown)) => OutputView { kind: "rtmp", dir: None, url: Some(shown.clone()), files },
-                None => OutputView { kind: "file", dir: Some(self.dir.display().to_string()), url: None, files },
+                None => {
+                    let kind = if self.plan.layout == Layout::Composite(Container::Hls) { "hls" } else { "file" };
+                    OutputView { kind, dir: Some(self.dir.display().to_string()), url: None, files }
+                }
             }],
         }
     }

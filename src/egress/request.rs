@@ -70,8 +70,17 @@ pub fn plan(req: &EgressRequest) -> Result<Plan, String> {
         let shown = rtmp_shown(url)?;
         return Ok(Plan { layout: Layout::Composite(Container::Flv), rtmp: Some((url.to_string(), shown)) });
     }
+    if out.kind == "hls" {
+        if req.kind != "composite" {
+            return Err("an hls output takes kind \"composite\"".into());
+        }
+        if out.url.is_some() || out.bucket.is_some() || out.format.is_some() {
+            return Err("an hls output is written into egress.dir: give no url, bucket or format".into());
+        }
+        return Ok(Plan { layout: Layout::Composite(Container::Hls), rtmp: None });
+    }
     if out.kind != "file" {
-        return Err(format!("output type {:?} is not built yet: \"file\" and \"rtmp\" are (docs/egress.md)", out.kind));
+        return Err(format!("output type {:?} is not built yet: file, rtmp and hls are (docs/egress.md)", out.kind));
     }
     if out.url.is_some() || out.bucket.is_some() {
         return Err("a file output takes no url or bucket".into());
@@ -147,8 +156,10 @@ mod tests {
     fn what_cannot_be_done_is_refused_by_name() {
         let e = plan(&req("tracks", serde_json::json!({"type": "ftp"}))).unwrap_err();
         assert!(e.contains("unknown output type \"ftp\""), "{e}");
-        let e = plan(&req("composite", serde_json::json!({"type": "hls"}))).unwrap_err();
+        let e = plan(&req("composite", serde_json::json!({"type": "s3", "bucket": "b"}))).unwrap_err();
         assert!(e.contains("not built yet"), "{e}");
+        let hls = plan(&req("composite", serde_json::json!({"type": "hls"}))).unwrap();
+        assert_eq!(hls.layout, Layout::Composite(Container::Hls));
         let e = plan(&req("composite", serde_json::json!({"type": "rtmp", "url": "http://x/y"}))).unwrap_err();
         assert!(e.contains("rtmp://"), "{e}");
         let e = plan(&req("tracks", serde_json::json!({"type": "rtmp", "url": "rtmp://x/y"}))).unwrap_err();
