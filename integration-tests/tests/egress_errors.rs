@@ -96,8 +96,10 @@ fn an_unreachable_rtmp_url_fails_the_egress_with_the_reason() {
 #[test]
 fn limits_are_429_and_a_deleted_room_ends_its_egress() {
     require_gstreamer();
+    let rx = WebhookReceiver::start();
     let d = Daemon::start_with(|c| {
         c.set("egress", "max_per_room", 1);
+        c.add_table("webhooks", json!({"url": rx.url("/hooks"), "key": TEST_KID}));
     });
     let sse = d.create_and_follow("busy");
     let _phone = phone_room(&d, "busy");
@@ -119,6 +121,45 @@ fn limits_are_429_and_a_deleted_room_ends_its_egress() {
     .unwrap_or_else(|| panic!("the egress of a deleted room did not end: {}", d.get_json(&path).1));
     assert!(ended["ended_at"].as_u64().is_some(), "{ended}");
     drop(sse);
+    // The room is gone, so its end reaches the webhooks alone, after its start.
+    let posts = rx.wait_until(WAIT, "egress_ended", |p| p.iter().any(|p| p.event() == "egress_ended"));
+    let names: Vec<&str> = posts.iter().map(|p| p.event()).filter(|e| e.starts_with("egress_")).collect();
+    assert_eq!(names, ["egress_started", "egress_ended"], "{names:?}");
+    let end = posts.iter().find(|p| p.event() == "egress_ended").unwrap();
+    assert_eq!(end.json["room"], "busy", "{}", end.json);
+    assert!(end.json.to_string().contains("room_finished"), "{}", end.json);
+}
+
+#[test]
+fn stopping_the_daemon_finalises_the_recordings_first() {
+    require_gstreamer();
+    require_ffprobe();
+    let rx = WebhookReceiver::start();
+    let mut d = Daemon::start_with(|c| {
+        c.add_table("webhooks", json!({"url": rx.url("/hooks"), "key": TEST_KID}));
+    });
+    d.create_room("late");
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let joined = d.join("late", &pcmu_offer(phone.local_addr().unwrap().port()));
+    // The phone's track is recorded in WAV: send it PCMU from the phone's socket.
+    let port = joined["sdp"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("m=audio ")).unwrap();
+    let port: u16 = port.split(' ').next().unwrap().parse().unwrap();
+    let (status, e) = d.post_json("/v1/rooms/late/egress", &json!({"kind": "tracks", "outputs": [{"type": "file"}]}));
+    assert_eq!(status, 201, "{e}");
+    let path = format!("/v1/rooms/late/egress/{}", e["id"].as_str().unwrap());
+    for seq in 0..150u16 {
+        phone.send_to(&pcmu_packet(seq, 0x1234), ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let file = d.get_json(&path).1["outputs"][0]["files"][0]["path"].as_str().map(String::from);
+    let file = file.unwrap_or_else(|| panic!("no file started: {}", d.get_json(&path).1));
+    d.terminate();
+    assert!(d.wait_exit(WAIT).is_some_and(|s| s.success()), "the daemon did not stop cleanly");
+    let posts = rx.posts();
+    let end = posts.iter().find(|p| p.event() == "egress_ended").expect("egress_ended was sent");
+    assert!(end.json.to_string().contains("shutdown"), "{}", end.json);
+    let secs = media_duration(std::path::Path::new(&file));
+    assert!(secs > 1.5, "the WAV lasts {secs} s");
 }
 
 #[test]
