@@ -72,9 +72,9 @@ pub struct OutputStats {
     /// Buffers waiting in the chains' queues now, and how many they hold at most.
     pub queue_level: u32,
     pub queue_capacity: u32,
-    /// From the room to the file: the pipeline's running time when the last buffer reached the
-    /// file, less that buffer's timestamp (set when `webrtcbin` took the packet in, plus its
-    /// jitter buffer's latency).
+    /// From the room to the output: the pipeline's running time when the last buffer reached
+    /// the sink, less that buffer's timestamp (which `webrtcbin`'s jitter buffer sets from the
+    /// packet's arrival).
     pub latency_ms: Option<f64>,
     /// Set once the file has been finalised (its muxer saw the end of stream).
     pub finished: bool,

@@ -46,7 +46,7 @@ impl EgressMetrics {
             queued: d.gauge("egress_queue_buffers", "Buffers waiting in the running egresses' queues")?,
             latency: d.float_gauge(
                 "egress_latency_seconds",
-                "Longest time from the room to a file among the running egresses (jitter buffer included)",
+                "Longest time from the room to a file among the running egresses (from the packet's arrival timestamp)",
             )?,
             source: OnceLock::new(),
         })
