@@ -325,6 +325,9 @@ impl Composite {
         queue.link(&bin).map_err(pipe_err)?;
         let out = bin.static_pad("src").ok_or_else(|| EgressError::Pipeline("chain has no src pad".into()))?;
         out.link(&mux_pad).map_err(|e| EgressError::Pipeline(format!("link to muxer: {e:?}")))?;
+        if media == "video" {
+            from_first_keyframe(&out);
+        }
         self.branch.attach(&queue)?;
         for e in [bin.upcast_ref(), &queue] {
             e.sync_state_with_parent().map_err(pipe_err)?;
@@ -332,6 +335,20 @@ impl Composite {
         link_input(src, &queue)?;
         Ok(())
     }
+}
+
+/// Drops the frames before the first keyframe that pass `pad`: nothing can decode them, and a
+/// muxer that starts on them writes a first fragment (an HLS segment) with no picture.
+fn from_first_keyframe(pad: &gst::Pad) {
+    let seen = AtomicU32::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(b)) = &info.data else { return gst::PadProbeReturn::Ok };
+        if seen.load(Ordering::Relaxed) == 0 && b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            return gst::PadProbeReturn::Drop;
+        }
+        seen.store(1, Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Counts what reaches `pad` of `sink`: bytes, the latency from the room, ends of stream.
