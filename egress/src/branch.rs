@@ -200,7 +200,7 @@ impl Branch {
             counters,
             sink_pads: 1,
         };
-        Ok(Composite { branch, audio: Some(audio), video: Some(video) })
+        Ok(Composite { branch, audio: Some(audio), video: Some(video), gate: Arc::default() })
     }
 
     /// HLS: `hlssink2` muxes to MPEG-TS segments of about 2 s beside the playlist `path`
@@ -234,7 +234,7 @@ impl Branch {
             counters,
             sink_pads: 2,
         };
-        Ok(Composite { branch, audio: Some(audio), video: Some(video) })
+        Ok(Composite { branch, audio: Some(audio), video: Some(video), gate: Arc::default() })
     }
 
     fn attach(&mut self, queue: &gst::Element) -> Result<(), EgressError> {
@@ -265,6 +265,11 @@ impl Branch {
     }
 
     pub(crate) fn finished(&self) -> bool {
+        if self.container == Container::Hls {
+            // hlssink2 takes the end of stream at once, and only then closes its last segment
+            // and ends the playlist: that end is what says it is done.
+            return std::fs::read_to_string(&self.path).is_ok_and(|t| t.contains("#EXT-X-ENDLIST"));
+        }
         self.counters.eos.load(Ordering::Acquire) >= self.sink_pads
     }
 
@@ -292,6 +297,9 @@ pub(crate) struct Composite {
     pub(crate) branch: Branch,
     audio: Option<gst::Pad>,
     video: Option<gst::Pad>,
+    /// The first keyframe's timestamp plus one (0: none yet): neither stream reaches the muxer
+    /// before it, so the file starts on a picture with its sound.
+    gate: Arc<AtomicU64>,
 }
 
 impl Composite {
@@ -325,9 +333,7 @@ impl Composite {
         queue.link(&bin).map_err(pipe_err)?;
         let out = bin.static_pad("src").ok_or_else(|| EgressError::Pipeline("chain has no src pad".into()))?;
         out.link(&mux_pad).map_err(|e| EgressError::Pipeline(format!("link to muxer: {e:?}")))?;
-        if media == "video" {
-            from_first_keyframe(&out);
-        }
+        from_first_keyframe(&out, media == "video", self.gate.clone());
         self.branch.attach(&queue)?;
         for e in [bin.upcast_ref(), &queue] {
             e.sync_state_with_parent().map_err(pipe_err)?;
@@ -337,16 +343,27 @@ impl Composite {
     }
 }
 
-/// Drops the frames before the first keyframe that pass `pad`: nothing can decode them, and a
-/// muxer that starts on them writes a first fragment (an HLS segment) with no picture.
-fn from_first_keyframe(pad: &gst::Pad) {
-    let seen = AtomicU32::new(0);
+/// Drops what passes `pad` before the composite's first keyframe: on the video chain the
+/// frames before it (nothing can decode them), on the audio chain the sound from before it.
+/// A muxer that starts on frames it cannot show writes a first fragment (an HLS segment) with no
+/// picture, and `splitmuxsink` fails on sound that starts before the picture's first keyframe.
+fn from_first_keyframe(pad: &gst::Pad, video: bool, gate: Arc<AtomicU64>) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(gst::PadProbeData::Buffer(b)) = &info.data else { return gst::PadProbeReturn::Ok };
-        if seen.load(Ordering::Relaxed) == 0 && b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+        let open = gate.load(Ordering::Acquire);
+        let pts = b.pts().map_or(0, gst::ClockTime::nseconds);
+        if video {
+            if open == 0 {
+                if b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                    return gst::PadProbeReturn::Drop;
+                }
+                gate.store(pts + 1, Ordering::Release);
+            }
+            return gst::PadProbeReturn::Ok;
+        }
+        if open == 0 || pts + 1 < open {
             return gst::PadProbeReturn::Drop;
         }
-        seen.store(1, Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
 }
