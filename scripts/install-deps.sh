@@ -17,8 +17,9 @@ PKGS=(
 if [ "${1:-}" = "--test" ]; then
   # prometheus: the server and promtool for tests/monitoring.rs; systemd: systemd-analyze for
   # tests/package.rs; kamailio (its main package ships the rtpengine module) and sip-tester
-  # (sipp) for tests/ng_kamailio.rs; redis-server for tests/cluster.rs.
-  PKGS+=(chromium ffmpeg sip-tester kamailio prometheus systemd python3-venv redis-server)
+  # (sipp) for tests/ng_kamailio.rs; redis-server for tests/cluster.rs; nginx with
+  # libnginx-mod-rtmp: the RTMP server of tests/egress_rtmp.rs.
+  PKGS+=(chromium ffmpeg sip-tester kamailio prometheus systemd python3-venv redis-server libnginx-mod-rtmp)
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--deb" ]; then
   # dpkg-shlibdeps, which cargo-deb runs for the package's library dependencies.

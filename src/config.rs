@@ -27,6 +27,8 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// `[[webhooks]]`: receivers of room events (`src/webhooks/`).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// `[egress]`: recordings (`src/egress/`).
+    pub egress: crate::egress::EgressConfig,
 }
 
 /// `[metrics]`: where Prometheus scrapes. On the API address `/metrics` needs an admin token;
@@ -319,6 +321,9 @@ impl Config {
             return bad("rtp.port_max", "the range must hold at least one even/odd port pair");
         }
         if let Err((key, message)) = self.cluster.check() {
+            return Err(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = self.egress.check() {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Err(message) = self.check_workers() {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod egress;
 #[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 pub mod limits;
 pub mod logging;

@@ -177,6 +177,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (workers, media) = runtime::start(cfg.clone(), metrics.clone(), hooks.clone())
         .with_context(|| format!("binding media sockets (webrtc.listen = {})", cfg.webrtc.listen))?;
     let draining = Arc::new(AtomicBool::new(false));
+    let egress =
+        switchboard::egress::Egresses::new(cfg.egress.clone(), workers.clone(), hooks.clone(), metrics.clone());
     let cluster = switchboard::cluster::Cluster::start(&cfg, workers.clone(), hooks, draining.clone())
         .await
         .context("joining the cluster (cluster.redis_url)")?;
@@ -214,6 +216,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         limits: Arc::new(limits),
         cluster: cluster.clone(),
+        egress: egress.clone(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
@@ -239,6 +242,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = shutdown_signal() => {
                 draining.store(true, Ordering::Relaxed);
+                // Recordings are finalised first: their subscribers would hold the drain open.
+                switchboard::egress::stop_all(&egress, "shutdown").await;
                 info!(timeout_secs = drain_timeout.as_secs(), "draining: refusing joins, waiting for participants to leave");
                 tokio::select! {
                     _ = drain(&workers, drain_timeout) => {}

@@ -15,6 +15,7 @@ Roles (combinable):
   --receive-video     a recvonly video transceiver in --video-codec; the pictures are decoded, and
                       their count, the last one's size and its colour at a few points are reported
   --video-pref P      send "video": P in the join body (auto or composite)
+  --keyframe-every N  the published video's keyframe interval in frames (default 30)
 With both, the single audio transceiver is sendrecv (use --recv-slots for extra recvonly slots).
 
   --rtp-log           report each received RTP packet's arrival (unix time) and sequence number,
@@ -58,8 +59,8 @@ VIDEO_CAPS = {
             "packetization-mode=(string)1,profile-level-id=(string)42e01f",
 }
 VIDEO_ENCODE = {
-    "vp8": "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 mtu=1200",
-    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
+    "vp8": "vp8enc deadline=1 keyframe-max-dist=%(key)d ! rtpvp8pay pt=96 mtu=1200",
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=%(key)d ! "
             "video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 mtu=1200 config-interval=-1",
 }
 VIDEO_DECODE = {"VP8": "rtpvp8depay ! vp8dec", "H264": "rtph264depay ! avdec_h264"}
@@ -183,7 +184,7 @@ class Peer:
             vsrc = Gst.parse_bin_from_description(
                 "videotestsrc is-live=true pattern=solid-color foreground-color=%d ! "
                 "video/x-raw,width=320,height=240,framerate=15/1 ! videoconvert ! %s name=vpay ! "
-                "capsfilter caps=\"%s\"" % (int(a.publish_video, 0), VIDEO_ENCODE[a.video_codec], vcaps),
+                "capsfilter caps=\"%s\"" % (int(a.publish_video, 0), VIDEO_ENCODE[a.video_codec] % {"key": a.keyframe_every}, vcaps),
                 True,
             )
             self.pipe.add(vsrc)
@@ -548,6 +549,8 @@ def arg_parser(doc, display_name, receive_help):
     p.add_argument("--publish-video", default=None, metavar="ARGB", help="publish a solid picture of this colour")
     p.add_argument("--receive-video", action="store_true", help="receive video and report its pictures")
     p.add_argument("--video-codec", default="vp8", choices=sorted(VIDEO_CAPS))
+    p.add_argument("--keyframe-every", type=int, default=30, metavar="FRAMES",
+                   help="the video encoder's keyframe interval (a recording starts at a keyframe)")
     p.add_argument("--video-pref", default=None, help="send this 'video' preference in the join body")
     p.add_argument("--local-ip", action="append", default=None,
                    help="local address for ICE (default 127.0.0.1; repeatable)")

@@ -64,8 +64,10 @@ impl Daemon {
         }
         let ports = reserve_ports();
         let mut config = Config::for_ports(&ports);
-        f(&mut config);
         let dir = tempfile::Builder::new().prefix("switchboard-it-").tempdir().map_err(|e| e.to_string())?;
+        // Recordings go into the daemon's own temp dir unless the test says where.
+        config.set("egress", "dir", dir.path().join("egress").to_string_lossy().into_owned());
+        f(&mut config);
         let config_path = dir.path().join("switchboard.toml");
         let log_path = dir.path().join("switchboard.log");
         fs::write(&config_path, config.to_toml()).map_err(|e| e.to_string())?;

@@ -28,8 +28,10 @@ mod flood;
 mod g711;
 mod http;
 mod kamailio;
+mod media_files;
 mod metrics;
 mod ng;
+mod nginx_rtmp;
 mod paths;
 mod pcap;
 mod peers;
@@ -59,8 +61,10 @@ pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };
 pub use kamailio::{kamailio_config, require_sip_tools, Kamailio};
+pub use media_files::{decoded_audio, decoded_video, ffprobe, media_duration, require_ffprobe};
 pub use metrics::metric_value;
 pub use ng::{bdict, blist, bstr, ng_int, ng_text, Ng, NgReply};
+pub use nginx_rtmp::{require_nginx_rtmp, NginxRtmp};
 pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_root};
 pub use pcap::write_udp_pcap;
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};

@@ -130,6 +130,20 @@ fn call_for(d: &Daemon, f: &Fixture, r: &Route, n: usize, spare: &std::net::UdpS
         "POST /v1/rooms/{room}/participants/{id}/dtmf" => {
             (sub(&r.path, p), Some(json!({"digits": "1"})), "r1".into(), admin_of("r1"))
         }
+        // The fixture's phone publishes a track, so a recording of r1 has something to take.
+        "POST /v1/rooms/{room}/egress" => (
+            sub(&r.path, p),
+            Some(json!({"kind": "tracks", "outputs": [{"type": "file"}]})),
+            "r1".into(),
+            admin_of("r1"),
+        ),
+        "GET /v1/rooms/{room}/egress" => (sub(&r.path, p), None, "r1".into(), admin_of("r1")),
+        "GET /v1/rooms/{room}/egress/{id}" | "DELETE /v1/rooms/{room}/egress/{id}" => {
+            let (status, e) =
+                d.post_json("/v1/rooms/r1/egress", &json!({"kind": "tracks", "outputs": [{"type": "file"}]}));
+            assert_eq!(status, 201, "{e}");
+            (sub(&r.path, e["id"].as_str().unwrap()), None, "r1".into(), admin_of("r1"))
+        }
         "PATCH /v1/rooms/{room}/participants/{id}/tracks/{track}" => {
             (sub(&r.path, p), Some(json!({"muted": false})), "r1".into(), admin_of("r1"))
         }

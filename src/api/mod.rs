@@ -6,6 +6,7 @@ mod body;
 mod cluster;
 mod cors;
 mod demo;
+mod egress;
 mod error;
 mod events;
 mod health;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub limits: Arc<ApiLimits>,
     /// `[cluster]`: set when the node is one of several sharing a Redis.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The node's recordings (`src/egress/`).
+    pub egress: Arc<crate::egress::Egresses>,
 }
 
 /// The API's own limits (config `http.*`, `rooms.max_participants_cap`).
@@ -91,6 +94,10 @@ fn table(stall_hook: bool) -> Vec<(RouteInfo, Handler)> {
         (Method::POST, "/v1/rooms/{room}/participants/{id}/dtmf", Token, post(participants::dtmf)),
         (Method::PATCH, "/v1/rooms/{room}/participants/{id}/tracks/{track}", Token, patch(participants::track)),
         (Method::GET, "/v1/rooms/{room}/events", Token, get(events::stream)),
+        (Method::POST, "/v1/rooms/{room}/egress", Token, post(egress::start)),
+        (Method::GET, "/v1/rooms/{room}/egress", Token, get(egress::list)),
+        (Method::GET, "/v1/rooms/{room}/egress/{id}", Token, get(egress::get)),
+        (Method::DELETE, "/v1/rooms/{room}/egress/{id}", Token, delete(egress::stop)),
         // WHIP (RFC 9725) and WHEP: the session URL is the participant; DELETE is the API's own.
         (Method::POST, "/whip/{room}", Token, post(whip::publish)),
         (Method::DELETE, "/whip/{room}/{id}", Token, delete(participants::delete)),

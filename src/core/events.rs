@@ -69,6 +69,30 @@ pub enum RoomEvent {
         node: String,
         participants: serde_json::Value,
     },
+    /// An egress (a recording, `src/egress/`) joined the room and writes what it is sent.
+    EgressStarted {
+        egress_id: String,
+        kind: String,
+        participant_id: ParticipantId,
+    },
+    /// An egress's outputs changed: a stream arrived and its file was started.
+    EgressUpdated {
+        egress_id: String,
+        state: String,
+        files: Vec<String>,
+    },
+    /// An egress stopped and its files are finalised (`reason`: `requested`, `room_finished`,
+    /// `participant_left`, `shutdown`).
+    EgressEnded {
+        egress_id: String,
+        reason: String,
+        files: Vec<String>,
+    },
+    /// An egress failed (its pipeline, its join or its directory); what it wrote stays.
+    EgressFailed {
+        egress_id: String,
+        reason: String,
+    },
 }
 
 impl RoomEvent {
@@ -87,6 +111,10 @@ impl RoomEvent {
             RoomEvent::Dtmf { .. } => "dtmf",
             RoomEvent::ActiveSpeaker { .. } => "active_speaker",
             RoomEvent::RoomLost { .. } => "room_lost",
+            RoomEvent::EgressStarted { .. } => "egress_started",
+            RoomEvent::EgressUpdated { .. } => "egress_updated",
+            RoomEvent::EgressEnded { .. } => "egress_ended",
+            RoomEvent::EgressFailed { .. } => "egress_failed",
         }
     }
 }

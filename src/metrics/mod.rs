@@ -5,9 +5,11 @@
 //! Every metric is declared once, in `Metrics::build`; adding one touches that declaration and
 //! the place that counts. docs/metrics.md lists them all, and a test here holds the two together.
 
+mod egress;
 mod family;
 mod labels;
 
+pub use egress::{EgressMetrics, EgressTotals};
 pub use family::{Counters, Gauges, Histograms, SecondCounters};
 pub use labels::{
     Direction, DropLabel, HttpMethod, JitterEvent, Label, Labels, MixerStage, WebhookResult, WorkerLabel,
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub receiver_loss: Histograms<ParticipantKind>,
     pub receiver_jitter: Histograms<ParticipantKind>,
     pub receiver_rtt: Histograms<ParticipantKind>,
+    /// The egresses (`src/egress/`), read at each scrape.
+    pub egress: EgressMetrics,
     media_loop_age: Gauge,
     /// How long ago the media thread last turned its loop: read at each scrape, since a stalled
     /// thread harvests nothing and its own gauges would stand still.
@@ -259,6 +263,7 @@ impl Metrics {
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
                 &["kind"],
             )?,
+            egress: EgressMetrics::declare(&d)?,
             media_loop_age: d.float_gauge(
                 "media_loop_age_seconds",
                 "Seconds since the media thread last turned its loop, at the scrape; over 2 is a stall",
@@ -413,6 +418,7 @@ impl Metrics {
         if let Some(age) = self.media_age.get() {
             self.media_loop_age.set(age().as_secs_f64());
         }
+        self.egress.refresh();
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -100,6 +100,12 @@ pub enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// An event about the room from outside it (an egress's), to its SSE listeners and webhooks.
+    Announce {
+        room: RoomId,
+        event: crate::core::RoomEvent,
+        reply: Reply<()>,
+    },
     /// A test hook (`debug.stall_hook`): the worker sleeps this long.
     Stall(std::time::Duration),
     /// A test hook (`debug.stall_hook` with `"panic": true`): the worker panics outside any
@@ -120,7 +126,8 @@ impl Command {
             | Command::Leave { room, .. }
             | Command::Dtmf { room, .. }
             | Command::MuteTrack { room, .. }
-            | Command::Subscribe { room, .. } => Some(room),
+            | Command::Subscribe { room, .. }
+            | Command::Announce { room, .. } => Some(room),
             Command::ListRooms { .. } | Command::Shutdown { .. } | Command::Stall(_) | Command::Crash => None,
         }
     }

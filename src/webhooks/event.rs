@@ -70,7 +70,11 @@ pub fn wanted(ev: &RoomEvent, dtmf: bool) -> bool {
         | RoomEvent::TrackUnpublished { .. }
         | RoomEvent::TrackMuted { .. }
         | RoomEvent::TrackUnmuted { .. }
-        | RoomEvent::RoomLost { .. } => true,
+        | RoomEvent::RoomLost { .. }
+        | RoomEvent::EgressStarted { .. }
+        | RoomEvent::EgressUpdated { .. }
+        | RoomEvent::EgressEnded { .. }
+        | RoomEvent::EgressFailed { .. } => true,
         RoomEvent::Dtmf { .. } => dtmf,
         RoomEvent::RouteChanged { .. } | RoomEvent::ActiveSpeaker { .. } => false,
     }

@@ -111,6 +111,14 @@ impl Worker {
                 });
                 let _ = reply.send(r);
             }
+            Command::Announce { room, event, reply } => {
+                let r = self.room_idx(&room).map(|idx| {
+                    if let Some(e) = self.rooms[idx].as_ref() {
+                        super::publish::emit(e.room.id(), &e.events, &self.hooks, &event);
+                    }
+                });
+                let _ = reply.send(r);
+            }
             Command::Shutdown { .. } => {}
             // Only sent when `debug.stall_hook` is on (the API route does not exist otherwise).
             Command::Stall(d) => std::thread::sleep(d),
