@@ -206,12 +206,6 @@ pub fn cpu_jiffies() -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// CPU-seconds all CPUs together were busy between two readings (/proc/stat counts in USER_HZ,
-/// which Linux fixes at 100 a second whatever the kernel's tick).
-pub fn busy_seconds(a: &[(u64, u64)], b: &[(u64, u64)]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| y.0.saturating_sub(x.0)).sum::<u64>() as f64 / 100.0
-}
-
 /// Busy percentage of each CPU between two readings.
 pub fn cpu_busy_pct(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
     a.iter()

@@ -53,7 +53,7 @@ pub(super) fn measure_with(c: &Common, eng: &engine::Handle, edge: &mut dyn FnMu
         cpu: util::cpu_between(a, b),
         gen_cpu: util::cpu_between(ga, gb),
         cpus_busy_pct: util::cpu_busy_pct(&ja, &jb),
-        machine_busy_s: util::busy_seconds(&ja, &jb),
+        machine_busy_s: util::cpu_busy_pct(&ja, &jb).iter().sum::<f64>() / 100.0 * util::cpu_between(a, b).wall_s,
         target_udp_drops: diff(da.0, db.0),
         gen_udp_drops: diff(da.1, db.1),
         rss_kib,
