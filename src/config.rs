@@ -23,11 +23,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub node: crate::limits::NodeConfig,
     pub ng: crate::ng::NgConfig,
-    /// `[cluster]`: the Redis shared with other nodes; unset, the node runs alone.
     pub cluster: crate::cluster::ClusterConfig,
-    /// `[[webhooks]]`: receivers of room events (`src/webhooks/`).
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
-    /// `[egress]`: recordings (`src/egress/`).
     pub egress: crate::egress::EgressConfig,
 }
 
