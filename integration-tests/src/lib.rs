@@ -56,7 +56,7 @@ pub use clock::{poll_until, unix_now, UnixClock};
 pub use config::{test_workers, Config};
 pub use daemon::Daemon;
 pub use flood::{start_flood, FloodPlan, FloodReport, FLOOD_KINDS};
-pub use g711::{pcmu_payload_samples, pcmu_tone_packets, ulaw_decode, ulaw_encode};
+pub use g711::{alaw_decode, alaw_encode, pcmu_payload_samples, pcmu_tone_packets, ulaw_decode, ulaw_encode};
 pub use http::{
     delete, get_json, http_call, http_call_as, patch_json, post_json, raw_http, raw_http_with, RawResponse,
 };

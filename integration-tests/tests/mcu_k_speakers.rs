@@ -34,21 +34,6 @@ const TALKERS: [(&str, f32, f32); 6] = [
     ("t900", 900.0, 0.04),
 ];
 
-/// G.711 µ-law encoding of one sample.
-fn ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32635;
-    let mut x = sample as i32;
-    let sign = if x < 0 { 0x80 } else { 0 };
-    x = x.abs().min(CLIP) + BIAS;
-    let mut exponent = 7;
-    while exponent > 0 && x & (0x80 << exponent) == 0 {
-        exponent -= 1;
-    }
-    let mantissa = (x >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) | mantissa) as u8
-}
-
 /// What a talker did: when it joined and stopped sending (unix seconds), how many packets it
 /// sent and how late (ms) its latest packet left against its 20 ms schedule.
 #[derive(Debug)]
@@ -119,7 +104,7 @@ fn start_talker(d: &Daemon, name: &'static str, hz: f32, amplitude: f32, seconds
             for (i, b) in packet[12..].iter_mut().enumerate() {
                 let t = (n * 160 + i as u64) as f64 / 8000.0;
                 let x = (2.0 * std::f64::consts::PI * hz as f64 * t).sin() * amplitude as f64 * 32767.0;
-                *b = ulaw(x as i16);
+                *b = ulaw_encode(x as i16);
             }
             sock.send_to(&packet, dest).expect("send RTP");
             seq = seq.wrapping_add(1);

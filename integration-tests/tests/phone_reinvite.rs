@@ -1,6 +1,6 @@
 //! A re-INVITE that moves a phone leg to a new address and a new codec, as a SIP gateway does
 //! after a transfer or a media-server hand-over: PATCH with a new offer (new port, PCMA
-//! instead of PCMU). The test is both phones, with std UDP sockets and G.711 done here.
+//! instead of PCMU). The test is both phones, with std UDP sockets and the harness's G.711.
 //!
 //! Checked: the answer (same bridge port and SSRC, the new codec, a new o= version), media
 //! following the new address at once, the route turning from forward into transcode both ways
@@ -13,72 +13,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard_integration_tests::*;
-
-// ---- G.711 (ITU-T G.711 segment encoding, written from the standard's tables) ----
-
-fn ulaw_encode(x: i16) -> u8 {
-    let mut v = i32::from(x);
-    let sign = if v < 0 {
-        v = -v;
-        0x80
-    } else {
-        0
-    };
-    v = v.min(32635) + 0x84;
-    let mut exp = 7;
-    while exp > 0 && v & (0x80 << exp) == 0 {
-        exp -= 1;
-    }
-    let mant = (v >> (exp + 3)) & 0x0f;
-    !(sign | (exp << 4) | mant) as u8
-}
-
-fn ulaw_decode(u: u8) -> i16 {
-    let u = !u;
-    let exp = i32::from((u >> 4) & 7);
-    let mant = i32::from(u & 0x0f);
-    let v = (((mant << 3) + 0x84) << exp) - 0x84;
-    (if u & 0x80 != 0 { -v } else { v }) as i16
-}
-
-fn alaw_encode(x: i16) -> u8 {
-    let mut v = i32::from(x) >> 3; // 13-bit magnitude range
-    let sign = if v >= 0 {
-        0x80
-    } else {
-        v = -v - 1;
-        0
-    };
-    let v = v.min(0x0fff);
-    let mut exp = 7;
-    while exp > 0 && v & (0x10 << exp) == 0 {
-        exp -= 1;
-    }
-    let mant = if exp == 0 { (v >> 1) & 0x0f } else { (v >> exp) & 0x0f };
-    ((sign | (exp << 4) | mant) ^ 0x55) as u8
-}
-
-fn alaw_decode(a: u8) -> i16 {
-    let a = a ^ 0x55;
-    let exp = i32::from((a >> 4) & 7);
-    let mant = i32::from(a & 0x0f);
-    let mag = if exp == 0 { (mant << 4) + 8 } else { ((mant << 4) + 0x108) << (exp - 1) };
-    (if a & 0x80 != 0 { mag } else { -mag }) as i16
-}
-
-#[test]
-fn g711_helpers_round_trip_a_tone() {
-    let s = sine(440.0, 8000, 0.5, 0.5);
-    let u: Vec<i16> = s.iter().map(|x| ulaw_decode(ulaw_encode(*x))).collect();
-    let a: Vec<i16> = s.iter().map(|x| alaw_decode(alaw_encode(*x))).collect();
-    for (name, d) in [("ulaw", &u), ("alaw", &a)] {
-        assert!((dominant_frequency(d, 8000) - 440.0).abs() < 2.0, "{name}");
-        let err: f64 = s.iter().zip(d.iter()).map(|(x, y)| f64::from(*x - *y).abs()).sum::<f64>() / s.len() as f64;
-        assert!(err < 200.0, "{name}: mean error {err}");
-    }
-    assert_eq!(ulaw_encode(0), 0xff);
-    assert_eq!(alaw_encode(0), 0xd5);
-}
 
 // ---- the two phones ----
 
