@@ -4,6 +4,7 @@
 use super::node::NodeRecord;
 use super::{Cluster, ClusterError};
 use crate::core::RoomEvent;
+use crate::runtime::os_thread::process_cpu_time;
 use crate::runtime::Workers;
 use crate::webhooks::Webhooks;
 use serde_json::json;
@@ -152,14 +153,6 @@ impl CpuClock {
     }
 }
 
-/// User and system CPU time of the whole process, from `/proc/self/stat` (clock ticks at the
-/// kernel's usual 100 Hz); zero where it cannot be read.
 fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Duration::ZERO };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of stat; here, after the name and state, 11 and 12.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    process_cpu_time().unwrap_or_default()
 }

@@ -8,7 +8,7 @@ pub mod command;
 mod drivers;
 pub mod heartbeat;
 pub mod kernel;
-mod os_thread;
+pub(crate) mod os_thread;
 pub mod placement;
 pub(crate) mod ports;
 pub mod sdp_kind;

@@ -5,25 +5,31 @@
 
 use std::time::Duration;
 
-/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): one vDSO call, cheap
-/// enough for every housekeeping turn.
-pub fn cpu_time() -> Option<Duration> {
+fn clock(id: libc::clockid_t) -> Option<Duration> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let r = unsafe { libc::clock_gettime(id, &mut ts) };
     if r != 0 {
         return None;
     }
     Some(Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?))
 }
 
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): one vDSO call, cheap
+/// enough for every housekeeping turn.
+pub fn cpu_time() -> Option<Duration> {
+    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time the whole process has used, every thread's (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_time() -> Option<Duration> {
+    clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `Instant` and of the kernel's
 /// `bpf_ktime_get_ns`, by which the forwarding program stamps its packets.
 pub fn monotonic_ns() -> Option<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    clock(libc::CLOCK_MONOTONIC).and_then(|d| u64::try_from(d.as_nanos()).ok())
 }
 
 /// Pins the calling thread to the `i`-th core of those the process may run on (counting round
