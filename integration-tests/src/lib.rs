@@ -69,8 +69,8 @@ pub use paths::{crate_dir, daemon_bin, fixture, peer_script, python, workspace_r
 pub use pcap::write_udp_pcap;
 pub use peers::{peer, require_chromium, require_gstreamer, spawn_peer, PeerHandle, PeerOutput};
 pub use phone_legs::{
-    assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, read_s16le, require_rtp_leg,
-    spawn_tone_legs, tone_leg_args, RTP_LEG,
+    assert_leg_heard, assert_one_stream, leg_audio_between, leg_heard_all, leg_joined_at, legs_together, read_s16le,
+    received_tail, require_rtp_leg, spawn_tone_legs, tone_leg_args, RTP_LEG,
 };
 pub use ports::{reserve_ports, PortBlock, PORT_BLOCK, WEBRTC_PORTS};
 pub use proc_stats::{

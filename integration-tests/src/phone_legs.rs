@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audio::{dominant_frequency, tone_level_db};
 use crate::daemon::Daemon;
 use crate::peers::{require_python, PeerHandle, PeerOutput};
 
@@ -163,4 +164,23 @@ pub fn leg_audio_between(out: &PeerOutput, path: &Path, from: f64, to: f64) -> (
     let a = start.unwrap_or(pos).min(all.len());
     let b = end.unwrap_or(pos).min(all.len());
     (all[a..b.max(a)].to_vec(), rate)
+}
+
+/// The last `seconds` of what a leg saved with --save-audio, and its sample rate.
+pub fn received_tail(out: &PeerOutput, path: &Path, seconds: f32) -> (Vec<i16>, u32) {
+    let rate = out.json["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
+    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
+    let n = ((rate as f32 * seconds) as usize).min(all.len());
+    (all[all.len() - n..].to_vec(), rate)
+}
+
+/// The leg heard `want_hz` over its last 2 s of received audio, at a real level.
+#[track_caller]
+pub fn assert_leg_heard(name: &str, out: &PeerOutput, audio: &Path, want_hz: f32) {
+    out.expect_ok();
+    let (tail, rate) = received_tail(out, audio, 2.0);
+    assert!(tail.len() as f32 >= rate as f32 * 1.9, "{name}: only {} samples: {}", tail.len(), out.describe());
+    let hz = dominant_frequency(&tail, rate);
+    assert!((hz - want_hz).abs() <= 10.0, "{name}: heard {hz:.1} Hz, expected {want_hz} ± 10: {}", out.describe());
+    assert!(tone_level_db(&tail, rate, want_hz) > -25.0, "{name}: {want_hz} Hz too quiet: {}", out.describe());
 }

@@ -49,14 +49,6 @@ impl Call {
     }
 }
 
-/// The last `seconds` of what a leg saved with --save-audio, and its sample rate.
-fn received_tail(out: &PeerOutput, path: &Path, seconds: f32) -> (Vec<i16>, u32) {
-    let rate = out.json["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
-    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
-    let n = ((rate as f32 * seconds) as usize).min(all.len());
-    (all[all.len() - n..].to_vec(), rate)
-}
-
 /// `out` heard `want_hz` (± 10 Hz, over its last 2 s of received audio, at a real level) and
 /// not `not_hz`: that band is at least 30 dB below the wanted one.
 #[track_caller]

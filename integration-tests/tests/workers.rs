@@ -31,25 +31,6 @@ fn rooms_on_both(d: &Daemon, rooms: &[&str]) {
     }
 }
 
-/// The last `seconds` of what a leg saved with --save-audio, and its sample rate.
-fn received_tail(out: &PeerOutput, path: &Path, seconds: f32) -> (Vec<i16>, u32) {
-    let rate = out.json["audio"]["rate"].as_u64().unwrap_or(8000) as u32;
-    let all = if path.exists() { read_s16le(path) } else { Vec::new() };
-    let n = ((rate as f32 * seconds) as usize).min(all.len());
-    (all[all.len() - n..].to_vec(), rate)
-}
-
-/// The leg heard `want_hz` over its last 2 s of received audio, at a real level.
-#[track_caller]
-fn assert_leg_heard(name: &str, out: &PeerOutput, audio: &Path, want_hz: f32) {
-    out.expect_ok();
-    let (tail, rate) = received_tail(out, audio, 2.0);
-    assert!(tail.len() as f32 >= rate as f32 * 1.9, "{name}: only {} samples: {}", tail.len(), out.describe());
-    let hz = dominant_frequency(&tail, rate);
-    assert!((hz - want_hz).abs() <= 10.0, "{name}: heard {hz:.1} Hz, expected {want_hz} ± 10: {}", out.describe());
-    assert!(tone_level_db(&tail, rate, want_hz) > -25.0, "{name}: {want_hz} Hz too quiet: {}", out.describe());
-}
-
 /// A phone leg in `room` sending `hz` as Opus until `stop` exists, saving what it hears.
 fn phone(d: &Daemon, room: &str, hz: f32, dir: &Path) -> (Option<PeerHandle>, PathBuf, PathBuf) {
     let (audio, stop) = (dir.join(format!("{room}.s16le")), dir.join(format!("{room}.stop")));
